@@ -1,0 +1,127 @@
+"""Writing the audit trail. Call audit_record inside the caller's transaction, late in it:
+the chain lock it takes is held until that transaction ends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import context
+from .models import AuditEvent
+
+GENESIS_HASH = "0" * 64
+# Arbitrary constant key for pg_advisory_xact_lock: one writer extends the chain at a time.
+CHAIN_LOCK_KEY = 7_300_417_001
+
+
+def _normalise(value: Any) -> Any:
+    """What jsonb will give back: Decimals, dates and UUIDs become strings."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def event_digest(
+    *,
+    chain_seq: int,
+    occurred_at: datetime,
+    actor_id: int | None,
+    actor_username: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    before: Any,
+    after: Any,
+    request_id: str,
+    ip: str,
+    prev_hash: str,
+) -> str:
+    payload = {
+        "chain_seq": chain_seq,
+        "occurred_at": occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor_id": actor_id,
+        "actor_username": actor_username,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "object_repr": object_repr,
+        "before": before,
+        "after": after,
+        "request_id": request_id,
+        "ip": ip,
+        "prev_hash": prev_hash,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def digest_of(event: AuditEvent) -> str:
+    return event_digest(
+        chain_seq=event.chain_seq,
+        occurred_at=event.occurred_at,
+        actor_id=event.actor_id,
+        actor_username=event.actor_username,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        object_repr=event.object_repr,
+        before=event.before,
+        after=event.after,
+        request_id=event.request_id,
+        ip=event.ip,
+        prev_hash=event.prev_hash,
+    )
+
+
+def audit_record(
+    *,
+    actor: Any = None,
+    action: str,
+    obj: Any = None,
+    object_type: str = "",
+    object_id: str | int = "",
+    object_repr: str = "",
+    before: Any = None,
+    after: Any = None,
+    occurred_at: datetime | None = None,
+    actor_username: str = "",
+) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction (or its own if none)."""
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or obj.pk
+        object_repr = object_repr or str(obj)
+    actor_id = getattr(actor, "pk", None) if actor is not None else None
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        actor_username = actor_username or actor.get_username()
+    ctx = context.current()
+    occurred = occurred_at or timezone.now()
+    before_n, after_n = _normalise(before), _normalise(after)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+        last = AuditEvent.objects.order_by("-chain_seq").values_list("chain_seq", "hash").first()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+        fields = {
+            "chain_seq": seq,
+            "occurred_at": occurred,
+            "actor_id": actor_id,
+            "actor_username": actor_username[:150],
+            "action": action[:64],
+            "object_type": str(object_type)[:64],
+            "object_id": str(object_id)[:64],
+            "object_repr": str(object_repr)[:200],
+            "before": before_n,
+            "after": after_n,
+            "request_id": ctx.request_id,
+            "ip": ctx.ip,
+            "prev_hash": prev_hash,
+        }
+        return AuditEvent.objects.create(**fields, hash=event_digest(**fields))

@@ -1,0 +1,95 @@
+from datetime import UTC, datetime, time
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from oms.csvio import write_csv
+from oms.roles import ADMIN, COMPLIANCE, has_role
+
+from .selectors import audit_events
+from .services import audit_record
+
+CSV_HEADER = [
+    "seq",
+    "occurred_at",
+    "user",
+    "action",
+    "object_type",
+    "object_id",
+    "object",
+    "request_id",
+    "ip",
+    "before",
+    "after",
+    "hash",
+]
+CSV_LIMIT = 100_000
+
+
+def _parse_when(raw: str, *, end: bool = False) -> datetime | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    moment = parse_datetime(raw)
+    if moment is None:
+        day = parse_date(raw)
+        if day is None:
+            return None
+        moment = datetime.combine(day, time.max if end else time.min)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, UTC)
+    return moment
+
+
+def _filters(request) -> dict:
+    g = request.GET
+    return {
+        "username": g.get("user", "").strip(),
+        "action": g.get("action", "").strip(),
+        "object_type": g.get("object_type", "").strip(),
+        "object_id": g.get("object_id", "").strip(),
+        "since": _parse_when(g.get("since", "")),
+        "until": _parse_when(g.get("until", ""), end=True),
+    }
+
+
+@login_required
+def events(request):
+    if not has_role(request.user, COMPLIANCE, ADMIN):
+        raise PermissionDenied
+    qs = audit_events(**_filters(request))
+    if request.GET.get("format") == "csv":
+        rows = (
+            [
+                e.chain_seq,
+                e.occurred_at.isoformat(),
+                e.actor_username,
+                e.action,
+                e.object_type,
+                e.object_id,
+                e.object_repr,
+                e.request_id,
+                e.ip,
+                e.before,
+                e.after,
+                e.hash,
+            ]
+            for e in qs[:CSV_LIMIT]
+        )
+        audit_record(actor=request.user, action="audit.export", after={"query": request.GET.dict()})
+        response = HttpResponse(write_csv(CSV_HEADER, rows), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
+        return response
+    page = Paginator(qs, 100).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "audit/events.html",
+        {"page": page, "filters": request.GET, "query": query.urlencode()},
+    )

@@ -1,0 +1,74 @@
+"""What every API endpoint shares: one error format, pagination, role permissions."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, permissions
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import DomainError
+from .roles import has_role
+
+
+class StandardPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+def _error_body(code: str, message: str, fields: dict | None = None, details: dict | None = None):
+    body: dict = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields
+    if details:
+        body["error"]["details"] = details
+    return body
+
+
+def exception_handler(exc, context):
+    """Every error leaves the API as {"error": {"code", "message", "fields"?, "details"?}}."""
+    if isinstance(exc, DomainError):
+        return Response(
+            _error_body(exc.code, exc.message, details=exc.details), status=exc.status_code
+        )
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else None
+        exc = exceptions.ValidationError(fields or {"non_field_errors": exc.messages})
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        data = exc.detail
+        if isinstance(data, dict):
+            response.data = _error_body("invalid", "Invalid input.", fields=data)
+        else:
+            response.data = _error_body(
+                "invalid", "Invalid input.", fields={"non_field_errors": data}
+            )
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = _error_body(str(code), str(detail))
+    return response
+
+
+class HasRole(permissions.BasePermission):
+    """Use as HasRole.of("Trader", "Admin")."""
+
+    roles: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *roles: str):
+        return type(f"HasRole_{'_'.join(roles)}", (cls,), {"roles": roles})
+
+    def has_permission(self, request, view) -> bool:
+        return bool(
+            request.user and request.user.is_authenticated and has_role(request.user, *self.roles)
+        )

@@ -1,0 +1,72 @@
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from audit.services import audit_record
+
+from .models import Security
+from .selectors import accounts_visible_to, security_search
+from .serializers import AccountSerializer, SecuritySerializer
+
+
+class TokenLoginView(APIView):
+    """POST username and password, get the API token (the one endpoint open to anonymous)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(
+        request=inline_serializer(
+            "TokenLogin", {"username": serializers.CharField(), "password": serializers.CharField()}
+        ),
+        responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
+    )
+    def post(self, request):
+        username = str(request.data.get("username", ""))
+        password = str(request.data.get("password", ""))
+        if not username or not password:
+            raise serializers.ValidationError({"username": ["Username and password are required."]})
+        user = authenticate(request=request, username=username, password=password)
+        if user is None or not user.is_active:
+            return Response(
+                {
+                    "error": {
+                        "code": "authentication_failed",
+                        "message": "Invalid username or password.",
+                    }
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        audit_record(actor=user, action="auth.token", obj=user)
+        return Response({"token": token.key})
+
+
+class SecurityViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = SecuritySerializer
+    filterset_fields = ["symbol", "sector", "asset_class", "active"]
+
+    def get_queryset(self):
+        return Security.objects.select_related("issuer").order_by("symbol")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str, description="symbol prefix, name or ISIN")]
+    )
+    def search(self, request):
+        items = security_search(query=request.query_params.get("q", ""))
+        return Response(SecuritySerializer(items, many=True).data)
+
+
+class AccountViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AccountSerializer
+    filterset_fields = ["code", "active"]
+
+    def get_queryset(self):
+        return accounts_visible_to(self.request.user).prefetch_related("managers").order_by("code")

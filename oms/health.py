@@ -1,0 +1,47 @@
+"""Liveness of what the OMS depends on; later capabilities register more probes (FIX sessions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+PROBES: dict[str, Callable[[], dict]] = {}
+
+
+def register_probe(name: str, probe: Callable[[], dict]) -> None:
+    PROBES[name] = probe
+
+
+def _database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"ok": True}
+
+
+def _redis() -> dict:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return {"ok": True}
+
+
+register_probe("database", _database)
+register_probe("redis", _redis)
+
+
+def health_report() -> tuple[bool, dict]:
+    report: dict = {}
+    healthy = True
+    for name, probe in PROBES.items():
+        try:
+            report[name] = probe()
+        except Exception as exc:  # a probe's failure is the answer, not a crash
+            report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        healthy = healthy and bool(report[name].get("ok"))
+    return healthy, report

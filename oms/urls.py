@@ -1,0 +1,39 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from . import api_views, views
+
+router = DefaultRouter()
+router.register("securities", api_views.SecurityViewSet, basename="security")
+router.register("accounts", api_views.AccountViewSet, basename="account")
+
+# Each app owns its pages (urls.py) and API routes (api_urls.py); this file only mounts them.
+APPS = ["audit", "orders", "compliance", "positions", "allocation", "fixgateway"]
+
+api_patterns = [
+    path("auth/token/", api_views.TokenLoginView.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "securities/search/",
+        api_views.SecurityViewSet.as_view({"get": "search"}),
+        name="security-search",
+    ),
+    *[path("", include(f"{app}.api_urls")) for app in APPS],
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", views.account_list, name="accounts"),
+    path("accounts/<str:code>/", views.account_detail, name="account_detail"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    *[path("", include(f"{app}.urls")) for app in APPS],
+]

