@@ -1,0 +1,186 @@
+"""Reading the blotter: the rows the trader's grid and the PM's My orders page show.
+
+One query per call, always `.values()`: the snapshot serves tens of thousands of rows and the
+publisher runs after every commit, so neither may touch a model instance or lazy relation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.db.models import Q, QuerySet
+
+from oms.fields import ZERO
+from oms.roles import ADMIN, TRADER, has_role, sees_all_accounts
+from oms.selectors import accounts_visible_to
+
+from .lifecycle import OPEN, OrderStatus
+from .models import Block, Order
+
+BLOTTER_GROUP = "blotter"
+
+ROW_FIELDS = {
+    "id": "id",
+    "version": "version",
+    "received_at": "received_at",
+    "updated_at": "updated_at",
+    "pm": "pm__username",
+    "account_id": "account_id",
+    "account": "account__code",
+    "security_id": "security_id",
+    "symbol": "security__symbol",
+    "side": "side",
+    "quantity": "quantity",
+    "cum_qty": "cum_qty",
+    "leaves_qty": "leaves_qty",
+    "avg_price": "avg_price",
+    "order_type": "order_type",
+    "limit_price": "limit_price",
+    "time_in_force": "time_in_force",
+    "status": "status",
+    "block_id": "block_id",
+    "block_status": "block__status",
+    "broker": "block__broker__code",
+    "strategy": "block__strategy",
+}
+_DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price")
+# Leaves as the desk reads them: nothing left on a finished order, the rest on anything else.
+_NOTHING_LEFT = frozenset(
+    {
+        OrderStatus.FILLED,
+        OrderStatus.CANCELLED,
+        OrderStatus.REJECTED,
+        OrderStatus.EXPIRED,
+        OrderStatus.BLOCKED,
+        OrderStatus.REPLACED,
+    }
+)
+
+
+def pm_group(user_id: int) -> str:
+    return f"orders.pm.{user_id}"
+
+
+def may_work_orders(user) -> bool:
+    return has_role(user, TRADER, ADMIN)
+
+
+def feed_for(user, *, scope: str) -> str | None:
+    """The websocket group a user's page follows: the firm-wide blotter or their own orders."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    if scope == "blotter":
+        return BLOTTER_GROUP if sees_all_accounts(user) else None
+    return pm_group(user.pk)
+
+
+def _row(values: dict[str, Any]) -> dict[str, Any]:
+    row = {name: values[source] for name, source in ROW_FIELDS.items()}
+    if row["status"] in _NOTHING_LEFT:
+        row["leaves_qty"] = ZERO
+    else:
+        row["leaves_qty"] = row["quantity"] - row["cum_qty"]
+    for name in _DECIMALS:
+        value = row[name]
+        row[name] = None if value is None else _plain(value)
+    row["received_at"] = row["received_at"].isoformat()
+    row["updated_at"] = row["updated_at"].isoformat()
+    return row
+
+
+def _plain(value: Decimal) -> str:
+    # 8-place columns print as "100.00000000"; the grid wants "100".
+    return format(value.normalize(), "f")
+
+
+def _blotter_orders(*, as_of: datetime) -> QuerySet[Order]:
+    """Every order still open, plus everything touched since the start of as_of's UTC day."""
+    day_start = datetime.combine(as_of.date(), time.min, tzinfo=as_of.tzinfo)
+    return Order.objects.filter(
+        Q(status__in=OPEN) | Q(updated_at__gte=day_start) | Q(received_at__gte=day_start)
+    )
+
+
+def _visible_orders(user, *, scope: str, as_of: datetime) -> QuerySet[Order]:
+    qs = _blotter_orders(as_of=as_of)
+    if scope == "blotter" and sees_all_accounts(user):
+        return qs
+    return qs.filter(account__in=accounts_visible_to(user).values("pk"))
+
+
+def blotter_rows(*, user, scope: str, as_of: datetime) -> list[dict[str, Any]]:
+    """The grid's rows for `user`: all orders (firm-wide roles, scope "blotter") or only the
+    orders of the accounts they manage (scope "mine"). One query."""
+    qs = _visible_orders(user, scope=scope, as_of=as_of).order_by("-received_at", "-id")
+    return [_row(values) for values in qs.values(*ROW_FIELDS.values())]
+
+
+def order_rows_for_publish(*, order_ids: list[int]) -> list[tuple[dict[str, Any], list[int]]]:
+    """Current rows of these orders with the ids of every PM managing each order's account,
+    in one query (the publisher runs after every commit)."""
+    qs = (
+        Order.objects.filter(pk__in=order_ids)
+        .annotate(manager_ids=ArrayAgg("account__managers__id", distinct=True, default=[]))
+        .order_by("pk")
+        .values(*ROW_FIELDS.values(), "manager_ids")
+    )
+    return [(_row(values), [m for m in values["manager_ids"] if m is not None]) for values in qs]
+
+
+def block_detail(*, block_id: int) -> dict[str, Any] | None:
+    return (
+        Block.objects.filter(pk=block_id)
+        .values(
+            "id",
+            "status",
+            "side",
+            "quantity",
+            "cum_qty",
+            "avg_price",
+            "order_type",
+            "limit_price",
+            "stop_price",
+            "time_in_force",
+            "strategy",
+            "strategy_params",
+            "security__symbol",
+            "broker__code",
+        )
+        .first()
+    )
+
+
+def blotter_layout(*, user) -> dict[str, Any]:
+    from oms.models import UserPreference
+
+    value = (
+        UserPreference.objects.filter(user=user, key="blotter.layout")
+        .values_list("value", flat=True)
+        .first()
+    )
+    return value or {}
+
+
+def broker_sessions() -> list[dict[str, Any]]:
+    """Each broker's FIX session state from the gateway; "unknown" until the gateway reports."""
+    try:
+        from fixgateway.selectors import broker_sessions as fix_sessions
+    except ImportError:
+        fix_sessions = None
+    if fix_sessions is not None:
+        return list(fix_sessions())
+    from fixgateway.models import Broker
+
+    return [
+        {"broker": code, "logged_on": None, "state": "unknown"}
+        for code in Broker.objects.filter(active=True).values_list("code", flat=True)
+    ]
+
+
+def brokers_routable() -> list[dict[str, Any]]:
+    from fixgateway.models import Broker
+
+    return list(Broker.objects.filter(active=True).order_by("code").values("id", "code", "name"))

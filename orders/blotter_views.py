@@ -1,0 +1,193 @@
+"""The blotter page and its API. Thin: validate the input, make one domain call, shape the output."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from oms.api import HasRole
+from oms.errors import DomainError, NotFound
+from oms.roles import ADMIN, TRADER
+
+from . import block_services, blotter_selectors
+from .broadcast import sequence_current
+from .models import OrderType, TimeInForce
+
+DESK = HasRole.of(TRADER, ADMIN)
+PRICE = {"max_digits": 28, "decimal_places": 8}
+
+
+@login_required
+def blotter_page(request):
+    if not blotter_selectors.may_work_orders(request.user):
+        raise PermissionDenied
+    return render(request, "orders/blotter.html", {"may_work": True})
+
+
+class SnapshotView(APIView):
+    """Rows plus the sequence number they are current to: apply only later messages."""
+
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request):
+        scope = request.query_params.get("scope", "blotter")
+        if scope not in ("blotter", "mine"):
+            raise DomainError("scope is blotter or mine.", code="invalid")
+        group = blotter_selectors.feed_for(request.user, scope=scope)
+        if group is None:
+            raise NotFound("No such feed for you.")
+        # Read the sequence number before the rows: anything committed after the query gets a
+        # higher number (orders.broadcast), so the page loses nothing between the two.
+        seq = sequence_current(group)
+        rows = blotter_selectors.blotter_rows(user=request.user, scope=scope, as_of=timezone.now())
+        return Response({"seq": seq, "rows": rows})
+
+
+class LayoutView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request):
+        return Response(blotter_selectors.blotter_layout(user=request.user))
+
+    def put(self, request):
+        return Response(block_services.blotter_layout_save(user=request.user, layout=request.data))
+
+
+class SessionsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request):
+        return Response({"sessions": blotter_selectors.broker_sessions()})
+
+
+class BrokersView(APIView):
+    permission_classes = [DESK]
+
+    def get(self, request):
+        return Response({"brokers": blotter_selectors.brokers_routable()})
+
+
+def _block_out(block_id: int) -> dict:
+    return blotter_selectors.block_detail(block_id=block_id)
+
+
+class BlockCreateView(APIView):
+    permission_classes = [DESK]
+
+    class Input(serializers.Serializer):
+        order_ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), min_length=1, max_length=5000
+        )
+
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = block_services.block_create(
+            order_ids=data.validated_data["order_ids"], actor=request.user, as_of=timezone.now()
+        )
+        return Response(_block_out(block.pk), status=201)
+
+
+class BlockDetailView(APIView):
+    permission_classes = [DESK]
+
+    def get(self, request, block_id: int):
+        block = _block_out(block_id)
+        if block is None:
+            raise NotFound(f"Block {block_id} does not exist.")
+        return Response(block)
+
+
+class BlockRouteView(APIView):
+    permission_classes = [DESK]
+
+    class Input(serializers.Serializer):
+        broker_id = serializers.IntegerField(min_value=1)
+        order_type = serializers.ChoiceField(choices=OrderType.choices)
+        limit_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
+        stop_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
+        time_in_force = serializers.ChoiceField(
+            choices=TimeInForce.choices, default=TimeInForce.DAY
+        )
+        expire_date = serializers.DateField(required=False, allow_null=True)
+        strategy = serializers.ChoiceField(choices=block_services.STRATEGIES, default="DMA")
+        strategy_params = serializers.DictField(required=False, default=dict)
+
+    def post(self, request, block_id: int):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = block_services.block_route(
+            block_id=block_id, **data.validated_data, actor=request.user, as_of=timezone.now()
+        )
+        return Response(_block_out(block.pk))
+
+
+class BlockCancelView(APIView):
+    permission_classes = [DESK]
+
+    def post(self, request, block_id: int):
+        block = block_services.block_cancel(
+            block_id=block_id, actor=request.user, as_of=timezone.now()
+        )
+        return Response(_block_out(block.pk))
+
+
+class BlockReplaceView(APIView):
+    permission_classes = [DESK]
+
+    class Input(serializers.Serializer):
+        quantity = serializers.DecimalField(required=False, allow_null=True, **PRICE)
+        limit_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
+
+    def post(self, request, block_id: int):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = block_services.block_replace(
+            block_id=block_id, **data.validated_data, actor=request.user, as_of=timezone.now()
+        )
+        return Response(_block_out(block.pk))
+
+
+class BlockDissolveView(APIView):
+    permission_classes = [DESK]
+
+    def post(self, request, block_id: int):
+        block_services.block_dissolve(block_id=block_id, actor=request.user, as_of=timezone.now())
+        return Response(_block_out(block_id))
+
+
+class CrossView(APIView):
+    permission_classes = [DESK]
+
+    class Input(serializers.Serializer):
+        buy_order_id = serializers.IntegerField(min_value=1)
+        sell_order_id = serializers.IntegerField(min_value=1)
+
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = block_services.orders_cross(
+            **data.validated_data, actor=request.user, as_of=timezone.now()
+        )
+        return Response(result, status=201)
+
+
+class KillSwitchView(APIView):
+    permission_classes = [DESK]
+
+    class Input(serializers.Serializer):
+        scope = serializers.ChoiceField(choices=["all", "broker", "account", "trader"])
+        value = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        engage = block_services.fix_service("kill_switch_engage")
+        result = engage(**data.validated_data, actor=request.user, as_of=timezone.now())
+        return Response({"engaged": True, "result": result if isinstance(result, dict) else None})
