@@ -113,6 +113,7 @@ def _child_env(services: Services, settings: str) -> dict[str, str]:
     env["DATABASE_URL"] = services.database_url
     env["REDIS_URL"] = services.redis_url
     env.setdefault("DJANGO_SETTINGS_MODULE", settings)
+    env["OMS_RUN_DIR"] = str(RUN_DIR)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -133,6 +134,7 @@ def _banner(services: Services) -> None:
 
 
 def run() -> int:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     services = resolve_services()
     env = _child_env(services, "oms.settings.dev")
     _manage("migrate", "--noinput", env=env)
