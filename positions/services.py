@@ -1,13 +1,369 @@
+"""Writing holdings and cash. Every fill goes through position_fill_apply, every other cash
+movement (commission, fees, corrections) through cash_adjust; both record a ledger row, so
+positions_reconcile can recompute everything from the opening balances and the ledger."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import transaction
+from django.db.models import F
 
+from audit.services import audit_record
+from oms.errors import Conflict, DomainError, NotFound
+from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
+from orders.models import BUY_SIDES, SELL_SIDES
 
-from .models import CashBalance, Position
+from . import broadcast
+from .models import CashBalance, CashMovement, CashMovementKind, FxRate, Position, PositionFill
+
+QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES)
+
+
+def q8(value: Decimal) -> Decimal:
+    """Round to the stored precision, the same way everywhere (incremental and replay)."""
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+# --- the arithmetic of one position -------------------------------------------------------
+
+
+@dataclass
+class PositionState:
+    quantity: Decimal = ZERO
+    avg_cost: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+
+    @property
+    def cost_basis(self) -> Decimal:
+        return q8(self.quantity * self.avg_cost)
+
+
+def position_state_apply(state: PositionState, *, delta: Decimal, price: Decimal) -> PositionState:
+    """Apply a signed quantity (buys positive, sells negative) at a price.
+
+    Adding to a position (or opening one) re-weights the average cost; reducing it realizes
+    P&L against the average cost (for a short, profit when bought back cheaper); crossing zero
+    closes the old side and opens the rest at the fill price.
+    """
+    qty, avg, realized = state.quantity, state.avg_cost, state.realized_pnl
+    if qty == 0 or (qty > 0) == (delta > 0):
+        new_qty = qty + delta
+        new_avg = q8((qty * avg + delta * price) / new_qty) if new_qty else ZERO
+        return PositionState(new_qty, abs(new_avg), realized)
+    closed = min(abs(delta), abs(qty))
+    direction = 1 if qty > 0 else -1
+    realized = q8(realized + closed * (price - avg) * direction)
+    new_qty = qty + delta
+    if new_qty == 0:
+        return PositionState(ZERO, ZERO, realized)
+    if (new_qty > 0) != (qty > 0):
+        return PositionState(new_qty, price, realized)
+    return PositionState(new_qty, avg, realized)
+
+
+def signed_quantity(*, side: str, quantity: Decimal) -> Decimal:
+    if side in BUY_SIDES:
+        return quantity
+    if side in SELL_SIDES:
+        return -quantity
+    raise DomainError(f"Unknown side {side!r}.", code="invalid_side")
+
+
+# --- locking and get-or-create under concurrency -------------------------------------------
+
+
+def _position_lock(*, account_id: int, security_id: int) -> Position:
+    # ON CONFLICT DO NOTHING: two first fills on a new position both get here safely.
+    Position.objects.bulk_create(
+        [Position(account_id=account_id, security_id=security_id)], ignore_conflicts=True
+    )
+    return Position.objects.select_for_update(of=("self",)).get(
+        account_id=account_id, security_id=security_id
+    )
+
+
+def _cash_lock(*, account_id: int, currency: str) -> CashBalance:
+    CashBalance.objects.bulk_create(
+        [CashBalance(account_id=account_id, currency=currency)], ignore_conflicts=True
+    )
+    return CashBalance.objects.select_for_update(of=("self",)).get(
+        account_id=account_id, currency=currency
+    )
+
+
+def _cash_move(
+    *,
+    account_id: int,
+    currency: str,
+    amount: Decimal,
+    settle_date: date,
+    kind: str,
+    ref: str,
+    reason: str,
+    as_of: datetime,
+    fill: PositionFill | None = None,
+) -> CashMovement:
+    """Book money on a settlement date; it counts as settled at once if that date has come."""
+    balance = _cash_lock(account_id=account_id, currency=currency)
+    settled_now = settle_date <= as_of.date()
+    movement = CashMovement.objects.create(
+        account_id=account_id,
+        currency=currency,
+        amount=amount,
+        settle_date=settle_date,
+        kind=kind,
+        ref=ref,
+        reason=reason,
+        fill=fill,
+        is_settled=settled_now,
+        booked_at=as_of,
+    )
+    balance.projected = F("projected") + amount
+    update = ["projected", "updated_at"]
+    if settled_now:
+        balance.settled = F("settled") + amount
+        update.append("settled")
+    balance.save(update_fields=update)
+    return movement
+
+
+# --- the write path of every fill ----------------------------------------------------------
+
+
+def position_fill_apply(
+    *,
+    account_id: int,
+    security_id: int,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    trade_date: date,
+    settle_date: date,
+    fill_ref: str,
+    as_of: datetime,
+) -> None:
+    """Book a fill (quantity > 0) or reverse an earlier booking of that size at that price
+    (quantity < 0) into the account's position and cash.
+
+    Runs inside the caller's transaction (allocation, in the FIX callback); locks the position
+    row, then the cash row. Gross money moves projected cash on settle_date.
+    """
+    if quantity == 0:
+        raise DomainError("A fill needs a non-zero quantity.", code="invalid_quantity")
+    if price <= 0:
+        raise DomainError("A fill needs a positive price.", code="invalid_price")
+    if settle_date < trade_date:
+        raise DomainError("Settlement cannot precede the trade.", code="invalid_settle_date")
+    signed_quantity(side=side, quantity=Decimal(1))  # validates side
+    with transaction.atomic():
+        position = _position_lock(account_id=account_id, security_id=security_id)
+        seq = (
+            PositionFill.objects.filter(
+                account_id=account_id, security_id=security_id, fill_ref=fill_ref
+            ).count()
+            + 1
+        )
+        if quantity > 0:
+            _book(position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of)
+        else:
+            _reverse(position, side, -quantity, price, fill_ref, seq, as_of)
+    broadcast.position_changed_on_commit(account_id)
+
+
+def _book(position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of):
+    currency = Security.objects.values_list("currency", flat=True).get(pk=position.security_id)
+    delta = signed_quantity(side=side, quantity=quantity)
+    net_money = q8(-delta * price)
+    fill = PositionFill.objects.create(
+        account_id=position.account_id,
+        security_id=position.security_id,
+        fill_ref=fill_ref,
+        seq=seq,
+        side=side,
+        quantity=quantity,
+        price=price,
+        trade_date=trade_date,
+        settle_date=settle_date,
+        currency=currency,
+        net_money=net_money,
+        booked_at=as_of,
+    )
+    state = position_state_apply(
+        PositionState(position.quantity, position.avg_cost, position.realized_pnl),
+        delta=delta,
+        price=price,
+    )
+    _position_save(position, state)
+    _cash_move(
+        account_id=position.account_id,
+        currency=currency,
+        amount=net_money,
+        settle_date=settle_date,
+        kind=CashMovementKind.TRADE,
+        ref=fill_ref,
+        reason=f"{side} {quantity} @ {price}",
+        as_of=as_of,
+        fill=fill,
+    )
+
+
+def _reverse(position, side, quantity, price, fill_ref, seq, as_of):
+    original = (
+        PositionFill.objects.filter(
+            account_id=position.account_id,
+            security_id=position.security_id,
+            fill_ref=fill_ref,
+            side=side,
+            quantity=quantity,
+            price=price,
+            reversed_by__isnull=True,
+        )
+        .order_by("-id")
+        .first()
+    )
+    if original is None:
+        raise Conflict(
+            f"No booking of {side} {quantity} @ {price} under {fill_ref!r} is left to reverse.",
+            code="nothing_to_reverse",
+        )
+    reversal = PositionFill.objects.create(
+        account_id=position.account_id,
+        security_id=position.security_id,
+        fill_ref=fill_ref,
+        seq=seq,
+        side=side,
+        quantity=-quantity,
+        price=price,
+        trade_date=original.trade_date,
+        settle_date=original.settle_date,
+        currency=original.currency,
+        net_money=-original.net_money,
+        reverses=original,
+        booked_at=as_of,
+    )
+    # Exact undo: the position becomes what it would be had the booking never happened.
+    _position_save(position, position_replay(position))
+    _cash_move(
+        account_id=position.account_id,
+        currency=original.currency,
+        amount=-original.net_money,
+        settle_date=original.settle_date,
+        kind=CashMovementKind.TRADE_REVERSAL,
+        ref=fill_ref,
+        reason=f"reverses {original.fill_ref}#{original.seq}",
+        as_of=as_of,
+        fill=reversal,
+    )
+
+
+def _position_save(position: Position, state: PositionState) -> None:
+    position.quantity = state.quantity
+    position.avg_cost = state.avg_cost
+    position.cost_basis = state.cost_basis
+    position.realized_pnl = state.realized_pnl
+    position.save(
+        update_fields=["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"]
+    )
+
+
+def position_replay(position: Position) -> PositionState:
+    """The position recomputed from its opening balance and every booking since that
+    nobody reversed, in booking order."""
+    state = PositionState(position.opening_quantity, position.opening_avg_cost, ZERO)
+    rows = (
+        PositionFill.objects.filter(
+            account_id=position.account_id,
+            security_id=position.security_id,
+            id__gt=position.opening_ledger_id,
+            quantity__gt=0,
+            reversed_by__isnull=True,
+        )
+        .order_by("id")
+        .values_list("side", "quantity", "price")
+    )
+    for side, quantity, price in rows.iterator(chunk_size=2000):
+        state = position_state_apply(
+            state, delta=signed_quantity(side=side, quantity=quantity), price=price
+        )
+    return state
+
+
+# --- cash ----------------------------------------------------------------------------------
+
+
+def cash_adjust(
+    *,
+    account_id: int,
+    currency: str,
+    amount: Decimal,
+    settle_date: date,
+    reason: str,
+    ref: str,
+    as_of: datetime,
+) -> None:
+    """Book commission, fees or a correction (signed: negative takes cash out)."""
+    if amount == 0:
+        return
+    if not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        raise DomainError(f"{currency!r} is not an ISO currency code.", code="invalid_currency")
+    with transaction.atomic():
+        _cash_move(
+            account_id=account_id,
+            currency=currency,
+            amount=amount,
+            settle_date=settle_date,
+            kind=CashMovementKind.ADJUSTMENT,
+            ref=ref,
+            reason=reason,
+            as_of=as_of,
+        )
+    broadcast.position_changed_on_commit(account_id)
+
+
+def cash_settle_due(*, as_of: datetime) -> int:
+    """Move every booked movement whose settlement date has come into settled cash.
+    Run at the start of each day (positions_settle); returns how many movements settled."""
+    settled = 0
+    with transaction.atomic():
+        due = (
+            CashMovement.objects.filter(is_settled=False, settle_date__lte=as_of.date())
+            .values_list("account_id", "currency")
+            .distinct()
+        )
+        for account_id, currency in sorted(set(due)):
+            balance = _cash_lock(account_id=account_id, currency=currency)
+            rows = CashMovement.objects.select_for_update().filter(
+                account_id=account_id,
+                currency=currency,
+                is_settled=False,
+                settle_date__lte=as_of.date(),
+            )
+            total = sum((m.amount for m in rows), ZERO)
+            count = rows.update(is_settled=True)
+            balance.settled = F("settled") + total
+            balance.save(update_fields=["settled", "updated_at"])
+            settled += count
+            broadcast.position_changed_on_commit(account_id)
+    return settled
+
+
+# --- FX rates ------------------------------------------------------------------------------
+
+
+def fx_rate_set(*, base: str, quote: str, rate: Decimal, as_of_date: date) -> FxRate:
+    if rate <= 0:
+        raise DomainError("An FX rate must be positive.", code="invalid_rate")
+    obj, _ = FxRate.objects.update_or_create(
+        base=base, quote=quote, as_of_date=as_of_date, defaults={"rate": rate}
+    )
+    return obj
+
+
+# --- start of day --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -25,40 +381,101 @@ class OpeningCash:
     amount: Decimal
 
 
+def _last_fill_id() -> int:
+    return PositionFill.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _last_movement_id() -> int:
+    return CashMovement.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 @transaction.atomic
 def opening_balances_load(
-    *, positions: list[OpeningPosition], cash: list[OpeningCash], replace: bool = False
+    *,
+    positions: list[OpeningPosition],
+    cash: list[OpeningCash],
+    replace: bool = False,
+    actor=None,
+    source: str = "",
 ) -> tuple[int, int]:
     """Set start-of-day positions and cash. Without `replace`, existing rows are left alone
-    (so loading the demo twice changes nothing)."""
+    (so loading the demo twice changes nothing). With it, the loaded figures become the new
+    opening balance: bookings made before the load count as included in it (the custodian's
+    file already reflects them), projected cash keeps the movements still to settle."""
     created = 0
-    for item in positions:
-        defaults = {
+    last_fill = _last_fill_id()
+    for item in sorted(positions, key=lambda p: (p.account.pk, p.security.pk)):
+        values = {
             "quantity": item.quantity,
             "avg_cost": item.avg_cost,
-            "cost_basis": item.quantity * item.avg_cost,
+            "cost_basis": q8(item.quantity * item.avg_cost),
+            "realized_pnl": ZERO,
             "opening_quantity": item.quantity,
             "opening_avg_cost": item.avg_cost,
+            "opening_ledger_id": last_fill,
         }
         if replace:
-            Position.objects.update_or_create(
-                account=item.account, security=item.security, defaults=defaults
-            )
+            position = _position_lock(account_id=item.account.pk, security_id=item.security.pk)
+            for name, value in values.items():
+                setattr(position, name, value)
+            position.save()
         else:
             _, was_created = Position.objects.get_or_create(
-                account=item.account, security=item.security, defaults=defaults
+                account=item.account, security=item.security, defaults=values
             )
             created += was_created
     cash_created = 0
-    for item in cash:
-        defaults = {"settled": item.amount, "opening_settled": item.amount}
+    last_movement = _last_movement_id()
+    for item in sorted(cash, key=lambda c: (c.account.pk, c.currency)):
         if replace:
-            CashBalance.objects.update_or_create(
-                account=item.account, currency=item.currency, defaults=defaults
+            balance = _cash_lock(account_id=item.account.pk, currency=item.currency)
+            pending = sum(
+                (
+                    m.amount
+                    for m in CashMovement.objects.filter(
+                        account_id=item.account.pk, currency=item.currency, is_settled=False
+                    )
+                ),
+                ZERO,
             )
+            # Movements still to settle stay on the ladder on top of the new opening.
+            balance.settled = item.amount
+            balance.opening_settled = item.amount
+            balance.projected = item.amount + pending
+            balance.opening_movement_id = last_movement
+            balance.save()
         else:
             _, was_created = CashBalance.objects.get_or_create(
-                account=item.account, currency=item.currency, defaults=defaults
+                account=item.account,
+                currency=item.currency,
+                defaults={
+                    "settled": item.amount,
+                    "projected": item.amount,
+                    "opening_settled": item.amount,
+                    "opening_movement_id": last_movement,
+                },
             )
             cash_created += was_created
+    if actor is not None:
+        audit_record(
+            actor=actor,
+            action="positions.opening_load",
+            object_type="positions.opening",
+            object_repr=source or "opening balances",
+            after={
+                "positions": len(positions),
+                "cash": len(cash),
+                "replace": replace,
+                "source": source,
+            },
+        )
+    for account_id in {p.account.pk for p in positions} | {c.account.pk for c in cash}:
+        broadcast.position_changed_on_commit(account_id)
     return created, cash_created
+
+
+def security_get(*, security_id: int) -> Security:
+    try:
+        return Security.objects.get(pk=security_id)
+    except Security.DoesNotExist:
+        raise NotFound(f"No security {security_id}.") from None
