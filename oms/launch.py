@@ -24,11 +24,17 @@ DEFAULT_DB_NAME = "oms"
 EMBEDDED_REDIS_PORT = int(os.environ.get("OMS_EMBEDDED_REDIS_PORT", "6391"))
 
 
+APP_ROLE = "oms_app"
+
+
 @dataclass
 class Services:
     database_url: str
     redis_url: str
     embedded: list[str] = field(default_factory=list)
+    # True when the project chose the database itself (local or embedded), so it may create
+    # the application's own restricted role there.
+    owns_database: bool = False
     _handles: list[object] = field(default_factory=list, repr=False)
 
 
@@ -92,8 +98,10 @@ def resolve_services() -> Services:
         admin = f"postgresql://{_local_pg_user()}@127.0.0.1:5432/postgres"
         _ensure_database(admin, DEFAULT_DB_NAME)
         services.database_url = f"postgresql://{_local_pg_user()}@127.0.0.1:5432/{DEFAULT_DB_NAME}"
+        services.owns_database = True
     else:
         services.database_url = _embedded_postgres(services)
+        services.owns_database = True
 
     if os.environ.get("REDIS_URL"):
         services.redis_url = os.environ["REDIS_URL"]
@@ -102,6 +110,12 @@ def resolve_services() -> Services:
     else:
         services.redis_url = _embedded_redis(services)
     return services
+
+
+def _as_role(url: str, role: str) -> str:
+    scheme, rest = url.split("://", 1)
+    _, host_and_path = rest.rsplit("@", 1) if "@" in rest else ("", rest)
+    return f"{scheme}://{role}@{host_and_path}"
 
 
 def _manage(*args: str, env: dict[str, str]) -> None:
@@ -138,6 +152,10 @@ def run() -> int:
     services = resolve_services()
     env = _child_env(services, "oms.settings.dev")
     _manage("migrate", "--noinput", env=env)
+    if services.owns_database:
+        # The processes run as a role that cannot rewrite the audit trail; the owner only migrates.
+        _manage("db_app_role", "--role", APP_ROLE, env=env)
+        env["DATABASE_URL"] = _as_role(services.database_url, APP_ROLE)
     _manage("seed_demo", env=env)
     _banner(services)
     proc = subprocess.Popen(
