@@ -154,6 +154,8 @@ class Order(models.Model):
     estimated_notional = MoneyField(null=True, blank=True)
     # NULL, not "", when absent: the unique constraint applies only to keys that were sent.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # What the keyed request asked for, so a retry with a different body is refused, not replayed.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     # Bumped on every change, so pushed updates can be ordered and stale writes detected.
     version = models.PositiveIntegerField(default=1)
 

@@ -3,18 +3,28 @@ row-locked, audited, pushed to the blotter after commit)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from audit.services import audit_record
-from oms.errors import Conflict
+from oms import roles
+from oms.errors import Conflict, DomainError, NotPermitted
+from oms.errors import NotFound as DomainNotFound
+from oms.models import Account, Security
+from oms.roles import has_role
+from oms.selectors import accounts_visible_to
 
 from . import broadcast
-from .lifecycle import OrderStatus, check_transition
-from .models import Order, OrderEvent
+from .lifecycle import BEFORE_ROUTING, OrderStatus, check_transition
+from .models import Basket, Block, Order, OrderEvent, OrderType, Side, TimeInForce
 
 
 def orders_lock(*, order_ids: list[int]) -> list[Order]:
@@ -191,3 +201,586 @@ def order_set_status(
     return order_transition(
         order=order, to_status=to_status, as_of=as_of, kind=kind, actor=actor, details=details
     )
+
+
+# --- Order capture (issue 3): validation, create, stage, amend, cancel --------------------------
+
+# Far beyond any real single order in our markets: a typo guard, not a risk limit.
+MAX_ORDER_QUANTITY = Decimal("100000000")
+MAX_INSTRUCTIONS_LENGTH = 2000
+ORDER_INPUT_FIELDS = (
+    "account",
+    "symbol",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "stop_price",
+    "time_in_force",
+    "expire_date",
+    "instructions",
+)
+_NEEDS_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """An order request that passed every check: what order_create and baskets insert."""
+
+    account: Account
+    security: Security
+    side: str
+    quantity: Decimal
+    order_type: str
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    time_in_force: str
+    expire_date: date | None
+    instructions: str
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "account": self.account.code,
+            "symbol": self.security.symbol,
+            "side": self.side,
+            "quantity": self.quantity,
+            "order_type": self.order_type,
+            "limit_price": self.limit_price,
+            "stop_price": self.stop_price,
+            "time_in_force": self.time_in_force,
+            "expire_date": self.expire_date,
+            "instructions": self.instructions,
+        }
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # 100, 100.0 and 1E+2 are the same quantity.
+        return format(value.normalize(), "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.strip()
+    return value
+
+
+def order_data_fingerprint(*, data: Mapping[str, Any]) -> str:
+    """A digest of what an order request asked for (same request, same digest)."""
+    canonical = {name: _canonical(data.get(name)) for name in ORDER_INPUT_FIELDS}
+    for name in ("account", "symbol", "side", "order_type", "time_in_force"):
+        if isinstance(canonical[name], str):
+            canonical[name] = canonical[name].upper()
+    canonical["instructions"] = canonical["instructions"] or ""
+    canonical["time_in_force"] = canonical["time_in_force"] or TimeInForce.DAY
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class OrderLookups:
+    """The accounts and securities a batch of order requests names, loaded in two queries
+    (a 10,000-line basket must not cost 20,000)."""
+
+    def __init__(self, *, account_codes: Iterable[str], symbols: Iterable[str]) -> None:
+        codes = {str(c).strip() for c in account_codes if c}
+        syms = {str(s).strip().upper() for s in symbols if s}
+        self.accounts = {
+            a.code: a for a in Account.objects.filter(code__in=codes).prefetch_related("managers")
+        }
+        self.securities = {s.symbol: s for s in Security.objects.filter(symbol__in=syms)}
+
+    def account(self, code: str) -> Account | None:
+        return self.accounts.get(code)
+
+    def security(self, symbol: str) -> Security | None:
+        return self.securities.get(symbol.upper())
+
+
+def account_manageable_by(*, user, account: Account) -> bool:
+    """A PM trades the accounts they manage; Admin may trade any."""
+    if has_role(user, roles.ADMIN):
+        return True
+    if not has_role(user, roles.PM):
+        return False
+    return any(m.pk == user.pk for m in account.managers.all())
+
+
+def _on_tick(price: Decimal, tick: Decimal) -> bool:
+    return price % tick == 0
+
+
+def order_input_validate(
+    *,
+    pm,
+    data: Mapping[str, Any],
+    as_of: datetime,
+    lookups: OrderLookups | None = None,
+) -> OrderInput:
+    """Check one order request completely. `data` holds typed values (Decimal, date) under the
+    API's field names. Raises ValidationError {field: [messages]} for bad input and NotPermitted
+    when the account is not one the PM manages."""
+    errors: dict[str, list[str]] = {}
+
+    def bad(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    code = str(data.get("account") or "").strip()
+    symbol = str(data.get("symbol") or "").strip().upper()
+    lookups = lookups or OrderLookups(account_codes=[code], symbols=[symbol])
+
+    account = lookups.account(code) if code else None
+    if not code:
+        bad("account", "An account is required.")
+    elif account is None:
+        bad("account", f"Unknown account '{code}'.")
+    elif not account_manageable_by(user=pm, account=account):
+        raise NotPermitted(f"You do not manage account {code}.", code="account_not_managed")
+    elif not account.active:
+        bad("account", f"Account {code} is closed to new orders.")
+
+    security = lookups.security(symbol) if symbol else None
+    if not symbol:
+        bad("symbol", "A symbol is required.")
+    elif security is None:
+        bad("symbol", f"Unknown symbol '{symbol}'.")
+    elif not security.active:
+        bad("symbol", f"{symbol} is not active and cannot be traded.")
+
+    side = str(data.get("side") or "").upper()
+    if side not in Side.values:
+        bad("side", f"Side must be one of {', '.join(Side.values)}.")
+    order_type = str(data.get("order_type") or "").upper()
+    if order_type not in OrderType.values:
+        bad("order_type", f"Order type must be one of {', '.join(OrderType.values)}.")
+    tif = str(data.get("time_in_force") or TimeInForce.DAY).upper()
+    if tif not in TimeInForce.values:
+        bad("time_in_force", f"Time in force must be one of {', '.join(TimeInForce.values)}.")
+
+    quantity = data.get("quantity")
+    if not isinstance(quantity, Decimal) or not quantity.is_finite():
+        bad("quantity", "A quantity is required.")
+    elif quantity <= 0:
+        bad("quantity", "Quantity must be greater than zero.")
+    elif quantity > MAX_ORDER_QUANTITY:
+        bad(
+            "quantity",
+            f"Quantity {quantity} is above the limit of {MAX_ORDER_QUANTITY:,} per order.",
+        )
+    elif security is not None and quantity % security.lot_size != 0:
+        bad(
+            "quantity",
+            f"Quantity {quantity} is not a multiple of {security.symbol}'s lot size "
+            f"{security.lot_size.normalize()}.",
+        )
+
+    prices = {"limit_price": data.get("limit_price"), "stop_price": data.get("stop_price")}
+    needs = {"limit_price": _NEEDS_LIMIT, "stop_price": _NEEDS_STOP}
+    for field, price in prices.items():
+        label = field.replace("_", " ")
+        if order_type not in OrderType.values:
+            continue
+        if order_type in needs[field] and price is None:
+            bad(field, f"A {order_type} order needs a {label}.")
+        elif order_type not in needs[field] and price is not None:
+            bad(field, f"A {order_type} order takes no {label}.")
+        elif price is not None and price <= 0:
+            bad(field, f"The {label} must be greater than zero.")
+        elif price is not None and security is not None and not _on_tick(price, security.tick_size):
+            bad(
+                field,
+                f"The {label} {price} is not on {security.symbol}'s tick size "
+                f"{security.tick_size.normalize()}.",
+            )
+
+    expire_date = data.get("expire_date")
+    if tif == TimeInForce.GTD:
+        if expire_date is None:
+            bad("expire_date", "A GTD order needs an expire date.")
+        elif expire_date <= as_of.date():
+            bad("expire_date", "The expire date of a GTD order must be after today.")
+    elif expire_date is not None:
+        bad("expire_date", "Only GTD orders take an expire date.")
+
+    instructions = str(data.get("instructions") or "")
+    if len(instructions) > MAX_INSTRUCTIONS_LENGTH:
+        bad("instructions", f"Instructions are limited to {MAX_INSTRUCTIONS_LENGTH} characters.")
+
+    if errors:
+        raise ValidationError(errors)
+    return OrderInput(
+        account=account,
+        security=security,
+        side=side,
+        quantity=quantity,
+        order_type=order_type,
+        limit_price=prices["limit_price"],
+        stop_price=prices["stop_price"],
+        time_in_force=tif,
+        expire_date=expire_date,
+        instructions=instructions,
+    )
+
+
+def _estimated_notional(item: OrderInput) -> Decimal | None:
+    price = item.limit_price or item.security.reference_price
+    return item.quantity * price if price is not None else None
+
+
+def order_insert(
+    *,
+    pm,
+    item: OrderInput,
+    as_of: datetime,
+    basket: Basket | None = None,
+    idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
+) -> Order:
+    """Write one validated order in PENDING_COMPLIANCE with its event and audit row (the caller
+    owns the transaction and runs the compliance check after)."""
+    order = Order.objects.create(
+        account=item.account,
+        security=item.security,
+        side=item.side,
+        quantity=item.quantity,
+        order_type=item.order_type,
+        limit_price=item.limit_price,
+        stop_price=item.stop_price,
+        time_in_force=item.time_in_force,
+        expire_date=item.expire_date,
+        instructions=item.instructions,
+        status=OrderStatus.PENDING_COMPLIANCE,
+        pm=pm,
+        received_at=as_of,
+        basket=basket,
+        leaves_qty=item.quantity,
+        reference_price_at_entry=item.security.reference_price,
+        estimated_notional=_estimated_notional(item),
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=idempotency_fingerprint,
+    )
+    after = {**item.as_data(), "status": order.status, "basket": basket.pk if basket else None}
+    order_event_record(
+        order=order,
+        kind="create",
+        as_of=as_of,
+        actor=pm,
+        to_status=order.status,
+        details=_jsonable(after),
+    )
+    audit_record(actor=pm, action="order.create", obj=order, occurred_at=as_of, after=after)
+    broadcast.order_changed_on_commit(order.pk)
+    return order
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in values.items()}
+
+
+def orders_check_and_stage(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
+    """Run pre-trade compliance on new or amended orders, then stage the ones that passed so
+    they appear on the trading desk. Returns the compliance verdict per order."""
+    from compliance.services import compliance_check_orders
+
+    verdicts = compliance_check_orders(order_ids=order_ids, actor=actor, as_of=as_of)
+    passed = [order_id for order_id, verdict in verdicts.items() if verdict == "PASS"]
+    if passed:
+        orders_stage(order_ids=passed, actor=actor, as_of=as_of)
+    return verdicts
+
+
+@transaction.atomic
+def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]:
+    """Put approved orders on the trading desk (APPROVED -> STAGED)."""
+    orders = orders_lock(order_ids=order_ids)
+    missing = set(order_ids) - {o.pk for o in orders}
+    if missing:
+        raise DomainNotFound(f"No such orders: {sorted(missing)}.")
+    for order in orders:
+        order_transition(
+            order=order, to_status=OrderStatus.STAGED, as_of=as_of, kind="stage", actor=actor
+        )
+    return orders
+
+
+def order_create(
+    *,
+    pm,
+    account: str,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    order_type: str,
+    as_of: datetime,
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.DAY,
+    expire_date: date | None = None,
+    instructions: str = "",
+    idempotency_key: str | None = None,
+) -> tuple[Order, bool]:
+    """Validate and create one order, check it and stage it if it passes, all in one
+    transaction. With an idempotency key, a retry of the same request returns the original
+    order (created=False); the same key with a different request is a Conflict."""
+    data = {
+        "account": account,
+        "symbol": symbol,
+        "side": side,
+        "quantity": quantity,
+        "order_type": order_type,
+        "limit_price": limit_price,
+        "stop_price": stop_price,
+        "time_in_force": time_in_force,
+        "expire_date": expire_date,
+        "instructions": instructions,
+    }
+    fingerprint = order_data_fingerprint(data=data) if idempotency_key else ""
+    if idempotency_key:
+        replay = _order_replay(pm=pm, key=idempotency_key, fingerprint=fingerprint)
+        if replay is not None:
+            return replay, False
+    item = order_input_validate(pm=pm, data=data, as_of=as_of)
+    try:
+        with transaction.atomic():
+            order = order_insert(
+                pm=pm,
+                item=item,
+                as_of=as_of,
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint,
+            )
+            orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
+    except IntegrityError as exc:
+        # Two retries raced: the other one inserted first and its order is the answer.
+        if idempotency_key and "order_idempotency_key_unique" in str(exc):
+            replay = _order_replay(pm=pm, key=idempotency_key, fingerprint=fingerprint)
+            if replay is not None:
+                return replay, False
+        raise
+    order.refresh_from_db()
+    return order, True
+
+
+def _order_replay(*, pm, key: str, fingerprint: str) -> Order | None:
+    existing = Order.objects.filter(pm=pm, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.idempotency_fingerprint != fingerprint:
+        raise Conflict(
+            f"Idempotency-Key '{key}' was already used for a different order ({existing.pk}).",
+            code="idempotency_key_reused",
+            details={"order": existing.pk},
+        )
+    return existing
+
+
+AMENDABLE_FIELDS = ("quantity", "limit_price", "stop_price", "time_in_force", "expire_date")
+# At the broker a replace carries only these (FIX OrderCancelReplaceRequest as we send it).
+AMENDABLE_AT_BROKER = ("quantity", "limit_price", "time_in_force")
+
+
+def _order_for_actor(*, order_id: int, actor) -> Order:
+    """Lock the order (its block first, the order FIX and allocation lock in too); someone who
+    may not see it gets a 404, one who may see but not trade its account a 403."""
+    plain = Order.objects.select_related("account").filter(pk=order_id).first()
+    if plain is None or not accounts_visible_to(actor).filter(pk=plain.account_id).exists():
+        raise DomainNotFound(f"Order {order_id} not found.")
+    if not account_manageable_by(user=actor, account=plain.account):
+        raise NotPermitted(f"You may not change orders of account {plain.account.code}.")
+    if plain.block_id is not None:
+        Block.objects.select_for_update().filter(pk=plain.block_id).first()
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("account", "security")
+        .get(pk=order_id)
+    )
+    if order.block_id != plain.block_id:
+        raise Conflict(f"Order {order_id} changed blocks meanwhile; try again.", code="order_moved")
+    return order
+
+
+@transaction.atomic
+def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, Any]) -> Order:
+    """Change quantity, prices or time in force. Before routing the change applies at once and
+    the order goes back through compliance; at the broker it becomes a cancel/replace request
+    (PENDING_REPLACE) that the FIX gateway sends."""
+    unknown = set(changes) - set(AMENDABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["This field cannot be amended."] for name in sorted(unknown)})
+    order = _order_for_actor(order_id=order_id, actor=actor)
+    current = {name: getattr(order, name) for name in AMENDABLE_FIELDS}
+    diff = {k: v for k, v in changes.items() if current[k] != v}
+    if not diff:
+        raise DomainError("The amendment changes nothing.", code="nothing_to_amend")
+    if order.status in BEFORE_ROUTING:
+        return _order_amend_before_routing(order=order, actor=actor, as_of=as_of, diff=diff)
+    return _order_amend_at_broker(order=order, actor=actor, as_of=as_of, diff=diff)
+
+
+def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -> Order:
+    if order.block_id is not None:
+        raise Conflict(
+            f"Order {order.pk} is in block {order.block_id}; the desk must take it out first.",
+            code="order_in_block",
+        )
+    merged = {
+        "account": order.account.code,
+        "symbol": order.security.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "instructions": order.instructions,
+        **{name: getattr(order, name) for name in AMENDABLE_FIELDS},
+        **diff,
+    }
+    item = order_input_validate(pm=actor, data=merged, as_of=as_of)
+    fields = {name: getattr(item, name) for name in diff}
+    fields["leaves_qty"] = item.quantity - order.cum_qty
+    fields["estimated_notional"] = _estimated_notional(item)
+    details = {"changes": _jsonable(diff)}
+    if order.status == OrderStatus.PENDING_COMPLIANCE:
+        before = _jsonable({name: getattr(order, name) for name in fields})
+        for name, value in fields.items():
+            setattr(order, name, value)
+        order.version += 1
+        order.save(update_fields=["version", "updated_at", *fields])
+        order_event_record(
+            order=order,
+            kind="amend",
+            as_of=as_of,
+            actor=actor,
+            from_status=order.status,
+            to_status=order.status,
+            details=details,
+        )
+        audit_record(
+            actor=actor,
+            action="order.amend",
+            obj=order,
+            occurred_at=as_of,
+            before=before,
+            after=_jsonable(fields),
+        )
+        broadcast.order_changed_on_commit(order.pk)
+    else:
+        order_transition(
+            order=order,
+            to_status=OrderStatus.PENDING_COMPLIANCE,
+            as_of=as_of,
+            kind="amend",
+            actor=actor,
+            details=details,
+            extra_fields={**fields, "compliance_status": ""},
+        )
+    orders_check_and_stage(order_ids=[order.pk], actor=actor, as_of=as_of)
+    order.refresh_from_db()
+    return order
+
+
+def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Order:
+    refused = sorted(set(diff) - set(AMENDABLE_AT_BROKER))
+    if refused:
+        raise ValidationError(
+            {name: ["Cannot be changed once the order is at the broker."] for name in refused}
+        )
+    check_transition(order.status, OrderStatus.PENDING_REPLACE)
+    errors: dict[str, list[str]] = {}
+    quantity = diff.get("quantity")
+    if quantity is not None:
+        if quantity <= order.cum_qty:
+            errors["quantity"] = [f"Quantity must stay above the {order.cum_qty} already filled."]
+        elif quantity > MAX_ORDER_QUANTITY or quantity % order.security.lot_size != 0:
+            errors["quantity"] = [
+                f"Quantity must be a multiple of the lot size "
+                f"{order.security.lot_size.normalize()} and at most {MAX_ORDER_QUANTITY:,}."
+            ]
+    if "limit_price" in diff:
+        limit_price = diff["limit_price"]
+        if order.order_type not in _NEEDS_LIMIT:
+            errors["limit_price"] = [f"A {order.order_type} order takes no limit price."]
+        elif limit_price is None or limit_price <= 0:
+            errors["limit_price"] = ["The limit price must be greater than zero."]
+        elif not _on_tick(limit_price, order.security.tick_size):
+            errors["limit_price"] = [
+                f"The limit price {limit_price} is not on the tick size "
+                f"{order.security.tick_size.normalize()}."
+            ]
+    if diff.get("time_in_force") == TimeInForce.GTD:
+        errors["time_in_force"] = ["An order at the broker cannot become GTD."]
+    if errors:
+        raise ValidationError(errors)
+    order_event_record(
+        order=order,
+        kind="amend_request",
+        as_of=as_of,
+        actor=actor,
+        from_status=order.status,
+        to_status=order.status,
+        details={"requested": _jsonable(diff)},
+    )
+    audit_record(
+        actor=actor,
+        action="order.amend_request",
+        obj=order,
+        occurred_at=as_of,
+        before=_jsonable({name: getattr(order, name) for name in diff}),
+        after=_jsonable(diff),
+    )
+    from fixgateway.services import order_replace_enqueue
+
+    # The gateway writes the outbox row and moves the order to PENDING_REPLACE; the new terms
+    # apply when the broker confirms. Unchanged terms go as None (the gateway's "keep").
+    order_replace_enqueue(
+        order=order,
+        actor=actor,
+        as_of=as_of,
+        quantity=diff.get("quantity"),
+        limit_price=diff.get("limit_price"),
+        time_in_force=diff.get("time_in_force"),
+    )
+    order.refresh_from_db()
+    return order
+
+
+@transaction.atomic
+def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> Order:
+    """Cancel at once before routing; at the broker, ask the FIX gateway to cancel (it moves
+    the order to PENDING_CANCEL and sends the request)."""
+    order = _order_for_actor(order_id=order_id, actor=actor)
+    details = {"reason": reason} if reason else None
+    if order.status in BEFORE_ROUTING:
+        if order.block_id is not None:
+            raise Conflict(
+                f"Order {order.pk} is in block {order.block_id}; the desk must take it out first.",
+                code="order_in_block",
+            )
+        return order_transition(
+            order=order,
+            to_status=OrderStatus.CANCELLED,
+            as_of=as_of,
+            kind="cancel",
+            actor=actor,
+            details=details,
+            extra_fields={"leaves_qty": Decimal(0)},
+        )
+    check_transition(order.status, OrderStatus.PENDING_CANCEL)
+    order_event_record(
+        order=order,
+        kind="cancel_request",
+        as_of=as_of,
+        actor=actor,
+        from_status=order.status,
+        to_status=order.status,
+        details=details,
+    )
+    audit_record(
+        actor=actor,
+        action="order.cancel_request",
+        obj=order,
+        occurred_at=as_of,
+        before={"status": order.status},
+        after=details,
+    )
+    from fixgateway.services import order_cancel_enqueue
+
+    order_cancel_enqueue(order=order, actor=actor, as_of=as_of)
+    order.refresh_from_db()
+    return order

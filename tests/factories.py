@@ -117,3 +117,33 @@ def build_refdata() -> RefData:
         msft=security("MSFT", price="410.00"),
         xom=security("XOM", price="110.00", sector="Energy"),
     )
+
+
+def order(
+    acct: Account,
+    sec: Security,
+    pm: User,
+    *,
+    side: str = "BUY",
+    quantity: str = "100",
+    status: str = "PENDING_COMPLIANCE",
+    order_type: str = "MARKET",
+    limit_price: str | None = None,
+    **extra,
+):
+    """An order row in any status, written directly (for tests of what happens next)."""
+    from orders.models import Order
+
+    return Order.objects.create(
+        account=acct,
+        security=sec,
+        pm=pm,
+        side=side,
+        quantity=Decimal(quantity),
+        leaves_qty=Decimal(quantity),
+        order_type=order_type,
+        limit_price=Decimal(limit_price) if limit_price is not None else None,
+        status=status,
+        received_at=extra.pop("received_at", None) or timezone.now(),
+        **extra,
+    )

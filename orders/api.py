@@ -1,0 +1,222 @@
+"""Order capture API: thin views over orders.services / selectors / basket_services."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from oms import roles
+from oms.api import HasRole
+from oms.errors import NotFound
+from oms.selectors import accounts_visible_to
+from positions.selectors import position_quantity
+
+from . import basket_services, selectors, services
+from .serializers import (
+    BasketPreviewSerializer,
+    BasketUploadSerializer,
+    OrderAmendSerializer,
+    OrderCancelSerializer,
+    OrderDetailSerializer,
+    OrderInputSerializer,
+    OrderSerializer,
+    preview_data,
+)
+
+CAPTURE_ROLES = (roles.PM, roles.ADMIN)
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="A retry with the same key returns the original order and creates nothing.",
+)
+FILTER_PARAMS = [
+    OpenApiParameter("status", str, description="one status or several, comma-separated"),
+    OpenApiParameter("account", str, description="account code"),
+    OpenApiParameter("security", str, description="symbol"),
+    OpenApiParameter("symbol", str, description="symbol (same as security)"),
+    OpenApiParameter("side", str),
+    OpenApiParameter("date", OpenApiTypes.DATE, description="day received (UTC)"),
+    OpenApiParameter("date_from", OpenApiTypes.DATE),
+    OpenApiParameter("date_to", OpenApiTypes.DATE),
+]
+
+
+def _detail(order) -> dict:
+    order = selectors.order_with_events(order_id=order.pk)
+    context = {"compliance": selectors.order_compliance(order_id=order.pk)}
+    return OrderDetailSerializer(order, context=context).data
+
+
+class OrderViewSet(viewsets.GenericViewSet):
+    serializer_class = OrderSerializer
+    lookup_value_regex = r"\d+"
+    filter_backends: list = []  # order_list applies the filters (one place for API and pages)
+
+    def get_permissions(self):
+        if self.action in ("create", "partial_update", "cancel"):
+            return [HasRole.of(*CAPTURE_ROLES)()]
+        return [IsAuthenticated()]
+
+    def get_queryset(self):
+        return selectors.orders_visible_to(self.request.user)
+
+    @extend_schema(parameters=FILTER_PARAMS, responses=OrderSerializer(many=True))
+    def list(self, request):
+        qs = selectors.order_list(user=request.user, filters=request.query_params)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(OrderSerializer(page, many=True).data)
+
+    @extend_schema(responses=OrderDetailSerializer)
+    def retrieve(self, request, pk: str):
+        order = selectors.order_get(user=request.user, order_id=int(pk))
+        return Response(_detail(order))
+
+    @extend_schema(
+        request=OrderInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: OrderDetailSerializer, 200: OrderDetailSerializer},
+    )
+    def create(self, request):
+        serializer = OrderInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = (request.headers.get("Idempotency-Key") or "").strip() or None
+        if key and len(key) > 128:
+            raise serializers.ValidationError({"Idempotency-Key": ["At most 128 characters."]})
+        order, created = services.order_create(
+            pm=request.user, as_of=timezone.now(), idempotency_key=key, **serializer.validated_data
+        )
+        return Response(
+            _detail(order), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+    @extend_schema(request=OrderAmendSerializer, responses=OrderDetailSerializer)
+    def partial_update(self, request, pk: str):
+        selectors.order_get(user=request.user, order_id=int(pk))
+        serializer = OrderAmendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_amend(
+            order_id=int(pk),
+            actor=request.user,
+            as_of=timezone.now(),
+            changes=serializer.validated_data,
+        )
+        return Response(_detail(order))
+
+    @extend_schema(request=OrderCancelSerializer, responses=OrderDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk: str):
+        selectors.order_get(user=request.user, order_id=int(pk))
+        serializer = OrderCancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.order_cancel(
+            order_id=int(pk),
+            actor=request.user,
+            as_of=timezone.now(),
+            reason=serializer.validated_data["reason"],
+        )
+        return Response(_detail(order))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("account", str, required=True),
+            OpenApiParameter("symbol", str, required=True),
+        ],
+        responses=inline_serializer(
+            "TicketInfo",
+            {
+                "account": serializers.CharField(),
+                "symbol": serializers.CharField(),
+                "name": serializers.CharField(),
+                "currency": serializers.CharField(),
+                "reference_price": serializers.DecimalField(28, 8, allow_null=True),
+                "lot_size": serializers.DecimalField(28, 8),
+                "tick_size": serializers.DecimalField(28, 8),
+                "active": serializers.BooleanField(),
+                "position": serializers.DecimalField(28, 8),
+            },
+        ),
+    )
+    @action(detail=False, methods=["get"], url_path="ticket-info")
+    def ticket_info(self, request):
+        """What the order ticket shows next to the entry: price, lot, tick and the position."""
+        code = request.query_params.get("account", "")
+        symbol = request.query_params.get("symbol", "").strip().upper()
+        account = accounts_visible_to(request.user).filter(code=code).first()
+        security = services.Security.objects.filter(symbol=symbol).first()
+        if account is None or security is None:
+            raise NotFound("Unknown account or symbol.")
+        return Response(
+            {
+                "account": account.code,
+                "symbol": security.symbol,
+                "name": security.name,
+                "currency": security.currency,
+                "reference_price": security.reference_price,
+                "lot_size": security.lot_size,
+                "tick_size": security.tick_size,
+                "active": security.active,
+                "position": position_quantity(account_id=account.pk, security_id=security.pk),
+            }
+        )
+
+
+class _UploadView(APIView):
+    permission_classes = [HasRole.of(*CAPTURE_ROLES)]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def _handle(self, request, preview_fn, confirm_fn):
+        serializer = BasketUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if upload.size > basket_services.MAX_CSV_BYTES:
+            raise basket_services.CsvRejected(
+                f"The file is {upload.size:,} bytes; the limit is "
+                f"{basket_services.MAX_CSV_BYTES:,} bytes (2 MB)."
+            )
+        content = upload.read()
+        as_of = timezone.now()
+        if not serializer.validated_data["confirm"]:
+            preview = preview_fn(pm=request.user, content=content, as_of=as_of)
+            return Response(preview_data(preview))
+        basket, preview = confirm_fn(
+            pm=request.user,
+            content=content,
+            as_of=as_of,
+            filename=upload.name or "",
+            name=serializer.validated_data["name"],
+            expected_sha256=serializer.validated_data["expected_sha256"],
+        )
+        return Response(preview_data(preview, basket), status=status.HTTP_201_CREATED)
+
+
+class BasketUploadView(_UploadView):
+    @extend_schema(
+        request={"multipart/form-data": BasketUploadSerializer},
+        responses={200: BasketPreviewSerializer, 201: BasketPreviewSerializer},
+        description="Upload a basket CSV (header: the order API's field names). confirm=false "
+        "previews every line; confirm=true creates every valid line as one basket.",
+    )
+    def post(self, request):
+        return self._handle(request, basket_services.basket_preview, basket_services.basket_confirm)
+
+
+class RebalanceUploadView(_UploadView):
+    @extend_schema(
+        request={"multipart/form-data": BasketUploadSerializer},
+        responses={200: BasketPreviewSerializer, 201: BasketPreviewSerializer},
+        description="Upload target weights (account, symbol, target_weight_pct). confirm=false "
+        "shows the orders the rebalance comes to; confirm=true creates them as one basket.",
+    )
+    def post(self, request):
+        return self._handle(
+            request, basket_services.rebalance_preview, basket_services.rebalance_confirm
+        )

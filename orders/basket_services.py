@@ -1,0 +1,433 @@
+"""Baskets and model rebalances: many orders from one CSV, previewed line by line, then created
+together in one transaction as one Basket.
+
+Each basket line goes through the same checks as an API order (OrderInputSerializer for the
+field types, then order_input_validate for the rules), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from audit.services import audit_record
+from oms.errors import DomainError, NotPermitted
+from oms.fields import ZERO
+from positions.selectors import account_navs, position_quantities
+
+from .models import Basket, OrderType, Side, TimeInForce
+from .services import (
+    ORDER_INPUT_FIELDS,
+    OrderInput,
+    OrderLookups,
+    account_manageable_by,
+    order_data_fingerprint,
+    order_input_validate,
+    order_insert,
+    orders_check_and_stage,
+)
+
+MAX_CSV_BYTES = 2 * 1024 * 1024
+MAX_CSV_LINES = 10_000
+BASKET_REQUIRED = ("account", "symbol", "side", "quantity", "order_type")
+REBALANCE_COLUMNS = ("account", "symbol", "target_weight_pct")
+
+
+class CsvRejected(DomainError):
+    """The file as a whole cannot be read (size, encoding, header, line count)."""
+
+    code = "csv_rejected"
+
+
+@dataclass
+class LineResult:
+    line: int
+    data: dict[str, str]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    item: OrderInput | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def error(self, column: str, reason: str) -> None:
+        self.errors.append({"column": column, "reason": reason})
+
+
+@dataclass
+class BasketPreview:
+    sha256: str
+    lines: list[LineResult]
+    # Rebalance only: the orders the targets come to (valid ones are what confirm creates).
+    orders: list[LineResult] = field(default_factory=list)
+    is_rebalance: bool = False
+
+    @property
+    def valid_items(self) -> list[OrderInput]:
+        source = self.orders if self.is_rebalance else self.lines
+        return [r.item for r in source if r.valid and r.item is not None]
+
+    @property
+    def error_count(self) -> int:
+        return sum(len(r.errors) for r in [*self.lines, *self.orders])
+
+
+def csv_read(
+    *, content: bytes, columns: tuple[str, ...], required: tuple[str, ...]
+) -> tuple[str, Iterator[tuple[int, dict[str, str]]]]:
+    """Check size, encoding and header; yield (line number, row) for each non-empty line."""
+    if len(content) > MAX_CSV_BYTES:
+        raise CsvRejected(
+            f"The file is {len(content):,} bytes; the limit is {MAX_CSV_BYTES:,} bytes (2 MB)."
+        )
+    try:
+        # utf-8-sig takes files with or without the byte-order mark Excel writes.
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvRejected(
+            f"The file is not UTF-8 (invalid byte at position {exc.start}); "
+            "save it as 'CSV UTF-8' and upload again."
+        ) from None
+    if "\x00" in text:
+        raise CsvRejected("The file is not a text CSV (it contains NUL bytes).")
+    sha256 = hashlib.sha256(content).hexdigest()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            header = [cell.strip().lower() for cell in row]
+            break
+    if header is None:
+        raise CsvRejected("The file is empty.")
+    problems = []
+    missing = [c for c in required if c not in header]
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        problems.append(f"unknown column(s): {', '.join(c or '(blank)' for c in unknown)}")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        problems.append(f"repeated column(s): {', '.join(duplicated)}")
+    if problems:
+        raise CsvRejected(
+            "Wrong header: " + "; ".join(problems) + f". Expected: {', '.join(columns)}.",
+            details={"missing": missing, "unknown": unknown, "expected": list(columns)},
+        )
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        count = 0
+        start = reader.line_num + 1
+        for values in reader:
+            line = start
+            start = reader.line_num + 1
+            if not any(v.strip() for v in values):
+                continue
+            count += 1
+            if count > MAX_CSV_LINES:
+                raise CsvRejected(
+                    f"The file has more than {MAX_CSV_LINES:,} lines; split it into smaller "
+                    "baskets."
+                )
+            data = {
+                name: (values[i].strip() if i < len(values) else "")
+                for i, name in enumerate(header)
+            }
+            if len(values) > len(header):
+                data["__extra__"] = ",".join(values[len(header) :])
+            yield line, data
+
+    return sha256, rows()
+
+
+def _line_data(data: dict[str, str]) -> dict[str, Any]:
+    """The API request a CSV line stands for: empty cells are absent fields."""
+    return {k: v for k, v in data.items() if k in ORDER_INPUT_FIELDS and v != ""}
+
+
+def _line_check(result: LineResult, *, pm, as_of: datetime, lookups: OrderLookups) -> None:
+    from .serializers import OrderInputSerializer
+
+    if "__extra__" in result.data:
+        result.error("", "The line has more cells than the header.")
+        return
+    serializer = OrderInputSerializer(data=_line_data(result.data))
+    if not serializer.is_valid():
+        for column, messages in serializer.errors.items():
+            for message in messages:
+                result.error(column, str(message))
+        return
+    try:
+        result.item = order_input_validate(
+            pm=pm, data=serializer.validated_data, as_of=as_of, lookups=lookups
+        )
+    except NotPermitted as exc:
+        result.error("account", exc.message)
+    except ValidationError as exc:
+        for column, messages in exc.message_dict.items():
+            for message in messages:
+                result.error(column, message)
+
+
+def basket_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
+    """Every line of an uploaded basket with its validation result; nothing is written."""
+    sha256, rows = csv_read(content=content, columns=ORDER_INPUT_FIELDS, required=BASKET_REQUIRED)
+    lines = [LineResult(line=line, data=data) for line, data in rows]
+    lookups = OrderLookups(
+        account_codes=[r.data.get("account", "") for r in lines],
+        symbols=[r.data.get("symbol", "") for r in lines],
+    )
+    seen: dict[str, int] = {}
+    for result in lines:
+        _line_check(result, pm=pm, as_of=as_of, lookups=lookups)
+        if result.item is None:
+            continue
+        digest = order_data_fingerprint(data=result.item.as_data())
+        if digest in seen:
+            result.item = None
+            result.error("", f"Duplicate of line {seen[digest]}.")
+        else:
+            seen[digest] = result.line
+    return BasketPreview(sha256=sha256, lines=lines)
+
+
+def basket_orders_create(
+    *,
+    pm,
+    items: list[OrderInput],
+    name: str,
+    kind: str,
+    as_of: datetime,
+    filename: str = "",
+    sha256: str = "",
+) -> Basket:
+    """Create the basket and all its orders, check them as one program, stage what passed."""
+    if not items:
+        raise DomainError("The basket has no valid lines to create.", code="empty_basket")
+    with transaction.atomic():
+        basket = Basket.objects.create(
+            name=name[:200] or filename[:200] or f"Basket {as_of:%Y-%m-%d %H:%M}",
+            kind=kind,
+            created_by=pm,
+            created_at=as_of,
+            source_filename=filename[:255],
+            source_sha256=sha256,
+            line_count=len(items),
+        )
+        order_ids = [
+            order_insert(pm=pm, item=item, as_of=as_of, basket=basket).pk for item in items
+        ]
+        audit_record(
+            actor=pm,
+            action="basket.create",
+            obj=basket,
+            occurred_at=as_of,
+            after={"kind": kind, "orders": len(order_ids), "sha256": sha256, "file": filename},
+        )
+        orders_check_and_stage(order_ids=order_ids, actor=pm, as_of=as_of)
+    return basket
+
+
+def _expect_same_file(preview: BasketPreview, expected_sha256: str) -> None:
+    if expected_sha256 and expected_sha256 != preview.sha256:
+        raise DomainError(
+            "The file differs from the one previewed; preview it again before confirming.",
+            code="preview_mismatch",
+        )
+
+
+def basket_confirm(
+    *,
+    pm,
+    content: bytes,
+    as_of: datetime,
+    filename: str = "",
+    name: str = "",
+    expected_sha256: str = "",
+) -> tuple[Basket, BasketPreview]:
+    """Re-check the file and create every valid line as one basket, in one transaction."""
+    preview = basket_preview(pm=pm, content=content, as_of=as_of)
+    _expect_same_file(preview, expected_sha256)
+    basket = basket_orders_create(
+        pm=pm,
+        items=preview.valid_items,
+        name=name,
+        kind=Basket.Kind.UPLOAD,
+        as_of=as_of,
+        filename=filename,
+        sha256=preview.sha256,
+    )
+    return basket, preview
+
+
+# --- Model rebalance --------------------------------------------------------------------------
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def rebalance_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
+    """Turn target weights (% of NAV per account and symbol) into orders.
+
+    The file is the whole model: for an account in the file, a holding that the file does not
+    name has a target of 0 and is sold. Per account and security the order is
+    target quantity (NAV x weight / reference price) minus the current position, rounded down
+    to the lot size; zero orders are skipped. Market orders, DAY.
+    """
+    sha256, rows = csv_read(content=content, columns=REBALANCE_COLUMNS, required=REBALANCE_COLUMNS)
+    lines = [LineResult(line=line, data=data) for line, data in rows]
+    lookups = OrderLookups(
+        account_codes=[r.data.get("account", "") for r in lines],
+        symbols=[r.data.get("symbol", "") for r in lines],
+    )
+    targets: dict[int, dict[int, Decimal]] = {}
+    seen: dict[tuple[int, int], int] = {}
+    for result in lines:
+        if "__extra__" in result.data:
+            result.error("", "The line has more cells than the header.")
+            continue
+        code, symbol = result.data.get("account", ""), result.data.get("symbol", "").upper()
+        account = lookups.account(code)
+        security = lookups.security(symbol) if symbol else None
+        weight = _decimal(result.data.get("target_weight_pct", ""))
+        if account is None:
+            result.error("account", f"Unknown account '{code}'." if code else "Required.")
+        elif not account_manageable_by(user=pm, account=account):
+            result.error("account", f"You do not manage account {code}.")
+        if security is None:
+            result.error("symbol", f"Unknown symbol '{symbol}'." if symbol else "Required.")
+        elif not security.active:
+            result.error("symbol", f"{symbol} is not active and cannot be traded.")
+        elif not security.reference_price:
+            result.error("symbol", f"{symbol} has no reference price.")
+        if weight is None:
+            result.error("target_weight_pct", "A number (percent of NAV) is required.")
+        elif not ZERO <= weight <= 100:
+            result.error("target_weight_pct", "The weight must be between 0 and 100.")
+        if result.errors:
+            continue
+        key = (account.pk, security.pk)
+        if key in seen:
+            result.error("", f"Duplicate of line {seen[key]} ({code} {symbol}).")
+            continue
+        seen[key] = result.line
+        targets.setdefault(account.pk, {})[security.pk] = weight
+    for account_id, weights in targets.items():
+        total = sum(weights.values(), ZERO)
+        if total > 100:
+            for result in lines:
+                account = lookups.account(result.data.get("account", ""))
+                if account is not None and account.pk == account_id and result.valid:
+                    result.error(
+                        "target_weight_pct", f"The weights of {account.code} add up to {total}%."
+                    )
+    bad_accounts = {
+        acc.pk
+        for r in lines
+        if not r.valid and (acc := lookups.account(r.data.get("account", ""))) is not None
+    }
+    for account_id in bad_accounts:
+        targets.pop(account_id, None)
+    orders = _rebalance_orders(pm=pm, targets=targets, lookups=lookups, as_of=as_of)
+    return BasketPreview(sha256=sha256, lines=lines, orders=orders, is_rebalance=True)
+
+
+def _rebalance_orders(
+    *, pm, targets: dict[int, dict[int, Decimal]], lookups: OrderLookups, as_of: datetime
+) -> list[LineResult]:
+    from oms.models import Security
+
+    account_ids = sorted(targets)
+    held = position_quantities(account_ids=account_ids)
+    navs = account_navs(account_ids=account_ids)
+    accounts = {a.pk: a for a in lookups.accounts.values()}
+    security_ids = {sid for w in targets.values() for sid in w} | {sid for _, sid in held}
+    securities = {s.pk: s for s in Security.objects.filter(pk__in=security_ids)}
+    results: list[LineResult] = []
+    for account_id in account_ids:
+        account = accounts[account_id]
+        weights = dict(targets[account_id])
+        for (acc_id, security_id), _qty in held.items():
+            if acc_id == account_id:
+                weights.setdefault(security_id, ZERO)
+        nav = navs.get(account_id, ZERO)
+        for security_id in sorted(weights, key=lambda sid: securities[sid].symbol):
+            security = securities[security_id]
+            current = held.get((account_id, security_id), ZERO)
+            data = {
+                "account": account.code,
+                "symbol": security.symbol,
+                "target_weight_pct": str(weights[security_id]),
+                "current_quantity": str(current),
+            }
+            result = LineResult(line=len(results) + 1, data=data)
+            results.append(result)
+            price = security.reference_price
+            if not price:
+                result.error("symbol", f"{security.symbol} has no reference price.")
+                continue
+            target_qty = nav * weights[security_id] / Decimal(100) / price
+            delta = target_qty - current
+            lot = security.lot_size
+            quantity = (abs(delta) / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+            data["target_quantity"] = str(target_qty.quantize(Decimal("0.0001")))
+            if quantity == 0:
+                result.data["skipped"] = "no order (less than one lot to trade)"
+                continue
+            order_data = {
+                "account": account.code,
+                "symbol": security.symbol,
+                "side": Side.BUY if delta > 0 else Side.SELL,
+                "quantity": quantity,
+                "order_type": OrderType.MARKET,
+                "time_in_force": TimeInForce.DAY,
+                "instructions": "Model rebalance",
+            }
+            data.update(side=order_data["side"], quantity=str(quantity))
+            try:
+                result.item = order_input_validate(
+                    pm=pm, data=order_data, as_of=as_of, lookups=lookups
+                )
+            except ValidationError as exc:
+                for column, messages in exc.message_dict.items():
+                    for message in messages:
+                        result.error(column, message)
+    return results
+
+
+def rebalance_confirm(
+    *,
+    pm,
+    content: bytes,
+    as_of: datetime,
+    filename: str = "",
+    name: str = "",
+    expected_sha256: str = "",
+) -> tuple[Basket, BasketPreview]:
+    """Recompute the rebalance from the same file and create its orders as one basket."""
+    preview = rebalance_preview(pm=pm, content=content, as_of=as_of)
+    _expect_same_file(preview, expected_sha256)
+    basket = basket_orders_create(
+        pm=pm,
+        items=preview.valid_items,
+        name=name or f"Rebalance {as_of:%Y-%m-%d %H:%M}",
+        kind=Basket.Kind.REBALANCE,
+        as_of=as_of,
+        filename=filename,
+        sha256=preview.sha256,
+    )
+    return basket, preview

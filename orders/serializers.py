@@ -1,0 +1,208 @@
+"""The order API's shapes. Input serializers only type the fields; the rules live in
+orders.services.order_input_validate, which the basket CSV uses too."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from oms.fields import DECIMAL_PLACES, MAX_DIGITS
+
+from .lifecycle import OrderStatus
+from .models import Basket, Order, OrderEvent, OrderType, Side, TimeInForce
+
+_UPPER = ("account", "symbol", "side", "order_type", "time_in_force")
+
+
+def _decimal(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
+
+
+class OrderInputSerializer(serializers.Serializer):
+    """One order request, as the API and every basket CSV line send it."""
+
+    account = serializers.CharField(max_length=32, help_text="Account code")
+    symbol = serializers.CharField(max_length=32)
+    side = serializers.ChoiceField(choices=Side.choices)
+    quantity = _decimal()
+    order_type = serializers.ChoiceField(choices=OrderType.choices)
+    limit_price = _decimal(required=False, allow_null=True)
+    stop_price = _decimal(required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.DAY)
+    expire_date = serializers.DateField(required=False, allow_null=True)
+    instructions = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, default=""
+    )
+
+    def to_internal_value(self, data):
+        if hasattr(data, "copy"):
+            data = data.copy()
+            for name in _UPPER:
+                value = data.get(name)
+                if isinstance(value, str):
+                    # Codes are upper case; "buy" and " aapl " mean BUY and AAPL.
+                    data[name] = value.strip().upper() if name != "account" else value.strip()
+        return super().to_internal_value(data)
+
+
+class OrderAmendSerializer(serializers.Serializer):
+    quantity = _decimal(required=False)
+    limit_price = _decimal(required=False, allow_null=True)
+    stop_price = _decimal(required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, required=False)
+    expire_date = serializers.DateField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                "Send at least one of quantity, limit_price, stop_price, time_in_force, "
+                "expire_date."
+            )
+        return attrs
+
+
+class OrderCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    account = serializers.CharField(source="account.code", read_only=True)
+    symbol = serializers.CharField(source="security.symbol", read_only=True)
+    pm = serializers.CharField(source="pm.username", read_only=True)
+    status = serializers.ChoiceField(choices=OrderStatus.choices, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "account",
+            "symbol",
+            "side",
+            "quantity",
+            "order_type",
+            "limit_price",
+            "stop_price",
+            "time_in_force",
+            "expire_date",
+            "instructions",
+            "status",
+            "cum_qty",
+            "leaves_qty",
+            "avg_price",
+            "pm",
+            "received_at",
+            "updated_at",
+            "basket",
+            "block",
+            "compliance_status",
+            "reference_price_at_entry",
+            "estimated_notional",
+            "version",
+        ]
+        read_only_fields = fields
+
+
+class OrderEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+
+    class Meta:
+        model = OrderEvent
+        fields = ["id", "at", "kind", "from_status", "to_status", "actor", "details"]
+        read_only_fields = fields
+
+
+class ComplianceResultSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    rule_id = serializers.IntegerField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True)
+    kind = serializers.CharField()
+    severity = serializers.CharField()
+    outcome = serializers.CharField()
+    message = serializers.CharField()
+    value_before = serializers.CharField(allow_null=True)
+    value_after = serializers.CharField(allow_null=True)
+    limit = serializers.CharField(allow_null=True)
+    headroom = serializers.CharField(allow_null=True)
+    max_passing_quantity = serializers.CharField(allow_null=True)
+
+
+class ComplianceSummarySerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["PASS", "WARN", "BLOCK"])
+    results = ComplianceResultSerializer(many=True)
+
+
+class OrderDetailSerializer(OrderSerializer):
+    events = OrderEventSerializer(many=True, read_only=True)
+    compliance = serializers.SerializerMethodField()
+
+    class Meta(OrderSerializer.Meta):
+        fields = [*OrderSerializer.Meta.fields, "events", "compliance"]
+        read_only_fields = fields
+
+    @extend_schema_field(ComplianceSummarySerializer(allow_null=True))
+    def get_compliance(self, order):
+        return self.context.get("compliance")
+
+
+class BasketUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV, UTF-8, header = the order API's field names")
+    confirm = serializers.BooleanField(
+        default=False, help_text="false: preview only; true: create every valid line"
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    expected_sha256 = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        default="",
+        help_text="The preview's sha256: confirm refuses a file that changed since",
+    )
+
+
+class LineErrorSerializer(serializers.Serializer):
+    column = serializers.CharField(help_text="The CSV column, empty for the whole line")
+    reason = serializers.CharField()
+
+
+class BasketLineSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    valid = serializers.BooleanField()
+    data = serializers.DictField(child=serializers.CharField())
+    errors = LineErrorSerializer(many=True)
+
+
+class BasketSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Basket
+        fields = ["id", "name", "kind", "created_at", "source_filename", "line_count"]
+        read_only_fields = fields
+
+
+class BasketPreviewSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    line_count = serializers.IntegerField()
+    valid_count = serializers.IntegerField(help_text="Orders that confirm creates")
+    error_count = serializers.IntegerField()
+    lines = BasketLineSerializer(many=True)
+    orders = BasketLineSerializer(many=True, required=False, help_text="Rebalance only")
+    basket = BasketSerializer(required=False, allow_null=True)
+    order_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+def preview_data(preview, basket=None) -> dict:
+    def line(r) -> dict:
+        return {"line": r.line, "valid": r.valid, "data": r.data, "errors": r.errors}
+
+    body = {
+        "sha256": preview.sha256,
+        "line_count": len(preview.lines),
+        "valid_count": len(preview.valid_items),
+        "error_count": preview.error_count,
+        "lines": [line(r) for r in preview.lines],
+    }
+    if preview.is_rebalance:
+        body["orders"] = [line(r) for r in preview.orders]
+    if basket is not None:
+        body["basket"] = BasketSerializer(basket).data
+        body["order_ids"] = list(basket.orders.order_by("pk").values_list("pk", flat=True))
+    return body
