@@ -4,7 +4,6 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from audit.services import audit_record
@@ -19,8 +18,6 @@ class TokenLoginView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
 
     @extend_schema(
         request=inline_serializer(
@@ -34,6 +31,19 @@ class TokenLoginView(APIView):
         if not username or not password:
             raise serializers.ValidationError({"username": ["Username and password are required."]})
         user = authenticate(request=request, username=username, password=password)
+        # django-axes counts failures per username and address and refuses while locked out.
+        if getattr(request, "axes_locked_out", False) or getattr(
+            request._request, "axes_locked_out", False
+        ):
+            return Response(
+                {
+                    "error": {
+                        "code": "locked_out",
+                        "message": "Too many failed logins; try again later.",
+                    }
+                },
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
         if user is None or not user.is_active:
             return Response(
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "audit",
     "oms",
     "orders",
@@ -83,6 +85,8 @@ MIDDLEWARE = [
     "audit.middleware.RequestContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as its docs require: turns a locked-out login into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "oms.urls"
@@ -131,6 +135,14 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"fixgateway.tasks.*": {"queue": "fix"}}
 CELERY_BEAT_SCHEDULE: dict = {}
+# Compliance (issue 4): every active rule against the portfolios after the close (21:45 UTC,
+# after the 16:00 New York close in summer and winter time), reporting breaches from price moves.
+CELERY_BEAT_SCHEDULE["compliance-post-trade-after-close"] = {
+    "task": "compliance.post_trade_sweep",
+    "schedule": __import__("celery.schedules").schedules.crontab(
+        hour=21, minute=45, day_of_week="mon-fri"
+    ),
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -138,6 +150,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Brute-force protection: 5 failures for one username from one address lock it for 15 minutes
+# (counters in the Redis cache, so every web process sees them).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("OMS_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("OMS_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -170,7 +195,6 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "oms.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "OMS API",
@@ -189,6 +213,19 @@ OMS_DEMO_PASSWORD = os.environ.get("OMS_DEMO_PASSWORD", "demo-pass-123")
 OMS_RUN_DIR = Path(env_str("OMS_RUN_DIR", str(BASE_DIR / ".run")))
 OMS_FIX_STORE_DIR = Path(env_str("OMS_FIX_STORE_DIR", str(OMS_RUN_DIR / "fix" / "store")))
 OMS_FIX_LOG_DIR = Path(env_str("OMS_FIX_LOG_DIR", str(OMS_RUN_DIR / "fix" / "log")))
+
+# Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
+# $27.80 per million), and the after-close job that finalises done blocks and writes the
+# custodians' files (21:30 UTC: after the 16:00 New York close in summer and winter time).
+from decimal import Decimal  # noqa: E402
+
+from celery.schedules import crontab  # noqa: E402
+
+OMS_REGULATORY_FEE_RATE = Decimal(env_str("OMS_REGULATORY_FEE_RATE", "0.0000278"))
+CELERY_BEAT_SCHEDULE["allocation-settlement-after-close"] = {
+    "task": "allocation.tasks.settlement_after_close",
+    "schedule": crontab(hour=21, minute=30, day_of_week="mon-fri"),
+}
 
 LOGGING = {
     "version": 1,
