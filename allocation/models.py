@@ -84,8 +84,37 @@ class Allocation(models.Model):
         return f"Allocation {self.pk}: block {self.block_id} order {self.order_id} {self.quantity}"
 
 
+class AllocationExecution(models.Model):
+    """An execution of the block as allocation saw it: the block's average price is made of
+    these, and a replayed or busted execution is recognised by its reference."""
+
+    plan = models.ForeignKey(AllocationPlan, on_delete=models.PROTECT, related_name="executions")
+    execution_ref = models.CharField(max_length=128)
+    quantity = QuantityField()
+    price = PriceField()
+    trade_date = models.DateField()
+    booked_at = models.DateTimeField()
+    busted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["plan", "execution_ref"], name="allocation_execution_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="allocation_execution_quantity_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.execution_ref} {self.quantity}@{self.price}"
+
+
 class AllocationSlice(models.Model):
-    """One booking against one order: a fill's share, its bust, a manual move, a re-price."""
+    """One booking on one order and its position (quantity > 0), or the exact reversal of an
+    earlier one (quantity < 0, `reverses` set): the position keeper reverses only whole
+    bookings, so taking shares back means reversing bookings and re-booking the excess."""
 
     class Kind(models.TextChoices):
         FILL = "FILL", "Fill"
@@ -95,22 +124,24 @@ class AllocationSlice(models.Model):
 
     allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="slices")
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    execution_ref = models.CharField(max_length=128)
+    execution_ref = models.CharField(max_length=128, db_index=True)
+    fill_ref = models.CharField(max_length=200, help_text="The position booking's reference")
     quantity = QuantityField()
     price = PriceField()
     trade_date = models.DateField()
     settle_date = models.DateField()
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
     booked_at = models.DateTimeField()
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["execution_ref", "kind"])]
         constraints = [
-            # One share of an execution per order, and one bust of it: a replay books nothing.
-            models.UniqueConstraint(
-                fields=["allocation", "execution_ref", "kind"],
-                condition=Q(kind__in=["FILL", "BUST"]),
-                name="allocation_slice_once_per_execution",
+            models.CheckConstraint(
+                condition=(Q(quantity__gt=0) & Q(reverses__isnull=True))
+                | (Q(quantity__lt=0) & Q(reverses__isnull=False)),
+                name="allocation_slice_booking_or_reversal",
             ),
         ]
 

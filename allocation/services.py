@@ -9,23 +9,29 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
 
 from audit.services import audit_record
+from oms.csvio import write_csv
 from oms.errors import Conflict, DomainError, NotFound
+from oms.models import Custodian
 from orders import services as order_services
-from orders.models import BUY_SIDES, Block, Order
+from orders.models import SELL_SIDES, Block, Order
 from positions import services as position_services
 
 from .allocator import pro_rata
 from .calendars import settlement_date
-from .models import Allocation, AllocationPlan, AllocationSlice
+from .models import (
+    Allocation,
+    AllocationExecution,
+    AllocationPlan,
+    AllocationSlice,
+    SettlementFile,
+)
 
 PRICE_PLACES = Decimal("0.00000001")
 CENT = Decimal("0.01")
@@ -147,93 +153,166 @@ def _allocations_locked(plan: AllocationPlan) -> list[Allocation]:
     return list(Allocation.objects.select_for_update().filter(plan=plan).order_by("order_id", "pk"))
 
 
-# --- booking ----------------------------------------------------------------------------------
+# --- booking ---------------------------------------------------------------------------------
+#
+# The position keeper reverses only whole earlier bookings (same reference, size and price), so
+# every share an order holds through this block is a live slice, and taking shares back means
+# reversing slices (newest first) and re-booking whatever was reversed beyond the need.
 
 
-@dataclass
-class _Booking:
-    allocation: Allocation
-    quantity: Decimal
-    price: Decimal
+class _Books:
+    """The orders, allocations and live bookings of one block, locked for one use case."""
 
+    def __init__(self, *, block: Block, plan: AllocationPlan, as_of: datetime, actor) -> None:
+        self.block, self.plan, self.as_of, self.actor = block, plan, as_of, actor
+        self.security = block.security
+        self.allocs = _allocations_locked(plan)
+        self.orders: dict[int, Order] = {}
 
-def _book(
-    *,
-    block: Block,
-    bookings: list[_Booking],
-    kind: str,
-    execution_ref: str,
-    trade_date: date,
-    as_of: datetime,
-    actor,
-) -> list[AllocationSlice]:
-    """Book each (allocation, quantity, price) on its order and its position, in order pk order,
-    and record the slice that says so."""
-    bookings = [b for b in bookings if b.quantity != 0]
-    if not bookings:
-        return []
-    security = block.security
-    settle = settlement_date(security=security, trade_date=trade_date)
-    orders = {
-        o.pk: o
-        for o in order_services.orders_lock(order_ids=[b.allocation.order_id for b in bookings])
-    }
-    slices = []
-    for b in sorted(bookings, key=lambda b: b.allocation.order_id):
-        alloc = b.allocation
-        order = orders[alloc.order_id]
-        ref = f"{execution_ref}:{order.pk}"
+    def lock_orders(self, order_ids: Iterable[int]) -> None:
+        wanted = sorted(set(order_ids) - set(self.orders))
+        if wanted:
+            for order in order_services.orders_lock(order_ids=wanted):
+                self.orders[order.pk] = order
+
+    def live(self, alloc: Allocation) -> list[AllocationSlice]:
+        return list(
+            AllocationSlice.objects.filter(
+                allocation=alloc, quantity__gt=0, reversed_by__isnull=True
+            ).order_by("id")
+        )
+
+    def _apply(self, alloc: Allocation, *, quantity, price, fill_ref, exec_ref, kind, trade_date):
+        settle = settlement_date(security=self.security, trade_date=trade_date)
+        order = self.orders[alloc.order_id]
         order_services.order_fill_apply(
             order=order,
-            quantity=b.quantity,
-            price=b.price,
-            as_of=as_of,
-            exec_ref=ref,
-            actor=actor,
+            quantity=quantity,
+            price=price,
+            as_of=self.as_of,
+            exec_ref=exec_ref,
+            actor=self.actor,
             kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
         )
         position_services.position_fill_apply(
             account_id=alloc.account_id,
-            security_id=security.pk,
-            side=block.side,
-            quantity=b.quantity,
-            price=b.price,
+            security_id=self.security.pk,
+            side=self.block.side,
+            quantity=quantity,
+            price=price,
             trade_date=trade_date,
             settle_date=settle,
-            fill_ref=f"{kind.lower()}:{ref}",
-            as_of=as_of,
+            fill_ref=fill_ref,
+            as_of=self.as_of,
         )
-        alloc.quantity += b.quantity
+        alloc.quantity += quantity
         alloc.avg_price = order.avg_price
         if alloc.trade_date is None:
             alloc.trade_date, alloc.settle_date = trade_date, settle
         alloc.save(update_fields=["quantity", "avg_price", "trade_date", "settle_date"])
-        slices.append(
-            AllocationSlice(
-                allocation=alloc,
-                kind=kind,
-                execution_ref=execution_ref,
-                quantity=b.quantity,
-                price=b.price,
-                trade_date=trade_date,
-                settle_date=settle,
-                booked_at=as_of,
-            )
+        return settle
+
+    def book(self, alloc, *, quantity, price, kind, execution_ref, trade_date) -> AllocationSlice:
+        fill_ref = f"{kind.lower()}:{execution_ref}:{alloc.order_id}"
+        settle = self._apply(
+            alloc,
+            quantity=quantity,
+            price=price,
+            fill_ref=fill_ref,
+            exec_ref=execution_ref,
+            kind=kind,
+            trade_date=trade_date,
         )
-    return AllocationSlice.objects.bulk_create(slices)
+        return AllocationSlice.objects.create(
+            allocation=alloc,
+            kind=kind,
+            execution_ref=execution_ref,
+            fill_ref=fill_ref,
+            quantity=quantity,
+            price=price,
+            trade_date=trade_date,
+            settle_date=settle,
+            booked_at=self.as_of,
+        )
+
+    def reverse(self, alloc, original: AllocationSlice, *, kind, execution_ref) -> AllocationSlice:
+        self._apply(
+            alloc,
+            quantity=-original.quantity,
+            price=original.price,
+            fill_ref=original.fill_ref,
+            exec_ref=execution_ref,
+            kind=kind,
+            trade_date=original.trade_date,
+        )
+        return AllocationSlice.objects.create(
+            allocation=alloc,
+            kind=kind,
+            execution_ref=execution_ref,
+            fill_ref=original.fill_ref,
+            quantity=-original.quantity,
+            price=original.price,
+            trade_date=original.trade_date,
+            settle_date=original.settle_date,
+            reverses=original,
+            booked_at=self.as_of,
+        )
+
+    def take_back(self, alloc, quantity: Decimal, *, kind, execution_ref) -> None:
+        """Remove `quantity` from the order, newest bookings first; each share left keeps the
+        price it was booked at."""
+        for original in reversed(self.live(alloc)):
+            if quantity <= 0:
+                break
+            self.reverse(alloc, original, kind=kind, execution_ref=execution_ref)
+            quantity -= original.quantity
+            if quantity < 0:
+                self.book(
+                    alloc,
+                    quantity=-quantity,
+                    price=original.price,
+                    kind=kind,
+                    execution_ref=f"{execution_ref}:rebook{original.pk}",
+                    trade_date=original.trade_date,
+                )
+        if quantity > 0:
+            raise Conflict(f"Allocation {alloc.pk} holds less than is to be taken back.")
+
+    def move_to(self, targets: list[Decimal], *, price: Decimal, kind, execution_ref, trade_date):
+        """Bring every allocation to its target: increases at `price`, decreases by taking
+        back. Decreases go first so no order is ever over-filled on the way."""
+        changes = [(a, t - a.quantity) for a, t in zip(self.allocs, targets, strict=True)]
+        self.lock_orders(a.order_id for a, d in changes if d)
+        for alloc, delta in changes:
+            if delta < 0:
+                self.take_back(alloc, -delta, kind=kind, execution_ref=execution_ref)
+        for alloc, delta in changes:
+            if delta > 0:
+                self.book(
+                    alloc,
+                    quantity=delta,
+                    price=price,
+                    kind=kind,
+                    execution_ref=execution_ref,
+                    trade_date=trade_date,
+                )
 
 
-def _reversal_price(alloc: Allocation, fallback: Decimal) -> Decimal:
-    # Taking shares back at the account's own average price leaves that average unchanged.
-    return alloc.avg_price if alloc.avg_price is not None else fallback
+def _executed(plan: AllocationPlan) -> tuple[Decimal, Decimal | None]:
+    """The block's executed quantity and average price, from the executions not busted."""
+    quantity, value = ZERO, ZERO
+    for ex in plan.executions.filter(busted_at__isnull=True):
+        quantity += ex.quantity
+        value += ex.quantity * ex.price
+    return quantity, ((value / quantity).quantize(PRICE_PLACES) if quantity else None)
 
 
-def _deltas(*, allocs: list[Allocation], targets: list[Decimal], price: Decimal) -> list[_Booking]:
-    return [
-        _Booking(a, t - a.quantity, price if t > a.quantity else _reversal_price(a, price))
-        for a, t in zip(allocs, targets, strict=True)
-        if t != a.quantity
-    ]
+def _check_open(plan: AllocationPlan, what: str) -> None:
+    if plan.status == AllocationPlan.Status.FINALISED:
+        raise Conflict(
+            f"Block {plan.block_id}'s allocations are finalised; {what}.",
+            code="allocation_finalised",
+        )
 
 
 def block_fill_allocate(
@@ -250,74 +329,468 @@ def block_fill_allocate(
 
     The block's cumulative executed quantity is re-split pro rata (allocator.pro_rata) and each
     order is booked the difference from what it already holds, at the execution's price, so
-    positions move with every fill. The split is incremental (a later fill never takes shares
-    back from an order) whenever that stays within one lot of the exact shares, which it does
-    for ordinary fills; only after a bust or a manual adjustment can an order's target fall,
-    and then the shares are taken back at that order's own average price. Finalising re-prices
-    every account to the block's average (allocation_finalise).
+    positions move with every fill. We chose the incremental scheme: a further fill never takes
+    shares back from an order, as long as that keeps everyone within one lot of the exact
+    share, which holds for ordinary fills. Only after a bust or a manual adjustment can an
+    order's target fall; then shares are taken back by reversing its newest bookings (each
+    remaining share keeps its price). Every account ends at the block's average price when the
+    block is finalised (allocation_finalise re-books any account whose average differs).
 
     Runs in the caller's transaction, after it has locked the block and recorded the execution.
     A replayed execution_ref books nothing and returns the slices it booked the first time.
     """
-    if quantity <= 0:
-        raise DomainError("An execution's quantity must be positive.", code="invalid_quantity")
+    if quantity <= 0 or price <= 0:
+        raise DomainError("An execution needs a positive quantity and price.", code="invalid")
     with transaction.atomic():
         plan = _plan_locked(block=block, actor=actor, as_of=as_of)
-        if plan.status == AllocationPlan.Status.FINALISED:
-            raise Conflict(
-                f"Block {block.pk}'s allocations are finalised; an execution cannot be added.",
-                code="allocation_finalised",
+        _check_open(plan, "an execution cannot be added")
+        if plan.executions.filter(execution_ref=execution_ref).exists():
+            return list(
+                AllocationSlice.objects.filter(
+                    allocation__plan=plan, execution_ref=execution_ref
+                ).order_by("id")
             )
-        booked = list(
-            AllocationSlice.objects.filter(
-                allocation__plan=plan, execution_ref=execution_ref, kind=AllocationSlice.Kind.FILL
-            )
+        AllocationExecution.objects.create(
+            plan=plan,
+            execution_ref=execution_ref,
+            quantity=quantity,
+            price=price,
+            trade_date=trade_date,
+            booked_at=as_of,
         )
-        if booked:
-            return booked
-        allocs = _allocations_locked(plan)
-        executed = sum((a.quantity for a in allocs), ZERO) + quantity
+        books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
+        executed = sum((a.quantity for a in books.allocs), ZERO) + quantity
         targets = pro_rata(
-            weights=[a.plan_quantity for a in allocs],
+            weights=[a.plan_quantity for a in books.allocs],
             executed=executed,
             lot=block.security.lot_size,
             rotation=plan.rotation,
-            floors=[a.quantity for a in allocs],
+            floors=[a.quantity for a in books.allocs],
         )
-        return _book(
-            block=block,
-            bookings=_deltas(allocs=allocs, targets=targets, price=price),
+        first_id = AllocationSlice.objects.order_by("-id").values_list("id", flat=True).first()
+        books.move_to(
+            targets,
+            price=price,
             kind=AllocationSlice.Kind.FILL,
             execution_ref=execution_ref,
             trade_date=trade_date,
-            as_of=as_of,
-            actor=actor,
+        )
+        return list(
+            AllocationSlice.objects.filter(allocation__plan=plan, id__gt=first_id or 0).order_by(
+                "id"
+            )
         )
 
 
 def block_fill_reverse(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> None:
-    """Bust: undo exactly what `execution_ref` booked, order by order, at the same prices.
-    A second bust of the same execution changes nothing."""
+    """Bust: undo what `execution_ref` booked, per order and position, with negative quantities
+    through the same calls (the exact bookings reversed). A second bust changes nothing."""
     with transaction.atomic():
         plan = _plan_locked(block=block, actor=actor, as_of=as_of)
-        if plan.status == AllocationPlan.Status.FINALISED:
-            raise Conflict(
-                f"Block {block.pk}'s allocations are finalised; Operations must handle the bust.",
-                code="allocation_finalised",
-            )
-        slices = list(
-            AllocationSlice.objects.filter(allocation__plan=plan, execution_ref=execution_ref)
-        )
-        fills = [s for s in slices if s.kind == AllocationSlice.Kind.FILL]
-        if not fills or any(s.kind == AllocationSlice.Kind.BUST for s in slices):
+        _check_open(plan, "Operations must handle the bust")
+        execution = plan.executions.select_for_update().filter(execution_ref=execution_ref).first()
+        if execution is None or execution.busted_at is not None:
             return
-        allocs = {a.pk: a for a in _allocations_locked(plan)}
-        _book(
-            block=block,
-            bookings=[_Booking(allocs[s.allocation_id], -s.quantity, s.price) for s in fills],
-            kind=AllocationSlice.Kind.BUST,
-            execution_ref=execution_ref,
-            trade_date=fills[0].trade_date,
-            as_of=as_of,
-            actor=actor,
+        execution.busted_at = as_of
+        execution.save(update_fields=["busted_at"])
+        books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
+        by_alloc = {a.pk: a for a in books.allocs}
+        slices = list(
+            AllocationSlice.objects.filter(
+                allocation__plan=plan,
+                kind=AllocationSlice.Kind.FILL,
+                execution_ref__startswith=execution_ref,
+            ).order_by("-id")
         )
+        slices = [
+            s
+            for s in slices
+            if s.execution_ref == execution_ref
+            or s.execution_ref.startswith(f"{execution_ref}:rebook")
+        ]
+        books.lock_orders(by_alloc[s.allocation_id].order_id for s in slices)
+        bust_ref = f"bust:{execution_ref}"
+        for s in slices:  # newest first: the exact inverse of what the execution did
+            alloc = by_alloc[s.allocation_id]
+            if s.quantity > 0 and not AllocationSlice.objects.filter(reverses=s).exists():
+                books.reverse(alloc, s, kind=AllocationSlice.Kind.BUST, execution_ref=bust_ref)
+            elif s.quantity > 0:
+                # A later execution already took this booking back; remove as many shares.
+                books.take_back(
+                    alloc, s.quantity, kind=AllocationSlice.Kind.BUST, execution_ref=bust_ref
+                )
+            else:
+                original = s.reverses
+                books.book(
+                    alloc,
+                    quantity=original.quantity,
+                    price=original.price,
+                    kind=AllocationSlice.Kind.BUST,
+                    execution_ref=f"{bust_ref}:restore{original.pk}",
+                    trade_date=original.trade_date,
+                )
+        audit_record(
+            actor=actor,
+            action="allocation.bust",
+            obj=block,
+            occurred_at=as_of,
+            after={"execution_ref": execution_ref, "quantity": execution.quantity},
+        )
+
+
+# --- adjusting and finalising ---------------------------------------------------------------
+
+
+def _plan_for(*, block_id: int) -> tuple[Block, AllocationPlan]:
+    block = Block.objects.select_related("security", "broker").filter(pk=block_id).first()
+    if block is None:
+        raise NotFound(f"Block {block_id} does not exist.")
+    plan = AllocationPlan.objects.select_for_update().filter(block_id=block_id).first()
+    if plan is None:
+        raise NotFound(f"Block {block_id} has no allocation plan (it was never routed).")
+    return block, plan
+
+
+@transaction.atomic
+def allocation_adjust(
+    *,
+    block_id: int,
+    quantities: dict[int, Decimal],
+    reason: str,
+    actor,
+    as_of: datetime,
+) -> list[Allocation]:
+    """Operations re-splits a block before it is finalised: {order_id: new quantity}. The new
+    split must still add up to the executed quantity; moved shares go at the block's average."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give a reason for the adjustment.", code="reason_required")
+    block, plan = _plan_for(block_id=block_id)
+    _check_open(plan, "they can no longer be adjusted")
+    books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
+    known = {a.order_id for a in books.allocs}
+    if set(quantities) - known:
+        raise DomainError(
+            f"Orders {sorted(set(quantities) - known)} are not in block {block.pk}.",
+            code="unknown_order",
+        )
+    targets = [quantities.get(a.order_id, a.quantity) for a in books.allocs]
+    for alloc, target in zip(books.allocs, targets, strict=True):
+        if target < 0 or target > alloc.plan_quantity:
+            raise DomainError(
+                f"Order {alloc.order_id} can take between 0 and {alloc.plan_quantity}.",
+                code="invalid_quantity",
+            )
+    executed, avg = _executed(plan)
+    if sum(targets, ZERO) != executed:
+        raise DomainError(
+            f"The allocations add up to {sum(targets, ZERO)}, the block executed {executed}.",
+            code="allocation_sum",
+        )
+    before = {str(a.order_id): str(a.quantity) for a in books.allocs}
+    if executed:
+        trade_date = min(plan.executions.values_list("trade_date", flat=True))
+        books.move_to(
+            targets,
+            price=avg,
+            kind=AllocationSlice.Kind.ADJUST,
+            execution_ref=f"adjust:{block.pk}:{as_of.isoformat()}",
+            trade_date=trade_date,
+        )
+    plan.adjusted = True
+    plan.save(update_fields=["adjusted"])
+    audit_record(
+        actor=actor,
+        action="allocation.adjust",
+        obj=block,
+        occurred_at=as_of,
+        before=before,
+        after={
+            "quantities": {str(a.order_id): str(a.quantity) for a in books.allocs},
+            "reason": reason,
+        },
+    )
+    return books.allocs
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def fees_for(
+    *, side: str, quantity: Decimal, price: Decimal, broker
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """(gross, commission, fees, net) for one account's allocation: commission per the broker
+    (basis points of gross plus a per-share rate), a regulatory fee on sells (a rate of gross,
+    settings.OMS_REGULATORY_FEE_RATE); net is what changes hands on settlement."""
+    gross = _money(quantity * price)
+    commission = ZERO
+    if broker is not None:
+        commission = _money(
+            gross * broker.commission_bps / Decimal(10_000) + quantity * broker.commission_per_share
+        )
+    fees = ZERO
+    if side in SELL_SIDES:
+        fees = _money(gross * Decimal(str(settings.OMS_REGULATORY_FEE_RATE)))
+    net = gross - commission - fees if side in SELL_SIDES else gross + commission + fees
+    return gross, commission, fees, net
+
+
+@transaction.atomic
+def allocation_finalise(*, block: Block, as_of: datetime, actor=None) -> list[Allocation]:
+    """Close the block's allocations once it has stopped executing: every account at the
+    block's average price (re-booked where its own average differs), then commission and fees
+    booked as cash on the settlement date (the gross already moved with the fills)."""
+    block = Block.objects.select_related("security", "broker").get(pk=block.pk)
+    if block.status not in DONE_STATUSES:
+        raise Conflict(
+            f"Block {block.pk} is {block.status}; it is finalised once it is done.",
+            code="block_not_done",
+        )
+    plan = _plan_locked(block=block, actor=actor, as_of=as_of)
+    _check_open(plan, "they were finalised before")
+    books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
+    executed, avg = _executed(plan)
+    if plan.adjusted or not executed:
+        targets = [a.quantity for a in books.allocs]
+    else:
+        targets = pro_rata(
+            weights=[a.plan_quantity for a in books.allocs],
+            executed=executed,
+            lot=block.security.lot_size,
+            rotation=plan.rotation,
+        )
+    if executed:
+        trade_date = min(plan.executions.values_list("trade_date", flat=True))
+        final_ref = f"final:{block.pk}"
+        books.lock_orders(a.order_id for a in books.allocs)
+        for alloc in books.allocs:
+            if any(s.price != avg for s in books.live(alloc)):
+                books.take_back(
+                    alloc, alloc.quantity, kind=AllocationSlice.Kind.FINAL, execution_ref=final_ref
+                )
+        books.move_to(
+            targets,
+            price=avg,
+            kind=AllocationSlice.Kind.FINAL,
+            execution_ref=final_ref,
+            trade_date=trade_date,
+        )
+    for alloc in books.allocs:
+        alloc.finalised_at = as_of
+        alloc.avg_price = avg if alloc.quantity else None
+        alloc.currency = block.security.currency
+        if alloc.quantity:
+            alloc.gross_amount, alloc.commission, alloc.fees, alloc.net_amount = fees_for(
+                side=block.side, quantity=alloc.quantity, price=avg, broker=block.broker
+            )
+            charges = alloc.commission + alloc.fees
+            if charges:
+                position_services.cash_adjust(
+                    account_id=alloc.account_id,
+                    currency=alloc.currency,
+                    amount=-charges,
+                    settle_date=alloc.settle_date,
+                    reason=f"commission and fees, block {block.pk}",
+                    ref=f"allocation:{alloc.pk}",
+                    as_of=as_of,
+                )
+        alloc.save()
+    plan.status = AllocationPlan.Status.FINALISED
+    plan.avg_price = avg
+    plan.finalised_at = as_of
+    plan.save(update_fields=["status", "avg_price", "finalised_at"])
+    audit_record(
+        actor=actor,
+        action="allocation.finalise",
+        obj=block,
+        occurred_at=as_of,
+        after={
+            "avg_price": avg,
+            "executed": executed,
+            "allocations": {str(a.order_id): str(a.quantity) for a in books.allocs},
+        },
+    )
+    return books.allocs
+
+
+def allocations_finalise_done(*, as_of: datetime, actor=None) -> list[int]:
+    """Finalise every block that has stopped executing (the after-close job); each in its own
+    transaction so one failure does not hold back the rest."""
+    block_ids = list(
+        AllocationPlan.objects.filter(
+            status=AllocationPlan.Status.OPEN, block__status__in=DONE_STATUSES
+        )
+        .order_by("block_id")
+        .values_list("block_id", flat=True)
+    )
+    done = []
+    for block_id in block_ids:
+        block = Block.objects.get(pk=block_id)
+        allocation_finalise(block=block, as_of=as_of, actor=actor)
+        done.append(block_id)
+    return done
+
+
+# --- settlement files -----------------------------------------------------------------------
+
+SETTLEMENT_COLUMNS = [
+    "trade_id",
+    "trade_date",
+    "settlement_date",
+    "account",
+    "custodian_account",
+    "symbol",
+    "isin",
+    "side",
+    "quantity",
+    "price",
+    "gross_amount",
+    "commission",
+    "fees",
+    "net_amount",
+    "currency",
+    "executing_broker",
+]
+
+
+def settlement_rows(*, custodian_id: int, trade_date: date) -> list[dict[str, str]]:
+    """The finalised, non-empty allocations of the custodian's accounts traded on the date."""
+    allocs = (
+        Allocation.objects.filter(
+            account__custodian_id=custodian_id,
+            trade_date=trade_date,
+            finalised_at__isnull=False,
+            quantity__gt=0,
+        )
+        .select_related("account", "block__security", "block__broker")
+        .order_by("pk")
+    )
+    rows = []
+    for a in allocs:
+        security = a.block.security
+        rows.append(
+            {
+                "trade_id": f"ALLOC-{a.pk}",
+                "trade_date": a.trade_date.isoformat(),
+                "settlement_date": a.settle_date.isoformat(),
+                "account": a.account.code,
+                "custodian_account": a.account.custodian_account,
+                "symbol": security.symbol,
+                "isin": security.isin or "",
+                "side": a.block.side,
+                "quantity": str(a.quantity.normalize()),
+                "price": str(a.avg_price),
+                "gross_amount": str(a.gross_amount.quantize(CENT)),
+                "commission": str(a.commission.quantize(CENT)),
+                "fees": str(a.fees.quantize(CENT)),
+                "net_amount": str(a.net_amount.quantize(CENT)),
+                "currency": a.currency,
+                "executing_broker": a.block.broker.code if a.block.broker else "",
+            }
+        )
+    return rows
+
+
+def _differences(previous: list[dict], current: list[dict]) -> dict:
+    old = {r["trade_id"]: r for r in previous}
+    new = {r["trade_id"]: r for r in current}
+    changed = {}
+    for trade_id in sorted(old.keys() & new.keys()):
+        fields = {
+            k: [old[trade_id].get(k), new[trade_id].get(k)]
+            for k in SETTLEMENT_COLUMNS
+            if old[trade_id].get(k) != new[trade_id].get(k)
+        }
+        if fields:
+            changed[trade_id] = fields
+    return {
+        "added": sorted(new.keys() - old.keys()),
+        "removed": sorted(old.keys() - new.keys()),
+        "changed": changed,
+    }
+
+
+def _rows_of(content: str) -> list[dict]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(content)))
+
+
+@transaction.atomic
+def settlement_file_generate(
+    *, custodian_id: int, trade_date: date, as_of: datetime, actor=None
+) -> tuple[SettlementFile, bool]:
+    """Write the custodian's file for the date. If the content is what the latest version
+    already says, that version is returned (created=False); otherwise a new version, listing
+    what differs from the previous one."""
+    custodian = Custodian.objects.select_for_update().filter(pk=custodian_id).first()
+    if custodian is None:
+        raise NotFound(f"Custodian {custodian_id} does not exist.")
+    rows = settlement_rows(custodian_id=custodian_id, trade_date=trade_date)
+    content = write_csv(SETTLEMENT_COLUMNS, ([r[c] for c in SETTLEMENT_COLUMNS] for r in rows))
+    checksum = hashlib.sha256(content.encode()).hexdigest()
+    latest = (
+        SettlementFile.objects.filter(custodian=custodian, trade_date=trade_date)
+        .order_by("-version")
+        .first()
+    )
+    if latest is not None and latest.checksum == checksum:
+        return latest, False
+    version = latest.version + 1 if latest else 1
+    previous_rows = _rows_of(latest.content) if latest else []
+    created = SettlementFile.objects.create(
+        custodian=custodian,
+        trade_date=trade_date,
+        version=version,
+        filename=f"settlement_{custodian.code}_{trade_date:%Y%m%d}_v{version}.csv",
+        content=content,
+        checksum=checksum,
+        row_count=len(rows),
+        differences=_differences(previous_rows, rows) if latest else {},
+        previous=latest,
+        created_at=as_of,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    audit_record(
+        actor=actor,
+        action="settlement_file.generate",
+        obj=created,
+        occurred_at=as_of,
+        after={"checksum": checksum, "rows": len(rows), "version": version},
+    )
+    return created, True
+
+
+def settlement_files_generate(
+    *, trade_date: date, as_of: datetime, actor=None
+) -> list[tuple[SettlementFile, bool]]:
+    """Files for every custodian with finalised trades on the date (or an earlier version)."""
+    custodian_ids = set(
+        Allocation.objects.filter(
+            trade_date=trade_date, finalised_at__isnull=False, quantity__gt=0
+        ).values_list("account__custodian_id", flat=True)
+    ) | set(
+        SettlementFile.objects.filter(trade_date=trade_date).values_list("custodian_id", flat=True)
+    )
+    return [
+        settlement_file_generate(custodian_id=cid, trade_date=trade_date, as_of=as_of, actor=actor)
+        for cid in sorted(custodian_ids)
+    ]
+
+
+@transaction.atomic
+def settlement_file_download(*, file_id: int, actor, as_of: datetime) -> SettlementFile:
+    """The file to hand out, with the download on the audit trail."""
+    sf = SettlementFile.objects.select_related("custodian").filter(pk=file_id).first()
+    if sf is None:
+        raise NotFound(f"Settlement file {file_id} does not exist.")
+    audit_record(
+        actor=actor,
+        action="settlement_file.download",
+        obj=sf,
+        occurred_at=as_of,
+        after={"checksum": sf.checksum, "version": sf.version},
+    )
+    return sf

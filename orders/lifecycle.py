@@ -64,7 +64,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
         }
     ),
     S.WORKING: frozenset(_LIVE_AT_BROKER),
-    S.PARTIALLY_FILLED: frozenset(_LIVE_AT_BROKER),
+    # A bust (or a re-allocation) that takes back every share filled so far reopens it.
+    S.PARTIALLY_FILLED: frozenset(_LIVE_AT_BROKER | {S.WORKING}),
     # A cancel or replace the broker refuses puts the order back where it was.
     S.PENDING_CANCEL: frozenset(
         {S.CANCELLED, S.WORKING, S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED, S.DONE_FOR_DAY}
