@@ -44,7 +44,6 @@ class CashBalance(models.Model):
     settled = MoneyField(default=0)
     projected = MoneyField(default=0)
     opening_settled = MoneyField(default=0)
-    opening_movement_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -126,6 +125,8 @@ class CashMovement(models.Model):
         PositionFill, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     is_settled = models.BooleanField(default=False)
+    # Folded into the opening balance by a later start-of-day load (it was settled then).
+    in_opening = models.BooleanField(default=False)
     booked_at = models.DateTimeField()
 
     class Meta:

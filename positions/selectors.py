@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
+from oms.errors import DomainError
 from oms.fields import ZERO
+from oms.models import Account, Security
 
-from .models import CashBalance, Position
+from .models import CashBalance, CashMovement, FxRate, Position, PositionFill
+
+FIRM_CURRENCY = "USD"
+HUNDRED = Decimal(100)
+PCT = Decimal("0.0001")
+CENTS = Decimal("0.01")
+
+
+# --- the selectors compliance and the order ticket call (signatures fixed) -----------------
 
 
 def position_quantities(*, account_ids: list[int]) -> dict[tuple[int, int], Decimal]:
@@ -41,20 +53,396 @@ def firm_quantities(*, security_ids: list[int]) -> dict[int, Decimal]:
 
 
 def cash_settled(*, account_ids: list[int], currency: str = "USD") -> dict[int, Decimal]:
+    """{account_id: settled cash in `currency`} (movements not yet settled excluded)."""
     rows = CashBalance.objects.filter(account_id__in=account_ids, currency=currency)
     result: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for row in rows:
+    for row in rows.only("account_id", "settled"):
         result[row.account_id] = row.settled
     return dict(result)
 
 
-def account_navs(*, account_ids: list[int]) -> dict[int, Decimal]:
-    """NAV per account in its base currency: positions at reference price plus cash.
-    (Single-currency for now; FX conversion arrives with the position keeper.)"""
+def cash_available(*, account_ids: list[int], as_of: datetime) -> dict[int, Decimal]:
+    """{account_id: cash in its base currency the account can spend}: settled cash plus every
+    booked movement still to settle (purchases already made take their money now; sales
+    proceeds count on trade date), every currency converted at the FX rates of as_of's date."""
+    rates = FxTable.load(as_of=as_of.date())
+    bases = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "base_currency"))
+    result = {account_id: ZERO for account_id in account_ids}
+    for row in CashBalance.objects.filter(account_id__in=account_ids):
+        result[row.account_id] += rates.convert(row.projected, row.currency, bases[row.account_id])
+    return {k: v.quantize(CENTS) for k, v in result.items()}
+
+
+def account_navs(*, account_ids: list[int], as_of: date | None = None) -> dict[int, Decimal]:
+    """NAV per account in its base currency: positions at the reference price plus settled
+    and projected cash (the projected figure: a bought stock is already in the positions),
+    other currencies converted through the FX rates table."""
+    rates = FxTable.load(as_of=as_of)
+    bases = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "base_currency"))
     navs: dict[int, Decimal] = {account_id: ZERO for account_id in account_ids}
-    positions = Position.objects.filter(account_id__in=account_ids).select_related("security")
-    for p in positions.only("account_id", "quantity", "security__reference_price"):
-        navs[p.account_id] += p.quantity * (p.security.reference_price or ZERO)
-    for c in CashBalance.objects.filter(account_id__in=account_ids):
-        navs[c.account_id] += c.settled
+    positions = (
+        Position.objects.filter(account_id__in=account_ids)
+        .exclude(quantity=0)
+        .select_related("security")
+    )
+    for p in positions.only(
+        "account_id", "quantity", "security__reference_price", "security__currency"
+    ):
+        value = p.quantity * (p.security.reference_price or ZERO)
+        navs[p.account_id] += rates.convert(
+            value, p.security.currency, bases.get(p.account_id, FIRM_CURRENCY)
+        )
+    for c in CashBalance.objects.filter(account_id__in=account_ids).only(
+        "account_id", "currency", "projected"
+    ):
+        navs[c.account_id] += rates.convert(
+            c.projected, c.currency, bases.get(c.account_id, FIRM_CURRENCY)
+        )
     return navs
+
+
+# --- FX ------------------------------------------------------------------------------------
+
+
+class MissingFxRate(DomainError):
+    code = "missing_fx_rate"
+
+
+@dataclass
+class FxTable:
+    """The latest rate per pair (as of a date); converts directly, inverted, or through USD."""
+
+    rates: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, *, as_of: date | None = None) -> FxTable:
+        qs = FxRate.objects.order_by("base", "quote", "-as_of_date")
+        if as_of is not None:
+            qs = qs.filter(as_of_date__lte=as_of)
+        rates: dict[tuple[str, str], Decimal] = {}
+        for base, quote, rate in qs.values_list("base", "quote", "rate"):
+            rates.setdefault((base, quote), rate)
+        return cls(rates)
+
+    def rate(self, from_ccy: str, to_ccy: str) -> Decimal:
+        if from_ccy == to_ccy:
+            return Decimal(1)
+        if (from_ccy, to_ccy) in self.rates:
+            return self.rates[(from_ccy, to_ccy)]
+        if (to_ccy, from_ccy) in self.rates:
+            return Decimal(1) / self.rates[(to_ccy, from_ccy)]
+        if FIRM_CURRENCY not in (from_ccy, to_ccy):
+            return self.rate(from_ccy, FIRM_CURRENCY) * self.rate(FIRM_CURRENCY, to_ccy)
+        raise MissingFxRate(f"No FX rate for {from_ccy}/{to_ccy}: add one in the FX rates table.")
+
+    def convert(self, amount: Decimal, from_ccy: str, to_ccy: str) -> Decimal:
+        if amount == 0 or from_ccy == to_ccy:
+            return amount
+        return amount * self.rate(from_ccy, to_ccy)
+
+
+def fx_rates_latest(*, as_of: date | None = None) -> list[tuple[str, str, Decimal]]:
+    return sorted((b, q, r) for (b, q), r in FxTable.load(as_of=as_of).rates.items())
+
+
+# --- holdings with valuation ---------------------------------------------------------------
+
+
+@dataclass
+class HoldingRow:
+    account_id: int
+    account_code: str
+    base_currency: str
+    security_id: int
+    symbol: str
+    name: str
+    sector: str
+    issuer: str
+    currency: str
+    quantity: Decimal
+    avg_cost: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    price: Decimal | None
+    market_value: Decimal | None
+    unrealized_pnl: Decimal | None
+    pct_nav: Decimal | None
+
+
+def holdings(
+    *,
+    account_ids: list[int],
+    security_query: str = "",
+    sector: str = "",
+    include_flat: bool = False,
+) -> list[HoldingRow]:
+    """Per account and security: quantity, average cost, cost basis, realized P&L, market value
+    at the reference price (security currency), unrealized P&L, % of the account's NAV."""
+    qs = Position.objects.filter(account_id__in=account_ids).select_related(
+        "account", "security", "security__issuer"
+    )
+    if not include_flat:
+        qs = qs.filter(~Q(quantity=0) | ~Q(realized_pnl=0))
+    if security_query:
+        qs = qs.filter(
+            Q(security__symbol__istartswith=security_query)
+            | Q(security__name__icontains=security_query)
+        )
+    if sector:
+        qs = qs.filter(security__sector=sector)
+    positions = list(qs.order_by("account__code", "security__symbol"))
+    navs = account_navs(account_ids=sorted({p.account_id for p in positions}))
+    rates = FxTable.load()
+    rows = []
+    for p in positions:
+        sec = p.security
+        price = sec.reference_price
+        mv = (p.quantity * price).quantize(CENTS) if price is not None else None
+        pct = None
+        nav = navs.get(p.account_id) or ZERO
+        if mv is not None and nav:
+            in_base = rates.convert(mv, sec.currency, p.account.base_currency)
+            pct = (in_base / nav * HUNDRED).quantize(PCT)
+        rows.append(
+            HoldingRow(
+                account_id=p.account_id,
+                account_code=p.account.code,
+                base_currency=p.account.base_currency,
+                security_id=sec.pk,
+                symbol=sec.symbol,
+                name=sec.name,
+                sector=sec.sector,
+                issuer=sec.issuer.name,
+                currency=sec.currency,
+                quantity=p.quantity,
+                avg_cost=p.avg_cost,
+                cost_basis=p.cost_basis,
+                realized_pnl=p.realized_pnl,
+                price=price,
+                market_value=mv,
+                unrealized_pnl=(mv - p.cost_basis).quantize(CENTS) if mv is not None else None,
+                pct_nav=pct,
+            )
+        )
+    return rows
+
+
+# --- cash ladder ---------------------------------------------------------------------------
+
+
+@dataclass
+class LadderStep:
+    settle_date: date
+    amount: Decimal
+    projected: Decimal
+
+
+@dataclass
+class CashLadder:
+    account_id: int
+    account_code: str
+    currency: str
+    settled: Decimal
+    projected: Decimal
+    steps: list[LadderStep]
+
+
+def cash_ladders(*, account_ids: list[int]) -> list[CashLadder]:
+    """Per account and currency: settled cash, then each settlement date still to come with
+    the money it moves and the projected balance after it."""
+    pending: dict[tuple[int, str], dict[date, Decimal]] = defaultdict(dict)
+    rows = (
+        CashMovement.objects.filter(account_id__in=account_ids, is_settled=False)
+        .values("account_id", "currency", "settle_date")
+        .annotate(total=Sum("amount"))
+        .order_by("settle_date")
+    )
+    for r in rows:
+        pending[(r["account_id"], r["currency"])][r["settle_date"]] = r["total"]
+    result = []
+    balances = CashBalance.objects.filter(account_id__in=account_ids).select_related("account")
+    for b in balances.order_by("account__code", "currency"):
+        running = b.settled
+        steps = []
+        for day, amount in sorted(pending.get((b.account_id, b.currency), {}).items()):
+            running += amount
+            steps.append(LadderStep(day, amount, running))
+        result.append(
+            CashLadder(b.account_id, b.account.code, b.currency, b.settled, b.projected, steps)
+        )
+    return result
+
+
+# --- firm-wide exposure ----------------------------------------------------------------------
+
+
+@dataclass
+class ExposureRow:
+    key: str
+    label: str
+    long_value: Decimal
+    short_value: Decimal
+
+    @property
+    def net_value(self) -> Decimal:
+        return self.long_value + self.short_value
+
+    @property
+    def gross_value(self) -> Decimal:
+        return self.long_value - self.short_value
+
+
+def exposure(*, account_ids: list[int] | None = None, by: str = "security") -> list[ExposureRow]:
+    """Market value (firm currency, at the reference price) held long and short, grouped by
+    security, issuer or sector, largest gross first. None for account_ids means the firm."""
+    if by not in ("security", "issuer", "sector"):
+        raise ValueError(f"Unknown exposure grouping {by!r}.")
+    rates = FxTable.load()
+    qs = Position.objects.exclude(quantity=0)
+    if account_ids is not None:
+        qs = qs.filter(account_id__in=account_ids)
+    totals = qs.values("security_id").annotate(
+        long=Sum("quantity", filter=Q(quantity__gt=0)),
+        short=Sum("quantity", filter=Q(quantity__lt=0)),
+    )
+    securities = Security.objects.select_related("issuer").in_bulk(
+        [t["security_id"] for t in totals]
+    )
+    groups: dict[str, ExposureRow] = {}
+    for t in totals:
+        sec = securities[t["security_id"]]
+        price = rates.convert(sec.reference_price or ZERO, sec.currency, FIRM_CURRENCY)
+        if by == "security":
+            key, label = str(sec.pk), sec.symbol
+        elif by == "issuer":
+            key, label = str(sec.issuer_id), sec.issuer.name
+        else:
+            key, label = sec.sector, sec.sector
+        row = groups.setdefault(key, ExposureRow(key, label, ZERO, ZERO))
+        row.long_value += (t["long"] or ZERO) * price
+        row.short_value += (t["short"] or ZERO) * price
+    for row in groups.values():
+        row.long_value = row.long_value.quantize(CENTS)
+        row.short_value = row.short_value.quantize(CENTS)
+    return sorted(groups.values(), key=lambda r: (-r.gross_value, r.label))
+
+
+def firm_nav(*, account_ids: list[int] | None = None) -> Decimal:
+    """Sum of the accounts' NAVs in the firm currency."""
+    rates = FxTable.load()
+    ids = (
+        list(account_ids)
+        if account_ids is not None
+        else list(Account.objects.values_list("pk", flat=True))
+    )
+    bases = dict(Account.objects.filter(pk__in=ids).values_list("pk", "base_currency"))
+    return sum(
+        (
+            rates.convert(nav, bases[a], FIRM_CURRENCY)
+            for a, nav in account_navs(account_ids=ids).items()
+        ),
+        ZERO,
+    ).quantize(CENTS)
+
+
+def position_fills(*, account_id: int, security_id: int, limit: int = 200):
+    return PositionFill.objects.filter(account_id=account_id, security_id=security_id).order_by(
+        "-id"
+    )[:limit]
+
+
+# --- reconcile -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # "position" or "cash" or "ledger"
+    account_code: str
+    key: str  # symbol or currency or fill reference
+    field: str
+    expected: Decimal | str
+    actual: Decimal | str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} {self.account_code} {self.key} {self.field}: "
+            f"expected {self.expected}, kept {self.actual}"
+        )
+
+
+def reconcile_differences() -> list[Difference]:
+    """Recompute every position and cash balance from the opening balances and the ledger and
+    list what differs from the kept figures (empty when everything agrees)."""
+    from .services import PositionState, position_state_apply, signed_quantity
+
+    codes = dict(Account.objects.values_list("pk", "code"))
+    symbols = dict(Security.objects.values_list("pk", "symbol"))
+    diffs: list[Difference] = []
+
+    positions = {(p.account_id, p.security_id): p for p in Position.objects.all()}
+    states = {
+        k: PositionState(p.opening_quantity, p.opening_avg_cost, ZERO) for k, p in positions.items()
+    }
+    fills = (
+        PositionFill.objects.filter(quantity__gt=0, reversed_by__isnull=True)
+        .order_by("id")
+        .values_list("id", "account_id", "security_id", "side", "quantity", "price")
+    )
+    for fill_id, account_id, security_id, side, quantity, price in fills.iterator(chunk_size=5000):
+        key = (account_id, security_id)
+        position = positions.get(key)
+        if position is not None and fill_id <= position.opening_ledger_id:
+            continue
+        states[key] = position_state_apply(
+            states.get(key, PositionState()),
+            delta=signed_quantity(side=side, quantity=quantity),
+            price=price,
+        )
+    for key, state in states.items():
+        kept = positions.get(key)
+        for name in ("quantity", "avg_cost", "cost_basis", "realized_pnl"):
+            expected = getattr(state, name)
+            actual = getattr(kept, name) if kept is not None else "missing"
+            if actual != expected:
+                diffs.append(
+                    Difference("position", codes[key[0]], symbols[key[1]], name, expected, actual)
+                )
+
+    # Each booking and reversal moves its own net money exactly once.
+    moved = dict(
+        CashMovement.objects.filter(fill__isnull=False)
+        .values("fill_id")
+        .annotate(total=Sum("amount"))
+        .values_list("fill_id", "total")
+    )
+    for fill_id, ref, account_id, net in PositionFill.objects.values_list(
+        "id", "fill_ref", "account_id", "net_money"
+    ).iterator(chunk_size=5000):
+        if moved.get(fill_id) != net:
+            diffs.append(
+                Difference(
+                    "ledger", codes[account_id], ref, "cash moved", net, moved.get(fill_id, "none")
+                )
+            )
+
+    sums = defaultdict(lambda: [ZERO, ZERO])
+    rows = (
+        CashMovement.objects.filter(in_opening=False)
+        .values("account_id", "currency", "is_settled")
+        .annotate(total=Sum("amount"))
+    )
+    for r in rows:
+        totals = sums[(r["account_id"], r["currency"])]
+        totals[1] += r["total"]
+        if r["is_settled"]:
+            totals[0] += r["total"]
+    balances = {(b.account_id, b.currency): b for b in CashBalance.objects.all()}
+    for key in sorted(set(balances) | set(sums)):
+        balance = balances.get(key)
+        opening = balance.opening_settled if balance is not None else ZERO
+        settled, projected = sums.get(key, (ZERO, ZERO))
+        for name, expected in (("settled", opening + settled), ("projected", opening + projected)):
+            actual = getattr(balance, name) if balance is not None else "missing"
+            if actual != expected:
+                diffs.append(Difference("cash", codes[key[0]], key[1], name, expected, actual))
+    return diffs

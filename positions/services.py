@@ -385,10 +385,6 @@ def _last_fill_id() -> int:
     return PositionFill.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
-def _last_movement_id() -> int:
-    return CashMovement.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-
 @transaction.atomic
 def opening_balances_load(
     *,
@@ -425,7 +421,6 @@ def opening_balances_load(
             )
             created += was_created
     cash_created = 0
-    last_movement = _last_movement_id()
     for item in sorted(cash, key=lambda c: (c.account.pk, c.currency)):
         if replace:
             balance = _cash_lock(account_id=item.account.pk, currency=item.currency)
@@ -438,11 +433,14 @@ def opening_balances_load(
                 ),
                 ZERO,
             )
-            # Movements still to settle stay on the ladder on top of the new opening.
+            # The custodian's settled figure already holds every settled movement; movements
+            # still to settle stay on the ladder on top of it.
+            CashMovement.objects.filter(
+                account_id=item.account.pk, currency=item.currency, is_settled=True
+            ).update(in_opening=True)
             balance.settled = item.amount
             balance.opening_settled = item.amount
             balance.projected = item.amount + pending
-            balance.opening_movement_id = last_movement
             balance.save()
         else:
             _, was_created = CashBalance.objects.get_or_create(
@@ -452,7 +450,6 @@ def opening_balances_load(
                     "settled": item.amount,
                     "projected": item.amount,
                     "opening_settled": item.amount,
-                    "opening_movement_id": last_movement,
                 },
             )
             cash_created += was_created
