@@ -305,6 +305,11 @@ def account_manageable_by(*, user, account: Account) -> bool:
     return any(m.pk == user.pk for m in account.managers.all())
 
 
+def _num(value: Decimal) -> str:
+    """A Decimal as people write it: 10, not 1E+1 or 10.00000000."""
+    return format(value.normalize(), "f")
+
+
 def _on_tick(price: Decimal, tick: Decimal) -> bool:
     return price % tick == 0
 
@@ -364,13 +369,13 @@ def order_input_validate(
     elif quantity > MAX_ORDER_QUANTITY:
         bad(
             "quantity",
-            f"Quantity {quantity} is above the limit of {MAX_ORDER_QUANTITY:,} per order.",
+            f"Quantity {_num(quantity)} is above the limit of {MAX_ORDER_QUANTITY:,} per order.",
         )
     elif security is not None and quantity % security.lot_size != 0:
         bad(
             "quantity",
-            f"Quantity {quantity} is not a multiple of {security.symbol}'s lot size "
-            f"{security.lot_size.normalize()}.",
+            f"Quantity {_num(quantity)} is not a multiple of {security.symbol}'s lot size "
+            f"{_num(security.lot_size)}.",
         )
 
     prices = {"limit_price": data.get("limit_price"), "stop_price": data.get("stop_price")}
@@ -388,8 +393,8 @@ def order_input_validate(
         elif price is not None and security is not None and not _on_tick(price, security.tick_size):
             bad(
                 field,
-                f"The {label} {price} is not on {security.symbol}'s tick size "
-                f"{security.tick_size.normalize()}.",
+                f"The {label} {_num(price)} is not on {security.symbol}'s tick size "
+                f"{_num(security.tick_size)}.",
             )
 
     expire_date = data.get("expire_date")
@@ -690,7 +695,7 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
         elif quantity > MAX_ORDER_QUANTITY or quantity % order.security.lot_size != 0:
             errors["quantity"] = [
                 f"Quantity must be a multiple of the lot size "
-                f"{order.security.lot_size.normalize()} and at most {MAX_ORDER_QUANTITY:,}."
+                f"{_num(order.security.lot_size)} and at most {MAX_ORDER_QUANTITY:,}."
             ]
     if "limit_price" in diff:
         limit_price = diff["limit_price"]
@@ -700,8 +705,8 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
             errors["limit_price"] = ["The limit price must be greater than zero."]
         elif not _on_tick(limit_price, order.security.tick_size):
             errors["limit_price"] = [
-                f"The limit price {limit_price} is not on the tick size "
-                f"{order.security.tick_size.normalize()}."
+                f"The limit price {_num(limit_price)} is not on the tick size "
+                f"{_num(order.security.tick_size)}."
             ]
     if diff.get("time_in_force") == TimeInForce.GTD:
         errors["time_in_force"] = ["An order at the broker cannot become GTD."]
