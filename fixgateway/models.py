@@ -1,6 +1,6 @@
 from django.db import models
 
-from oms.fields import MoneyField
+from oms.fields import MoneyField, PriceField, QuantityField
 
 
 class Broker(models.Model):
@@ -36,3 +36,167 @@ class Broker(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+
+class FixOrder(models.Model):
+    """A block as the broker knows it: its ClOrdID chain and what is waiting for an answer."""
+
+    block = models.OneToOneField("orders.Block", on_delete=models.PROTECT, related_name="fix_order")
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="fix_orders")
+    # The ClOrdID the broker currently knows the order by (changes on every accepted replace).
+    cl_ord_id = models.CharField(max_length=64)
+    broker_order_id = models.CharField(max_length=64, blank=True)
+    next_suffix = models.PositiveIntegerField(default=1)
+    # A cancel or replace sent and not yet answered: its ClOrdID, kind, and what to restore.
+    pending_cl_ord_id = models.CharField(max_length=64, blank=True)
+    pending_kind = models.CharField(max_length=8, blank=True)
+    pending_values = models.JSONField(default=dict, blank=True)
+    prior_status = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.broker_id}:{self.cl_ord_id}"
+
+
+class OutboxMessage(models.Model):
+    """An order message to send, written in the transaction that decided to send it."""
+
+    class Kind(models.TextChoices):
+        NEW = "NEW", "NewOrderSingle"
+        CANCEL = "CANCEL", "OrderCancelRequest"
+        REPLACE = "REPLACE", "OrderCancelReplaceRequest"
+
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="outbox")
+    fix_order = models.ForeignKey(FixOrder, on_delete=models.PROTECT, related_name="messages")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    cl_ord_id = models.CharField(max_length=64, unique=True)
+    orig_cl_ord_id = models.CharField(max_length=64, blank=True)
+    # Field values for the message builder (strings: Decimals and dates kept exact).
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    sent_seq_num = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["broker", "id"],
+                name="outbox_unsent",
+                condition=models.Q(sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.cl_ord_id}"
+
+
+class Execution(models.Model):
+    """Every execution report received, once: the ledger behind a block's fills."""
+
+    class State(models.TextChoices):
+        APPLIED = "APPLIED", "Applied"
+        QUARANTINED = "QUARANTINED", "Quarantined"
+        BUSTED = "BUSTED", "Busted"
+        CORRECTED = "CORRECTED", "Corrected"
+
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="executions")
+    fix_order = models.ForeignKey(FixOrder, on_delete=models.PROTECT, related_name="executions")
+    exec_id = models.CharField(max_length=64)
+    exec_type = models.CharField(max_length=2)
+    ord_status = models.CharField(max_length=2, blank=True)
+    cl_ord_id = models.CharField(max_length=64)
+    exec_ref_id = models.CharField(max_length=64, blank=True)
+    last_qty = QuantityField(default=0)
+    last_px = PriceField(default=0)
+    cum_qty = QuantityField(default=0)
+    avg_px = PriceField(default=0)
+    leaves_qty = QuantityField(default=0)
+    trade_date = models.DateField(null=True, blank=True)
+    # SHA-256 of the fields that define the report: a replay must match it exactly.
+    content_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.APPLIED)
+    raw = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker", "fix_order", "exec_id"], name="execution_unique_per_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exec_id} {self.exec_type} {self.last_qty}@{self.last_px}"
+
+
+class Quarantine(models.Model):
+    """A message the gateway would not apply: kept raw for Operations, with the reason."""
+
+    broker = models.ForeignKey(
+        Broker, null=True, blank=True, on_delete=models.PROTECT, related_name="quarantine"
+    )
+    reason = models.CharField(max_length=32, db_index=True)
+    detail = models.TextField(blank=True)
+    msg_type = models.CharField(max_length=4, blank=True)
+    cl_ord_id = models.CharField(max_length=64, blank=True)
+    exec_id = models.CharField(max_length=64, blank=True)
+    raw = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.cl_ord_id} {self.exec_id}"
+
+
+class SessionState(models.Model):
+    """What the FIX worker that owns a broker's session last reported, for web processes."""
+
+    broker = models.OneToOneField(Broker, on_delete=models.CASCADE, related_name="session_state")
+    logged_on = models.BooleanField(default=False)
+    next_sender_seq_num = models.PositiveIntegerField(default=1)
+    next_target_seq_num = models.PositiveIntegerField(default=1)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    owner = models.CharField(max_length=128, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.broker_id} {'up' if self.logged_on else 'down'}"
+
+
+class KillSwitch(models.Model):
+    """While engaged, orders in scope are cancelled and new routing in scope is refused."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Everything"
+        BROKER = "broker", "Broker"
+        ACCOUNT = "account", "Account"
+        TRADER = "trader", "Trader"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    value = models.CharField(max_length=150, blank=True)
+    engaged_at = models.DateTimeField()
+    engaged_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-engaged_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "value"],
+                condition=models.Q(released_at__isnull=True),
+                name="kill_switch_one_engaged_per_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.value}"

@@ -1,0 +1,98 @@
+"""Run the broker simulator (a QuickFIX acceptor) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import quickfix as fix
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings, control_server
+
+
+class Command(BaseCommand):
+    help = "Stand in for the brokers: one acceptor session per active Broker row (or --session)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--session",
+            action="append",
+            default=[],
+            help="PORT:SENDER:TARGET[:FIX.4.x] (the simulator's own CompID first); repeatable",
+        )
+        parser.add_argument("--control-port", type=int, default=9870)
+        parser.add_argument("--store", default=str(Path(settings.OMS_RUN_DIR) / "fix" / "sim"))
+        parser.add_argument("--ready-file", default="")
+        parser.add_argument("--fill-mode", default="immediate")
+        parser.add_argument("--reject-rate", type=float, default=0.0)
+        parser.add_argument("--prices-from-db", action="store_true", default=True)
+        parser.add_argument("--no-db-prices", dest="prices_from_db", action="store_false")
+
+    def handle(self, *args, **opts):
+        sessions = []
+        for spec in opts["session"]:
+            port, sender, target, *version = spec.split(":")
+            sessions.append(
+                {
+                    "port": int(port),
+                    "sender": sender,
+                    "target": target,
+                    "fix_version": version[0] if version else "FIX.4.4",
+                }
+            )
+        if not sessions:
+            from fixgateway.models import Broker
+
+            for b in Broker.objects.filter(active=True):
+                sessions.append(
+                    {
+                        "port": b.port,
+                        "sender": b.target_comp_id,
+                        "target": b.sender_comp_id,
+                        "fix_version": b.fix_version,
+                    }
+                )
+        lookup = None
+        if opts["prices_from_db"]:
+            from django.db import close_old_connections
+
+            from oms.models import Security
+
+            def lookup(symbol: str) -> Decimal | None:
+                close_old_connections()
+                return (
+                    Security.objects.filter(symbol=symbol)
+                    .values_list("reference_price", flat=True)
+                    .first()
+                )
+
+        sim = BrokerSimulator(
+            SimConfig(fill_mode=opts["fill_mode"], reject_rate=opts["reject_rate"]), lookup
+        )
+        store = Path(opts["store"])
+        cfg = acceptor_settings(sessions, store / "store", store / "log")
+        acceptor = fix.ThreadedSocketAcceptor(
+            sim, fix.FileStoreFactory(cfg), cfg, fix.FileLogFactory(cfg)
+        )
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        server = control_server(sim, opts["control_port"])
+        acceptor.start()
+        ready = {"control_port": server.server_address[1], "sessions": sessions}
+        if opts["ready_file"]:
+            Path(opts["ready_file"]).write_text(json.dumps(ready))
+        self.stdout.write(f"broker simulator ready: {json.dumps(ready)}")
+        self.stdout.flush()
+        try:
+            while not done.wait(1):
+                pass
+        finally:
+            sim.stop()
+            acceptor.stop()  # the engine must stop before Python exits
+            server.shutdown()

@@ -1,0 +1,64 @@
+"""Reading the FIX gateway's state (session table, outbox, quarantine, kill switches)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from orders.models import Block
+
+from .models import Broker, FixOrder, KillSwitch, OutboxMessage, Quarantine, SessionState
+
+
+def broker_sessions() -> list[dict]:
+    """One row per active broker: what its FIX worker last wrote to the session table."""
+    states = {s.broker_id: s for s in SessionState.objects.all()}
+    rows = []
+    for broker in Broker.objects.filter(active=True).order_by("code"):
+        state = states.get(broker.pk)
+        rows.append(
+            {
+                "broker": broker.code,
+                "broker_id": broker.pk,
+                "fix_version": broker.fix_version,
+                "logged_on": bool(state and state.logged_on),
+                "next_sender_seq_num": state.next_sender_seq_num if state else None,
+                "next_target_seq_num": state.next_target_seq_num if state else None,
+                "last_message_at": state.last_message_at if state else None,
+                "owner": state.owner if state else "",
+                "updated_at": state.updated_at if state else None,
+            }
+        )
+    return rows
+
+
+def outbox_unsent(*, broker_id: int) -> QuerySet[OutboxMessage]:
+    return OutboxMessage.objects.filter(broker_id=broker_id, sent_at__isnull=True).order_by("id")
+
+
+def fix_orders_working(*, broker_id: int) -> QuerySet[FixOrder]:
+    """Orders the broker should still be working: asked about on every logon."""
+    return (
+        FixOrder.objects.filter(
+            broker_id=broker_id,
+            block__status__in=[
+                Block.Status.ROUTED,
+                Block.Status.WORKING,
+                Block.Status.PARTIALLY_FILLED,
+                Block.Status.PENDING_CANCEL,
+                Block.Status.PENDING_REPLACE,
+                Block.Status.DONE_FOR_DAY,
+            ],
+            messages__sent_at__isnull=False,
+        )
+        .distinct()
+        .select_related("block", "block__security")
+        .order_by("pk")
+    )
+
+
+def kill_switches_engaged() -> QuerySet[KillSwitch]:
+    return KillSwitch.objects.filter(released_at__isnull=True).order_by("engaged_at")
+
+
+def quarantine_open() -> QuerySet[Quarantine]:
+    return Quarantine.objects.filter(resolved_at__isnull=True).select_related("broker")

@@ -1,0 +1,1097 @@
+"""The FIX gateway's writes: the outbox (routing, cancel, replace), execution reports applied
+exactly once, quarantine, session state and the kill switch.
+
+Nothing here knows QuickFIX: the application (fixgateway.application) turns messages into
+`InboundReport`s and outbox rows into messages. Each inbound report is applied in one
+transaction; the block is locked first, then its FixOrder, then (inside the allocation and
+order services) its orders in pk order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+
+from audit.services import audit_record
+from oms.errors import Conflict, DomainError, NotFound
+from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
+from orders.models import Block, Order
+from orders.services import order_transition, orders_lock
+
+from .models import (
+    Broker,
+    Execution,
+    FixOrder,
+    KillSwitch,
+    OutboxMessage,
+    Quarantine,
+    SessionState,
+)
+
+log = logging.getLogger("fixgateway")
+alerts = logging.getLogger("fixgateway.alerts")
+
+NOTIFY_CHANNEL = "fix_outbox"
+ZERO = Decimal(0)
+BS = Block.Status
+# Blocks the broker is still working: what a cancel can reach and a kill switch must stop.
+BLOCK_LIVE = frozenset(
+    {BS.ROUTED, BS.WORKING, BS.PARTIALLY_FILLED, BS.DONE_FOR_DAY, BS.PENDING_REPLACE}
+)
+BLOCK_FINAL = frozenset({BS.FILLED, BS.CANCELLED, BS.REJECTED, BS.EXPIRED})
+
+
+# ---------------------------------------------------------------------------------------------
+# Outbound: the outbox
+# ---------------------------------------------------------------------------------------------
+
+
+def _clordid_prefix() -> str:
+    return getattr(settings, "OMS_FIX_CLORDID_PREFIX", "OMS")
+
+
+def _wake_sender_on_commit(broker_id: int) -> None:
+    def notify() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(broker_id)])
+
+    transaction.on_commit(notify)
+
+
+def _block_lock(block_id: int) -> Block:
+    return Block.objects.select_for_update(of=("self",)).get(pk=block_id)
+
+
+def _fix_order_lock(block: Block) -> FixOrder:
+    try:
+        return FixOrder.objects.select_for_update().select_related("broker").get(block=block)
+    except FixOrder.DoesNotExist:
+        raise Conflict(f"Block {block.pk} has not been routed.", code="not_routed") from None
+
+
+def _next_cl_ord_id(fix_order: FixOrder) -> str:
+    fix_order.next_suffix += 1
+    return f"{_clordid_prefix()}-B{fix_order.block_id}-{fix_order.next_suffix}"
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def _block_accounts(block: Block) -> set[str]:
+    return set(block.orders.values_list("account__code", flat=True))
+
+
+def kill_switch_blocking(*, block: Block) -> KillSwitch | None:
+    """The engaged kill switch that covers this block, if any."""
+    scope_q = Q(scope=KillSwitch.Scope.ALL)
+    if block.broker_id:
+        scope_q |= Q(scope=KillSwitch.Scope.BROKER, value=block.broker.code)
+    scope_q |= Q(scope=KillSwitch.Scope.ACCOUNT, value__in=_block_accounts(block))
+    scope_q |= Q(scope=KillSwitch.Scope.TRADER, value=block.created_by.get_username())
+    return KillSwitch.objects.filter(scope_q, released_at__isnull=True).first()
+
+
+def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
+    """Write the NewOrderSingle for a block into the outbox, in the caller's transaction."""
+    if block.broker_id is None:
+        raise Conflict(f"Block {block.pk} has no broker.", code="no_broker")
+    if not block.broker.active:
+        raise Conflict(f"Broker {block.broker.code} is not active.", code="broker_inactive")
+    switch = kill_switch_blocking(block=block)
+    if switch is not None:
+        raise Conflict(
+            f"Routing is stopped by the kill switch ({switch.scope} {switch.value}).".strip(),
+            code="kill_switch_engaged",
+        )
+    if FixOrder.objects.filter(block=block).exists():
+        raise Conflict(f"Block {block.pk} was routed already.", code="already_routed")
+    cl_ord_id = f"{_clordid_prefix()}-B{block.pk}-1"
+    fix_order = FixOrder.objects.create(
+        block=block, broker=block.broker, cl_ord_id=cl_ord_id, created_at=as_of
+    )
+    payload = {
+        "symbol": block.security.symbol,
+        "currency": block.security.currency,
+        "side": block.side,
+        "quantity": _dec(block.quantity),
+        "order_type": block.order_type,
+        "limit_price": _dec(block.limit_price),
+        "stop_price": _dec(block.stop_price),
+        "time_in_force": block.time_in_force,
+        "expire_date": block.expire_date.isoformat() if block.expire_date else None,
+        "strategy": block.strategy or "",
+        "strategy_params": block.strategy_params or {},
+    }
+    message = OutboxMessage.objects.create(
+        broker=block.broker,
+        fix_order=fix_order,
+        kind=OutboxMessage.Kind.NEW,
+        cl_ord_id=cl_ord_id,
+        payload=payload,
+        created_at=as_of,
+    )
+    audit_record(
+        actor=actor,
+        action="fix.order_enqueue",
+        obj=block,
+        occurred_at=as_of,
+        after={"cl_ord_id": cl_ord_id, "broker": block.broker.code, "outbox": message.pk},
+    )
+    _wake_sender_on_commit(block.broker_id)
+
+
+def _orders_move(
+    *, orders: list[Order], to_status: str, as_of: datetime, kind: str, actor: Any = None, **extra
+) -> None:
+    for order in orders:
+        if order.status != to_status and can_transition(order.status, to_status):
+            order_transition(
+                order=order, to_status=to_status, as_of=as_of, kind=kind, actor=actor, **extra
+            )
+
+
+def _live_orders(block: Block) -> list[Order]:
+    ids = list(block.orders.filter(status__in=AT_BROKER).values_list("pk", flat=True))
+    return orders_lock(order_ids=ids)
+
+
+def _enqueue_change(
+    *,
+    block: Block,
+    fix_order: FixOrder,
+    kind: str,
+    actor: Any,
+    as_of: datetime,
+    values: dict[str, Any],
+) -> OutboxMessage:
+    if fix_order.pending_kind:
+        raise Conflict(
+            f"Block {block.pk} already has a {fix_order.pending_kind.lower()} waiting for the "
+            "broker.",
+            code="change_pending",
+        )
+    # The blotter may have moved the block to PENDING_* already, in this same transaction.
+    if block.status not in BLOCK_LIVE | {BS.PENDING_CANCEL, BS.PENDING_REPLACE}:
+        raise Conflict(f"Block {block.pk} is {block.status}: nothing to change.", code="not_live")
+    cl_ord_id = _next_cl_ord_id(fix_order)
+    payload = {
+        "symbol": block.security.symbol,
+        "side": block.side,
+        "order_type": block.order_type,
+        "quantity": _dec(block.quantity),
+        "limit_price": _dec(block.limit_price),
+        "stop_price": _dec(block.stop_price),
+        "time_in_force": block.time_in_force,
+        "expire_date": block.expire_date.isoformat() if block.expire_date else None,
+        "broker_order_id": fix_order.broker_order_id,
+    }
+    for name in ("quantity", "limit_price", "time_in_force"):
+        if values.get(name) is not None:
+            payload[name] = values[name]
+    message = OutboxMessage.objects.create(
+        broker=fix_order.broker,
+        fix_order=fix_order,
+        kind=kind,
+        cl_ord_id=cl_ord_id,
+        orig_cl_ord_id=fix_order.cl_ord_id,
+        payload=payload,
+        created_at=as_of,
+    )
+    fix_order.pending_cl_ord_id = cl_ord_id
+    fix_order.pending_kind = kind
+    fix_order.pending_values = values
+    fix_order.prior_status = block.status
+    fix_order.save()
+    target = BS.PENDING_CANCEL if kind == OutboxMessage.Kind.CANCEL else BS.PENDING_REPLACE
+    block.status = target
+    block.save(update_fields=["status", "updated_at"])
+    audit_record(
+        actor=actor,
+        action=f"fix.{kind.lower()}_enqueue",
+        obj=block,
+        occurred_at=as_of,
+        after={"cl_ord_id": cl_ord_id, "orig_cl_ord_id": fix_order.cl_ord_id, **values},
+    )
+    _wake_sender_on_commit(fix_order.broker_id)
+    return message
+
+
+def block_cancel_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
+    """Ask the broker to cancel the whole block; its orders wait in PENDING_CANCEL."""
+    block = _block_lock(block.pk)
+    fix_order = _fix_order_lock(block)
+    _enqueue_change(
+        block=block,
+        fix_order=fix_order,
+        kind=OutboxMessage.Kind.CANCEL,
+        actor=actor,
+        as_of=as_of,
+        values={},
+    )
+    _orders_move(
+        orders=_live_orders(block),
+        to_status=OrderStatus.PENDING_CANCEL,
+        as_of=as_of,
+        kind="cancel_requested",
+        actor=actor,
+    )
+
+
+def _replace_values(
+    *, quantity: Decimal | None, limit_price: Decimal | None, time_in_force: str | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if quantity is not None:
+        if quantity <= 0:
+            raise DomainError("The new quantity must be positive.", code="invalid_quantity")
+        values["quantity"] = _dec(quantity)
+    if limit_price is not None:
+        if limit_price <= 0:
+            raise DomainError("The new limit price must be positive.", code="invalid_price")
+        values["limit_price"] = _dec(limit_price)
+    if time_in_force is not None:
+        values["time_in_force"] = time_in_force
+    if not values:
+        raise DomainError("A replace must change something.", code="empty_replace")
+    return values
+
+
+def block_replace_enqueue(
+    *,
+    block: Block,
+    actor: Any,
+    as_of: datetime,
+    quantity: Decimal | None = None,
+    limit_price: Decimal | None = None,
+    time_in_force: str | None = None,
+    _order_updates: dict[str, Any] | None = None,
+    _cancel_order_ids: list[int] | None = None,
+) -> None:
+    """Ask the broker to amend the block; it keeps working on the old terms until it agrees."""
+    block = _block_lock(block.pk)
+    fix_order = _fix_order_lock(block)
+    values = _replace_values(
+        quantity=quantity, limit_price=limit_price, time_in_force=time_in_force
+    )
+    if quantity is not None and quantity < block.cum_qty:
+        raise Conflict(
+            f"Block {block.pk} has {block.cum_qty} filled already: it cannot go to {quantity}.",
+            code="below_filled",
+        )
+    if _order_updates:
+        values["order_updates"] = _order_updates
+    if _cancel_order_ids:
+        values["cancel_order_ids"] = _cancel_order_ids
+    _enqueue_change(
+        block=block,
+        fix_order=fix_order,
+        kind=OutboxMessage.Kind.REPLACE,
+        actor=actor,
+        as_of=as_of,
+        values=values,
+    )
+    cancelled = set(_cancel_order_ids or [])
+    live = _live_orders(block)
+    _orders_move(
+        orders=[o for o in live if o.pk in cancelled],
+        to_status=OrderStatus.PENDING_CANCEL,
+        as_of=as_of,
+        kind="cancel_requested",
+        actor=actor,
+    )
+    _orders_move(
+        orders=[o for o in live if o.pk not in cancelled],
+        to_status=OrderStatus.PENDING_REPLACE,
+        as_of=as_of,
+        kind="replace_requested",
+        actor=actor,
+    )
+
+
+def _routed_block_of(order: Order) -> Block:
+    if order.block_id is None or not FixOrder.objects.filter(block_id=order.block_id).exists():
+        raise Conflict(f"Order {order.pk} is not in a routed block.", code="not_routed")
+    return _block_lock(order.block_id)
+
+
+def _block_reduce_enqueue(
+    *, block: Block, orders: list[Order], actor: Any, as_of: datetime
+) -> None:
+    """Cancel some of a block's orders: the block is replaced with their leaves taken off
+    (a cancel when nothing would be left)."""
+    leaves = sum((o.quantity - o.cum_qty for o in orders), ZERO)
+    others_live = block.orders.filter(status__in=AT_BROKER).exclude(pk__in=[o.pk for o in orders])
+    new_quantity = block.quantity - leaves
+    if not others_live.exists() or new_quantity <= block.cum_qty:
+        if new_quantity <= block.cum_qty and others_live.exists():
+            raise Conflict(
+                "Cancelling these orders would leave the block below what it has filled.",
+                code="below_filled",
+            )
+        block_cancel_enqueue(block=block, actor=actor, as_of=as_of)
+        return
+    block_replace_enqueue(
+        block=block,
+        actor=actor,
+        as_of=as_of,
+        quantity=new_quantity,
+        _cancel_order_ids=sorted(o.pk for o in orders),
+    )
+
+
+def order_cancel_enqueue(*, order: Order, actor: Any, as_of: datetime) -> None:
+    """Cancel one order of a routed block (the block is reduced by that order's leaves)."""
+    block = _routed_block_of(order)
+    (order,) = orders_lock(order_ids=[order.pk])
+    if order.status not in AT_BROKER:
+        raise Conflict(f"Order {order.pk} is {order.status}: nothing to cancel.", code="not_live")
+    _block_reduce_enqueue(block=block, orders=[order], actor=actor, as_of=as_of)
+
+
+def order_replace_enqueue(
+    *,
+    order: Order,
+    actor: Any,
+    as_of: datetime,
+    quantity: Decimal | None = None,
+    limit_price: Decimal | None = None,
+    time_in_force: str | None = None,
+) -> None:
+    """Amend one order of a routed block. The quantity changes the block by the difference;
+    price and time in force apply to the whole block, so only a block of one may change them."""
+    block = _routed_block_of(order)
+    (order,) = orders_lock(order_ids=[order.pk])
+    if order.status not in AT_BROKER:
+        raise Conflict(f"Order {order.pk} is {order.status}: nothing to amend.", code="not_live")
+    alone = not block.orders.exclude(pk=order.pk).filter(status__in=AT_BROKER).exists()
+    if (limit_price is not None or time_in_force is not None) and not alone:
+        raise Conflict(
+            "Price and time in force belong to the whole block; split the order out first.",
+            code="shared_block_terms",
+        )
+    block_quantity = None
+    updates: dict[str, Any] = {}
+    if quantity is not None:
+        if quantity < order.cum_qty:
+            raise Conflict(
+                f"Order {order.pk} has {order.cum_qty} filled already.", code="below_filled"
+            )
+        block_quantity = block.quantity + (quantity - order.quantity)
+        updates[str(order.pk)] = {"quantity": _dec(quantity)}
+    if limit_price is not None:
+        updates.setdefault(str(order.pk), {})["limit_price"] = _dec(limit_price)
+    block_replace_enqueue(
+        block=block,
+        actor=actor,
+        as_of=as_of,
+        quantity=block_quantity,
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+        _order_updates=updates or None,
+    )
+
+
+def outbox_mark_sent(*, message_id: int, seq_num: int | None, as_of: datetime) -> None:
+    OutboxMessage.objects.filter(pk=message_id, sent_at__isnull=True).update(
+        sent_at=as_of, sent_seq_num=seq_num
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbound: execution reports
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InboundReport:
+    """One inbound message, in plain Python values (parsed by the QuickFIX application)."""
+
+    msg_type: str
+    cl_ord_id: str = ""
+    orig_cl_ord_id: str = ""
+    order_id: str = ""
+    exec_id: str = ""
+    exec_type: str = ""
+    ord_status: str = ""
+    exec_ref_id: str = ""
+    last_qty: Decimal = ZERO
+    last_px: Decimal = ZERO
+    cum_qty: Decimal = ZERO
+    avg_px: Decimal = ZERO
+    leaves_qty: Decimal = ZERO
+    trade_date: date | None = None
+    poss_dup: bool = False
+    text: str = ""
+    ref_seq_num: int | None = None
+    business_ref_id: str = ""
+    raw: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        parts = [
+            self.exec_type,
+            self.ord_status,
+            self.exec_ref_id,
+            _dec(self.last_qty) or "0",
+            _dec(self.last_px) or "0",
+            _dec(self.cum_qty) or "0",
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class ApplyResult:
+    outcome: str  # applied | duplicate | quarantined | unknown
+    dont_know: bool = False
+    detail: str = ""
+
+
+TRADE_TYPES = frozenset({"F", "1", "2"})  # 4.4 Trade; 4.2 Partial fill / Fill
+
+
+def quarantine_record(
+    *,
+    broker: Broker | None,
+    reason: str,
+    report: InboundReport | None = None,
+    detail: str = "",
+    raw: str = "",
+    as_of: datetime,
+) -> Quarantine:
+    alerts.error(
+        "FIX quarantine %s broker=%s clordid=%s execid=%s: %s",
+        reason,
+        broker.code if broker else "?",
+        report.cl_ord_id if report else "",
+        report.exec_id if report else "",
+        detail,
+    )
+    return Quarantine.objects.create(
+        broker=broker,
+        reason=reason,
+        detail=detail[:4000],
+        msg_type=report.msg_type if report else "",
+        cl_ord_id=report.cl_ord_id if report else "",
+        exec_id=report.exec_id if report else "",
+        raw=(report.raw if report else raw) or raw,
+        received_at=as_of,
+    )
+
+
+def _find_fix_order_id(*, broker: Broker, report: InboundReport) -> int | None:
+    for cl in (report.cl_ord_id, report.orig_cl_ord_id, report.business_ref_id):
+        if cl:
+            found = (
+                OutboxMessage.objects.filter(broker=broker, cl_ord_id=cl)
+                .values_list("fix_order_id", flat=True)
+                .first()
+            )
+            if found:
+                return found
+    if report.order_id:
+        return (
+            FixOrder.objects.filter(broker=broker, broker_order_id=report.order_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    return None
+
+
+def _execution_ref(broker: Broker, fix_order: FixOrder, exec_id: str) -> str:
+    return f"{broker.code}:{fix_order.block_id}:{exec_id}"
+
+
+def _block_status_by_fill(block: Block) -> str:
+    if block.cum_qty >= block.quantity:
+        return BS.FILLED
+    return BS.PARTIALLY_FILLED if block.cum_qty > 0 else BS.WORKING
+
+
+def _order_status_by_fill(order: Order) -> str:
+    if order.cum_qty >= order.quantity:
+        return OrderStatus.FILLED
+    return OrderStatus.PARTIALLY_FILLED if order.cum_qty > 0 else OrderStatus.WORKING
+
+
+def _block_recompute(block: Block, fix_order: FixOrder) -> None:
+    """Cum and average price from the ledger of applied trades: exact after busts and
+    corrections (FIX Appendix D), and never drifting through rounding."""
+    cum = ZERO
+    value = ZERO
+    for qty, px in Execution.objects.filter(
+        fix_order=fix_order,
+        state=Execution.State.APPLIED,
+        exec_type__in=[*TRADE_TYPES, "G"],
+    ).values_list("last_qty", "last_px"):
+        cum += qty
+        value += qty * px
+    block.cum_qty = cum
+    block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
+
+
+def _allocation():
+    # Imported late: the allocation app calls back into orders and positions.
+    from allocation import services
+
+    return services
+
+
+def _set_block_status(block: Block, status: str) -> None:
+    block.status = status
+    block.save(update_fields=["status", "cum_qty", "avg_price", "quantity", "updated_at"])
+
+
+def _fill_apply(
+    *, broker: Broker, fix_order: FixOrder, block: Block, report: InboundReport, as_of: datetime
+) -> ApplyResult | None:
+    qty, px = report.last_qty, report.last_px
+    if qty <= 0 or px <= 0:
+        return ApplyResult("quarantined", detail="trade without a positive LastQty/LastPx")
+    if block.cum_qty + qty > block.quantity:
+        return ApplyResult(
+            "quarantined",
+            detail=f"overfill: block {block.pk} has {block.cum_qty} of {block.quantity}, "
+            f"report adds {qty}",
+        )
+    _allocation().block_fill_allocate(
+        block=block,
+        execution_ref=_execution_ref(broker, fix_order, report.exec_id),
+        quantity=qty,
+        price=px,
+        trade_date=report.trade_date or as_of.date(),
+        as_of=as_of,
+        actor=None,
+    )
+    return None
+
+
+def _original_execution(fix_order: FixOrder, exec_ref_id: str) -> Execution | None:
+    target = Execution.objects.filter(fix_order=fix_order, exec_id=exec_ref_id).first()
+    # A correction of a correction may name the first trade: follow the chain to the live one.
+    while target is not None and target.state == Execution.State.CORRECTED:
+        target = Execution.objects.filter(
+            fix_order=fix_order, exec_ref_id=target.exec_id, exec_type="G"
+        ).first()
+    if target is None or target.state != Execution.State.APPLIED:
+        return None
+    if target.exec_type not in TRADE_TYPES and target.exec_type != "G":
+        return None
+    return target
+
+
+def _reverse(
+    *, broker: Broker, fix_order: FixOrder, block: Block, original: Execution, as_of: datetime
+) -> None:
+    _allocation().block_fill_reverse(
+        block=block,
+        execution_ref=_execution_ref(broker, fix_order, original.exec_id),
+        as_of=as_of,
+        actor=None,
+    )
+
+
+def _orders_of(block: Block) -> list[Order]:
+    ids = list(block.orders.values_list("pk", flat=True))
+    return orders_lock(order_ids=ids)
+
+
+def _orders_settle_pending(block: Block, as_of: datetime, kind: str) -> None:
+    """Orders waiting on a cancel/replace the broker refused go back to where their fills
+    put them."""
+    for order in _orders_of(block):
+        if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+            target = _order_status_by_fill(order)
+            if can_transition(order.status, target):
+                order_transition(order=order, to_status=target, as_of=as_of, kind=kind)
+
+
+def _status_report_apply(
+    *, fix_order: FixOrder, block: Block, report: InboundReport, as_of: datetime
+) -> None:
+    et = report.exec_type
+    if report.order_id and not fix_order.broker_order_id:
+        fix_order.broker_order_id = report.order_id
+    if et == "0":  # New
+        if block.status == BS.ROUTED:
+            _set_block_status(block, BS.WORKING)
+        _orders_move(
+            orders=_orders_of(block),
+            to_status=OrderStatus.WORKING,
+            as_of=as_of,
+            kind="acknowledged",
+        )
+    elif et == "4":  # Cancelled (solicited or not)
+        _set_block_status(block, BS.CANCELLED if block.cum_qty < block.quantity else BS.FILLED)
+        fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
+        fix_order.pending_values = {}
+        for order in _orders_of(block):
+            if order.status in AT_BROKER and can_transition(order.status, OrderStatus.CANCELLED):
+                order_transition(
+                    order=order,
+                    to_status=OrderStatus.CANCELLED,
+                    as_of=as_of,
+                    kind="cancelled",
+                    details={"exec_id": report.exec_id, "text": report.text},
+                    extra_fields={"leaves_qty": ZERO},
+                )
+    elif et == "5":  # Replaced
+        _replaced_apply(fix_order=fix_order, block=block, report=report, as_of=as_of)
+    elif et == "8":  # Rejected
+        _set_block_status(block, BS.REJECTED if block.cum_qty == 0 else BS.CANCELLED)
+        for order in _orders_of(block):
+            target = (
+                OrderStatus.REJECTED
+                if can_transition(order.status, OrderStatus.REJECTED)
+                else OrderStatus.CANCELLED
+            )
+            if order.status in AT_BROKER and can_transition(order.status, target):
+                order_transition(
+                    order=order,
+                    to_status=target,
+                    as_of=as_of,
+                    kind="rejected",
+                    details={"text": report.text},
+                    extra_fields={"leaves_qty": ZERO},
+                )
+    elif et in ("C", "3"):  # Expired, Done for day
+        block_target, order_target = (
+            (BS.EXPIRED, OrderStatus.EXPIRED)
+            if et == "C"
+            else (BS.DONE_FOR_DAY, OrderStatus.DONE_FOR_DAY)
+        )
+        if block.cum_qty < block.quantity:
+            _set_block_status(block, block_target)
+        _orders_move(
+            orders=[o for o in _orders_of(block) if o.cum_qty < o.quantity],
+            to_status=order_target,
+            as_of=as_of,
+            kind=order_target.lower(),
+        )
+    # A (pending new), 6 (pending cancel), E (pending replace) and D (restated) change
+    # nothing we keep: the order already waits, and a restatement is recorded in the ledger.
+    fix_order.save()
+
+
+def _replaced_apply(
+    *, fix_order: FixOrder, block: Block, report: InboundReport, as_of: datetime
+) -> None:
+    values = fix_order.pending_values or {}
+    if fix_order.pending_kind == OutboxMessage.Kind.REPLACE:
+        fix_order.cl_ord_id = fix_order.pending_cl_ord_id or report.cl_ord_id
+    elif report.cl_ord_id:
+        fix_order.cl_ord_id = report.cl_ord_id
+    if values.get("quantity"):
+        block.quantity = Decimal(values["quantity"])
+    if values.get("limit_price"):
+        block.limit_price = Decimal(values["limit_price"])
+    if values.get("time_in_force"):
+        block.time_in_force = values["time_in_force"]
+    block.save(update_fields=["quantity", "limit_price", "time_in_force", "updated_at"])
+    _set_block_status(block, _block_status_by_fill(block))
+    cancelled = set(values.get("cancel_order_ids") or [])
+    updates = values.get("order_updates") or {}
+    for order in _orders_of(block):
+        if order.pk in cancelled and can_transition(order.status, OrderStatus.CANCELLED):
+            order_transition(
+                order=order,
+                to_status=OrderStatus.CANCELLED,
+                as_of=as_of,
+                kind="cancelled",
+                details={"via_block_replace": report.exec_id},
+                extra_fields={"leaves_qty": ZERO},
+            )
+        elif order.status == OrderStatus.PENDING_REPLACE:
+            extra: dict[str, Any] = {}
+            change = updates.get(str(order.pk)) or {}
+            if change.get("quantity"):
+                extra["quantity"] = Decimal(change["quantity"])
+                extra["leaves_qty"] = extra["quantity"] - order.cum_qty
+            if change.get("limit_price"):
+                extra["limit_price"] = Decimal(change["limit_price"])
+            if values.get("time_in_force"):
+                extra["time_in_force"] = values["time_in_force"]
+            quantity = extra.get("quantity", order.quantity)
+            target = (
+                OrderStatus.FILLED
+                if order.cum_qty >= quantity
+                else OrderStatus.PARTIALLY_FILLED
+                if order.cum_qty > 0
+                else OrderStatus.REPLACED
+            )
+            order_transition(
+                order=order,
+                to_status=target,
+                as_of=as_of,
+                kind="replaced",
+                details={"exec_id": report.exec_id},
+                extra_fields=extra,
+            )
+    fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
+    fix_order.pending_values = {}
+
+
+def _reconcile_status(
+    *, fix_order: FixOrder, block: Block, report: InboundReport, as_of: datetime
+) -> str:
+    """An OrderStatusRequest's answer: the broker's cum must equal ours. Anything else is
+    for a human: fills we never received cannot be invented from a cum and an average."""
+    if report.cum_qty != block.cum_qty:
+        return f"broker reports cum {report.cum_qty}, we have {block.cum_qty}"
+    terminal = {"4": "4", "8": "8", "C": "C", "3": "3"}
+    if report.ord_status in terminal and block.status not in BLOCK_FINAL:
+        _status_report_apply(
+            fix_order=fix_order,
+            block=block,
+            report=InboundReport(
+                msg_type="8",
+                exec_type=terminal[report.ord_status],
+                exec_id=report.exec_id,
+                text="reconciled on logon",
+            ),
+            as_of=as_of,
+        )
+    return ""
+
+
+def execution_report_apply(
+    *, broker: Broker, report: InboundReport, as_of: datetime
+) -> ApplyResult:
+    """Apply one ExecutionReport exactly once, in one transaction (the QuickFIX callback calls
+    this before returning, so a crash before commit means the report comes again)."""
+    with transaction.atomic(durable=True):
+        fix_order_id = _find_fix_order_id(broker=broker, report=report)
+        if fix_order_id is None:
+            quarantine_record(
+                broker=broker,
+                reason="unknown_cl_ord_id",
+                report=report,
+                detail=f"no order known by ClOrdID {report.cl_ord_id!r}",
+                as_of=as_of,
+            )
+            return ApplyResult("unknown", dont_know=report.exec_type in TRADE_TYPES | {"G"})
+        block_id = FixOrder.objects.filter(pk=fix_order_id).values_list("block_id", flat=True)[0]
+        block = _block_lock(block_id)
+        fix_order = FixOrder.objects.select_for_update().get(pk=fix_order_id)
+        if report.exec_type == "I":
+            mismatch = _reconcile_status(
+                fix_order=fix_order, block=block, report=report, as_of=as_of
+            )
+            if mismatch:
+                quarantine_record(
+                    broker=broker,
+                    reason="reconcile_mismatch",
+                    report=report,
+                    detail=mismatch,
+                    as_of=as_of,
+                )
+                return ApplyResult("quarantined", detail=mismatch)
+            return ApplyResult("applied")
+        existing = Execution.objects.filter(
+            broker=broker, fix_order=fix_order, exec_id=report.exec_id
+        ).first()
+        digest = report.content_hash()
+        if existing is not None:
+            if existing.content_hash == digest:
+                return ApplyResult("duplicate")
+            quarantine_record(
+                broker=broker,
+                reason="exec_id_conflict",
+                report=report,
+                detail=f"ExecID {report.exec_id} seen before with different content",
+                as_of=as_of,
+            )
+            return ApplyResult("quarantined", detail="exec_id_conflict")
+        execution = Execution(
+            broker=broker,
+            fix_order=fix_order,
+            exec_id=report.exec_id,
+            exec_type=report.exec_type,
+            ord_status=report.ord_status,
+            cl_ord_id=report.cl_ord_id,
+            exec_ref_id=report.exec_ref_id,
+            last_qty=report.last_qty,
+            last_px=report.last_px,
+            cum_qty=report.cum_qty,
+            avg_px=report.avg_px,
+            leaves_qty=report.leaves_qty,
+            trade_date=report.trade_date,
+            content_hash=digest,
+            raw=report.raw,
+            received_at=as_of,
+        )
+        problem: ApplyResult | None = None
+        try:
+            with transaction.atomic():
+                problem = _apply_kind(
+                    broker=broker,
+                    fix_order=fix_order,
+                    block=block,
+                    report=report,
+                    execution=execution,
+                    as_of=as_of,
+                )
+                if problem is not None:
+                    raise _Refused
+        except _Refused:
+            pass
+        except DomainError as exc:
+            problem = ApplyResult("quarantined", detail=f"{exc.code}: {exc.message}")
+        if problem is not None:
+            # The report is kept (so its replay is recognised) but changes nothing.
+            block.refresh_from_db()
+            execution.state = Execution.State.QUARANTINED
+            execution.save()
+            reason = problem.detail.split(":", 1)[0][:32] or "refused"
+            quarantine_record(
+                broker=broker, reason=reason, report=report, detail=problem.detail, as_of=as_of
+            )
+            return problem
+        return ApplyResult("applied")
+
+
+class _Refused(Exception):
+    """Rolls back the savepoint of a report the gateway will not apply."""
+
+
+def _apply_kind(
+    *,
+    broker: Broker,
+    fix_order: FixOrder,
+    block: Block,
+    report: InboundReport,
+    execution: Execution,
+    as_of: datetime,
+) -> ApplyResult | None:
+    et = report.exec_type
+    if et in TRADE_TYPES:
+        problem = _fill_apply(
+            broker=broker, fix_order=fix_order, block=block, report=report, as_of=as_of
+        )
+        if problem:
+            return problem
+        execution.save()
+    elif et in ("H", "G"):
+        original = _original_execution(fix_order, report.exec_ref_id)
+        if original is None:
+            return ApplyResult(
+                "quarantined",
+                detail=f"unknown_exec_ref: no applied trade {report.exec_ref_id!r} to "
+                f"{'bust' if et == 'H' else 'correct'}",
+            )
+        _reverse(broker=broker, fix_order=fix_order, block=block, original=original, as_of=as_of)
+        original.state = Execution.State.BUSTED if et == "H" else Execution.State.CORRECTED
+        original.save(update_fields=["state"])
+        if et == "G":
+            block.cum_qty -= original.last_qty
+            problem = _fill_apply(
+                broker=broker, fix_order=fix_order, block=block, report=report, as_of=as_of
+            )
+            if problem:
+                return problem
+        execution.save()
+    else:
+        execution.save()
+        _status_report_apply(fix_order=fix_order, block=block, report=report, as_of=as_of)
+        return None
+    # Trades, busts and corrections: the block's figures follow the ledger.
+    _block_recompute(block, fix_order)
+    if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE, BS.CANCELLED, BS.EXPIRED):
+        status = BS.FILLED if block.cum_qty >= block.quantity else block.status
+    else:
+        status = _block_status_by_fill(block)
+    _set_block_status(block, status)
+    if report.order_id and not fix_order.broker_order_id:
+        fix_order.broker_order_id = report.order_id
+        fix_order.save(update_fields=["broker_order_id"])
+    return None
+
+
+def cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    """OrderCancelReject, or a Reject / BusinessMessageReject of a cancel or replace: the
+    order goes back to where it was."""
+    with transaction.atomic(durable=True):
+        fix_order_id = _find_fix_order_id(broker=broker, report=report)
+        if fix_order_id is None:
+            quarantine_record(
+                broker=broker,
+                reason="unknown_cl_ord_id",
+                report=report,
+                detail="cancel reject for an unknown order",
+                as_of=as_of,
+            )
+            return ApplyResult("unknown")
+        block_id = FixOrder.objects.filter(pk=fix_order_id).values_list("block_id", flat=True)[0]
+        block = _block_lock(block_id)
+        fix_order = FixOrder.objects.select_for_update().get(pk=fix_order_id)
+        if not fix_order.pending_kind:
+            return ApplyResult("duplicate", detail="nothing pending")
+        prior = fix_order.prior_status
+        fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
+        fix_order.pending_values = {}
+        fix_order.save()
+        if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE):
+            restored = _block_status_by_fill(block)
+            if restored == BS.WORKING and prior in (BS.ROUTED, BS.DONE_FOR_DAY):
+                restored = prior
+            _set_block_status(block, restored)
+        _orders_settle_pending(block, as_of, "cancel_rejected")
+        audit_record(
+            action="fix.cancel_rejected",
+            obj=block,
+            occurred_at=as_of,
+            after={"cl_ord_id": report.cl_ord_id, "text": report.text},
+        )
+        return ApplyResult("applied")
+
+
+def message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    """A session Reject (35=3) or BusinessMessageReject (35=j) of one of our order messages."""
+    message = None
+    if report.business_ref_id:
+        message = OutboxMessage.objects.filter(
+            broker=broker, cl_ord_id=report.business_ref_id
+        ).first()
+    if message is None and report.ref_seq_num:
+        message = (
+            OutboxMessage.objects.filter(broker=broker, sent_seq_num=report.ref_seq_num)
+            .order_by("-id")
+            .first()
+        )
+    with transaction.atomic(durable=True):
+        quarantine_record(
+            broker=broker,
+            reason="message_rejected",
+            report=report,
+            detail=f"{report.msg_type} refseq={report.ref_seq_num} text={report.text!r}",
+            as_of=as_of,
+        )
+    if message is None:
+        return ApplyResult("quarantined", detail="reject of a message we cannot match")
+    report.cl_ord_id = message.cl_ord_id
+    if message.kind == OutboxMessage.Kind.NEW:
+        report.exec_type = "8"
+        report.exec_id = f"REJ-{message.cl_ord_id}"
+        return execution_report_apply(broker=broker, report=report, as_of=as_of)
+    return cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+
+
+# ---------------------------------------------------------------------------------------------
+# Session state
+# ---------------------------------------------------------------------------------------------
+
+
+def session_state_update(
+    *,
+    broker_id: int,
+    as_of: datetime,
+    logged_on: bool | None = None,
+    next_sender_seq_num: int | None = None,
+    next_target_seq_num: int | None = None,
+    last_message_at: datetime | None = None,
+    owner: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"updated_at": as_of}
+    for name, value in (
+        ("logged_on", logged_on),
+        ("next_sender_seq_num", next_sender_seq_num),
+        ("next_target_seq_num", next_target_seq_num),
+        ("last_message_at", last_message_at),
+        ("owner", owner),
+    ):
+        if value is not None:
+            values[name] = value
+    SessionState.objects.update_or_create(broker_id=broker_id, defaults=values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kill switch
+# ---------------------------------------------------------------------------------------------
+
+
+def _scope_check(scope: str, value: str | None) -> str:
+    if scope not in KillSwitch.Scope.values:
+        raise DomainError(f"Unknown kill switch scope {scope!r}.", code="invalid_scope")
+    if scope == KillSwitch.Scope.ALL:
+        return ""
+    if not value:
+        raise DomainError(f"A {scope} kill switch needs a value.", code="invalid_scope")
+    return value
+
+
+@transaction.atomic
+def kill_switch_engage(
+    *, scope: str, value: str | None, actor: Any, as_of: datetime
+) -> dict[str, Any]:
+    """Stop routing in scope and cancel every working order in it. Returns what was done."""
+    value = _scope_check(scope, value)
+    switch, created = KillSwitch.objects.get_or_create(
+        scope=scope,
+        value=value,
+        released_at__isnull=True,
+        defaults={"engaged_at": as_of, "engaged_by": actor if getattr(actor, "pk", None) else None},
+    )
+    blocks = Block.objects.filter(fix_order__isnull=False, status__in=BLOCK_LIVE)
+    if scope == KillSwitch.Scope.BROKER:
+        blocks = blocks.filter(broker__code=value)
+    elif scope == KillSwitch.Scope.TRADER:
+        blocks = blocks.filter(created_by__username=value)
+    elif scope == KillSwitch.Scope.ACCOUNT:
+        blocks = blocks.filter(orders__account__code=value).distinct()
+    cancelled, skipped = [], []
+    for block in blocks.order_by("pk"):
+        try:
+            with transaction.atomic():
+                if scope == KillSwitch.Scope.ACCOUNT:
+                    locked = _block_lock(block.pk)
+                    ids = list(
+                        locked.orders.filter(account__code=value, status__in=AT_BROKER).values_list(
+                            "pk", flat=True
+                        )
+                    )
+                    _block_reduce_enqueue(
+                        block=locked, orders=orders_lock(order_ids=ids), actor=actor, as_of=as_of
+                    )
+                else:
+                    block_cancel_enqueue(block=block, actor=actor, as_of=as_of)
+            cancelled.append(block.pk)
+        except Conflict as exc:
+            skipped.append({"block": block.pk, "reason": exc.message})
+    audit_record(
+        actor=actor,
+        action="fix.kill_switch_engage",
+        obj=switch,
+        occurred_at=as_of,
+        after={"scope": scope, "value": value, "cancelled_blocks": cancelled, "skipped": skipped},
+    )
+    return {"switch": switch.pk, "new": created, "cancelled": cancelled, "skipped": skipped}
+
+
+@transaction.atomic
+def kill_switch_release(*, scope: str, value: str | None, actor: Any, as_of: datetime) -> None:
+    value = _scope_check(scope, value)
+    switch = (
+        KillSwitch.objects.select_for_update()
+        .filter(scope=scope, value=value, released_at__isnull=True)
+        .first()
+    )
+    if switch is None:
+        raise NotFound(f"No engaged kill switch for {scope} {value}.".strip())
+    switch.released_at = as_of
+    switch.released_by = actor if getattr(actor, "pk", None) else None
+    switch.save(update_fields=["released_at", "released_by"])
+    audit_record(
+        actor=actor,
+        action="fix.kill_switch_release",
+        obj=switch,
+        occurred_at=as_of,
+        after={"scope": scope, "value": value},
+    )

@@ -1,0 +1,609 @@
+"""The broker simulator: a QuickFIX acceptor standing in for a broker and its exchange.
+
+It acknowledges orders and fills them against a reference price (the security's, or a price
+given to it): at once, or in slices over time following the algo instruction (TWAP evenly,
+VWAP on a U-shaped curve, over the StartTime/EndTime window from 848); IOC/FOK; a reject rate;
+cancels and replaces; done for day. A small HTTP control port (127.0.0.1 only) lets tests
+configure it, inspect it and make it misbehave: duplicates, busts, corrections, unsolicited
+cancels, unknown ClOrdIDs, out-of-order reports.
+
+ThreadedSocketAcceptor, not SocketAcceptor: on quickfix 1.16 the latter's stop() segfaults
+about one run in three.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import quickfix as fix
+
+from . import fixmsg
+from .fixmsg import get
+
+log = logging.getLogger("fixgateway.simulator")
+CENT = Decimal("0.01")
+
+
+@dataclass
+class SimOrder:
+    session: object
+    cl_ord_id: str
+    order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    ord_type: str
+    price: Decimal | None
+    tif: str
+    strategy: str = ""
+    params: dict = field(default_factory=dict)
+    cum: Decimal = Decimal(0)
+    value: Decimal = Decimal(0)
+    status: str = "0"
+    orig_cl_ord_ids: list = field(default_factory=list)
+    new_count: int = 0
+    fills: list = field(default_factory=list)  # [exec_id, qty, px, live]
+    reports: list = field(default_factory=list)  # every ER sent, for duplicates
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.quantity - self.cum if self.status not in ("4", "8", "C", "2") else Decimal(0)
+
+    @property
+    def avg(self) -> Decimal:
+        return (self.value / self.cum).quantize(Decimal("0.0001")) if self.cum else Decimal(0)
+
+
+@dataclass
+class SimConfig:
+    reject_rate: float = 0.0
+    fill_mode: str = "immediate"  # immediate | slices | none
+    slices: int = 5
+    interval: float = 0.05  # seconds between slices when the order has no window
+    time_scale: float = 1.0  # algo window seconds are multiplied by this
+    liquidity: Decimal | None = None  # IOC/FOK: what is available right now
+    ack: bool = True  # send New before fills (some brokers do not)
+    prices: dict = field(default_factory=dict)
+    default_price: Decimal = Decimal("100")
+
+
+class BrokerSimulator(fix.Application):
+    def __init__(self, config: SimConfig | None = None, price_lookup=None):
+        super().__init__()
+        self.config = config or SimConfig()
+        self.price_lookup = price_lookup
+        self.lock = threading.RLock()
+        self.orders: dict[str, SimOrder] = {}  # by every ClOrdID it has had
+        self.by_order_id: dict[str, SimOrder] = {}
+        self.received: dict[str, int] = {}  # NewOrderSingle count per ClOrdID
+        self.dk_received: list[dict] = []
+        self.sessions: set = set()
+        self.ids = itertools.count(1)
+        self.exec_ids = itertools.count(1)
+        self.run_tag = datetime.now(UTC).strftime("%H%M%S%f")
+        self.schedule: list = []
+        self.wake = threading.Condition(self.lock)
+        self.stopped = False
+        self.rng = random.Random(7)
+        self.scheduler = threading.Thread(target=self._run_schedule, daemon=True)
+        self.scheduler.start()
+
+    # -- QuickFIX callbacks (each wrapped: nothing may escape into QuickFIX) -----------------
+
+    def onCreate(self, sessionID):  # noqa: N802, N803
+        pass
+
+    def onLogon(self, sessionID):  # noqa: N802, N803
+        self.sessions.add(sessionID.toString())
+
+    def onLogout(self, sessionID):  # noqa: N802, N803
+        self.sessions.discard(sessionID.toString())
+
+    def toAdmin(self, message, sessionID):  # noqa: N802, N803
+        pass
+
+    def fromAdmin(self, message, sessionID):  # noqa: N802, N803
+        pass
+
+    def toApp(self, message, sessionID):  # noqa: N802, N803
+        pass
+
+    def fromApp(self, message, sessionID):  # noqa: N802, N803
+        try:
+            kind = fixmsg.msg_type(message)
+            with self.lock:
+                if kind == "D":
+                    self._on_new(message, sessionID)
+                elif kind == "F":
+                    self._on_cancel(message, sessionID)
+                elif kind == "G":
+                    self._on_replace(message, sessionID)
+                elif kind == "H":
+                    self._on_status(message, sessionID)
+                elif kind == "Q":
+                    self.dk_received.append({"exec_id": get(message, 17), "text": get(message, 58)})
+        except BaseException:  # noqa: BLE001
+            log.exception("simulator callback failed")
+
+    # -- order handling -------------------------------------------------------------------
+
+    def _reference(self, symbol: str) -> Decimal:
+        if symbol in self.config.prices:
+            return Decimal(str(self.config.prices[symbol]))
+        if self.price_lookup:
+            price = self.price_lookup(symbol)
+            if price:
+                return price
+        return self.config.default_price
+
+    def _fill_price(self, order: SimOrder) -> Decimal | None:
+        """The reference price if the order is marketable at it, else None (it rests)."""
+        ref = self._reference(order.symbol)
+        if order.ord_type in ("2", "4") and order.price is not None:
+            buy = order.side == "1"
+            if (buy and order.price < ref) or (not buy and order.price > ref):
+                return None
+        return ref
+
+    def _on_new(self, message, session) -> None:
+        cl = get(message, 11)
+        self.received[cl] = self.received.get(cl, 0) + 1
+        if cl in self.orders:  # a duplicate ClOrdID: a real broker rejects it
+            self._report_reject(message, session, "duplicate ClOrdID")
+            return
+        params = {}
+        for part in get(message, 848).split(";"):
+            if "=" in part:
+                k, v = part.split("=", 1)
+                params[k] = v
+        order = SimOrder(
+            session=session,
+            cl_ord_id=cl,
+            order_id=f"SIM{self.run_tag}-{next(self.ids)}",
+            symbol=get(message, 55),
+            side=get(message, 54),
+            quantity=Decimal(get(message, 38)),
+            ord_type=get(message, 40),
+            price=Decimal(get(message, 44)) if get(message, 44) else None,
+            tif=get(message, 59) or "0",
+            strategy=get(message, 847),
+            params=params,
+        )
+        self.orders[cl] = order
+        self.by_order_id[order.order_id] = order
+        if self.config.reject_rate and self.rng.random() < self.config.reject_rate:
+            order.status = "8"
+            self._send_er(order, exec_type="8", text="simulated reject")
+            return
+        if self.config.ack:
+            self._send_er(order, exec_type="0")
+        self._plan_fills(order)
+        if not self.config.ack:
+            self._send_er(order, exec_type="0")
+
+    def _plan_fills(self, order: SimOrder) -> None:
+        price = self._fill_price(order)
+        if order.tif in ("3", "4"):  # IOC / FOK: now or never
+            available = self.config.liquidity if self.config.liquidity is not None else order.leaves
+            if price is not None and (order.tif == "3" or available >= order.leaves):
+                qty = min(available, order.leaves)
+                if qty > 0:
+                    self._fill(order, qty, price)
+            if order.leaves > 0:
+                order.status = "4"
+                self._send_er(order, exec_type="4", text="IOC/FOK remainder cancelled")
+            return
+        if price is None or self.config.fill_mode == "none":
+            return
+        mode = self.config.fill_mode
+        strategy = order.strategy
+        if mode == "immediate" and not strategy:
+            self._fill(order, order.leaves, price)
+            return
+        slices = max(1, self.config.slices)
+        window = self._window_seconds(order)
+        step = (window / slices) if window else self.config.interval
+        weights = self._weights(slices, vwap=strategy == "1")
+        remaining = order.leaves
+        total = sum(weights)
+        start = time.monotonic()
+        for i, w in enumerate(weights):
+            qty = remaining if i == slices - 1 else (order.leaves * w / total).quantize(Decimal(1))
+            qty = min(qty, remaining)
+            if qty <= 0:
+                continue
+            remaining -= qty
+            heapq.heappush(
+                self.schedule, (start + step * (i + 1), next(self.exec_ids), order.order_id, qty)
+            )
+        self.wake.notify()
+
+    def _window_seconds(self, order: SimOrder) -> float:
+        def seconds(text: str) -> int | None:
+            hours, _, minutes = text.partition(":")
+            return int(hours) * 3600 + int(minutes) * 60 if hours.isdigit() else None
+
+        begin = seconds(order.params.get("start_time", ""))
+        end = seconds(order.params.get("end_time", ""))
+        if begin is not None and end is not None and end > begin:
+            return (end - begin) * self.config.time_scale
+        return 0.0
+
+    @staticmethod
+    def _weights(slices: int, *, vwap: bool) -> list[Decimal]:
+        if not vwap or slices < 3:
+            return [Decimal(1)] * slices
+        # A U-shaped intraday volume curve: heavier at the open and the close.
+        mid = (slices - 1) / 2
+        return [Decimal(str(1 + ((i - mid) / mid) ** 2)) for i in range(slices)]
+
+    def _run_schedule(self) -> None:
+        while True:
+            with self.lock:
+                while not self.stopped and (
+                    not self.schedule or self.schedule[0][0] > time.monotonic()
+                ):
+                    timeout = (self.schedule[0][0] - time.monotonic()) if self.schedule else None
+                    self.wake.wait(timeout if timeout is None else max(timeout, 0))
+                if self.stopped:
+                    return
+                _, _, order_id, qty = heapq.heappop(self.schedule)
+                order = self.by_order_id.get(order_id)
+                try:
+                    if order and order.leaves > 0 and order.status not in ("4", "3", "C"):
+                        price = self._fill_price(order)
+                        if price is not None:
+                            self._fill(order, min(qty, order.leaves), price)
+                except Exception:
+                    log.exception("scheduled fill failed")
+
+    def _fill(self, order: SimOrder, qty: Decimal, price: Decimal) -> str:
+        order.cum += qty
+        order.value += qty * price
+        order.status = "2" if order.cum >= order.quantity else "1"
+        exec_id = f"E{self.run_tag}-{next(self.exec_ids)}"
+        order.fills.append([exec_id, qty, price, True])
+        self._send_er(order, exec_type="F", last_qty=qty, last_px=price, exec_id=exec_id)
+        return exec_id
+
+    def _on_cancel(self, message, session) -> None:
+        orig, cl = get(message, 41), get(message, 11)
+        order = self.orders.get(orig)
+        if order is None or order.leaves <= 0:
+            self._cancel_reject(message, session, "1" if order is None else "0", "too late")
+            return
+        order.status = "4"
+        self.orders[cl] = order
+        order.orig_cl_ord_ids.append(order.cl_ord_id)
+        order.cl_ord_id = cl
+        self._send_er(order, exec_type="4", orig=orig)
+
+    def _on_replace(self, message, session) -> None:
+        orig, cl = get(message, 41), get(message, 11)
+        order = self.orders.get(orig)
+        qty = Decimal(get(message, 38))
+        if order is None or order.leaves <= 0 or qty < order.cum:
+            self._cancel_reject(message, session, "1" if order is None else "0", "cannot replace")
+            return
+        order.quantity = qty
+        if get(message, 44):
+            order.price = Decimal(get(message, 44))
+        self.orders[cl] = order
+        order.orig_cl_ord_ids.append(order.cl_ord_id)
+        order.cl_ord_id = cl
+        order.status = "2" if order.cum >= qty else ("1" if order.cum else "0")
+        self._send_er(order, exec_type="5", orig=orig)
+        if order.leaves > 0 and self.config.fill_mode != "none":
+            self._plan_fills(order)
+
+    def _on_status(self, message, session) -> None:
+        order = self.orders.get(get(message, 11)) or self.by_order_id.get(get(message, 37))
+        if order is None:
+            ghost = SimOrder(
+                session,
+                get(message, 11),
+                "NONE",
+                get(message, 55),
+                get(message, 54) or "1",
+                Decimal(0),
+                "1",
+                None,
+                "0",
+                status="8",
+            )
+            self._send_er(ghost, exec_type="I", text="unknown order")
+            return
+        self._send_er(order, exec_type="I")
+
+    def _cancel_reject(self, message, session, reason: str, text: str) -> None:
+        reply = fixmsg.new_message("9")
+        reply.setField(37, "NONE")
+        reply.setField(11, get(message, 11))
+        reply.setField(41, get(message, 41))
+        order = self.orders.get(get(message, 41))
+        reply.setField(39, order.status if order else "8")
+        reply.setField(434, "1" if fixmsg.msg_type(message) == "F" else "2")
+        reply.setField(102, reason)
+        reply.setField(58, text)
+        fix.Session.sendToTarget(reply, session)
+
+    def _report_reject(self, message, session, text: str) -> None:
+        ghost = SimOrder(
+            session,
+            get(message, 11),
+            "NONE",
+            get(message, 55),
+            get(message, 54),
+            Decimal(get(message, 38) or 0),
+            "1",
+            None,
+            "0",
+            status="8",
+        )
+        self._send_er(ghost, exec_type="8", text=text)
+
+    def _send_er(
+        self,
+        order: SimOrder,
+        *,
+        exec_type: str,
+        last_qty: Decimal = Decimal(0),
+        last_px: Decimal = Decimal(0),
+        exec_id: str | None = None,
+        exec_ref_id: str = "",
+        orig: str = "",
+        text: str = "",
+        cl_ord_id: str | None = None,
+        poss_dup: bool = False,
+        session=None,
+    ) -> fix.Message:
+        er = fixmsg.new_message("8")
+        session = session or order.session
+        begin = session.getBeginString().getValue()
+        er.setField(37, order.order_id)
+        er.setField(11, cl_ord_id or order.cl_ord_id)
+        if orig:
+            er.setField(41, orig)
+        er.setField(17, exec_id or f"E{self.run_tag}-{next(self.exec_ids)}")
+        status = order.status
+        if begin == "FIX.4.2":
+            fix42 = {"F": "2" if status == "2" else "1", "I": status}
+            er.setField(20, {"H": "1", "G": "2", "I": "3"}.get(exec_type, "0"))
+            er.setField(150, fix42.get(exec_type, exec_type if exec_type not in "HG" else status))
+        else:
+            er.setField(150, exec_type)
+        er.setField(39, status)
+        if exec_ref_id:
+            er.setField(19, exec_ref_id)
+        er.setField(55, order.symbol)
+        er.setField(54, order.side)
+        er.setField(38, str(order.quantity))
+        er.setField(32, str(last_qty))
+        er.setField(31, str(last_px))
+        er.setField(151, str(order.leaves))
+        er.setField(14, str(order.cum))
+        er.setField(6, str(order.avg))
+        er.setField(75, datetime.now(UTC).strftime("%Y%m%d"))
+        er.setField(60, fixmsg.fix_time(datetime.now(UTC)))
+        if text:
+            er.setField(58, text)
+        if poss_dup:
+            er.getHeader().setField(43, "Y")
+        order.reports.append(er)
+        fix.Session.sendToTarget(er, session)
+        return er
+
+    # -- test hooks -------------------------------------------------------------------------
+
+    def control(self, command: str, args: dict) -> dict:
+        with self.lock:
+            handler = getattr(self, f"_cmd_{command}", None)
+            if handler is None:
+                raise KeyError(command)
+            return handler(**args) or {}
+
+    def _order(self, cl_ord_id: str) -> SimOrder:
+        return self.orders[cl_ord_id]
+
+    def _cmd_config(self, **values) -> dict:
+        for key, value in values.items():
+            if key in ("liquidity", "default_price") and value is not None:
+                value = Decimal(str(value))
+            setattr(self.config, key, value)
+        return {"ok": True}
+
+    def _cmd_state(self) -> dict:
+        seen = {}
+        for order in self.orders.values():
+            seen[order.order_id] = {
+                "cl_ord_id": order.cl_ord_id,
+                "first_cl_ord_id": (order.orig_cl_ord_ids or [order.cl_ord_id])[0],
+                "quantity": str(order.quantity),
+                "cum": str(order.cum),
+                "status": order.status,
+                "fills": len(order.fills),
+            }
+        return {
+            "orders": list(seen.values()),
+            "received": self.received,
+            "dk": self.dk_received,
+            "sessions": sorted(self.sessions),
+            "pending_fills": len(self.schedule),
+        }
+
+    def _cmd_fill(self, cl_ord_id: str, quantity: str, price: str | None = None) -> dict:
+        order = self._order(cl_ord_id)
+        px = Decimal(price) if price else self._reference(order.symbol)
+        return {"exec_id": self._fill(order, Decimal(quantity), px)}
+
+    def _cmd_duplicate(self, cl_ord_id: str, poss_dup: bool = True, index: int = -1) -> dict:
+        order = self._order(cl_ord_id)
+        er = fix.Message(order.reports[index])
+        if poss_dup:
+            er.getHeader().setField(43, "Y")
+            er.getHeader().setField(
+                122, get(er.getHeader(), 52) or fixmsg.fix_time(datetime.now(UTC))
+            )
+        fix.Session.sendToTarget(er, order.session)
+        return {"exec_id": get(er, 17)}
+
+    def _cmd_conflict(self, cl_ord_id: str) -> dict:
+        """The last fill's ExecID again, with a different quantity (a broker restart bug)."""
+        order = self._order(cl_ord_id)
+        exec_id, qty, px, _ = order.fills[-1]
+        self._send_er(order, exec_type="F", last_qty=qty + 1, last_px=px, exec_id=exec_id)
+        return {"exec_id": exec_id}
+
+    def _cmd_bust(self, cl_ord_id: str, exec_id: str | None = None) -> dict:
+        order = self._order(cl_ord_id)
+        fill = next(f for f in reversed(order.fills) if f[3] and (exec_id in (None, f[0])))
+        fill[3] = False
+        order.cum -= fill[1]
+        order.value -= fill[1] * fill[2]
+        order.status = "1" if order.cum else "0"
+        self._send_er(order, exec_type="H", last_qty=fill[1], last_px=fill[2], exec_ref_id=fill[0])
+        return {"busted": fill[0]}
+
+    def _cmd_correct(self, cl_ord_id: str, quantity: str, price: str, exec_id: str | None = None):
+        order = self._order(cl_ord_id)
+        fill = next(f for f in reversed(order.fills) if f[3] and (exec_id in (None, f[0])))
+        fill[3] = False
+        qty, px = Decimal(quantity), Decimal(price)
+        order.cum += qty - fill[1]
+        order.value += qty * px - fill[1] * fill[2]
+        order.status = "2" if order.cum >= order.quantity else ("1" if order.cum else "0")
+        new_id = f"E{self.run_tag}-{next(self.exec_ids)}"
+        order.fills.append([new_id, qty, px, True])
+        self._send_er(
+            order, exec_type="G", last_qty=qty, last_px=px, exec_id=new_id, exec_ref_id=fill[0]
+        )
+        return {"corrected": fill[0], "exec_id": new_id}
+
+    def _cmd_unsolicited_cancel(self, cl_ord_id: str) -> dict:
+        order = self._order(cl_ord_id)
+        order.status = "4"
+        self._send_er(order, exec_type="4", text="cancelled by broker")
+        return {}
+
+    def _cmd_unknown(self, session_index: int = 0) -> dict:
+        any_order = next(iter(self.orders.values()))
+        ghost = SimOrder(
+            any_order.session,
+            "NOT-OURS-1",
+            "SIM-X",
+            any_order.symbol,
+            "1",
+            Decimal(100),
+            "1",
+            None,
+            "0",
+            cum=Decimal(10),
+            value=Decimal(1000),
+            status="1",
+        )
+        er = self._send_er(ghost, exec_type="F", last_qty=Decimal(10), last_px=Decimal(100))
+        return {"exec_id": get(er, 17)}
+
+    def _cmd_out_of_order(self, cl_ord_id: str) -> dict:
+        """Two fills sent newest first (cum of the first report above the second's)."""
+        order = self._order(cl_ord_id)
+        price = self._reference(order.symbol)
+        q1 = min(Decimal(1), order.leaves)
+        order.cum += q1
+        order.value += q1 * price
+        first = (f"E{self.run_tag}-{next(self.exec_ids)}", q1)
+        q2 = min(Decimal(1), order.leaves)
+        order.cum += q2
+        order.value += q2 * price
+        order.status = "2" if order.cum >= order.quantity else "1"
+        second = (f"E{self.run_tag}-{next(self.exec_ids)}", q2)
+        for exec_id, qty in (second, first):
+            if qty > 0:
+                order.fills.append([exec_id, qty, price, True])
+                self._send_er(order, exec_type="F", last_qty=qty, last_px=price, exec_id=exec_id)
+        return {}
+
+    def _cmd_done_for_day(self) -> dict:
+        count = 0
+        for order in {id(o): o for o in self.orders.values()}.values():
+            if order.leaves > 0 and order.status not in ("4", "8", "3"):
+                order.status = "3"
+                self._send_er(order, exec_type="3")
+                count += 1
+        return {"orders": count}
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            self.wake.notify_all()
+
+
+def acceptor_settings(
+    sessions: list[dict], store_dir: Path, log_dir: Path | None = None
+) -> fix.SessionSettings:
+    store_dir.mkdir(parents=True, exist_ok=True)
+    default = {
+        "ConnectionType": "acceptor",
+        "FileStorePath": str(store_dir),
+        "StartTime": "00:00:00",
+        "EndTime": "00:00:00",
+        "UseDataDictionary": "Y",
+        "ValidateUserDefinedFields": "N",
+        "AllowUnknownMsgFields": "Y",
+        "ValidateFieldsOutOfOrder": "N",
+    }
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        default["FileLogPath"] = str(log_dir)
+    values = []
+    for s in sessions:
+        values.append(
+            {
+                "BeginString": s.get("fix_version", "FIX.4.4"),
+                "SenderCompID": s["sender"],
+                "TargetCompID": s["target"],
+                "SocketAcceptPort": str(s["port"]),
+                "DataDictionary": fixmsg.data_dictionary_path(s.get("fix_version", "FIX.4.4")),
+            }
+        )
+    return fixmsg.session_settings(default, values)
+
+
+class ControlServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def control_server(sim: BrokerSimulator, port: int) -> ControlServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            command = self.path.strip("/")
+            try:
+                result, code = sim.control(command, body), 200
+            except Exception as exc:  # a bad hook call is the caller's answer, not a crash
+                result, code = {"error": f"{type(exc).__name__}: {exc}"}, 400
+            data = json.dumps(result, default=str).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ControlServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
