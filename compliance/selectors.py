@@ -1,8 +1,94 @@
-"""Reading compliance results. (Until the rule engine of issue 4 lands, there are none.)"""
+"""Reading compliance results: an order's latest check, hits per rule, overrides awaited."""
 
 from __future__ import annotations
 
+from typing import Any
 
-def order_compliance(*, order_id: int) -> dict | None:
-    """{"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]} of the order's latest check, or None."""
-    return None
+from django.db.models import Count, Q
+
+from .models import Breach, CheckRun, OrderCheck, Override, Rule, RuleHit
+
+
+def order_compliance(*, order_id: int) -> dict[str, Any] | None:
+    """{"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]} of the order's latest check (plus
+    when it ran and any overrides), or None if it was never checked."""
+    check = (
+        OrderCheck.objects.filter(order_id=order_id)
+        .order_by("-id")
+        .only("verdict", "results", "checked_at")
+        .first()
+    )
+    if check is None:
+        return None
+    overrides = [
+        {
+            "verdict": o.verdict,
+            "reason": o.reason,
+            "by": o.actor.get_username(),
+            "at": o.at.isoformat(),
+        }
+        for o in Override.objects.filter(order_id=order_id).select_related("actor")
+    ]
+    return {
+        "verdict": check.verdict,
+        "results": check.results,
+        "checked_at": check.checked_at.isoformat(),
+        "overrides": overrides,
+    }
+
+
+def rules_with_hits(*, hits_per_rule: int = 20) -> list[dict[str, Any]]:
+    """Every rule with its hit counts and its latest hits (order, outcome, message)."""
+    rules = list(
+        Rule.objects.select_related("current_version").annotate(
+            warn_count=Count("hits", filter=Q(hits__outcome="WARN")),
+            block_count=Count("hits", filter=Q(hits__outcome="BLOCK")),
+        )
+    )
+    out = []
+    for rule in rules:
+        hits = list(
+            RuleHit.objects.filter(rule=rule)
+            .select_related("order__account", "order__security", "rule_version")
+            .order_by("-checked_at", "-id")[:hits_per_rule]
+        )
+        out.append({"rule": rule, "hits": hits})
+    return out
+
+
+def orders_awaiting_override() -> list[dict[str, Any]]:
+    """Warned and blocked orders, each with the reasons of its latest check."""
+    from orders.lifecycle import OrderStatus
+    from orders.models import Order
+
+    orders = list(
+        Order.objects.filter(status__in=[OrderStatus.AWAITING_OVERRIDE, OrderStatus.BLOCKED])
+        .select_related("account", "security", "pm")
+        .order_by("received_at", "pk")[:500]
+    )
+    latest: dict[int, OrderCheck] = {}
+    for check in OrderCheck.objects.filter(order_id__in=[o.pk for o in orders]).order_by("id"):
+        latest[check.order_id] = check
+    return [
+        {
+            "order": o,
+            "reasons": [
+                r["message"]
+                for r in (latest[o.pk].results if o.pk in latest else [])
+                if r["outcome"] != "PASS"
+            ],
+        }
+        for o in orders
+    ]
+
+
+def post_trade_latest() -> tuple[CheckRun | None, list[Breach]]:
+    run = CheckRun.objects.filter(kind=CheckRun.Kind.POST_TRADE).order_by("-as_of", "-id").first()
+    if run is None:
+        return None, []
+    breaches = list(
+        run.breaches.select_related("rule", "rule_version", "account").order_by(
+            "rule__name", "account__code", "key"
+        )
+    )
+    return run, breaches

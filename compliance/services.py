@@ -1,30 +1,537 @@
-"""Pre-trade compliance. (Until the rule engine of issue 4 lands, every order passes.)"""
+"""Pre-trade compliance: rules and their versions, checking orders, overrides, post-trade runs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from audit.services import audit_record
+from oms.errors import Conflict, DomainError, NotFound, NotPermitted
+from oms.models import Security
+from oms.roles import COMPLIANCE, has_role
+from oms.selectors import accounts_visible_to
+
+from .engine import Candidate, program_evaluate, rules_in_force
+from .models import (
+    Breach,
+    CheckRun,
+    OrderCheck,
+    Override,
+    RestrictedEntry,
+    Rule,
+    RuleHit,
+    RuleVersion,
+    Scope,
+    Verdict,
+)
+from .parameters import rule_parameters_clean
+
+# pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
+# baskets checked at once cannot both spend the same cash or headroom.
+ACCOUNT_LOCK_NAMESPACE = 4_004
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def rule_snapshot(*, rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "kind": rule.kind,
+        "parameters": rule.parameters,
+        "scope": rule.scope,
+        "account_ids": sorted(rule.accounts.values_list("pk", flat=True))
+        if rule.pk and rule.scope == Scope.ACCOUNTS
+        else [],
+        "tag_id": rule.tag_id if rule.scope == Scope.TAG else None,
+        "severity": rule.severity,
+        "active": rule.active,
+        "effective_from": rule.effective_from.isoformat() if rule.effective_from else None,
+        "effective_to": rule.effective_to.isoformat() if rule.effective_to else None,
+        "mandate": rule.mandate,
+    }
+
+
+def rule_validate(*, rule: Rule, account_count: int | None = None) -> None:
+    """Raise ValidationError (per field) if the rule is not coherent."""
+    errors: dict[str, list[str]] = {}
+    try:
+        rule.parameters = rule_parameters_clean(kind=rule.kind, parameters=rule.parameters)
+    except ValidationError as exc:
+        errors["parameters"] = exc.messages
+    if rule.scope == Scope.TAG and rule.tag_id is None:
+        errors["tag"] = ["Choose the account tag this rule applies to."]
+    if rule.scope == Scope.ACCOUNTS and account_count == 0:
+        errors["accounts"] = ["Choose at least one account, or scope the rule to all accounts."]
+    if rule.effective_from and rule.effective_to and rule.effective_from > rule.effective_to:
+        errors["effective_to"] = ["The rule cannot end before it starts."]
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def rule_version_record(*, rule_id: int, actor, as_of: datetime) -> RuleVersion | None:
+    """Freeze the rule as it now stands into a new version (None if nothing changed)."""
+    rule = Rule.objects.select_for_update().get(pk=rule_id)
+    snapshot = rule_snapshot(rule=rule)
+    last = rule.versions.order_by("-number").first()
+    if last is not None and last.snapshot == snapshot:
+        return None
+    version = RuleVersion.objects.create(
+        rule=rule,
+        number=(last.number + 1) if last else 1,
+        snapshot=snapshot,
+        created_at=as_of,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    rule.current_version = version
+    rule.save(update_fields=["current_version", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="compliance.rule_version",
+        obj=rule,
+        occurred_at=as_of,
+        before=last.snapshot if last else None,
+        after={"version": version.number, **snapshot},
+    )
+    return version
+
+
+@transaction.atomic
+def rule_create(
+    *,
+    actor,
+    as_of: datetime,
+    name: str,
+    kind: str,
+    parameters: dict[str, Any] | None = None,
+    severity: str = "BLOCK",
+    scope: str = Scope.ALL,
+    account_ids: list[int] | None = None,
+    tag_id: int | None = None,
+    active: bool = True,
+    effective_from: date | None = None,
+    effective_to: date | None = None,
+    mandate: str = "",
+) -> Rule:
+    rule = Rule(
+        name=name,
+        kind=kind,
+        parameters=parameters or {},
+        severity=severity,
+        scope=scope,
+        tag_id=tag_id,
+        active=active,
+        effective_from=effective_from,
+        effective_to=effective_to,
+        mandate=mandate,
+    )
+    rule_validate(rule=rule, account_count=len(account_ids or []))
+    rule.save()
+    if account_ids:
+        rule.accounts.set(account_ids)
+    audit_record(
+        actor=actor,
+        action="compliance.rule_create",
+        obj=rule,
+        occurred_at=as_of,
+        after=rule_snapshot(rule=rule),
+    )
+    rule_version_record(rule_id=rule.pk, actor=actor, as_of=as_of)
+    rule.refresh_from_db()
+    return rule
+
+
+@transaction.atomic
+def rule_update(*, rule_id: int, actor, as_of: datetime, **changes: Any) -> Rule:
+    """Change a rule's fields (account_ids for the listed accounts) and version it."""
+    rule = Rule.objects.select_for_update().get(pk=rule_id)
+    account_ids = changes.pop("account_ids", None)
+    for name, value in changes.items():
+        if name not in {f.name for f in Rule._meta.concrete_fields} or name == "current_version":
+            raise DomainError(f"Rules have no editable field {name!r}.")
+        setattr(rule, name, value)
+    count = len(account_ids) if account_ids is not None else rule.accounts.count()
+    rule_validate(rule=rule, account_count=count)
+    rule.save()
+    if account_ids is not None:
+        rule.accounts.set(account_ids)
+    rule_version_record(rule_id=rule.pk, actor=actor, as_of=as_of)
+    rule.refresh_from_db()
+    return rule
+
+
+@transaction.atomic
+def restricted_entry_add(
+    *,
+    actor,
+    as_of: datetime,
+    reason: str,
+    start_date: date,
+    security_id: int | None = None,
+    issuer_id: int | None = None,
+    end_date: date | None = None,
+) -> RestrictedEntry:
+    if (security_id is None) == (issuer_id is None):
+        raise DomainError("Restrict either one security or one issuer.")
+    if not reason.strip():
+        raise DomainError("A restriction needs a reason.")
+    entry = RestrictedEntry.objects.create(
+        security_id=security_id,
+        issuer_id=issuer_id,
+        reason=reason.strip(),
+        start_date=start_date,
+        end_date=end_date,
+    )
+    audit_record(
+        actor=actor,
+        action="compliance.restrict",
+        obj=entry,
+        occurred_at=as_of,
+        after={
+            "security": security_id,
+            "issuer": issuer_id,
+            "reason": entry.reason,
+            "start_date": start_date,
+            "end_date": end_date,
+        },
+    )
+    return entry
+
+
+# --- checking orders ----------------------------------------------------------------------------
+
+
+def _accounts_lock(account_ids: set[int]) -> None:
+    with connection.cursor() as cursor:
+        for account_id in sorted(account_ids):
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCK_NAMESPACE, account_id]
+            )
+
+
+def _candidate(order) -> Candidate:
+    return Candidate(
+        key=order.pk,
+        order_id=order.pk,
+        account_id=order.account_id,
+        security_id=order.security_id,
+        side=order.side,
+        quantity=order.quantity - order.cum_qty,
+        order_type=order.order_type,
+        limit_price=order.limit_price,
+        pm_id=order.pm_id,
+    )
+
+
+def _stage(*, order_ids: list[int], actor, as_of: datetime) -> None:
+    """Send approved orders to the desk, if order capture offers that step."""
+    if not order_ids:
+        return
+    try:
+        from orders.services import orders_stage
+    except ImportError:
+        return
+    orders_stage(order_ids=order_ids, actor=actor, as_of=as_of)
+
+
+TARGET = {
+    Verdict.PASS: ("APPROVED", "compliance_pass"),
+    Verdict.WARN: ("AWAITING_OVERRIDE", "compliance_warn"),
+    Verdict.BLOCK: ("BLOCKED", "compliance_block"),
+}
 
 
 @transaction.atomic
 def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
     """Check orders in PENDING_COMPLIANCE as one program and move each to APPROVED,
-    AWAITING_OVERRIDE (a warning) or BLOCKED. Returns {order_id: "PASS"|"WARN"|"BLOCK"}."""
+    AWAITING_OVERRIDE (a warning) or BLOCKED. Returns {order_id: "PASS"|"WARN"|"BLOCK"}.
+
+    Approved orders stay APPROVED: the caller (orders.services.orders_check_and_stage) stages
+    them, in the same transaction."""
     from orders.lifecycle import OrderStatus
     from orders.services import order_transition, orders_lock
 
-    verdicts = {}
-    for order in orders_lock(order_ids=order_ids):
-        if order.status != OrderStatus.PENDING_COMPLIANCE:
-            continue
+    orders = [
+        o for o in orders_lock(order_ids=order_ids) if o.status == OrderStatus.PENDING_COMPLIANCE
+    ]
+    if not orders:
+        return {}
+    _accounts_lock({o.account_id for o in orders})
+    evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
+    run = CheckRun.objects.create(
+        kind=CheckRun.Kind.PRE_TRADE,
+        as_of=as_of,
+        actor=actor if getattr(actor, "pk", None) else None,
+        order_count=len(orders),
+    )
+    checks = OrderCheck.objects.bulk_create(
+        [
+            OrderCheck(
+                run=run,
+                order_id=o.pk,
+                verdict=evaluated[o.pk][0],
+                results=evaluated[o.pk][1],
+                checked_at=as_of,
+            )
+            for o in orders
+        ]
+    )
+    RuleHit.objects.bulk_create(
+        [
+            RuleHit(
+                order_check=check,
+                order_id=check.order_id,
+                rule_id=r["rule_id"],
+                rule_version_id=r["rule_version_id"],
+                outcome=r["outcome"],
+                message=r["message"],
+                checked_at=as_of,
+            )
+            for check in checks
+            for r in check.results
+            if r["outcome"] != Verdict.PASS
+        ]
+    )
+    verdicts: dict[int, str] = {}
+    for order in orders:
+        verdict, results = evaluated[order.pk]
+        to_status, kind = TARGET[Verdict(verdict)]
+        hits = [r["message"] for r in results if r["outcome"] != Verdict.PASS]
         order_transition(
             order=order,
-            to_status=OrderStatus.APPROVED,
+            to_status=to_status,
             as_of=as_of,
-            kind="compliance_pass",
+            kind=kind,
             actor=actor,
-            extra_fields={"compliance_status": "PASS"},
+            details={"check_run": run.pk, "reasons": hits} if hits else {"check_run": run.pk},
+            extra_fields={"compliance_status": verdict},
         )
-        verdicts[order.pk] = "PASS"
+        verdicts[order.pk] = verdict
     return verdicts
+
+
+def compliance_what_if(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
+    """Check existing orders again as one program, saving nothing: {order_id: verdict}.
+    (The desk re-checks an internal cross this way.)"""
+    from orders.models import Order
+
+    orders = list(Order.objects.filter(pk__in=order_ids).order_by("pk"))
+    evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
+    return {key: verdict for key, (verdict, _results) in evaluated.items()}
+
+
+def _decimal(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        errors[name] = [f"{value!r} is not a number."]
+        return None
+    if not result.is_finite() or result <= 0:
+        errors[name] = ["Must be a positive number."]
+        return None
+    return result
+
+
+def compliance_ticket_check(
+    *,
+    actor,
+    as_of: datetime,
+    account: str,
+    symbol: str,
+    side: str,
+    quantity: Any,
+    order_type: str = "MARKET",
+    limit_price: Any = None,
+    stop_price: Any = None,
+    time_in_force: str = "DAY",
+    expire_date: Any = None,
+) -> dict[str, Any]:
+    """The order ticket's Check button: what would this order get, saving nothing.
+    {"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]}."""
+    from orders.models import OrderType, Side
+
+    errors: dict[str, list[str]] = {}
+    if side not in Side.values:
+        errors["side"] = [f"Side must be one of {', '.join(Side.values)}."]
+    if order_type not in OrderType.values:
+        errors["order_type"] = [f"Order type must be one of {', '.join(OrderType.values)}."]
+    qty = _decimal(quantity, "quantity", errors)
+    if qty is None and "quantity" not in errors:
+        errors["quantity"] = ["Quantity is required."]
+    limit = _decimal(limit_price, "limit_price", errors)
+    _decimal(stop_price, "stop_price", errors)
+    if order_type in ("LIMIT", "STOP_LIMIT") and limit is None and "limit_price" not in errors:
+        errors["limit_price"] = ["A limit order needs a limit price."]
+    acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
+    if acct is None:
+        errors["account"] = [f"No account {account!r} that you may trade."]
+    elif has_role(actor, "PM") and not has_role(actor, "Admin", COMPLIANCE):
+        if not acct.managers.filter(pk=actor.pk).exists():
+            errors["account"] = [f"No account {account!r} that you may trade."]
+    security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()
+    if security is None:
+        errors["symbol"] = [f"Unknown symbol {symbol!r}."]
+    if errors:
+        raise ValidationError(errors)
+    candidate = Candidate(
+        key=0,
+        account_id=acct.pk,
+        security_id=security.pk,
+        side=side,
+        quantity=qty,
+        order_type=order_type,
+        limit_price=limit,
+        pm_id=actor.pk,
+    )
+    verdict, results = program_evaluate(candidates=[candidate], as_of=as_of)[0]
+    return {"verdict": verdict, "results": results}
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -> Override:
+    """Lift a warning (the order's PM) or a block (a Compliance user who is not the order's PM),
+    with a reason; the order is approved and sent to the desk."""
+    from orders.lifecycle import OrderStatus
+    from orders.models import Order
+    from orders.services import order_lock, order_transition
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["An override needs a reason."]})
+    try:
+        order = order_lock(order_id=order_id)
+    except Order.DoesNotExist:
+        raise NotFound(f"Order {order_id} not found.") from None
+    if order.status == OrderStatus.AWAITING_OVERRIDE:
+        verdict = Verdict.WARN
+        if actor.pk != order.pm_id:
+            raise NotPermitted("Only the order's portfolio manager may override a warning.")
+    elif order.status == OrderStatus.BLOCKED:
+        verdict = Verdict.BLOCK
+        if not has_role(actor, COMPLIANCE):
+            raise NotPermitted("Only Compliance may override a block.")
+        if actor.pk == order.pm_id:
+            raise NotPermitted("Compliance may not override a block on their own order.")
+    else:
+        raise Conflict(
+            f"Order {order_id} is {order.status}; only warned or blocked orders are overridden.",
+            code="not_overridable",
+        )
+    check = OrderCheck.objects.filter(order_id=order.pk).order_by("-id").first()
+    override = Override.objects.create(
+        order=order, order_check=check, verdict=verdict, reason=reason, actor=actor, at=as_of
+    )
+    order_transition(
+        order=order,
+        to_status=OrderStatus.APPROVED,
+        as_of=as_of,
+        kind="compliance_override",
+        actor=actor,
+        details={"override": override.pk, "verdict": str(verdict), "reason": reason},
+    )
+    audit_record(
+        actor=actor,
+        action="compliance.override",
+        obj=override,
+        occurred_at=as_of,
+        before={"order": order.pk, "status": str(TARGET[verdict][0])},
+        after={"order": order.pk, "verdict": str(verdict), "reason": reason},
+    )
+    _stage(order_ids=[order.pk], actor=actor, as_of=as_of)
+    return override
+
+
+# --- post-trade ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def compliance_post_trade_run(*, actor, as_of: datetime, rule_id: int | None = None) -> CheckRun:
+    """Run every rule in force (or one) against the portfolios as they stand and record the
+    breaches, each with its likely cause: new since the last run with no trading in what it
+    concerns means a price move."""
+    from datetime import time as dtime
+
+    from django.db.models import Q
+
+    from orders.models import Order
+
+    from .posttrade import portfolio_breaches
+
+    if rule_id is not None and not Rule.objects.filter(pk=rule_id).exists():
+        raise NotFound(f"Rule {rule_id} not found.")
+    rules = rules_in_force(as_of=as_of, rule_ids=[rule_id] if rule_id is not None else None)
+    previous_runs = CheckRun.objects.filter(kind=CheckRun.Kind.POST_TRADE, as_of__lte=as_of)
+    previous_runs = previous_runs.filter(
+        Q(rule=None) | Q(rule_id=rule_id) if rule_id is not None else Q(rule=None)
+    )
+    previous = previous_runs.order_by("-as_of", "-id").first()
+    found = portfolio_breaches(rules=rules, as_of=as_of)
+    run = CheckRun.objects.create(
+        kind=CheckRun.Kind.POST_TRADE,
+        as_of=as_of,
+        actor=actor if getattr(actor, "pk", None) else None,
+        rule_id=rule_id,
+        breach_count=len(found),
+    )
+    seen = set()
+    if previous is not None:
+        seen = set(previous.breaches.values_list("rule_id", "account_id", "key"))
+    since = (
+        previous.as_of
+        if previous is not None
+        else datetime.combine(as_of.date(), dtime.min, tzinfo=as_of.tzinfo)
+    )
+    involved = {s for f in found for s in f.security_ids}
+    traded = set(
+        Order.objects.filter(
+            security_id__in=involved, cum_qty__gt=0, updated_at__gte=since
+        ).values_list("account_id", "security_id")
+    )
+    traded_securities = {s for (_a, s) in traded}
+    breaches = []
+    for f in found:
+        if (f.spec.rule_id, f.account_id, f.key) in seen:
+            cause = Breach.Cause.CARRIED
+        elif (f.account_id is None and f.security_ids & traded_securities) or any(
+            (f.account_id, s) in traded for s in f.security_ids
+        ):
+            cause = Breach.Cause.TRADING
+        else:
+            cause = Breach.Cause.PRICE_MOVE
+        breaches.append(
+            Breach(
+                run=run,
+                rule_id=f.spec.rule_id,
+                rule_version_id=f.spec.version_id,
+                account_id=f.account_id,
+                key=f.key[:200],
+                value=f.value,
+                limit=f.limit,
+                message=f.message,
+                cause=cause,
+            )
+        )
+    Breach.objects.bulk_create(breaches)
+    audit_record(
+        actor=actor,
+        action="compliance.post_trade_run",
+        obj=run,
+        occurred_at=as_of,
+        after={
+            "rule": rule_id,
+            "rules": [r.rule_id for r in rules],
+            "breaches": len(breaches),
+            "price_moves": sum(1 for b in breaches if b.cause == Breach.Cause.PRICE_MOVE),
+        },
+    )
+    return run

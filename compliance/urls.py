@@ -1,3 +1,11 @@
+from django.urls import path
+
+from . import views
+
 app_name = "compliance"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("compliance/", views.dashboard, name="dashboard"),
+    path("compliance/post-trade/", views.post_trade_run, name="post_trade_run"),
+    path("compliance/override/", views.override, name="override"),
+]

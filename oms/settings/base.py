@@ -137,11 +137,11 @@ CELERY_TASK_ROUTES = {"fixgateway.tasks.*": {"queue": "fix"}}
 CELERY_BEAT_SCHEDULE: dict = {}
 # Compliance (issue 4): every active rule against the portfolios after the close (21:45 UTC,
 # after the 16:00 New York close in summer and winter time), reporting breaches from price moves.
+from celery.schedules import crontab  # noqa: E402
+
 CELERY_BEAT_SCHEDULE["compliance-post-trade-after-close"] = {
     "task": "compliance.post_trade_sweep",
-    "schedule": __import__("celery.schedules").schedules.crontab(
-        hour=21, minute=45, day_of_week="mon-fri"
-    ),
+    "schedule": crontab(hour=21, minute=45, day_of_week="mon-fri"),
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,111 @@
+"""Compliance API: the order ticket's what-if check and overrides (thin views over services)."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+
+RESULT_FIELDS = {
+    "rule": serializers.CharField(),
+    "rule_id": serializers.IntegerField(),
+    "version": serializers.IntegerField(),
+    "kind": serializers.CharField(),
+    "severity": serializers.CharField(),
+    "outcome": serializers.CharField(),
+    "message": serializers.CharField(),
+    "value_before": serializers.CharField(allow_null=True),
+    "value_after": serializers.CharField(allow_null=True),
+    "limit": serializers.CharField(allow_null=True),
+    "headroom": serializers.CharField(allow_null=True),
+    "max_passing_quantity": serializers.CharField(allow_null=True),
+}
+
+
+class CheckInput(serializers.Serializer):
+    account = serializers.CharField()
+    symbol = serializers.CharField()
+    side = serializers.CharField()
+    quantity = serializers.CharField()
+    order_type = serializers.CharField(required=False, default="MARKET")
+    limit_price = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    stop_price = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    time_in_force = serializers.CharField(required=False, default="DAY")
+    expire_date = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    instructions = serializers.CharField(required=False, allow_blank=True)
+
+
+class ComplianceCheckView(APIView):
+    """What would this order get? Runs every rule as a what-if; saves nothing."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=CheckInput,
+        responses=inline_serializer(
+            "ComplianceCheck",
+            {
+                "verdict": serializers.CharField(),
+                "results": inline_serializer("ComplianceResult", RESULT_FIELDS, many=True),
+            },
+        ),
+    )
+    def post(self, request):
+        data = CheckInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        fields.pop("instructions", None)
+        result = services.compliance_ticket_check(
+            actor=request.user, as_of=timezone.now(), **fields
+        )
+        return Response(result)
+
+
+class OverrideInput(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    reason = serializers.CharField(max_length=2000)
+
+
+class OverrideView(APIView):
+    """Lift a warning (the order's PM) or a block (Compliance, not the order's PM)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=OverrideInput,
+        responses=inline_serializer(
+            "ComplianceOverride",
+            {
+                "id": serializers.IntegerField(),
+                "order_id": serializers.IntegerField(),
+                "verdict": serializers.CharField(),
+                "reason": serializers.CharField(),
+                "status": serializers.CharField(),
+            },
+        ),
+    )
+    def post(self, request):
+        data = OverrideInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        override = services.compliance_override(
+            order_id=data.validated_data["order_id"],
+            reason=data.validated_data["reason"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        override.order.refresh_from_db(fields=["status"])
+        return Response(
+            {
+                "id": override.pk,
+                "order_id": override.order_id,
+                "verdict": override.verdict,
+                "reason": override.reason,
+                "status": override.order.status,
+            },
+            status=201,
+        )
