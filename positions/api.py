@@ -1,0 +1,132 @@
+"""GET /api/positions/, /api/cash/, /api/exposure/: thin shells over the selectors; a PM
+sees only the accounts they manage."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from oms.api import StandardPagination
+from oms.errors import NotFound
+from oms.roles import sees_all_accounts
+from oms.selectors import accounts_visible_to
+
+from . import selectors
+
+MONEY = {"max_digits": 28, "decimal_places": 8}
+
+
+def visible_account_ids(request) -> list[int]:
+    """The accounts the caller may see, narrowed by ?account= (id or code, comma-separated).
+    Asking for an account one may not see is a 404, as for the account pages."""
+    visible = accounts_visible_to(request.user)
+    wanted = [v for item in request.query_params.getlist("account") for v in item.split(",") if v]
+    if not wanted:
+        return list(visible.values_list("pk", flat=True))
+    ids = [int(v) for v in wanted if v.isdigit()]
+    codes = [v for v in wanted if not v.isdigit()]
+    found = list(visible.filter(pk__in=ids).values_list("pk", flat=True)) + list(
+        visible.filter(code__in=codes).values_list("pk", flat=True)
+    )
+    if len(set(found)) < len(set(wanted)):
+        raise NotFound("No such account.")
+    return sorted(set(found))
+
+
+class HoldingOut(serializers.Serializer):
+    account_id = serializers.IntegerField()
+    account_code = serializers.CharField()
+    base_currency = serializers.CharField()
+    security_id = serializers.IntegerField()
+    symbol = serializers.CharField()
+    name = serializers.CharField()
+    sector = serializers.CharField()
+    issuer = serializers.CharField()
+    currency = serializers.CharField()
+    quantity = serializers.DecimalField(**MONEY)
+    avg_cost = serializers.DecimalField(**MONEY)
+    cost_basis = serializers.DecimalField(**MONEY)
+    realized_pnl = serializers.DecimalField(**MONEY)
+    price = serializers.DecimalField(**MONEY, allow_null=True)
+    market_value = serializers.DecimalField(**MONEY, allow_null=True)
+    unrealized_pnl = serializers.DecimalField(**MONEY, allow_null=True)
+    pct_nav = serializers.DecimalField(**MONEY, allow_null=True)
+
+
+class LadderStepOut(serializers.Serializer):
+    settle_date = serializers.DateField()
+    amount = serializers.DecimalField(**MONEY)
+    projected = serializers.DecimalField(**MONEY)
+
+
+class CashOut(serializers.Serializer):
+    account_id = serializers.IntegerField()
+    account_code = serializers.CharField()
+    currency = serializers.CharField()
+    settled = serializers.DecimalField(**MONEY)
+    projected = serializers.DecimalField(**MONEY)
+    steps = LadderStepOut(many=True)
+
+
+class ExposureOut(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    long_value = serializers.DecimalField(**MONEY)
+    short_value = serializers.DecimalField(**MONEY)
+    net_value = serializers.DecimalField(**MONEY)
+    gross_value = serializers.DecimalField(**MONEY)
+
+
+ACCOUNT_PARAM = OpenApiParameter("account", str, description="account id or code (repeatable)")
+
+
+class _ListView(APIView):
+    def paginate(self, request, items, serializer):
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class PositionListView(_ListView):
+    @extend_schema(
+        parameters=[
+            ACCOUNT_PARAM,
+            OpenApiParameter("security", str, description="symbol prefix or name"),
+            OpenApiParameter("sector", str),
+        ],
+        responses=HoldingOut(many=True),
+    )
+    def get(self, request):
+        rows = selectors.holdings(
+            account_ids=visible_account_ids(request),
+            security_query=request.query_params.get("security", "").strip(),
+            sector=request.query_params.get("sector", "").strip(),
+        )
+        return self.paginate(request, [asdict(r) for r in rows], HoldingOut)
+
+
+class CashListView(_ListView):
+    @extend_schema(parameters=[ACCOUNT_PARAM], responses=CashOut(many=True))
+    def get(self, request):
+        ladders = selectors.cash_ladders(account_ids=visible_account_ids(request))
+        return self.paginate(request, [asdict(c) for c in ladders], CashOut)
+
+
+class ExposureListView(_ListView):
+    @extend_schema(
+        parameters=[
+            ACCOUNT_PARAM,
+            OpenApiParameter("by", str, enum=["security", "issuer", "sector"]),
+        ],
+        responses=ExposureOut(many=True),
+    )
+    def get(self, request):
+        by = request.query_params.get("by", "security")
+        if by not in ("security", "issuer", "sector"):
+            raise serializers.ValidationError({"by": ["One of security, issuer, sector."]})
+        firm = sees_all_accounts(request.user) and not request.query_params.get("account")
+        rows = selectors.exposure(account_ids=None if firm else visible_account_ids(request), by=by)
+        return self.paginate(request, rows, ExposureOut)
