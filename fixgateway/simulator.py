@@ -74,6 +74,7 @@ class SimConfig:
     time_scale: float = 1.0  # algo window seconds are multiplied by this
     liquidity: Decimal | None = None  # IOC/FOK: what is available right now
     ack: bool = True  # send New before fills (some brokers do not)
+    refuse_cancels: bool = False  # answer cancels and replaces with OrderCancelReject
     prices: dict = field(default_factory=dict)
     default_price: Decimal = Decimal("100")
 
@@ -280,7 +281,7 @@ class BrokerSimulator(fix.Application):
     def _on_cancel(self, message, session) -> None:
         orig, cl = get(message, 41), get(message, 11)
         order = self.orders.get(orig)
-        if order is None or order.leaves <= 0:
+        if order is None or order.leaves <= 0 or self.config.refuse_cancels:
             self._cancel_reject(message, session, "1" if order is None else "0", "too late")
             return
         order.status = "4"
@@ -293,7 +294,7 @@ class BrokerSimulator(fix.Application):
         orig, cl = get(message, 41), get(message, 11)
         order = self.orders.get(orig)
         qty = Decimal(get(message, 38))
-        if order is None or order.leaves <= 0 or qty < order.cum:
+        if order is None or order.leaves <= 0 or qty < order.cum or self.config.refuse_cancels:
             self._cancel_reject(message, session, "1" if order is None else "0", "cannot replace")
             return
         order.quantity = qty
