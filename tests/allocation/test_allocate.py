@@ -64,3 +64,33 @@ def test_bust_undoes_exactly_what_the_execution_booked(make_block):
         assert order.cum_qty == 30 and order.avg_price == Decimal("10")
         pos = Position.objects.get(account=order.account, security=block.security)
         assert pos.quantity == 30
+
+
+def test_refill_after_a_bust_stays_fair_and_balanced(make_block):
+    block = make_block([100, 100, 100])
+    fill(block, "E1", 1, "10")
+    fill(block, "E2", 1, "10.5")
+    block_fill_reverse(block=block, execution_ref="E1", as_of=AS_OF)
+    fill(block, "E3", 200, "11")
+    got = sorted(a.quantity for a in allocs(block).values())
+    assert sum(got) == 201 and got[-1] - got[0] <= 1
+    for a in allocs(block).values():
+        order = Order.objects.get(pk=a.order_id)
+        pos = Position.objects.get(account=order.account, security=block.security)
+        assert order.cum_qty == pos.quantity == a.quantity
+
+
+def test_after_close_job_finalises_done_blocks_and_writes_files(make_block):
+    from allocation.models import SettlementFile
+    from allocation.tasks import settlement_after_close
+
+    finished = make_block([100])
+    working = make_block([100])
+    fill(finished, "E1", 100, "10")
+    fill(working, "E2", 50, "10")
+    done(finished)
+    result = settlement_after_close(as_of=AS_OF.isoformat())
+    assert result["finalised_blocks"] == [finished.pk]
+    assert AllocationPlan.objects.get(block=working).status == "OPEN"
+    sf = SettlementFile.objects.get()
+    assert sf.row_count == 1 and sf.trade_date == AS_OF.date()
