@@ -272,6 +272,10 @@ def basket_confirm(
 # --- Model rebalance --------------------------------------------------------------------------
 
 
+def _num(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
 def _decimal(text: str) -> Decimal | None:
     try:
         value = Decimal(text)
@@ -357,6 +361,8 @@ def _rebalance_orders(
     accounts = {a.pk: a for a in lookups.accounts.values()}
     security_ids = {sid for w in targets.values() for sid in w} | {sid for _, sid in held}
     securities = {s.pk: s for s in Security.objects.filter(pk__in=security_ids)}
+    # Holdings the model leaves out are sold: the order checks must know those securities too.
+    lookups.securities.update({s.symbol: s for s in securities.values()})
     results: list[LineResult] = []
     for account_id in account_ids:
         account = accounts[account_id]
@@ -371,8 +377,8 @@ def _rebalance_orders(
             data = {
                 "account": account.code,
                 "symbol": security.symbol,
-                "target_weight_pct": str(weights[security_id]),
-                "current_quantity": str(current),
+                "target_weight_pct": _num(weights[security_id]),
+                "current_quantity": _num(current),
             }
             result = LineResult(line=len(results) + 1, data=data)
             results.append(result)
@@ -397,7 +403,7 @@ def _rebalance_orders(
                 "time_in_force": TimeInForce.DAY,
                 "instructions": "Model rebalance",
             }
-            data.update(side=order_data["side"], quantity=str(quantity))
+            data.update(side=order_data["side"], quantity=_num(quantity))
             try:
                 result.item = order_input_validate(
                     pm=pm, data=order_data, as_of=as_of, lookups=lookups
