@@ -13,6 +13,11 @@ from .selectors import accounts_visible_to, security_search
 from .serializers import AccountSerializer, SecuritySerializer
 
 
+class TokenLoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
 class TokenLoginView(APIView):
     """POST username and password, get the API token (the one endpoint open to anonymous)."""
 
@@ -20,16 +25,14 @@ class TokenLoginView(APIView):
     authentication_classes: list = []
 
     @extend_schema(
-        request=inline_serializer(
-            "TokenLogin", {"username": serializers.CharField(), "password": serializers.CharField()}
-        ),
+        request=TokenLoginSerializer,
         responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})},
     )
     def post(self, request):
-        username = str(request.data.get("username", ""))
-        password = str(request.data.get("password", ""))
-        if not username or not password:
-            raise serializers.ValidationError({"username": ["Username and password are required."]})
+        credentials = TokenLoginSerializer(data=request.data)
+        credentials.is_valid(raise_exception=True)
+        username = credentials.validated_data["username"]
+        password = credentials.validated_data["password"]
         user = authenticate(request=request, username=username, password=password)
         # django-axes counts failures per username and address and refuses while locked out.
         if getattr(request, "axes_locked_out", False) or getattr(
