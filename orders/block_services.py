@@ -21,7 +21,7 @@ from oms.models import Security
 
 from . import broadcast
 from .blotter_selectors import may_work_orders
-from .lifecycle import OrderStatus, can_transition
+from .lifecycle import OrderStatus
 from .models import BUY_SIDES, SELL_SIDES, Block, Order, OrderType, TimeInForce
 from .services import order_event_record, order_fill_apply, order_transition, orders_lock
 
@@ -369,7 +369,7 @@ def _allocation_plan_fix(*, block: Block, actor, as_of: datetime) -> None:
 @transaction.atomic
 def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     """Ask the broker to cancel what is left of a routed block; the block and its unfinished
-    orders show PENDING_CANCEL until the broker answers."""
+    orders show PENDING_CANCEL until the broker answers (the gateway moves them)."""
     _require_desk(actor)
     block = _block_lock(block_id=block_id)
     if block.status not in CANCELLABLE:
@@ -377,21 +377,11 @@ def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
             f"Block {block.pk} is {block.status}; it cannot be cancelled now.",
             code="not_cancellable",
         )
-    orders = _block_orders_lock(block)
     before = _block_snapshot(block)
-    for order in orders:
-        if can_transition(order.status, OrderStatus.PENDING_CANCEL):
-            order_transition(
-                order=order,
-                to_status=OrderStatus.PENDING_CANCEL,
-                as_of=as_of,
-                kind="cancel_request",
-                actor=actor,
-                details={"block": block.pk},
-            )
-    block.status = Block.Status.PENDING_CANCEL
-    block.save(update_fields=["status", "updated_at"])
+    # The gateway moves the block and its live orders to PENDING_CANCEL with the outbox row
+    # (it remembers the prior state, to restore it if the broker refuses).
     fix_service("block_cancel_enqueue")(block=block, actor=actor, as_of=as_of)
+    block.refresh_from_db()
     audit_record(
         actor=actor,
         action="block.cancel_request",
@@ -449,21 +439,11 @@ def block_replace(
         "quantity": str(quantity) if quantity is not None else None,
         "limit_price": str(limit_price) if limit_price is not None else None,
     }
-    for order in orders:
-        if can_transition(order.status, OrderStatus.PENDING_REPLACE):
-            order_transition(
-                order=order,
-                to_status=OrderStatus.PENDING_REPLACE,
-                as_of=as_of,
-                kind="replace_request",
-                actor=actor,
-                details={"block": block.pk, **requested},
-            )
-    block.status = Block.Status.PENDING_REPLACE
-    block.save(update_fields=["status", "updated_at"])
+    # As for a cancel, the gateway moves the block and its orders to PENDING_REPLACE.
     fix_service("block_replace_enqueue")(
         block=block, quantity=quantity, limit_price=limit_price, actor=actor, as_of=as_of
     )
+    block.refresh_from_db()
     audit_record(
         actor=actor,
         action="block.replace_request",

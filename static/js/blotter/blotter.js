@@ -260,8 +260,8 @@
       chip.className = "session " + (on === true ? "up" : on === false ? "down" : "");
       chip.dataset.broker = s.broker;
       let text = s.broker + ": " + (on === true ? "logged on" : on === false ? "down" : "unknown");
-      if (s.next_sender_seq != null || s.next_target_seq != null) {
-        text += " (out " + (s.next_sender_seq ?? "?") + ", in " + (s.next_target_seq ?? "?") + ")";
+      if (s.next_sender_seq_num != null || s.next_target_seq_num != null) {
+        text += " (out " + (s.next_sender_seq_num ?? "?") + ", in " + (s.next_target_seq_num ?? "?") + ")";
       }
       if (s.last_message_at) text += " · " + new Date(s.last_message_at).toLocaleTimeString();
       chip.textContent = text;
