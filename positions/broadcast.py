@@ -3,9 +3,11 @@ account goes to its Channels group, and the positions page refetches what it sho
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -46,13 +48,59 @@ def position_changed_on_commit(account_id: int) -> None:
 
 
 def publish_position_changes(account_ids: list[int]) -> None:
-    layer = get_channel_layer()
-    if layer is None or not account_ids:
+    """Hand the messages to this process's publisher thread and return at once: the caller
+    (often the FIX callback thread) never waits on Redis, and it works from threads that run
+    an event loop of their own. Failures are logged: the fill is committed either way."""
+    if not account_ids:
         return
-    send = async_to_sync(layer.group_send)
-    for account_id in account_ids:
-        try:
-            send(account_group(account_id), {"type": "positions.changed", "account": account_id})
-        except Exception:
-            # The fill is committed; a lost push only delays the page until its next refresh.
-            logger.exception("positions: publishing account %s failed", account_id)
+    _publisher().submit(list(account_ids))
+
+
+class _Publisher:
+    """One thread per process with its own event loop, so the channel layer's Redis
+    connections are reused across messages instead of opened per fill."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, name="positions-publisher", daemon=True)
+        self.thread.start()
+        self.ready.wait(timeout=5)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.ready.set()
+        self.loop.run_forever()
+
+    def submit(self, account_ids: list[int]) -> None:
+        future = asyncio.run_coroutine_threadsafe(self._send(account_ids), self.loop)
+        future.add_done_callback(_log_failure)
+
+    async def _send(self, account_ids: list[int]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for account_id in account_ids:
+            await layer.group_send(
+                account_group(account_id), {"type": "positions.changed", "account": account_id}
+            )
+
+
+def _log_failure(future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.error("positions: publishing a change failed", exc_info=exc)
+
+
+_lock = threading.Lock()
+_instance: _Publisher | None = None
+
+
+def _publisher() -> _Publisher:
+    global _instance
+    with _lock:
+        # A forked worker inherits the object but not the thread: start its own.
+        if _instance is None or _instance.pid != os.getpid() or not _instance.thread.is_alive():
+            _instance = _Publisher()
+        return _instance
