@@ -18,13 +18,12 @@ AMOUNT = {"max_digits": 28, "decimal_places": 8, "min_value": Decimal("0")}
 class _Strict(serializers.Serializer):
     """Unknown keys are an error, not silently ignored: a typo must not disable a limit."""
 
-    def validate(self, attrs):
+    def unknown(self) -> str | None:
         unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(self.fields)}."
-            )
-        return attrs
+        if not unknown:
+            return None
+        allowed = ", ".join(self.fields) or "none"
+        return f"Unknown parameter(s) {', '.join(unknown)} (allowed: {allowed})"
 
 
 class NoParameters(_Strict):
@@ -55,7 +54,6 @@ class OrderSizeParameters(_Strict):
     max_notional = serializers.DecimalField(required=False, **AMOUNT)
 
     def validate(self, attrs):
-        attrs = super().validate(attrs)
         if "max_quantity" not in attrs and "max_notional" not in attrs:
             raise serializers.ValidationError("Give max_quantity, max_notional or both.")
         return attrs
@@ -119,12 +117,17 @@ def rule_parameters_clean(*, kind: str, parameters: Any) -> dict[str, Any]:
     if not isinstance(parameters, dict):
         raise ValidationError(f"Parameters must be a JSON object, e.g. {EXAMPLES[kind]}.")
     serializer = schema(data=parameters)
-    if not serializer.is_valid():
-        problems = "; ".join(_flatten(serializer.errors))
+    problems = [] if serializer.is_valid() else _flatten(serializer.errors)
+    unknown = serializer.unknown()
+    if unknown:
+        problems.insert(0, unknown)
+    if problems:
+        problems = "; ".join(p.rstrip(".") for p in problems)
         raise ValidationError(
             f"Invalid parameters for {RuleKind(kind).label}: {problems}. Example: {EXAMPLES[kind]}"
         )
     return {
-        key: str(value) if isinstance(value, Decimal) else value
+        # 10, 10.0 and 1E+1 are one limit: store the plain form.
+        key: format(value.normalize(), "f") if isinstance(value, Decimal) else value
         for key, value in serializer.validated_data.items()
     }

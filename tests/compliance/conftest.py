@@ -110,3 +110,28 @@ def firm(db) -> Firm:
     fund(ref.acct1, "1000000")
     fund(ref.acct2, "1000000")
     return Firm(ref=ref, tst=tst, util=util)
+
+
+def basket(pm, lines, *, as_of=AS_OF, name: str = "test basket", kind: str = "UPLOAD"):
+    """Create a basket through order capture: every line validated, then the orders created and
+    checked as one program. lines: (account, symbol, side, quantity[, limit_price])."""
+    from orders.basket_services import basket_orders_create
+    from orders.services import OrderLookups, order_input_validate
+
+    lookups = OrderLookups(
+        account_codes=[line[0].code for line in lines], symbols=[line[1] for line in lines]
+    )
+    items = []
+    for line in lines:
+        acct, symbol, side, quantity = line[:4]
+        limit = Decimal(str(line[4])) if len(line) > 4 else None
+        data = {
+            "account": acct.code,
+            "symbol": symbol,
+            "side": side,
+            "quantity": Decimal(quantity),
+            "order_type": "LIMIT" if limit is not None else "MARKET",
+            "limit_price": limit,
+        }
+        items.append(order_input_validate(pm=pm, data=data, as_of=as_of, lookups=lookups))
+    return basket_orders_create(pm=pm, items=items, name=name, kind=kind, as_of=as_of)
