@@ -41,6 +41,7 @@ ROW_FIELDS = {
     "limit_price": "limit_price",
     "time_in_force": "time_in_force",
     "status": "status",
+    "compliance_status": "compliance_status",
     "block_id": "block_id",
     "block_status": "block__status",
     "broker": "block__broker__code",
