@@ -111,7 +111,7 @@ class OrderEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ComplianceResultSerializer(serializers.Serializer):
+class OrderComplianceResultSerializer(serializers.Serializer):
     rule = serializers.CharField()
     rule_id = serializers.IntegerField(allow_null=True)
     version = serializers.IntegerField(allow_null=True)
@@ -126,9 +126,9 @@ class ComplianceResultSerializer(serializers.Serializer):
     max_passing_quantity = serializers.CharField(allow_null=True)
 
 
-class ComplianceSummarySerializer(serializers.Serializer):
+class OrderComplianceSummarySerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=["PASS", "WARN", "BLOCK"])
-    results = ComplianceResultSerializer(many=True)
+    results = OrderComplianceResultSerializer(many=True)
 
 
 class OrderDetailSerializer(OrderSerializer):
@@ -139,7 +139,7 @@ class OrderDetailSerializer(OrderSerializer):
         fields = [*OrderSerializer.Meta.fields, "events", "compliance"]
         read_only_fields = fields
 
-    @extend_schema_field(ComplianceSummarySerializer(allow_null=True))
+    @extend_schema_field(OrderComplianceSummarySerializer(allow_null=True))
     def get_compliance(self, order):
         return self.context.get("compliance")
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from orders.basket_services import MAX_CSV_LINES
 from orders.models import Basket, Order
 from positions.models import Position
 from positions.selectors import account_navs
@@ -137,10 +138,10 @@ def test_duplicate_lines_are_flagged(refdata):
 
 
 def test_too_many_lines_and_too_large_files_are_refused(refdata, monkeypatch):
-    rows = "\n".join(f"ACCT1,AAPL,BUY,{100 + i},MARKET,,,DAY,," for i in range(10_001))
+    rows = "\n".join(f"ACCT1,AAPL,BUY,{100 + i},MARKET,,,DAY,," for i in range(MAX_CSV_LINES + 1))
     response = upload(refdata.pm1, f"{HEADER}\n{rows}\n".encode())
     assert response.status_code == 400
-    assert "more than 10,000 lines" in response.json()["error"]["message"]
+    assert f"more than {MAX_CSV_LINES:,} lines" in response.json()["error"]["message"]
     big = f"{HEADER}\n".encode() + b"ACCT1,AAPL,BUY,100,MARKET,,,DAY,," + b"x" * (2 * 1024 * 1024)
     response = upload(refdata.pm1, big)
     assert response.status_code == 400
