@@ -164,10 +164,10 @@ def fmt(value: Decimal | None) -> str | None:
     """Decimal as a plain string (no exponent, no trailing zeros)."""
     if value is None:
         return None
-    if value == 0:
-        return "0"
-    text = format(value.normalize(), "f")
-    return text
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def pct(value: Decimal) -> Decimal:
@@ -238,10 +238,9 @@ def _open_orders(
     where = Q(account_id__in=account_ids)
     if firm_wide:
         where |= Q(security_id__in=security_ids)
-    qs = Order.objects.filter(where, status__in=OPEN)
-    if exclude_ids:
-        qs = qs.exclude(pk__in=exclude_ids)
-    rows = qs.values_list(
+    # The orders being checked are left out here rather than in SQL: a NOT IN of thousands of
+    # ids costs more than skipping them.
+    rows = Order.objects.filter(where, status__in=OPEN).values_list(
         "id",
         "account_id",
         "security_id",
@@ -271,7 +270,7 @@ def _open_orders(
             status=r[11],
         )
         for r in rows
-        if r[4] - r[5] > 0
+        if r[4] - r[5] > 0 and r[0] not in exclude_ids
     ]
 
 
@@ -433,6 +432,14 @@ class Context:
         self.open_by_security, self.cand_by_security = by_security, cand_by_security
         self.prog, self.prog_sells, self.prog_cash = prog, prog_sells, prog_cash
         self.firm_prog, self.firm_side_prog = firm_prog, firm_side_prog
+        self.recent_by_key: dict[tuple, list[OpenOrder]] = defaultdict(list)
+        for o in self.recent:
+            self.recent_by_key[(o.account_id, o.security_id, o.side, o.quantity)].append(o)
+        self.first_index_by_key: dict[tuple, int] = {}
+        for index, c in enumerate(self.candidates):
+            self.first_index_by_key.setdefault(
+                (c.account_id, c.security_id, c.side, c.quantity), index
+            )
         # Exposure per (account, issuer) and (account, sector), before and after the program.
         self.issuer_exp: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
         self.sector_exp: dict[tuple[int, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
@@ -837,15 +844,8 @@ def _opposite_side(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo
 def _duplicate(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo, index: int):
     window = int(spec.params["window_minutes"])
     since = ctx.as_of - timedelta(minutes=window)
-    same = [
-        o
-        for o in ctx.recent
-        if o.account_id == c.account_id
-        and o.security_id == c.security_id
-        and o.side == c.side
-        and o.quantity == c.quantity
-        and o.received_at > since
-    ]
+    key = (c.account_id, c.security_id, c.side, c.quantity)
+    same = [o for o in ctx.recent_by_key.get(key, ()) if o.received_at > since]
     if same:
         o = same[0]
         return _result(
@@ -856,21 +856,15 @@ def _duplicate(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo, in
                 f"for {o.account_code} at {o.received_at:%H:%M:%S} UTC, within {window} min."
             ),
         )
-    for earlier in ctx.candidates[:index]:
-        if (earlier.account_id, earlier.security_id, earlier.side, earlier.quantity) == (
-            c.account_id,
-            c.security_id,
-            c.side,
-            c.quantity,
-        ):
-            return _result(
-                spec,
-                breached=True,
-                message=(
-                    f"Possible duplicate: this program has {c.side} {fmt(c.quantity)} "
-                    f"{sec.symbol} twice for {ctx.accounts[c.account_id].code}."
-                ),
-            )
+    if ctx.first_index_by_key[key] < index:
+        return _result(
+            spec,
+            breached=True,
+            message=(
+                f"Possible duplicate: this program has {c.side} {fmt(c.quantity)} "
+                f"{sec.symbol} twice for {ctx.accounts[c.account_id].code}."
+            ),
+        )
     return _result(spec, breached=False, message="No duplicate order in the window.")
 
 
