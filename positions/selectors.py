@@ -381,7 +381,8 @@ def reconcile_differences() -> list[Difference]:
 
     positions = {(p.account_id, p.security_id): p for p in Position.objects.all()}
     states = {
-        k: PositionState(p.opening_quantity, p.opening_avg_cost, ZERO) for k, p in positions.items()
+        k: PositionState.opening(quantity=p.opening_quantity, avg_cost=p.opening_avg_cost)
+        for k, p in positions.items()
     }
     fills = (
         PositionFill.objects.filter(quantity__gt=0, reversed_by__isnull=True)

@@ -33,36 +33,44 @@ def q8(value: Decimal) -> Decimal:
 
 @dataclass
 class PositionState:
+    """Quantity, cost basis (signed like the quantity: what the open position cost) and
+    realized P&L. The basis is the primary figure, so the average cost never drifts by
+    rounding: it is derived from it."""
+
     quantity: Decimal = ZERO
-    avg_cost: Decimal = ZERO
+    cost_basis: Decimal = ZERO
     realized_pnl: Decimal = ZERO
 
     @property
-    def cost_basis(self) -> Decimal:
-        return q8(self.quantity * self.avg_cost)
+    def avg_cost(self) -> Decimal:
+        return abs(q8(self.cost_basis / self.quantity)) if self.quantity else ZERO
+
+    @classmethod
+    def opening(cls, *, quantity: Decimal, avg_cost: Decimal) -> PositionState:
+        return cls(quantity, q8(quantity * avg_cost), ZERO)
 
 
 def position_state_apply(state: PositionState, *, delta: Decimal, price: Decimal) -> PositionState:
     """Apply a signed quantity (buys positive, sells negative) at a price.
 
-    Adding to a position (or opening one) re-weights the average cost; reducing it realizes
-    P&L against the average cost (for a short, profit when bought back cheaper); crossing zero
-    closes the old side and opens the rest at the fill price.
+    Adding to a position (or opening one) adds its cost to the basis (weighted average cost);
+    reducing it releases the closed share of the basis and realizes the difference from the
+    proceeds (for a short, profit when bought back cheaper); crossing zero closes the old
+    side and opens the rest at the fill price.
     """
-    qty, avg, realized = state.quantity, state.avg_cost, state.realized_pnl
+    qty, basis, realized = state.quantity, state.cost_basis, state.realized_pnl
     if qty == 0 or (qty > 0) == (delta > 0):
-        new_qty = qty + delta
-        new_avg = q8((qty * avg + delta * price) / new_qty) if new_qty else ZERO
-        return PositionState(new_qty, abs(new_avg), realized)
+        return PositionState(qty + delta, q8(basis + delta * price), realized)
     closed = min(abs(delta), abs(qty))
     direction = 1 if qty > 0 else -1
-    realized = q8(realized + closed * (price - avg) * direction)
+    released = basis if closed == abs(qty) else q8(basis * closed / abs(qty))
+    realized = q8(realized + direction * closed * price - released)
     new_qty = qty + delta
     if new_qty == 0:
         return PositionState(ZERO, ZERO, realized)
     if (new_qty > 0) != (qty > 0):
-        return PositionState(new_qty, price, realized)
-    return PositionState(new_qty, avg, realized)
+        return PositionState(new_qty, q8(new_qty * price), realized)
+    return PositionState(new_qty, basis - released, realized)
 
 
 def signed_quantity(*, side: str, quantity: Decimal) -> Decimal:
@@ -193,7 +201,7 @@ def _book(position, side, quantity, price, trade_date, settle_date, fill_ref, se
         booked_at=as_of,
     )
     state = position_state_apply(
-        PositionState(position.quantity, position.avg_cost, position.realized_pnl),
+        PositionState(position.quantity, position.cost_basis, position.realized_pnl),
         delta=delta,
         price=price,
     )
@@ -273,7 +281,9 @@ def _position_save(position: Position, state: PositionState) -> None:
 def position_replay(position: Position) -> PositionState:
     """The position recomputed from its opening balance and every booking since that
     nobody reversed, in booking order."""
-    state = PositionState(position.opening_quantity, position.opening_avg_cost, ZERO)
+    state = PositionState.opening(
+        quantity=position.opening_quantity, avg_cost=position.opening_avg_cost
+    )
     rows = (
         PositionFill.objects.filter(
             account_id=position.account_id,
@@ -401,10 +411,11 @@ def opening_balances_load(
     created = 0
     last_fill = _last_fill_id()
     for item in sorted(positions, key=lambda p: (p.account.pk, p.security.pk)):
+        state = PositionState.opening(quantity=item.quantity, avg_cost=item.avg_cost)
         values = {
             "quantity": item.quantity,
-            "avg_cost": item.avg_cost,
-            "cost_basis": q8(item.quantity * item.avg_cost),
+            "avg_cost": state.avg_cost,
+            "cost_basis": state.cost_basis,
             "realized_pnl": ZERO,
             "opening_quantity": item.quantity,
             "opening_avg_cost": item.avg_cost,
