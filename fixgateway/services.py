@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Sum
 
 from audit.services import audit_record
 from oms.errors import Conflict, DomainError, NotFound
@@ -525,15 +525,12 @@ def _order_status_by_fill(order: Order) -> str:
 def _block_recompute(block: Block, fix_order: FixOrder) -> None:
     """Cum and average price from the ledger of applied trades: exact after busts and
     corrections (FIX Appendix D), and never drifting through rounding."""
-    cum = ZERO
-    value = ZERO
-    for qty, px in Execution.objects.filter(
+    totals = Execution.objects.filter(
         fix_order=fix_order,
         state=Execution.State.APPLIED,
         exec_type__in=[*TRADE_TYPES, "G"],
-    ).values_list("last_qty", "last_px"):
-        cum += qty
-        value += qty * px
+    ).aggregate(cum=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
+    cum, value = totals["cum"] or ZERO, totals["value"] or ZERO
     block.cum_qty = cum
     block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
 

@@ -1,0 +1,240 @@
+"""FIX throughput: execution reports from the simulator applied end to end by the gateway
+(execution, orders, allocation, positions, cash, audit committed), against raw QuickFIX on
+loopback with no database work. Target: >= 1,000 reports/s end to end.
+
+OMS_BENCH_FIX_REPORTS sets how many reports (default 20,000). It writes its own broker,
+users and orders into the database it runs on (make bench uses a scratch database).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import quickfix as fix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Counter(fix.Application):
+    """An initiator that only counts execution reports (the raw QuickFIX baseline)."""
+
+    def __init__(self, expected: int):
+        super().__init__()
+        self.expected, self.count = expected, 0
+        self.first = self.last = 0.0
+        self.done = threading.Event()
+        self.logged_on = threading.Event()
+        self.session = None
+
+    def onCreate(self, s):  # noqa: N802
+        self.session = s
+
+    def onLogon(self, s):  # noqa: N802
+        self.logged_on.set()
+
+    def onLogout(self, s):  # noqa: N802
+        pass
+
+    def toAdmin(self, m, s):  # noqa: N802
+        pass
+
+    def fromAdmin(self, m, s):  # noqa: N802
+        pass
+
+    def toApp(self, m, s):  # noqa: N802
+        pass
+
+    def fromApp(self, m, s):  # noqa: N802
+        try:
+            if m.getHeader().getField(35) == "8" and m.getField(150) == "F":
+                self.count += 1
+                now = time.perf_counter()
+                self.first = self.first or now
+                self.last = now
+                if self.count >= self.expected:
+                    self.done.set()
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _raw(n: int, tmp: Path) -> float:
+    from fixgateway import fixmsg
+    from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
+
+    port = _free_port()
+    sim = BrokerSimulator(SimConfig(fill_mode="slices", slices=n, interval=0.0))
+    acfg = acceptor_settings([{"port": port, "sender": "RAWB", "target": "RAWO"}], tmp / "raw-sim")
+    acceptor = fix.ThreadedSocketAcceptor(
+        sim, fix.FileStoreFactory(acfg), acfg, fix.ScreenLogFactory(False, False, False)
+    )
+    counter = _Counter(n)
+    icfg = fixmsg.session_settings(
+        {
+            "ConnectionType": "initiator",
+            "FileStorePath": str(tmp / "raw-ini"),
+            "StartTime": "00:00:00",
+            "EndTime": "00:00:00",
+            "ReconnectInterval": "1",
+            "UseDataDictionary": "Y",
+            "AllowUnknownMsgFields": "Y",
+        },
+        [
+            {
+                "BeginString": "FIX.4.4",
+                "SenderCompID": "RAWO",
+                "TargetCompID": "RAWB",
+                "SocketConnectHost": "127.0.0.1",
+                "SocketConnectPort": str(port),
+                "HeartBtInt": "30",
+                "DataDictionary": fixmsg.data_dictionary_path("FIX.4.4"),
+            }
+        ],
+    )
+    initiator = fix.SocketInitiator(counter, fix.FileStoreFactory(icfg), icfg)
+    acceptor.start()
+    initiator.start()
+    try:
+        counter.logged_on.wait(15)
+        order = fixmsg.new_message("D")
+        for tag, value in (
+            (11, "RAW-1"),
+            (21, "1"),
+            (55, "RAW"),
+            (54, "1"),
+            (38, str(n)),
+            (40, "1"),
+            (59, "0"),
+        ):
+            order.setField(tag, value)
+        order.setField(
+            60, fixmsg.fix_time(__import__("datetime").datetime.now(__import__("datetime").UTC))
+        )
+        fix.Session.sendToTarget(order, counter.session)
+        counter.done.wait(300)
+        elapsed = counter.last - counter.first
+        return counter.count / elapsed if elapsed else 0.0
+    finally:
+        initiator.stop()
+        sim.stop()
+        acceptor.stop()
+
+
+def _end_to_end(n: int, tmp: Path) -> dict:
+    from django.db import connection
+    from django.utils import timezone
+
+    from fixgateway.models import Broker, Execution, SessionState
+    from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
+    from orders.block_services import block_create, block_route
+    from orders.lifecycle import OrderStatus
+    from orders.models import Block, Order
+    from tests import factories
+
+    tag = uuid.uuid4().hex[:6]
+    port = _free_port()
+    broker = Broker.objects.create(
+        code=f"B{tag}", name="bench", port=port, sender_comp_id=f"O{tag}", target_comp_id=f"T{tag}"
+    )
+    trader = factories.user(f"tr{tag}", "Trader")
+    pm = factories.user(f"pm{tag}", "PM")
+    acct = factories.account(f"A{tag}", pm)
+    sec = factories.security(f"S{tag}", price="10.00")
+    sim = BrokerSimulator(
+        SimConfig(fill_mode="slices", slices=1000, interval=0.0, prices={sec.symbol: "10.00"})
+    )
+    acfg = acceptor_settings(
+        [{"port": port, "sender": f"T{tag}", "target": f"O{tag}"}], tmp / "e2e-sim"
+    )
+    acceptor = fix.ThreadedSocketAcceptor(
+        sim, fix.FileStoreFactory(acfg), acfg, fix.ScreenLogFactory(False, False, False)
+    )
+    acceptor.start()
+    env = dict(os.environ)
+    env.update(OMS_FIX_STORE_DIR=str(tmp / "gw-store"), OMS_FIX_LOG_DIR=str(tmp / "gw-log"))
+    gw = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_fix_gateway", "--broker", broker.code],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not SessionState.objects.filter(broker=broker, logged_on=True).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not log on")
+            time.sleep(0.2)
+        now = timezone.now()
+        blocks = []
+        for _ in range(max(1, n // 1000)):
+            ids = [
+                Order.objects.create(
+                    account=acct,
+                    security=sec,
+                    side="BUY",
+                    quantity=Decimal(1000),
+                    order_type="MARKET",
+                    status=OrderStatus.STAGED,
+                    pm=pm,
+                    received_at=now,
+                    leaves_qty=Decimal(1000),
+                ).pk
+            ]
+            b = block_create(order_ids=ids, actor=trader, as_of=now)
+            blocks.append(
+                block_route(
+                    block_id=b.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
+                ).pk
+            )
+        expected = len(blocks) * 1000
+        started = time.perf_counter()
+        applied = Execution.objects.filter(broker=broker, exec_type="F")
+        while applied.count() < expected:
+            if time.perf_counter() - started > 3600:
+                break
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        filled = Block.objects.filter(pk__in=blocks, status="FILLED").count()
+        return {
+            "reports": applied.count(),
+            "seconds": round(elapsed, 2),
+            "rate": round(applied.count() / elapsed, 1),
+            "blocks_filled": filled,
+        }
+    finally:
+        gw.terminate()
+        gw.wait(30)
+        sim.stop()
+        acceptor.stop()
+        connection.close()
+
+
+def main(argv: list[str]) -> dict:
+    n = int(os.environ.get("OMS_BENCH_FIX_REPORTS", "20000"))
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = _raw(n, Path(tmp))
+        e2e = _end_to_end(n, Path(tmp))
+    return {
+        "reports": n,
+        "raw_quickfix_reports_per_s": round(raw, 1),
+        "end_to_end_reports_per_s": e2e["rate"],
+        "end_to_end": e2e,
+        "ratio_raw_to_end_to_end": round(raw / e2e["rate"], 1) if e2e["rate"] else None,
+        "target_reports_per_s": 1000,
+        "meets_target": e2e["rate"] >= 1000,
+    }
