@@ -3,6 +3,8 @@ orders.services.order_input_validate, which the basket CSV uses too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -35,7 +37,8 @@ class OrderInputSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data):
-        if hasattr(data, "copy"):
+        # Only a mapping is normalised; anything else gets DRF's "expected a dictionary" 400.
+        if isinstance(data, Mapping):
             data = data.copy()
             for name in _UPPER:
                 value = data.get(name)
