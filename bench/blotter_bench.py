@@ -1,0 +1,296 @@
+"""The blotter's speed (issue 6), in a scratch database created and dropped here.
+
+- snapshot: GET /api/blotter/snapshot/ with 10,000 orders (target <= 500 ms), and 50,000;
+- live latency: 20 websocket clients on a real Daphne, 200 order changes per second committed
+  here; from each commit to each client's receipt, p50 / p99 / max (target p99 <= 100 ms).
+
+Run with `python -m oms.launch bench blotter_bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT_SIZES = (10_000, 50_000)
+SNAPSHOT_RUNS = 7
+CLIENTS = 20
+RATE = 200  # order changes per second
+DURATION_S = 10
+LIVE_ORDERS = 200
+WRITERS = 4  # committing threads (one alone cannot reach RATE: each commit extends the audit chain)
+ORDERS_PER_COMMIT = 4
+
+
+def _ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def main(argv: list[str]) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_blotter_{os.getpid()}"
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    try:
+        return _run()
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def _orders(n: int, accounts, securities, pms, status: str) -> list[int]:
+    from orders.models import Order
+
+    now = datetime.now(UTC)
+    objs = [
+        Order(
+            account=accounts[i % len(accounts)],
+            security=securities[i % len(securities)],
+            side="BUY" if i % 3 else "SELL",
+            quantity=Decimal(100 + i % 900),
+            order_type="LIMIT",
+            limit_price=Decimal("101.25"),
+            status=status,
+            pm=pms[i % len(pms)],
+            received_at=now,
+            leaves_qty=Decimal(100 + i % 900),
+        )
+        for i in range(n)
+    ]
+    return [o.pk for o in Order.objects.bulk_create(objs, batch_size=5000)]
+
+
+def _run() -> dict:
+    from django.test import Client
+
+    from tests import factories
+
+    trader = factories.user("bench_trader", "Trader")
+    pms = [factories.user(f"bench_pm{i}", "PM") for i in range(10)]
+    accounts = [factories.account(f"BA{i}", pms[i % 10]) for i in range(40)]
+    securities = [factories.security(f"BS{i}") for i in range(200)]
+    figures: dict = {}
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(trader)
+    total = 0
+    for size in SNAPSHOT_SIZES:
+        _orders(size - total, accounts, securities, pms, "STAGED")
+        total = size
+        client.get("/api/blotter/snapshot/")  # warm
+        times = []
+        for _ in range(SNAPSHOT_RUNS):
+            started = time.perf_counter()
+            response = client.get("/api/blotter/snapshot/")
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 200
+        rows = len(json.loads(response.content)["rows"])
+        figures[f"snapshot_{size}_rows"] = rows
+        figures[f"snapshot_{size}_median_ms"] = round(statistics.median(times) * 1000, 1)
+        figures[f"snapshot_{size}_max_ms"] = round(max(times) * 1000, 1)
+        figures[f"snapshot_{size}_bytes"] = len(response.content)
+    figures["snapshot_10000_target_ms"] = 500
+    figures["snapshot_10000_ok"] = figures["snapshot_10000_median_ms"] <= 500
+
+    # Back to a live-sized desk for the latency run.
+    from orders.models import Order
+
+    Order.objects.all().delete()
+    live_ids = _orders(LIVE_ORDERS, accounts, securities, pms, "WORKING")
+    figures.update(_latency(client.cookies["sessionid"].value, live_ids))
+    return figures
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _daphne(port: int) -> subprocess.Popen:
+    from django.db import connection
+
+    s = connection.settings_dict
+    url = (
+        f"postgresql://{quote(s.get('USER') or '')}"
+        f"{':' + s['PASSWORD'] if s.get('PASSWORD') else ''}"
+        f"@{quote(s.get('HOST') or '', safe='')}{':' + str(s['PORT']) if s.get('PORT') else ''}"
+        f"/{s['NAME']}"
+    )
+    env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="oms.settings.test")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "oms.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("daphne did not start")
+
+
+def _latency(session: str, order_ids: list[int]) -> dict:
+    from django.db import transaction
+
+    from orders.services import order_fill_apply, orders_lock
+
+    port = _free_port()
+    daphne = _daphne(port)
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    results = ctx.Queue()
+    clients = ctx.Process(
+        target=_clients_process, args=(port, session, ready, stop, results), daemon=True
+    )
+    clients.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("websocket clients did not connect")
+        committed: dict[tuple[int, int], float] = {}
+        commits = RATE * DURATION_S // ORDERS_PER_COMMIT
+        started = time.perf_counter()
+
+        def writer(w: int) -> None:
+            # Each writer paces its share; together they commit RATE order changes per second,
+            # ORDERS_PER_COMMIT at a time (as a block fill splits across its accounts).
+            from django.db import connection
+
+            try:
+                for n in range(w, commits, WRITERS):
+                    delay = started + n * ORDERS_PER_COMMIT / RATE - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    first = (n * ORDERS_PER_COMMIT) % len(order_ids)
+                    ids = order_ids[first : first + ORDERS_PER_COMMIT]
+                    changed = []
+                    with transaction.atomic():
+                        for order in orders_lock(order_ids=ids):
+                            changed.append(
+                                order_fill_apply(
+                                    order=order,
+                                    quantity=Decimal("0.01"),
+                                    price=Decimal("100"),
+                                    as_of=datetime.now(UTC),
+                                    exec_ref=f"bench-{n}",
+                                )
+                            )
+                    at = time.time()
+                    for order in changed:
+                        committed[(order.pk, order.version)] = at
+            finally:
+                connection.close()
+
+        writers = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join()
+        elapsed = time.perf_counter() - started
+        time.sleep(2)
+        stop.set()
+        received = [results.get(timeout=60) for _ in range(CLIENTS)]
+    finally:
+        stop.set()
+        clients.join(10)
+        if clients.is_alive():
+            clients.kill()
+        daphne.terminate()
+        daphne.wait(10)
+    latencies = []
+    missing = 0
+    for per_client in received:
+        for key, at in committed.items():
+            got = per_client.get(key)
+            if got is None:
+                missing += 1
+            else:
+                latencies.append(got - at)
+    return {
+        "live_clients": CLIENTS,
+        "live_order_updates": len(committed),
+        "live_orders_per_commit": ORDERS_PER_COMMIT,
+        "live_target_rate_per_s": RATE,
+        "live_achieved_rate_per_s": round(len(committed) / elapsed, 1),
+        "live_deliveries": len(latencies),
+        "live_missing": missing,
+        "live_latency_p50_ms": _ms(latencies, 0.50),
+        "live_latency_p99_ms": _ms(latencies, 0.99),
+        "live_latency_max_ms": _ms(latencies, 1.0),
+        "live_latency_target_p99_ms": 100,
+        "live_measured_from": "order change commit (order_fill_apply) to client receipt",
+    }
+
+
+def _clients_process(port, session, ready, stop, results) -> None:
+    """CLIENTS websocket clients in a process of their own (so the committing threads' GIL does
+    not delay their receipts); wall-clock receipt time per (order id, version)."""
+    import websockets
+
+    received: list[dict] = [{} for _ in range(CLIENTS)]
+
+    async def client(i: int, connected: list):
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/ws/blotter/",
+            additional_headers={"Cookie": f"sessionid={session}"},
+            origin=f"http://127.0.0.1:{port}",
+            max_queue=None,
+        ) as ws:
+            await ws.recv()  # subscribed
+            connected.append(i)
+            if len(connected) == CLIENTS:
+                ready.set()
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                for row in json.loads(raw)["rows"]:
+                    received[i][(row["id"], row["version"])] = now
+
+    async def all_clients():
+        connected: list = []
+        await asyncio.gather(*(client(i, connected) for i in range(CLIENTS)))
+
+    asyncio.run(all_clients())
+    for per_client in received:
+        results.put(per_client)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oms.settings.test")
+    import django
+
+    django.setup()
+    print(json.dumps(main(sys.argv[1:]), indent=2))
