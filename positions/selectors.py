@@ -373,7 +373,7 @@ class Difference:
 def reconcile_differences() -> list[Difference]:
     """Recompute every position and cash balance from the opening balances and the ledger and
     list what differs from the kept figures (empty when everything agrees)."""
-    from .services import PositionState, position_state_apply, signed_quantity
+    from .services import PositionState, position_state_apply, replay_rows, replays
 
     codes = dict(Account.objects.values_list("pk", "code"))
     symbols = dict(Security.objects.values_list("pk", "symbol"))
@@ -384,21 +384,16 @@ def reconcile_differences() -> list[Difference]:
         k: PositionState.opening(quantity=p.opening_quantity, avg_cost=p.opening_avg_cost)
         for k, p in positions.items()
     }
-    fills = (
-        PositionFill.objects.filter(quantity__gt=0, reversed_by__isnull=True)
-        .order_by("id")
-        .values_list("id", "account_id", "security_id", "side", "quantity", "price")
-    )
-    for fill_id, account_id, security_id, side, quantity, price in fills.iterator(chunk_size=5000):
+    for fill_id, account_id, security_id, delta, price, reverses_id in replay_rows(
+        PositionFill.objects.all()
+    ):
         key = (account_id, security_id)
         position = positions.get(key)
-        if position is not None and fill_id <= position.opening_ledger_id:
-            continue
-        states[key] = position_state_apply(
-            states.get(key, PositionState()),
-            delta=signed_quantity(side=side, quantity=quantity),
-            price=price,
-        )
+        opening_id = position.opening_ledger_id if position is not None else 0
+        if replays(fill_id, reverses_id, opening_id):
+            states[key] = position_state_apply(
+                states.get(key, PositionState()), delta=delta, price=price
+            )
     for key, state in states.items():
         kept = positions.get(key)
         for name in ("quantity", "avg_cost", "cost_basis", "realized_pnl"):

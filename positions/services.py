@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from audit.services import audit_record
 from oms.errors import Conflict, DomainError, NotFound
@@ -278,27 +278,51 @@ def _position_save(position: Position, state: PositionState) -> None:
     )
 
 
+def replay_rows(qs):
+    """The ledger rows a recompute replays, from a PositionFill queryset: bookings nobody
+    reversed, and reversals whose booking lies before the position's opening balance (that
+    booking is inside the opening figure, so its reversal acts as the opposite trade).
+    Yields (id, account_id, security_id, signed quantity, price, reverses_id) in booking order;
+    the caller drops rows at or before each position's opening_ledger_id, and reversals whose
+    booking is after it."""
+    rows = (
+        qs.filter(Q(quantity__gt=0, reversed_by__isnull=True) | Q(quantity__lt=0))
+        .order_by("id")
+        .values_list("id", "account_id", "security_id", "side", "quantity", "price", "reverses_id")
+    )
+    for fill_id, account_id, security_id, side, quantity, price, reverses_id in rows.iterator(
+        chunk_size=5000
+    ):
+        yield (
+            fill_id,
+            account_id,
+            security_id,
+            signed_quantity(side=side, quantity=quantity),
+            price,
+            reverses_id,
+        )
+
+
+def replays(fill_id: int, reverses_id: int | None, opening_ledger_id: int) -> bool:
+    if fill_id <= opening_ledger_id:
+        return False
+    return reverses_id is None or reverses_id <= opening_ledger_id
+
+
 def position_replay(position: Position) -> PositionState:
-    """The position recomputed from its opening balance and every booking since that
-    nobody reversed, in booking order."""
+    """The position recomputed from its opening balance and the ledger since, in booking
+    order, as if every reversed booking had never happened."""
     state = PositionState.opening(
         quantity=position.opening_quantity, avg_cost=position.opening_avg_cost
     )
-    rows = (
-        PositionFill.objects.filter(
-            account_id=position.account_id,
-            security_id=position.security_id,
-            id__gt=position.opening_ledger_id,
-            quantity__gt=0,
-            reversed_by__isnull=True,
-        )
-        .order_by("id")
-        .values_list("side", "quantity", "price")
+    rows = PositionFill.objects.filter(
+        account_id=position.account_id,
+        security_id=position.security_id,
+        id__gt=position.opening_ledger_id,
     )
-    for side, quantity, price in rows.iterator(chunk_size=2000):
-        state = position_state_apply(
-            state, delta=signed_quantity(side=side, quantity=quantity), price=price
-        )
+    for fill_id, _a, _s, delta, price, reverses_id in replay_rows(rows):
+        if replays(fill_id, reverses_id, position.opening_ledger_id):
+            state = position_state_apply(state, delta=delta, price=price)
     return state
 
 

@@ -162,3 +162,38 @@ def test_upload_page_is_for_operations(client, refdata):
     assert Position.objects.get(account=refdata.acct1, security=refdata.aapl).quantity == 1500
     event = AuditEvent.objects.get(action="positions.opening_load")
     assert event.actor_id == refdata.ops.pk and event.after["source"] == "sod.csv"
+
+
+def test_bust_of_a_fill_from_before_the_opening_load_acts_as_the_opposite_trade(refdata):
+    args = {
+        "account_id": refdata.acct1.pk,
+        "security_id": refdata.aapl.pk,
+        "side": "BUY",
+        "price": D(150),
+        "trade_date": date(2025, 6, 3),
+        "settle_date": date(2025, 6, 4),
+        "fill_ref": "old",
+    }
+    position_fill_apply(quantity=D(100), as_of=AS_OF, **args)
+    sod_load(
+        text="type,account,security,quantity,avg_cost\nPOS,ACCT1,AAPL,100,150\n",
+        as_of=datetime(2025, 6, 4, 5, tzinfo=UTC),
+    )
+    position_fill_apply(
+        account_id=refdata.acct1.pk,
+        security_id=refdata.aapl.pk,
+        side="BUY",
+        quantity=D(50),
+        price=D(160),
+        trade_date=date(2025, 6, 4),
+        settle_date=date(2025, 6, 5),
+        fill_ref="new",
+        as_of=datetime(2025, 6, 4, 13, tzinfo=UTC),
+    )
+    position_fill_apply(quantity=D(-100), as_of=datetime(2025, 6, 4, 14, tzinfo=UTC), **args)
+    aapl = Position.objects.get(account=refdata.acct1, security=refdata.aapl)
+    # 150 held at (100*150 + 50*160)/150; the reversal sells 100 at 150 against that average.
+    avg = (D(15000) + D(8000)) / D(150)
+    assert aapl.quantity == 50
+    assert aapl.realized_pnl == (D(100) * (D(150) - avg)).quantize(D("0.00000001"))
+    assert reconcile_differences() == []
