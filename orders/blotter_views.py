@@ -6,6 +6,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -35,6 +37,7 @@ class SnapshotView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         scope = request.query_params.get("scope", "blotter")
         if scope not in ("blotter", "mine"):
@@ -52,9 +55,11 @@ class SnapshotView(APIView):
 class LayoutView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response(blotter_selectors.blotter_layout(user=request.user))
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request):
         return Response(block_services.blotter_layout_save(user=request.user, layout=request.data))
 
@@ -62,6 +67,7 @@ class LayoutView(APIView):
 class SessionsView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"sessions": blotter_selectors.broker_sessions()})
 
@@ -69,6 +75,7 @@ class SessionsView(APIView):
 class BrokersView(APIView):
     permission_classes = [DESK]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"brokers": blotter_selectors.brokers_routable()})
 
@@ -80,13 +87,14 @@ def _block_out(block_id: int) -> dict:
 class BlockCreateView(APIView):
     permission_classes = [DESK]
 
-    class Input(serializers.Serializer):
+    class BlockCreateInput(serializers.Serializer):
         order_ids = serializers.ListField(
             child=serializers.IntegerField(min_value=1), min_length=1, max_length=5000
         )
 
+    @extend_schema(request=BlockCreateInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        data = self.Input(data=request.data)
+        data = self.BlockCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         block = block_services.block_create(
             order_ids=data.validated_data["order_ids"], actor=request.user, as_of=timezone.now()
@@ -97,6 +105,7 @@ class BlockCreateView(APIView):
 class BlockDetailView(APIView):
     permission_classes = [DESK]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, block_id: int):
         block = _block_out(block_id)
         if block is None:
@@ -107,7 +116,7 @@ class BlockDetailView(APIView):
 class BlockRouteView(APIView):
     permission_classes = [DESK]
 
-    class Input(serializers.Serializer):
+    class BlockRouteInput(serializers.Serializer):
         broker_id = serializers.IntegerField(min_value=1)
         order_type = serializers.ChoiceField(choices=OrderType.choices)
         limit_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
@@ -119,8 +128,9 @@ class BlockRouteView(APIView):
         strategy = serializers.ChoiceField(choices=block_services.STRATEGIES, default="DMA")
         strategy_params = serializers.DictField(required=False, default=dict)
 
+    @extend_schema(request=BlockRouteInput, responses=OpenApiTypes.OBJECT)
     def post(self, request, block_id: int):
-        data = self.Input(data=request.data)
+        data = self.BlockRouteInput(data=request.data)
         data.is_valid(raise_exception=True)
         block = block_services.block_route(
             block_id=block_id, **data.validated_data, actor=request.user, as_of=timezone.now()
@@ -131,6 +141,7 @@ class BlockRouteView(APIView):
 class BlockCancelView(APIView):
     permission_classes = [DESK]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, block_id: int):
         block = block_services.block_cancel(
             block_id=block_id, actor=request.user, as_of=timezone.now()
@@ -141,12 +152,13 @@ class BlockCancelView(APIView):
 class BlockReplaceView(APIView):
     permission_classes = [DESK]
 
-    class Input(serializers.Serializer):
+    class BlockReplaceInput(serializers.Serializer):
         quantity = serializers.DecimalField(required=False, allow_null=True, **PRICE)
         limit_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
 
+    @extend_schema(request=BlockReplaceInput, responses=OpenApiTypes.OBJECT)
     def post(self, request, block_id: int):
-        data = self.Input(data=request.data)
+        data = self.BlockReplaceInput(data=request.data)
         data.is_valid(raise_exception=True)
         block = block_services.block_replace(
             block_id=block_id, **data.validated_data, actor=request.user, as_of=timezone.now()
@@ -157,6 +169,7 @@ class BlockReplaceView(APIView):
 class BlockDissolveView(APIView):
     permission_classes = [DESK]
 
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request, block_id: int):
         block_services.block_dissolve(block_id=block_id, actor=request.user, as_of=timezone.now())
         return Response(_block_out(block_id))
@@ -165,12 +178,13 @@ class BlockDissolveView(APIView):
 class CrossView(APIView):
     permission_classes = [DESK]
 
-    class Input(serializers.Serializer):
+    class CrossInput(serializers.Serializer):
         buy_order_id = serializers.IntegerField(min_value=1)
         sell_order_id = serializers.IntegerField(min_value=1)
 
+    @extend_schema(request=CrossInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        data = self.Input(data=request.data)
+        data = self.CrossInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = block_services.orders_cross(
             **data.validated_data, actor=request.user, as_of=timezone.now()
@@ -181,12 +195,13 @@ class CrossView(APIView):
 class KillSwitchView(APIView):
     permission_classes = [DESK]
 
-    class Input(serializers.Serializer):
+    class KillSwitchInput(serializers.Serializer):
         scope = serializers.ChoiceField(choices=["all", "broker", "account", "trader"])
         value = serializers.CharField(required=False, allow_blank=True, default="")
 
+    @extend_schema(request=KillSwitchInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        data = self.Input(data=request.data)
+        data = self.KillSwitchInput(data=request.data)
         data.is_valid(raise_exception=True)
         engage = block_services.fix_service("kill_switch_engage")
         result = engage(**data.validated_data, actor=request.user, as_of=timezone.now())
