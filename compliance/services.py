@@ -207,11 +207,16 @@ def restricted_entry_add(
 
 
 def _accounts_lock(account_ids: set[int]) -> None:
+    """Take every account's check lock in one round trip, in account id order (the subquery's
+    ORDER BY fixes the order the locks are taken in, so two checks never deadlock)."""
+    if not account_ids:
+        return
     with connection.cursor() as cursor:
-        for account_id in sorted(account_ids):
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [ACCOUNT_LOCK_NAMESPACE, account_id]
-            )
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, a.id)) FROM "
+            "(SELECT id FROM unnest(%s::integer[]) AS u(id) ORDER BY id) AS a",
+            [ACCOUNT_LOCK_NAMESPACE, sorted(account_ids)],
+        )
 
 
 def _candidate(order) -> Candidate:
@@ -254,7 +259,7 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
     Approved orders stay APPROVED: the caller (orders.services.orders_check_and_stage) stages
     them, in the same transaction."""
     from orders.lifecycle import OrderStatus
-    from orders.services import order_transition, orders_lock
+    from orders.services import orders_lock, orders_transition_bulk
 
     orders = [
         o for o in orders_lock(order_ids=order_ids) if o.status == OrderStatus.PENDING_COMPLIANCE
@@ -298,20 +303,27 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
         ]
     )
     verdicts: dict[int, str] = {}
+    details: dict[int, dict[str, Any]] = {}
+    by_verdict: dict[str, list] = {}
     for order in orders:
         verdict, results = evaluated[order.pk]
-        to_status, kind = TARGET[Verdict(verdict)]
         hits = [r["message"] for r in results if r["outcome"] != Verdict.PASS]
-        order_transition(
-            order=order,
+        details[order.pk] = (
+            {"check_run": run.pk, "reasons": hits} if hits else {"check_run": run.pk}
+        )
+        by_verdict.setdefault(verdict, []).append(order)
+        verdicts[order.pk] = verdict
+    for verdict, group in by_verdict.items():
+        to_status, kind = TARGET[Verdict(verdict)]
+        orders_transition_bulk(
+            orders=group,
             to_status=to_status,
             as_of=as_of,
             kind=kind,
             actor=actor,
-            details={"check_run": run.pk, "reasons": hits} if hits else {"check_run": run.pk},
-            extra_fields={"compliance_status": verdict},
+            details_by_order=details,
+            extra_fields_by_order={o.pk: {"compliance_status": verdict} for o in group},
         )
-        verdicts[order.pk] = verdict
     return verdicts
 
 

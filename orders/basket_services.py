@@ -32,8 +32,8 @@ from .services import (
     account_manageable_by,
     order_data_fingerprint,
     order_input_validate,
-    order_insert,
     orders_check_and_stage,
+    orders_insert_bulk,
 )
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
@@ -226,7 +226,7 @@ def basket_orders_create(
             line_count=len(items),
         )
         order_ids = [
-            order_insert(pm=pm, item=item, as_of=as_of, basket=basket).pk for item in items
+            o.pk for o in orders_insert_bulk(pm=pm, items=items, as_of=as_of, basket=basket)
         ]
         audit_record(
             actor=pm,

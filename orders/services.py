@@ -13,8 +13,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
 from oms import roles
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
@@ -101,6 +103,106 @@ def order_transition(
     )
     broadcast.order_changed_on_commit(order.pk)
     return order
+
+
+def orders_transition_bulk(
+    *,
+    orders: list[Order],
+    to_status: str,
+    as_of: datetime,
+    kind: str,
+    actor=None,
+    details_by_order: Mapping[int, dict[str, Any]] | None = None,
+    extra_fields_by_order: Mapping[int, dict[str, Any]] | None = None,
+) -> list[Order]:
+    """order_transition for many locked orders at once, with the same rows as a result: each
+    order saved, one order event and one audit event each (in the orders' order), pushed on
+    commit. Every order is checked against the lifecycle table first: one that may not move
+    raises InvalidTransition and nothing is applied.
+
+    The writes are set-wise (one UPDATE per distinct set of changes, one INSERT of events, one
+    chain extension), so a 10,000-order program costs a handful of round trips, not 10,000.
+    """
+    if not orders:
+        return []
+    details_by_order = details_by_order or {}
+    extra_fields_by_order = extra_fields_by_order or {}
+    for order in orders:
+        check_transition(order.status, to_status)
+    if len({order.pk for order in orders}) != len(orders):
+        raise DomainError("An order appears twice in one transition.", code="duplicate_order")
+    now = timezone.now()
+    events: list[OrderEvent] = []
+    audits: list[dict[str, Any]] = []
+    by_names: dict[tuple[str, ...], list[Order]] = {}
+    actor_for_event = actor if getattr(actor, "pk", None) else None
+    for order in orders:
+        current = order.status
+        extra = extra_fields_by_order.get(order.pk) or {}
+        details = details_by_order.get(order.pk)
+        before = {"status": current, **{k: getattr(order, k) for k in extra}}
+        order.status = to_status
+        for name, value in extra.items():
+            setattr(order, name, value)
+        order.version += 1
+        order.updated_at = now
+        by_names.setdefault(tuple(sorted(extra)), []).append(order)
+        events.append(
+            OrderEvent(
+                order=order,
+                kind=kind,
+                at=as_of,
+                actor=actor_for_event,
+                from_status=current,
+                to_status=to_status,
+                details=details or {},
+            )
+        )
+        audits.append(
+            {
+                "actor": actor,
+                "action": f"order.{kind}",
+                "obj": order,
+                "occurred_at": as_of,
+                "before": before,
+                "after": {"status": to_status, **extra, **(details or {})},
+            }
+        )
+    for names, members in by_names.items():
+        _orders_update(orders=members, names=names, to_status=to_status, now=now)
+    OrderEvent.objects.bulk_create(events)
+    audit_record_many(audits)
+    for order in orders:
+        broadcast.order_changed_on_commit(order.pk)
+    return orders
+
+
+# More distinct value sets than this among orders changing the same fields: one bulk_update
+# (a CASE per field) beats an UPDATE per value set.
+_MAX_UPDATES_PER_FIELD_SET = 4
+
+
+def _orders_update(*, orders: list[Order], names: tuple[str, ...], to_status: str, now) -> None:
+    """Write status, version, updated_at and the fields `names` of orders already changed in
+    memory: one UPDATE per distinct set of values, or one bulk_update when they all differ."""
+    by_values: dict[tuple, list[Order]] = {}
+    try:
+        for order in orders:
+            by_values.setdefault(tuple(getattr(order, n) for n in names), []).append(order)
+    except TypeError:  # an unhashable value (a JSON field): let bulk_update write each row
+        by_values = {}
+    if not by_values or len(by_values) > _MAX_UPDATES_PER_FIELD_SET:
+        Order.objects.bulk_update(orders, ["status", "version", "updated_at", *names])
+        return
+    for values, members in by_values.items():
+        # The rows are locked and their version was read under the lock, so F("version") + 1
+        # is what each order now holds in memory.
+        Order.objects.filter(pk__in=[o.pk for o in members]).update(
+            status=to_status,
+            version=F("version") + 1,
+            updated_at=now,
+            **dict(zip(names, values, strict=True)),
+        )
 
 
 def order_fill_apply(
@@ -442,39 +544,87 @@ def order_insert(
 ) -> Order:
     """Write one validated order in PENDING_COMPLIANCE with its event and audit row (the caller
     owns the transaction and runs the compliance check after)."""
-    order = Order.objects.create(
-        account=item.account,
-        security=item.security,
-        side=item.side,
-        quantity=item.quantity,
-        order_type=item.order_type,
-        limit_price=item.limit_price,
-        stop_price=item.stop_price,
-        time_in_force=item.time_in_force,
-        expire_date=item.expire_date,
-        instructions=item.instructions,
-        status=OrderStatus.PENDING_COMPLIANCE,
+    return orders_insert_bulk(
         pm=pm,
-        received_at=as_of,
+        items=[item],
+        as_of=as_of,
         basket=basket,
-        leaves_qty=item.quantity,
-        reference_price_at_entry=item.security.reference_price,
-        estimated_notional=_estimated_notional(item),
         idempotency_key=idempotency_key,
         idempotency_fingerprint=idempotency_fingerprint,
+    )[0]
+
+
+def orders_insert_bulk(
+    *,
+    pm,
+    items: list[OrderInput],
+    as_of: datetime,
+    basket: Basket | None = None,
+    idempotency_key: str | None = None,
+    idempotency_fingerprint: str = "",
+) -> list[Order]:
+    """Write validated orders in PENDING_COMPLIANCE, in the items' order, each with its create
+    event and audit row: one INSERT of orders, one of events, one chain extension (the caller
+    owns the transaction and runs the compliance check after). An idempotency key is for a
+    single order only."""
+    if idempotency_key and len(items) != 1:
+        raise DomainError("An idempotency key names one order.", code="idempotency_key_batch")
+    orders = Order.objects.bulk_create(
+        [
+            Order(
+                account=item.account,
+                security=item.security,
+                side=item.side,
+                quantity=item.quantity,
+                order_type=item.order_type,
+                limit_price=item.limit_price,
+                stop_price=item.stop_price,
+                time_in_force=item.time_in_force,
+                expire_date=item.expire_date,
+                instructions=item.instructions,
+                status=OrderStatus.PENDING_COMPLIANCE,
+                pm=pm,
+                received_at=as_of,
+                basket=basket,
+                leaves_qty=item.quantity,
+                reference_price_at_entry=item.security.reference_price,
+                estimated_notional=_estimated_notional(item),
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=idempotency_fingerprint,
+            )
+            for item in items
+        ]
     )
-    after = {**item.as_data(), "status": order.status, "basket": basket.pk if basket else None}
-    order_event_record(
-        order=order,
-        kind="create",
-        as_of=as_of,
-        actor=pm,
-        to_status=order.status,
-        details=_jsonable(after),
-    )
-    audit_record(actor=pm, action="order.create", obj=order, occurred_at=as_of, after=after)
-    broadcast.order_changed_on_commit(order.pk)
-    return order
+    actor = pm if getattr(pm, "pk", None) else None
+    events: list[OrderEvent] = []
+    audits: list[dict[str, Any]] = []
+    for item, order in zip(items, orders, strict=True):
+        after = {**item.as_data(), "status": order.status, "basket": basket.pk if basket else None}
+        events.append(
+            OrderEvent(
+                order=order,
+                kind="create",
+                at=as_of,
+                actor=actor,
+                from_status="",
+                to_status=order.status,
+                details=_jsonable(after),
+            )
+        )
+        audits.append(
+            {
+                "actor": pm,
+                "action": "order.create",
+                "obj": order,
+                "occurred_at": as_of,
+                "after": after,
+            }
+        )
+    OrderEvent.objects.bulk_create(events)
+    audit_record_many(audits)
+    for order in orders:
+        broadcast.order_changed_on_commit(order.pk)
+    return orders
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -500,11 +650,9 @@ def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]
     missing = set(order_ids) - {o.pk for o in orders}
     if missing:
         raise DomainNotFound(f"No such orders: {sorted(missing)}.")
-    for order in orders:
-        order_transition(
-            order=order, to_status=OrderStatus.STAGED, as_of=as_of, kind="stage", actor=actor
-        )
-    return orders
+    return orders_transition_bulk(
+        orders=orders, to_status=OrderStatus.STAGED, as_of=as_of, kind="stage", actor=actor
+    )
 
 
 def order_create(
