@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import DecimalField, F, Q, Sum, Value
+from django.db.models.functions import Coalesce
 
 from oms.errors import DomainError
 from oms.fields import ZERO
@@ -26,11 +27,9 @@ CENTS = Decimal("0.01")
 
 def position_quantities(*, account_ids: list[int]) -> dict[tuple[int, int], Decimal]:
     """{(account_id, security_id): quantity} for the accounts' non-zero positions."""
-    rows = Position.objects.filter(account_id__in=account_ids).exclude(quantity=0)
-    return {
-        (r.account_id, r.security_id): r.quantity
-        for r in rows.only("account_id", "security_id", "quantity")
-    }
+    # order_by(): the default ordering joins accounts and securities for nothing here.
+    rows = Position.objects.filter(account_id__in=account_ids).exclude(quantity=0).order_by()
+    return {(a, s): q for a, s, q in rows.values_list("account_id", "security_id", "quantity")}
 
 
 def position_quantity(*, account_id: int, security_id: int) -> Decimal:
@@ -46,6 +45,7 @@ def firm_quantities(*, security_ids: list[int]) -> dict[int, Decimal]:
     """{security_id: quantity the whole firm holds}."""
     rows = (
         Position.objects.filter(security_id__in=security_ids)
+        .order_by()
         .values("security_id")
         .annotate(total=Sum("quantity"))
     )
@@ -54,11 +54,8 @@ def firm_quantities(*, security_ids: list[int]) -> dict[int, Decimal]:
 
 def cash_settled(*, account_ids: list[int], currency: str = "USD") -> dict[int, Decimal]:
     """{account_id: settled cash in `currency`} (movements not yet settled excluded)."""
-    rows = CashBalance.objects.filter(account_id__in=account_ids, currency=currency)
-    result: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for row in rows.only("account_id", "settled"):
-        result[row.account_id] = row.settled
-    return dict(result)
+    rows = CashBalance.objects.filter(account_id__in=account_ids, currency=currency).order_by()
+    return dict(rows.values_list("account_id", "settled"))
 
 
 def cash_available(*, account_ids: list[int], as_of: datetime) -> dict[int, Decimal]:
@@ -77,27 +74,35 @@ def account_navs(*, account_ids: list[int], as_of: date | None = None) -> dict[i
     """NAV per account in its base currency: positions at the reference price plus settled
     and projected cash (the projected figure: a bought stock is already in the positions),
     other currencies converted through the FX rates table."""
-    rates = FxTable.load(as_of=as_of)
-    bases = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "base_currency"))
     navs: dict[int, Decimal] = {account_id: ZERO for account_id in account_ids}
-    positions = (
+    if not navs:
+        return navs
+    # One aggregate query: the value per account and currency, summed in the database (the
+    # order ticket's check calls this on every order, for accounts of hundreds of positions).
+    held = (
         Position.objects.filter(account_id__in=account_ids)
         .exclude(quantity=0)
-        .select_related("security")
+        .order_by()
+        .values_list("account_id", "account__base_currency", "security__currency")
+        .annotate(
+            value=Sum(
+                F("quantity") * Coalesce(F("security__reference_price"), Value(ZERO)),
+                output_field=DecimalField(),
+            )
+        )
     )
-    for p in positions.only(
-        "account_id", "quantity", "security__reference_price", "security__currency"
-    ):
-        value = p.quantity * (p.security.reference_price or ZERO)
-        navs[p.account_id] += rates.convert(
-            value, p.security.currency, bases.get(p.account_id, FIRM_CURRENCY)
-        )
-    for c in CashBalance.objects.filter(account_id__in=account_ids).only(
-        "account_id", "currency", "projected"
-    ):
-        navs[c.account_id] += rates.convert(
-            c.projected, c.currency, bases.get(c.account_id, FIRM_CURRENCY)
-        )
+    cash = (
+        CashBalance.objects.filter(account_id__in=account_ids)
+        .order_by()
+        .values_list("account_id", "account__base_currency", "currency")
+        .annotate(value=Sum("projected"))
+    )
+    rates: FxTable | None = None
+    for account_id, base, currency, value in held.union(cash, all=True):
+        if value and currency != base:
+            rates = rates or FxTable.load(as_of=as_of)
+            value = rates.convert(value, currency, base)
+        navs[account_id] += value or ZERO
     return navs
 
 
