@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from .models import Account, Security
-from .roles import sees_all_accounts
+from .roles import PM, has_role, sees_all_accounts
 
 
 def accounts_visible_to(user) -> QuerySet[Account]:
@@ -13,6 +13,10 @@ def accounts_visible_to(user) -> QuerySet[Account]:
         return qs.none()
     if sees_all_accounts(user):
         return qs
+    # Being listed as an account's manager is not enough: a user whose PM role was revoked
+    # sees nothing (the role is what the firm grants; the manager list is data).
+    if not has_role(user, PM):
+        return qs.none()
     return qs.filter(managers=user)
 
 

@@ -7,37 +7,34 @@ publisher's pre-serialised messages (orders.broadcast) untouched.
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
+
+from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 
 from .blotter_selectors import feed_for
 
-# Custom close codes, mirroring HTTP: the page stops reconnecting on these.
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+__all__ = ["BlotterConsumer", "OrdersConsumer", "CLOSE_FORBIDDEN", "CLOSE_UNAUTHENTICATED"]
 
 
-class OrdersConsumer(AsyncWebsocketConsumer):
+class OrdersConsumer(AccessCheckedConsumer):
     feed_scope = "mine"
 
+    def may_follow(self, user) -> bool:
+        return feed_for(user, scope=self.feed_scope) is not None
+
     async def connect(self) -> None:
-        user = self.scope.get("user")
         self.group = None
-        # Accept first so the page receives the close code (a refused handshake carries none).
-        await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if not await self.open_checked():
             return
-        group = await database_sync_to_async(feed_for)(user, scope=self.feed_scope)
-        if group is None:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        self.group = group
-        await self.channel_layer.group_add(group, self.channel_name)
+        self.group = await database_sync_to_async(feed_for)(
+            self.scope["user"], scope=self.feed_scope
+        )
+        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send(text_data='{"type": "subscribed"}')
 
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         # The feed is one-way; commands go through the REST API (CSRF, permissions, errors).

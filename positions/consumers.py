@@ -7,14 +7,13 @@ import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
+from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 from oms.selectors import accounts_visible_to
 
 from .broadcast import account_group
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+__all__ = ["PositionsConsumer", "CLOSE_FORBIDDEN", "CLOSE_UNAUTHENTICATED"]
 
 
 def _followed_accounts(user, requested: list[str]) -> list[int] | None:
@@ -29,30 +28,36 @@ def _followed_accounts(user, requested: list[str]) -> list[int] | None:
     return sorted(wanted) if wanted <= visible else None
 
 
-class PositionsConsumer(AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        self.groups_joined: list[str] = []
-        # Accept first so the page receives the close code (a refused handshake carries none).
-        await self.accept()
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+class PositionsConsumer(AccessCheckedConsumer):
+    def _requested(self) -> list[str]:
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        requested = [v for item in query.get("account", []) for v in item.split(",") if v]
-        account_ids = await database_sync_to_async(_followed_accounts)(user, requested)
-        if account_ids is None:
-            await self.close(code=CLOSE_FORBIDDEN)
+        return [v for item in query.get("account", []) for v in item.split(",") if v]
+
+    def may_follow(self, user) -> bool:
+        # Once connected, the accounts it joined; before, the ones it asks for.
+        joined = getattr(self, "account_ids", None)
+        requested = [str(i) for i in joined] if joined else self._requested()
+        return _followed_accounts(user, requested) is not None
+
+    async def connect(self) -> None:
+        self.groups_joined: list[str] = []
+        self.account_ids: list[int] = []
+        if not await self.open_checked():
             return
-        for account_id in account_ids:
+        account_ids = await database_sync_to_async(_followed_accounts)(
+            self.scope["user"], self._requested()
+        )
+        for account_id in account_ids or []:
             group = account_group(account_id)
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
-        await self.send(text_data=json.dumps({"type": "subscribed", "accounts": account_ids}))
+        self.account_ids = list(account_ids or [])
+        await self.send(text_data=json.dumps({"type": "subscribed", "accounts": self.account_ids}))
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
+        await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         return None  # one-way feed
