@@ -24,6 +24,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m oms.launch bench $(ARGS)
 
+# The fault suite at full scale (10,000 fills through kill -9 and so on): see the README.
+faults: $(STAMP)
+	OMS_FAULTS_SCALE=full $(PY) -m oms.launch test tests/reliability -m faults $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from orders.models import Block
 
@@ -10,17 +13,29 @@ from .models import Broker, FixOrder, KillSwitch, OutboxMessage, Quarantine, Ses
 
 
 def broker_sessions() -> list[dict]:
-    """One row per active broker: what its FIX worker last wrote to the session table."""
+    """One row per active broker: what its FIX worker last wrote to the session table.
+
+    A session that has heard nothing from the broker for two heartbeat intervals is shown down
+    at once: the engine itself only drops it after its TestRequest times out (about 2.4
+    intervals), and a worker killed outright never writes "down" at all."""
     states = {s.broker_id: s for s in SessionState.objects.all()}
+    now = timezone.now()
     rows = []
     for broker in Broker.objects.filter(active=True).order_by("code"):
         state = states.get(broker.pk)
+        silent = bool(
+            state
+            and state.logged_on
+            and state.last_message_at is not None
+            and now - state.last_message_at > timedelta(seconds=2 * broker.heartbeat_seconds)
+        )
         rows.append(
             {
                 "broker": broker.code,
                 "broker_id": broker.pk,
                 "fix_version": broker.fix_version,
-                "logged_on": bool(state and state.logged_on),
+                "logged_on": bool(state and state.logged_on) and not silent,
+                "heartbeat_overdue": silent,
                 "next_sender_seq_num": state.next_sender_seq_num if state else None,
                 "next_target_seq_num": state.next_target_seq_num if state else None,
                 "last_message_at": state.last_message_at if state else None,

@@ -18,6 +18,9 @@ import itertools
 import json
 import logging
 import random
+import re
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,6 +92,7 @@ class BrokerSimulator(fix.Application):
         self.by_order_id: dict[str, SimOrder] = {}
         self.received: dict[str, int] = {}  # NewOrderSingle count per ClOrdID
         self.dk_received: list[dict] = []
+        self.rejects_received: list[dict] = []  # session-level Rejects (35=3) from the OMS
         self.sessions: set = set()
         self.ids = itertools.count(1)
         self.exec_ids = itertools.count(1)
@@ -115,7 +119,14 @@ class BrokerSimulator(fix.Application):
         pass
 
     def fromAdmin(self, message, sessionID):  # noqa: N802, N803
-        pass
+        try:
+            if fixmsg.msg_type(message) == "3":
+                with self.lock:
+                    self.rejects_received.append(
+                        {"ref_seq_num": get(message, 45), "reason": get(message, 373)}
+                    )
+        except BaseException:  # noqa: BLE001
+            log.exception("simulator callback failed")
 
     def toApp(self, message, sessionID):  # noqa: N802, N803
         pass
@@ -368,6 +379,7 @@ class BrokerSimulator(fix.Application):
         cl_ord_id: str | None = None,
         poss_dup: bool = False,
         session=None,
+        send: bool = True,
     ) -> fix.Message:
         er = fixmsg.new_message("8")
         session = session or order.session
@@ -402,7 +414,8 @@ class BrokerSimulator(fix.Application):
         if poss_dup:
             er.getHeader().setField(43, "Y")
         order.reports.append(er)
-        fix.Session.sendToTarget(er, session)
+        if send:
+            fix.Session.sendToTarget(er, session)
         return er
 
     # -- test hooks -------------------------------------------------------------------------
@@ -439,6 +452,7 @@ class BrokerSimulator(fix.Application):
             "orders": list(seen.values()),
             "received": self.received,
             "dk": self.dk_received,
+            "rejects": len(self.rejects_received),
             "sessions": sorted(self.sessions),
             "pending_fills": len(self.schedule),
         }
@@ -535,6 +549,105 @@ class BrokerSimulator(fix.Application):
                 self._send_er(order, exec_type="F", last_qty=qty, last_px=price, exec_id=exec_id)
         return {}
 
+    def _cmd_replay(self, cl_ord_id: str, poss_dup: bool = True) -> dict:
+        """Every execution report of the order again: flagged PossDup (with OrigSendingTime),
+        or as new messages carrying the same ExecIDs."""
+        order = self._order(cl_ord_id)
+        sent = 0
+        for report in list(order.reports):
+            if get(report, 150) == "I":  # status answers describe a moment, not an execution
+                continue
+            er = fix.Message(report)
+            if poss_dup:
+                er.getHeader().setField(43, "Y")
+                er.getHeader().setField(
+                    122, get(er.getHeader(), 52) or fixmsg.fix_time(datetime.now(UTC))
+                )
+            elif er.getHeader().isSetField(43):
+                er.getHeader().removeField(43)
+            fix.Session.sendToTarget(er, order.session)
+            sent += 1
+        return {"sent": sent}
+
+    def _cmd_fills(self, cl_ord_id: str, fills: list, send_order: list | None = None) -> dict:
+        """Fills [[qty, px], ...] executed in this order (each report's CumQty/AvgPx as of its
+        execution) and delivered in `send_order` (indices): reports overtaking each other."""
+        order = self._order(cl_ord_id)
+        built = []
+        for qty, px in fills:
+            qty, px = Decimal(str(qty)), Decimal(str(px))
+            order.cum += qty
+            order.value += qty * px
+            order.status = "2" if order.cum >= order.quantity else "1"
+            exec_id = f"E{self.run_tag}-{next(self.exec_ids)}"
+            order.fills.append([exec_id, qty, px, True])
+            built.append(
+                self._send_er(
+                    order, exec_type="F", last_qty=qty, last_px=px, exec_id=exec_id, send=False
+                )
+            )
+        for i in send_order if send_order is not None else range(len(built)):
+            fix.Session.sendToTarget(built[i], order.session)
+        return {"exec_ids": [get(er, 17) for er in built]}
+
+    def _cmd_malformed(self, cl_ord_id: str, count: int) -> dict:
+        """Execution reports with bad fields, which the OMS's engine must refuse with a
+        session-level Reject: a non-numeric LastQty, a missing ExecID, an ExecType and a Side
+        outside their enumerations, a non-numeric CumQty. Each also claims a fill."""
+        order = self._order(cl_ord_id)
+        faults = (
+            lambda er: er.setField(32, "12x"),
+            lambda er: er.removeField(17),
+            lambda er: er.setField(150, "Z"),
+            lambda er: er.setField(54, "Q"),
+            lambda er: er.setField(14, "many"),
+        )
+        for i in range(count):
+            er = self._send_er(
+                order,
+                exec_type="F",
+                last_qty=Decimal(1),
+                last_px=self._reference(order.symbol),
+                send=False,
+            )
+            order.reports.pop()  # never replayed as if it were real
+            faults[i % len(faults)](er)
+            fix.Session.sendToTarget(er, order.session)
+        return {"sent": count}
+
+    def _cmd_garbled(self, cl_ord_id: str, count: int) -> dict:
+        """Byte strings that are not FIX messages (for FaultProxy.inject): junk, a fill with a
+        wrong checksum, a fill whose fields lack their '=' signs. Well framed where framed, so
+        the reader's resynchronisation is what is tested, not luck."""
+        order = self._order(cl_ord_id)
+        begin = order.session.getBeginString().getValue()
+        sender = order.session.getSenderCompID().getValue()
+        target = order.session.getTargetCompID().getValue()
+        out = []
+        for i in range(count):
+            kind = i % 3
+            if kind == 0:
+                junk = "".join(
+                    self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;|") for _ in range(40)
+                )
+                out.append(junk)
+                continue
+            body = (
+                f"35=8\x0149={sender}\x0156={target}\x0134={900000 + i}\x01"
+                f"52={fixmsg.fix_time(datetime.now(UTC))}\x0137={order.order_id}\x01"
+                f"11={order.cl_ord_id}\x0117=GARBLED-{i}\x01150=F\x0139=1\x0155={order.symbol}"
+                f"\x0154={order.side}\x0138={order.quantity}\x0132=1\x0131=1\x01151=0\x01"
+                f"14=1\x016=1\x01"
+            )
+            if kind == 2:
+                body = body.replace("32=1", "32 1").replace("17=", "17")
+            head = f"8={begin}\x019={len(body)}\x01"
+            checksum = sum((head + body).encode("latin-1")) % 256
+            if kind == 1:
+                checksum = (checksum + 1) % 256
+            out.append(f"{head}{body}10={checksum:03d}\x01")
+        return {"raw": out}
+
     def _cmd_done_for_day(self) -> dict:
         count = 0
         for order in {id(o): o for o in self.orders.values()}.values():
@@ -608,3 +721,100 @@ def control_server(sim: BrokerSimulator, port: int) -> ControlServer:
     server = ControlServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+_FRAME = re.compile(rb"8=[^\x01]*\x019=(\d+)\x01")
+
+
+class FaultProxy:
+    """A TCP relay between the OMS (initiator) and the simulator that can misbehave like a
+    network: freeze (the counterparty goes silent: bytes are held, nothing is answered), and
+    inject raw bytes into the stream towards the OMS, only between whole messages so no real
+    message is cut."""
+
+    def __init__(self, target_port: int, listen_port: int = 0, host: str = "127.0.0.1"):
+        self.target = (host, target_port)
+        self.listener = socket.create_server((host, listen_port))
+        self.port = self.listener.getsockname()[1]
+        self.frozen = threading.Event()
+        self.pending: list[bytes] = []
+        self.injected = 0
+        self.lock = threading.Lock()
+        self.closed = False
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True, name="fault-proxy").start()
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+
+    def inject(self, chunks: list[str | bytes]) -> None:
+        with self.lock:
+            self.pending.extend(c.encode("latin-1") if isinstance(c, str) else c for c in chunks)
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        for a, b in self.pairs:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.pairs.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        down = bytearray()  # simulator -> OMS, not yet forwarded
+        up = bytearray()  # OMS -> simulator
+        try:
+            while not self.closed:
+                readable, _, _ = select.select([client, upstream], [], [], 0.05)
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (down if s is upstream else up).extend(data)
+                if self.frozen.is_set():
+                    continue
+                if up:
+                    upstream.sendall(bytes(up))
+                    up.clear()
+                # Forward whole messages only, injecting between them.
+                while True:
+                    m = _FRAME.match(down)
+                    if not m:
+                        break
+                    end = down.find(b"\x0110=", m.end() + int(m.group(1)) - 1)
+                    if end < 0 or len(down) < end + 8:
+                        break
+                    client.sendall(bytes(down[: end + 8]))
+                    del down[: end + 8]
+                if not down:
+                    with self.lock:
+                        chunks, self.pending = self.pending, []
+                    for chunk in chunks:
+                        client.sendall(chunk)
+                        self.injected += 1
+        except OSError:
+            return
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.close()
+                except OSError:
+                    pass
