@@ -676,6 +676,9 @@ def acceptor_settings(
         "ValidateUserDefinedFields": "N",
         "AllowUnknownMsgFields": "Y",
         "ValidateFieldsOutOfOrder": "N",
+        # Brokers take TargetStrategy (847) codes in the user range 1000+ (TWAP is 1001 here);
+        # the standard dictionary only lists 1-3.
+        "ValidateFieldsOutOfRange": "N",
     }
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
