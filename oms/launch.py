@@ -135,9 +135,10 @@ def _child_env(services: Services, settings: str) -> dict[str, str]:
 def _banner(services: Services) -> None:
     password = os.environ.get("OMS_DEMO_PASSWORD", "demo-pass-123")
     where = ", ".join(services.embedded) if services.embedded else "none"
+    host, port = os.environ.get("OMS_HOST", "127.0.0.1"), os.environ.get("OMS_PORT", "8000")
     print(
         "\n"
-        "  OMS is starting at http://127.0.0.1:8000\n"
+        f"  OMS is starting at http://{host}:{port}\n"
         f"  database: {services.database_url}\n"
         f"  redis:    {services.redis_url}\n"
         f"  embedded servers: {where}\n"

@@ -131,8 +131,12 @@ def order_rows_for_publish(*, order_ids: list[int]) -> list[tuple[dict[str, Any]
     return [(_row(values), [m for m in values["manager_ids"] if m is not None]) for values in qs]
 
 
+_BLOCK_DECIMALS = ("quantity", "cum_qty", "avg_price", "limit_price", "stop_price")
+
+
 def block_detail(*, block_id: int) -> dict[str, Any] | None:
-    return (
+    """The block as the API shows it; quantities and prices as exact decimal strings."""
+    row = (
         Block.objects.filter(pk=block_id)
         .values(
             "id",
@@ -152,6 +156,10 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
         )
         .first()
     )
+    if row is not None:
+        for name in _BLOCK_DECIMALS:
+            row[name] = None if row[name] is None else _plain(row[name])
+    return row
 
 
 def blotter_layout(*, user) -> dict[str, Any]:

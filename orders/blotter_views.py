@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
@@ -78,6 +80,16 @@ class BrokersView(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"brokers": blotter_selectors.brokers_routable()})
+
+
+def _exact(value):
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return value
 
 
 def _block_out(block_id: int) -> dict:
@@ -189,7 +201,8 @@ class CrossView(APIView):
         result = block_services.orders_cross(
             **data.validated_data, actor=request.user, as_of=timezone.now()
         )
-        return Response(result, status=201)
+        # Quantities and prices leave as exact decimal strings, never JSON floats.
+        return Response(_exact(result), status=201)
 
 
 class KillSwitchView(APIView):
