@@ -9,6 +9,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from oms.api import HasRole
+from oms.roles import ADMIN, COMPLIANCE, PM
+from orders.selectors import order_get
+
 from . import services
 
 RESULT_FIELDS = {
@@ -74,7 +78,8 @@ class OverrideInput(serializers.Serializer):
 class OverrideView(APIView):
     """Lift a warning (the order's PM) or a block (Compliance, not the order's PM)."""
 
-    permission_classes = [IsAuthenticated]
+    # Trader and Operations have no override right; a PM only on orders they may see.
+    permission_classes = [HasRole.of(PM, COMPLIANCE, ADMIN)]
 
     @extend_schema(
         request=OverrideInput,
@@ -92,6 +97,8 @@ class OverrideView(APIView):
     def post(self, request):
         data = OverrideInput(data=request.data)
         data.is_valid(raise_exception=True)
+        # Another PM's order is a 404 before anything about its state is said.
+        order_get(user=request.user, order_id=data.validated_data["order_id"])
         override = services.compliance_override(
             order_id=data.validated_data["order_id"],
             reason=data.validated_data["reason"],
