@@ -30,6 +30,32 @@ def data_dictionary_path(begin_string: str) -> str:
     raise FileNotFoundError(f"QuickFIX data dictionary {name} not found")
 
 
+# Fields whose standard enumeration real counterparties extend (the user range, 1000+).
+OPEN_ENUM_TAGS = ("847",)
+
+
+def open_enum_dictionary(begin_string: str, folder: Path) -> str:
+    """A copy of the standard data dictionary in which the OPEN_ENUM_TAGS accept any value of
+    their type, as brokers that take user-range algo codes do. (QuickFIX 1.16 has no setting
+    to skip the enumeration check.) Written once into `folder`; returns its path."""
+    import xml.etree.ElementTree as ET
+
+    source = Path(data_dictionary_path(begin_string))
+    target = folder / f"{source.stem}-open-enums.xml"
+    if target.exists():
+        return str(target)
+    folder.mkdir(parents=True, exist_ok=True)
+    tree = ET.parse(source)
+    for field in tree.getroot().iter("field"):
+        if field.get("number") in OPEN_ENUM_TAGS:
+            for value in list(field):
+                field.remove(value)
+    temporary = target.with_suffix(".tmp")
+    tree.write(temporary, encoding="utf-8", xml_declaration=True)
+    temporary.replace(target)
+    return str(target)
+
+
 def session_settings(
     default: dict[str, str], sessions: list[dict[str, str]]
 ) -> fix.SessionSettings:

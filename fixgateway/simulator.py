@@ -447,6 +447,7 @@ class BrokerSimulator(fix.Application):
                 "cum": str(order.cum),
                 "status": order.status,
                 "fills": len(order.fills),
+                "strategy": order.strategy,
             }
         return {
             "orders": list(seen.values()),
@@ -676,9 +677,6 @@ def acceptor_settings(
         "ValidateUserDefinedFields": "N",
         "AllowUnknownMsgFields": "Y",
         "ValidateFieldsOutOfOrder": "N",
-        # Brokers take TargetStrategy (847) codes in the user range 1000+ (TWAP is 1001 here);
-        # the standard dictionary only lists 1-3.
-        "ValidateFieldsOutOfRange": "N",
     }
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -691,7 +689,11 @@ def acceptor_settings(
                 "SenderCompID": s["sender"],
                 "TargetCompID": s["target"],
                 "SocketAcceptPort": str(s["port"]),
-                "DataDictionary": fixmsg.data_dictionary_path(s.get("fix_version", "FIX.4.4")),
+                # Like most brokers, the simulator takes TargetStrategy (847) codes in the user
+                # range 1000+ (TWAP is 1001 here); the standard dictionary only lists 1-3.
+                "DataDictionary": fixmsg.open_enum_dictionary(
+                    s.get("fix_version", "FIX.4.4"), store_dir
+                ),
             }
         )
     return fixmsg.session_settings(default, values)
