@@ -14,8 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 
 from audit.services import audit_record
+from oms.bulk_rows import rows_update
 from oms.csvio import write_csv
 from oms.errors import Conflict, DomainError, NotFound
 from oms.models import Custodian
@@ -235,6 +237,66 @@ class _Books:
             booked_at=self.as_of,
         )
 
+    def book_many(
+        self, deltas: list[tuple[Allocation, Decimal]], *, price, kind, execution_ref, trade_date
+    ) -> list[AllocationSlice]:
+        """book() for several allocations at once (each a different order), with the same rows
+        as booking them one by one in this order, written set-wise: the hot path of every
+        execution report."""
+        if not deltas:
+            return []
+        self.lock_orders(a.order_id for a, _ in deltas)
+        settle = settlement_date(security=self.security, trade_date=trade_date)
+        refs = [f"{kind.lower()}:{execution_ref}:{a.order_id}" for a, _ in deltas]
+        order_services.orders_fill_apply_many(
+            fills=[
+                order_services.OrderFill(
+                    order=self.orders[a.order_id], quantity=q, price=price, exec_ref=execution_ref
+                )
+                for a, q in deltas
+            ],
+            as_of=self.as_of,
+            actor=self.actor,
+            kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
+        )
+        position_services.position_fills_apply(
+            bookings=[
+                position_services.FillBooking(
+                    account_id=a.account_id,
+                    security_id=self.security.pk,
+                    side=self.block.side,
+                    quantity=q,
+                    price=price,
+                    trade_date=trade_date,
+                    settle_date=settle,
+                    fill_ref=ref,
+                    currency=self.security.currency,
+                )
+                for (a, q), ref in zip(deltas, refs, strict=True)
+            ],
+            as_of=self.as_of,
+        )
+        for alloc, quantity in deltas:
+            alloc.quantity += quantity
+            alloc.avg_price = self.orders[alloc.order_id].avg_price
+            if alloc.trade_date is None:
+                alloc.trade_date, alloc.settle_date = trade_date, settle
+        rows_update([a for a, _ in deltas], ["quantity", "avg_price", "trade_date", "settle_date"])
+        return AllocationSlice.objects.bulk_create(
+            AllocationSlice(
+                allocation=alloc,
+                kind=kind,
+                execution_ref=execution_ref,
+                fill_ref=ref,
+                quantity=quantity,
+                price=price,
+                trade_date=trade_date,
+                settle_date=settle,
+                booked_at=self.as_of,
+            )
+            for (alloc, quantity), ref in zip(deltas, refs, strict=True)
+        )
+
     def reverse(self, alloc, original: AllocationSlice, *, kind, execution_ref) -> AllocationSlice:
         self._apply(
             alloc,
@@ -286,16 +348,13 @@ class _Books:
         for alloc, delta in changes:
             if delta < 0:
                 self.take_back(alloc, -delta, kind=kind, execution_ref=execution_ref)
-        for alloc, delta in changes:
-            if delta > 0:
-                self.book(
-                    alloc,
-                    quantity=delta,
-                    price=price,
-                    kind=kind,
-                    execution_ref=execution_ref,
-                    trade_date=trade_date,
-                )
+        self.book_many(
+            [(alloc, delta) for alloc, delta in changes if delta > 0],
+            price=price,
+            kind=kind,
+            execution_ref=execution_ref,
+            trade_date=trade_date,
+        )
 
 
 def _executed(plan: AllocationPlan) -> tuple[Decimal, Decimal | None]:
@@ -341,10 +400,26 @@ def block_fill_allocate(
     """
     if quantity <= 0 or price <= 0:
         raise DomainError("An execution needs a positive quantity and price.", code="invalid")
-    with transaction.atomic():
-        plan = _plan_locked(block=block, actor=actor, as_of=as_of)
+    # No savepoint: the caller's transaction (the FIX gateway's own savepoint) is what a
+    # failure rolls back, and this runs for every execution report.
+    with transaction.atomic(savepoint=False):
+        plan = (
+            AllocationPlan.objects.select_for_update()
+            .filter(block_id=block.pk)
+            .annotate(
+                replayed=Exists(
+                    AllocationExecution.objects.filter(
+                        plan=OuterRef("pk"), execution_ref=execution_ref
+                    )
+                )
+            )
+            .first()
+        )
+        if plan is None:
+            plan = _plan_locked(block=block, actor=actor, as_of=as_of)
+            plan.replayed = plan.executions.filter(execution_ref=execution_ref).exists()
         _check_open(plan, "an execution cannot be added")
-        if plan.executions.filter(execution_ref=execution_ref).exists():
+        if plan.replayed:
             return list(
                 AllocationSlice.objects.filter(
                     allocation__plan=plan, execution_ref=execution_ref
@@ -367,6 +442,16 @@ def block_fill_allocate(
             rotation=plan.rotation,
             floors=[a.quantity for a in books.allocs],
         )
+        changes = [(a, t - a.quantity) for a, t in zip(books.allocs, targets, strict=True)]
+        if all(delta >= 0 for _, delta in changes):
+            # The usual case: every order only gains, so what is booked is exactly these slices.
+            return books.book_many(
+                [(a, delta) for a, delta in changes if delta],
+                price=price,
+                kind=AllocationSlice.Kind.FILL,
+                execution_ref=execution_ref,
+                trade_date=trade_date,
+            )
         first_id = AllocationSlice.objects.order_by("-id").values_list("id", flat=True).first()
         books.move_to(
             targets,

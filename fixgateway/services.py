@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Case, F, IntegerField, Q, Subquery, Sum, Value, When
 
 from audit.services import audit_record
 from oms.errors import Conflict, DomainError, NotFound
@@ -506,6 +506,38 @@ def _find_fix_order_id(*, broker: Broker, report: InboundReport) -> int | None:
     return None
 
 
+def _report_fix_order_lock(*, broker: Broker, report: InboundReport) -> FixOrder | None:
+    """The FixOrder a report is about (found as _find_fix_order_id finds it), locked after
+    its block as everywhere else, in two statements: the block is found and locked in one
+    (with its security at hand), then its FixOrder."""
+    candidates = [c for c in (report.cl_ord_id, report.orig_cl_ord_id, report.business_ref_id) if c]
+    blocks = Block.objects.select_for_update(of=("self",)).select_related("security")
+    block = None
+    if candidates:
+        first_named = Case(
+            *(When(cl_ord_id=c, then=Value(i)) for i, c in enumerate(candidates)),
+            output_field=IntegerField(),
+        )
+        found = (
+            OutboxMessage.objects.filter(broker=broker, cl_ord_id__in=candidates)
+            .order_by(first_named)
+            .values("fix_order__block_id")[:1]
+        )
+        block = blocks.filter(pk=Subquery(found)).first()
+    if block is None and report.order_id:
+        found = (
+            FixOrder.objects.filter(broker=broker, broker_order_id=report.order_id)
+            .order_by("pk")
+            .values("block_id")[:1]
+        )
+        block = blocks.filter(pk=Subquery(found)).first()
+    if block is None:
+        return None
+    fix_order = FixOrder.objects.select_for_update().get(block=block)
+    fix_order.block = block
+    return fix_order
+
+
 def _execution_ref(broker: Broker, fix_order: FixOrder, exec_id: str) -> str:
     return f"{broker.code}:{fix_order.block_id}:{exec_id}"
 
@@ -765,8 +797,8 @@ def execution_report_apply(
     """Apply one ExecutionReport exactly once, in one transaction (the QuickFIX callback calls
     this before returning, so a crash before commit means the report comes again)."""
     with transaction.atomic(durable=True):
-        fix_order_id = _find_fix_order_id(broker=broker, report=report)
-        if fix_order_id is None:
+        fix_order = _report_fix_order_lock(broker=broker, report=report)
+        if fix_order is None:
             quarantine_record(
                 broker=broker,
                 reason="unknown_cl_ord_id",
@@ -775,9 +807,7 @@ def execution_report_apply(
                 as_of=as_of,
             )
             return ApplyResult("unknown", dont_know=report.exec_type in TRADE_TYPES | {"G"})
-        block_id = FixOrder.objects.filter(pk=fix_order_id).values_list("block_id", flat=True)[0]
-        block = _block_lock(block_id)
-        fix_order = FixOrder.objects.select_for_update().get(pk=fix_order_id)
+        block = fix_order.block
         if report.exec_type == "I":
             mismatch = _reconcile_status(
                 fix_order=fix_order, block=block, report=report, as_of=as_of

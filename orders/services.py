@@ -218,74 +218,13 @@ def order_fill_apply(
     """Book `quantity` at `price` on a locked order (negative quantity reverses an earlier fill
     at that price, for busts and corrections). Keeps cum, leaves and average price exact and
     moves the status: filled when nothing is left, partially filled otherwise."""
-    if quantity == 0:
-        raise Conflict("A fill of zero changes nothing.", code="empty_fill")
-    new_cum = order.cum_qty + quantity
-    if new_cum < 0:
-        raise Conflict(
-            f"Reversing {-quantity} would take order {order.pk} below zero filled.",
-            code="negative_fill",
-        )
-    if new_cum > order.quantity:
-        raise Conflict(
-            f"Overfill: order {order.pk} would have {new_cum} filled of {order.quantity}.",
-            code="overfill",
-            details={"order": order.pk, "cum_qty": str(new_cum)},
-        )
-    old_value = (order.avg_price or Decimal(0)) * order.cum_qty
-    new_value = old_value + price * quantity
-    avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
-    fields = {"cum_qty": new_cum, "leaves_qty": order.quantity - new_cum, "avg_price": avg}
-    details = {"quantity": str(quantity), "price": str(price), "exec_ref": exec_ref}
-    if new_cum == order.quantity:
-        target = OrderStatus.FILLED
-    elif order.status in (
-        OrderStatus.PENDING_CANCEL,
-        OrderStatus.PENDING_REPLACE,
-        OrderStatus.CANCELLED,
-        OrderStatus.DONE_FOR_DAY,
-        OrderStatus.EXPIRED,
-    ):
-        target = order.status  # a fill racing a cancel: book it, keep the pending/final state
-    elif new_cum == 0:
-        target = OrderStatus.WORKING
-    else:
-        target = OrderStatus.PARTIALLY_FILLED
-    if target == order.status:
-        # Same status (a further partial fill, or a fill after a cancel): no transition to check.
-        before = {k: str(getattr(order, k)) for k in fields}
-        for name, value in fields.items():
-            setattr(order, name, value)
-        order.version += 1
-        order.save(update_fields=["version", "updated_at", *fields])
-        order_event_record(
-            order=order,
-            kind=kind,
-            as_of=as_of,
-            actor=actor,
-            from_status=order.status,
-            to_status=order.status,
-            details=details,
-        )
-        audit_record(
-            actor=actor,
-            action=f"order.{kind}",
-            obj=order,
-            occurred_at=as_of,
-            before=before,
-            after={**fields, **details},
-        )
-        broadcast.order_changed_on_commit(order.pk)
-        return order
-    return order_transition(
-        order=order,
-        to_status=target,
+    orders_fill_apply_many(
+        fills=[OrderFill(order=order, quantity=quantity, price=price, exec_ref=exec_ref)],
         as_of=as_of,
-        kind=kind,
         actor=actor,
-        details=details,
-        extra_fields=fields,
+        kind=kind,
     )
+    return order
 
 
 @transaction.atomic
@@ -937,3 +876,129 @@ def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> 
     order_cancel_enqueue(order=order, actor=actor, as_of=as_of)
     order.refresh_from_db()
     return order
+
+
+# --- Fills in bulk (the execution-report path) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderFill:
+    order: Order
+    quantity: Decimal
+    price: Decimal
+    exec_ref: str
+
+
+_FILL_KEEPS_STATUS = frozenset(
+    {
+        OrderStatus.PENDING_CANCEL,
+        OrderStatus.PENDING_REPLACE,
+        OrderStatus.CANCELLED,
+        OrderStatus.DONE_FOR_DAY,
+        OrderStatus.EXPIRED,
+    }
+)
+_FILL_FIELDS = ("cum_qty", "leaves_qty", "avg_price")
+
+
+def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
+    """The status a fill moves its order to and the figures it sets, or the Conflict."""
+    order, quantity, price = fill.order, fill.quantity, fill.price
+    if quantity == 0:
+        raise Conflict("A fill of zero changes nothing.", code="empty_fill")
+    new_cum = order.cum_qty + quantity
+    if new_cum < 0:
+        raise Conflict(
+            f"Reversing {-quantity} would take order {order.pk} below zero filled.",
+            code="negative_fill",
+        )
+    if new_cum > order.quantity:
+        raise Conflict(
+            f"Overfill: order {order.pk} would have {new_cum} filled of {order.quantity}.",
+            code="overfill",
+            details={"order": order.pk, "cum_qty": str(new_cum)},
+        )
+    old_value = (order.avg_price or Decimal(0)) * order.cum_qty
+    new_value = old_value + price * quantity
+    avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
+    fields = {"cum_qty": new_cum, "leaves_qty": order.quantity - new_cum, "avg_price": avg}
+    if new_cum == order.quantity:
+        target = OrderStatus.FILLED
+    elif order.status in _FILL_KEEPS_STATUS:
+        target = order.status  # a fill racing a cancel: book it, keep the pending/final state
+    elif new_cum == 0:
+        target = OrderStatus.WORKING
+    else:
+        target = OrderStatus.PARTIALLY_FILLED
+    if target != order.status:
+        check_transition(order.status, target)
+    return target, fields
+
+
+def orders_fill_apply_many(
+    *, fills: list[OrderFill], as_of: datetime, actor=None, kind: str = "fill"
+) -> list[Order]:
+    """order_fill_apply for several locked orders (one fill each, e.g. the slices of one
+    execution): the same order rows, order events and audit events as applying them one by
+    one in this order, written with one UPDATE, one INSERT of events and one chain extension.
+    Every fill is checked before anything changes: a Conflict or InvalidTransition leaves
+    every order as it was."""
+    if not fills:
+        return []
+    if len({f.order.pk for f in fills}) != len(fills):
+        raise DomainError("An order appears twice in one batch of fills.", code="duplicate_order")
+    outcomes = [_fill_outcome(f) for f in fills]
+    now = timezone.now()
+    actor_for_event = actor if getattr(actor, "pk", None) else None
+    events: list[OrderEvent] = []
+    audits: list[dict[str, Any]] = []
+    for fill, (target, fields) in zip(fills, outcomes, strict=True):
+        order = fill.order
+        current = order.status
+        details = {
+            "quantity": str(fill.quantity),
+            "price": str(fill.price),
+            "exec_ref": fill.exec_ref,
+        }
+        if target == current:
+            before: dict[str, Any] = {k: str(getattr(order, k)) for k in fields}
+            after = {**fields, **details}
+        else:
+            before = {"status": current, **{k: getattr(order, k) for k in fields}}
+            after = {"status": target, **fields, **details}
+        order.status = target
+        for name, value in fields.items():
+            setattr(order, name, value)
+        order.version += 1
+        order.updated_at = now
+        events.append(
+            OrderEvent(
+                order=order,
+                kind=kind,
+                at=as_of,
+                actor=actor_for_event,
+                from_status=current,
+                to_status=target,
+                details=details,
+            )
+        )
+        audits.append(
+            {
+                "actor": actor,
+                "action": f"order.{kind}",
+                "obj": order,
+                "occurred_at": as_of,
+                "before": before,
+                "after": after,
+            }
+        )
+    from oms.bulk_rows import rows_update  # here, so this block stays self-contained at the end
+
+    orders = [f.order for f in fills]
+    names = ["status", "version", "updated_at", *_FILL_FIELDS]
+    rows_update(orders, names)
+    OrderEvent.objects.bulk_create(events)
+    audit_record_many(audits)
+    for order in orders:
+        broadcast.order_changed_on_commit(order.pk)
+    return orders

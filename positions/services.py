@@ -7,11 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
+from django.utils import timezone
 
 from audit.services import audit_record
+from oms.bulk_rows import rows_update
 from oms.errors import Conflict, DomainError, NotFound
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
@@ -160,13 +163,9 @@ def position_fill_apply(
     Runs inside the caller's transaction (allocation, in the FIX callback); locks the position
     row, then the cash row. Gross money moves projected cash on settle_date.
     """
-    if quantity == 0:
-        raise DomainError("A fill needs a non-zero quantity.", code="invalid_quantity")
-    if price <= 0:
-        raise DomainError("A fill needs a positive price.", code="invalid_price")
-    if settle_date < trade_date:
-        raise DomainError("Settlement cannot precede the trade.", code="invalid_settle_date")
-    signed_quantity(side=side, quantity=Decimal(1))  # validates side
+    _fill_check(
+        quantity=quantity, price=price, side=side, trade_date=trade_date, settle_date=settle_date
+    )
     with transaction.atomic():
         position = _position_lock(account_id=account_id, security_id=security_id)
         seq = (
@@ -180,6 +179,187 @@ def position_fill_apply(
         else:
             _reverse(position, side, -quantity, price, fill_ref, seq, as_of)
     broadcast.position_changed_on_commit(account_id)
+
+
+@dataclass(frozen=True)
+class FillBooking:
+    """One booking for position_fills_apply: what position_fill_apply takes, plus the
+    security's currency when the caller has it at hand (saves reading it again)."""
+
+    account_id: int
+    security_id: int
+    side: str
+    quantity: Decimal
+    price: Decimal
+    trade_date: date
+    settle_date: date
+    fill_ref: str
+    currency: str = ""
+
+
+def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[PositionFill]:
+    """position_fill_apply for several bookings at once (the slices of one execution), with
+    the same ledger rows, cash movements and balances as calling it once per booking in this
+    order, but a fixed number of round trips: positions and cash rows are locked in one
+    statement each (pk order), and rows are written with one INSERT or UPDATE per table.
+
+    Only bookings (quantity > 0) go this way; a batch holding a reversal is applied one
+    booking at a time through position_fill_apply, since a reversal replays the ledger.
+    Runs inside the caller's transaction. Returns the ledger rows it wrote (bookings only)."""
+    if not bookings:
+        return []
+    for b in bookings:
+        _fill_check(
+            quantity=b.quantity,
+            price=b.price,
+            side=b.side,
+            trade_date=b.trade_date,
+            settle_date=b.settle_date,
+        )
+    if any(b.quantity < 0 for b in bookings):
+        for b in bookings:
+            position_fill_apply(
+                account_id=b.account_id,
+                security_id=b.security_id,
+                side=b.side,
+                quantity=b.quantity,
+                price=b.price,
+                trade_date=b.trade_date,
+                settle_date=b.settle_date,
+                fill_ref=b.fill_ref,
+                as_of=as_of,
+            )
+        return []
+    positions = _rows_lock(
+        Position, "security_id", {(b.account_id, b.security_id) for b in bookings}
+    )
+    currencies = _currencies(bookings)
+    seen = _fills_counted(bookings)
+    fills: list[PositionFill] = []
+    for b in bookings:
+        key = (b.account_id, b.security_id, b.fill_ref)
+        seen[key] = seen.get(key, 0) + 1
+        delta = signed_quantity(side=b.side, quantity=b.quantity)
+        fills.append(
+            PositionFill(
+                account_id=b.account_id,
+                security_id=b.security_id,
+                fill_ref=b.fill_ref,
+                seq=seen[key],
+                side=b.side,
+                quantity=b.quantity,
+                price=b.price,
+                trade_date=b.trade_date,
+                settle_date=b.settle_date,
+                currency=currencies[b.security_id],
+                net_money=q8(-delta * b.price),
+                booked_at=as_of,
+            )
+        )
+        position = positions[(b.account_id, b.security_id)]
+        state = position_state_apply(
+            PositionState(position.quantity, position.cost_basis, position.realized_pnl),
+            delta=delta,
+            price=b.price,
+        )
+        _position_set(position, state)
+    PositionFill.objects.bulk_create(fills)
+    now = timezone.now()
+    for position in positions.values():
+        position.updated_at = now
+    rows_update(
+        list(positions.values()),
+        ["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"],
+    )
+    balances = _rows_lock(CashBalance, "currency", {(f.account_id, f.currency) for f in fills})
+    settled_by = as_of.date()
+    movements = []
+    for fill in fills:
+        settled_now = fill.settle_date <= settled_by
+        movements.append(
+            CashMovement(
+                account_id=fill.account_id,
+                currency=fill.currency,
+                amount=fill.net_money,
+                settle_date=fill.settle_date,
+                kind=CashMovementKind.TRADE,
+                ref=fill.fill_ref,
+                reason=f"{fill.side} {fill.quantity} @ {fill.price}",
+                fill=fill,
+                is_settled=settled_now,
+                booked_at=as_of,
+            )
+        )
+        # The rows are locked and were read under the lock: adding here is what F() + amount
+        # would do in the database.
+        balance = balances[(fill.account_id, fill.currency)]
+        balance.projected += fill.net_money
+        if settled_now:
+            balance.settled += fill.net_money
+        balance.updated_at = now
+    CashMovement.objects.bulk_create(movements)
+    rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
+    for account_id in sorted({b.account_id for b in bookings}):
+        broadcast.position_changed_on_commit(account_id)
+    return fills
+
+
+def _fill_check(*, quantity, price, side, trade_date, settle_date) -> None:
+    if quantity == 0:
+        raise DomainError("A fill needs a non-zero quantity.", code="invalid_quantity")
+    if price <= 0:
+        raise DomainError("A fill needs a positive price.", code="invalid_price")
+    if settle_date < trade_date:
+        raise DomainError("Settlement cannot precede the trade.", code="invalid_settle_date")
+    signed_quantity(side=side, quantity=Decimal(1))  # validates side
+
+
+def _rows_lock(model, second: str, keys: set[tuple]) -> dict[tuple, Any]:
+    """Get-or-create and lock the Position or CashBalance rows of (account_id, `second`)
+    keys, in pk order: one SELECT ... FOR UPDATE when they all exist (the usual case)."""
+
+    def select(wanted: set[tuple]) -> dict[tuple, Any]:
+        by_second: dict[Any, list[int]] = {}
+        for account_id, other in wanted:
+            by_second.setdefault(other, []).append(account_id)
+        condition = Q()
+        for other, account_ids in by_second.items():
+            condition |= Q(account_id__in=account_ids, **{second: other})
+        rows = model.objects.select_for_update(of=("self",)).filter(condition).order_by("pk")
+        return {(r.account_id, getattr(r, second)): r for r in rows}
+
+    found = select(keys)
+    missing = keys - set(found)
+    if missing:
+        # ON CONFLICT DO NOTHING: two first fills on a new row both get here safely.
+        model.objects.bulk_create(
+            [model(account_id=a, **{second: o}) for a, o in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        found.update(select(missing))
+    return found
+
+
+def _currencies(bookings: list[FillBooking]) -> dict[int, str]:
+    known = {b.security_id: b.currency for b in bookings if b.currency}
+    wanted = {b.security_id for b in bookings} - set(known)
+    if wanted:
+        known.update(Security.objects.filter(pk__in=wanted).values_list("pk", "currency"))
+    return known
+
+
+def _fills_counted(bookings: list[FillBooking]) -> dict[tuple, int]:
+    """How many ledger rows each (account, security, fill_ref) has already: the next seq."""
+    rows = (
+        PositionFill.objects.filter(
+            account_id__in={b.account_id for b in bookings},
+            security_id__in={b.security_id for b in bookings},
+            fill_ref__in={b.fill_ref for b in bookings},
+        )
+        .values_list("account_id", "security_id", "fill_ref")
+        .annotate(n=Count("id"))
+    )
+    return {(a, s, r): n for a, s, r, n in rows}
 
 
 def _book(position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of):
@@ -268,11 +448,15 @@ def _reverse(position, side, quantity, price, fill_ref, seq, as_of):
     )
 
 
-def _position_save(position: Position, state: PositionState) -> None:
+def _position_set(position: Position, state: PositionState) -> None:
     position.quantity = state.quantity
     position.avg_cost = state.avg_cost
     position.cost_basis = state.cost_basis
     position.realized_pnl = state.realized_pnl
+
+
+def _position_save(position: Position, state: PositionState) -> None:
+    _position_set(position, state)
     position.save(
         update_fields=["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"]
     )
