@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import connection, connections, models, router, transaction
 from django.utils import timezone
 
 from . import context
@@ -18,9 +19,7 @@ from .models import AuditEvent
 GENESIS_HASH = "0" * 64
 # Arbitrary constant key for pg_advisory_xact_lock: one writer extends the chain at a time.
 CHAIN_LOCK_KEY = 7_300_417_001
-# Rows per INSERT in audit_record_many: one statement for any basket up to this size, and a
-# bounded statement for the largest programs.
-AUDIT_INSERT_BATCH = 10_000
+M = TypeVar("M", bound=models.Model)
 
 
 def _normalise(value: Any) -> Any:
@@ -120,6 +119,45 @@ def _event_fields(
     }
 
 
+def bulk_insert(objs: Sequence[M]) -> list[M]:
+    """Insert new model instances with COPY, in the given order, and set their primary keys:
+    what Model.objects.bulk_create(objs) does, for the large batches of a basket or program.
+
+    bulk_create costs about half a millisecond a row here (Django compiles every value, and
+    psycopg escapes each JSON document of its UNNEST arrays through a Python regex): 10,000
+    compliance results, order events and audit rows took 20 s. COPY sends the same rows as
+    one data stream, formatted in C: under a tenth of that. The keys come from the table's
+    own sequence, taken in one query, in order (so ordering by id keeps the list's order).
+    Database constraints and triggers apply as they do to an INSERT."""
+    objs = list(objs)
+    if len(objs) < 2:  # one INSERT ... RETURNING is the cheaper round trip for a single row
+        return type(objs[0]).objects.bulk_create(objs) if objs else []
+    model = type(objs[0])
+    meta = model._meta
+    conn = connections[router.db_for_write(model)]
+    quote = conn.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key and not f.generated]
+    pk = meta.pk
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, pk.column, len(objs)],
+        )
+        keys = sorted(row[0] for row in cursor.fetchall())
+        columns = ", ".join(quote(c) for c in [pk.column, *(f.column for f in fields)])
+        with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for key, obj in zip(keys, objs, strict=True):
+                obj._prepare_related_fields_for_save(operation_name="bulk_insert")
+                setattr(obj, pk.attname, key)
+                copy.write_row(
+                    [key, *(f.get_db_prep_save(f.pre_save(obj, add=True), conn) for f in fields)]
+                )
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = conn.alias
+    return objs
+
+
 def _chain_head() -> tuple[int, str]:
     """Lock the chain and return (next chain_seq, hash of the last event)."""
     with connection.cursor() as cursor:
@@ -185,4 +223,4 @@ def audit_record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
             row = _linked(fields, seq=seq, prev_hash=prev_hash)
             rows.append(row)
             seq, prev_hash = seq + 1, row.hash
-        return AuditEvent.objects.bulk_create(rows, batch_size=AUDIT_INSERT_BATCH)
+        return bulk_insert(rows)

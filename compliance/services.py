@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from audit.services import audit_record
+from audit.services import audit_record, bulk_insert
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 from oms.roles import COMPLIANCE, has_role
@@ -274,7 +274,7 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
         actor=actor if getattr(actor, "pk", None) else None,
         order_count=len(orders),
     )
-    checks = OrderCheck.objects.bulk_create(
+    checks = bulk_insert(
         [
             OrderCheck(
                 run=run,
@@ -286,7 +286,7 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
             for o in orders
         ]
     )
-    RuleHit.objects.bulk_create(
+    bulk_insert(
         [
             RuleHit(
                 order_check=check,

@@ -23,7 +23,12 @@ from . import broadcast
 from .blotter_selectors import may_work_orders
 from .lifecycle import OrderStatus
 from .models import BUY_SIDES, SELL_SIDES, Block, Order, OrderType, TimeInForce
-from .services import order_event_record, order_fill_apply, order_transition, orders_lock
+from .services import (
+    order_event_record,
+    order_fill_apply,
+    orders_lock,
+    orders_transition_bulk,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -335,15 +340,15 @@ def block_route(
     block.routed_at = as_of
     block.save()
     _allocation_plan_fix(block=block, actor=actor, as_of=as_of)
-    for order in orders:
-        order_transition(
-            order=order,
-            to_status=OrderStatus.PENDING_NEW,
-            as_of=as_of,
-            kind="route",
-            actor=actor,
-            details={"block": block.pk, "broker": broker.code},
-        )
+    route_details = {"block": block.pk, "broker": broker.code}
+    orders_transition_bulk(
+        orders=orders,
+        to_status=OrderStatus.PENDING_NEW,
+        as_of=as_of,
+        kind="route",
+        actor=actor,
+        details_by_order={order.pk: route_details for order in orders},
+    )
     fix_service("block_route_enqueue")(block=block, actor=actor, as_of=as_of)
     audit_record(
         actor=actor,

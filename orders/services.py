@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from audit.services import audit_record, audit_record_many
+from audit.services import audit_record, audit_record_many, bulk_insert
 from oms import roles
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
@@ -170,7 +170,7 @@ def orders_transition_bulk(
         )
     for names, members in by_names.items():
         _orders_update(orders=members, names=names, to_status=to_status, now=now)
-    OrderEvent.objects.bulk_create(events)
+    bulk_insert(events)
     audit_record_many(audits)
     for order in orders:
         broadcast.order_changed_on_commit(order.pk)
@@ -559,7 +559,7 @@ def orders_insert_bulk(
                 "after": after,
             }
         )
-    OrderEvent.objects.bulk_create(events)
+    bulk_insert(events)
     audit_record_many(audits)
     for order in orders:
         broadcast.order_changed_on_commit(order.pk)

@@ -97,7 +97,7 @@ def test_checking_a_basket_costs_the_same_queries_for_50_and_500_orders(firm):
         assert not Order.objects.filter(pk__in=ids, status="PENDING_COMPLIANCE").exists()
     # Both baskets end in all three verdicts, so both pay for three transition groups.
     assert verdict_sets[0] == verdict_sets[1] == {"PASS", "WARN", "BLOCK"}
-    assert counts[0] == counts[1] == 33
+    assert counts[0] == counts[1] == 41
 
 
 def test_creating_one_order_takes_a_fixed_number_of_queries(firm, django_assert_num_queries):
@@ -143,4 +143,4 @@ def test_confirming_a_basket_costs_the_same_queries_for_20_and_200_lines(firm):
         statuses = set(basket.orders.values_list("status", flat=True))
         assert statuses == {"STAGED", "BLOCKED"}  # XOM is restricted
         counts.append(len(ctx.captured_queries))
-    assert counts[0] == counts[1] == 51
+    assert counts[0] == counts[1] == 61
