@@ -16,13 +16,21 @@ from decimal import Decimal
 
 import quickfix as fix
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 
 from . import fixmsg, services
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, FixOrder, OutboxMessage
 
 log = logging.getLogger("fixgateway.session")
+
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def _now() -> datetime:
@@ -109,12 +117,37 @@ class GatewayApplication(fix.Application):
 
     def _guarded(self, message, handler) -> None:
         close_old_connections()
+        delay = 0.2
+        while True:
+            try:
+                handler(message)
+                return
+            except DB_UNAVAILABLE:
+                # QuickFIX counts a message as received only when this callback returns: while
+                # the database is unreachable, hold it here (the socket buffers what follows)
+                # and apply it once the database is back. Quarantining cannot work either, and
+                # returning would acknowledge a report nobody recorded.
+                log.warning("database unavailable; holding %s", fixmsg.raw_text(message)[:120])
+                self._reconnect_after(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except Exception as exc:
+                log.exception("FIX message could not be applied; quarantined")
+                self.stats["quarantined"] += 1
+                try:
+                    self._quarantine_raw(message, exc)
+                    return
+                except DB_UNAVAILABLE:
+                    self._reconnect_after(delay)
+                    delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _reconnect_after(delay: float) -> None:
         try:
-            handler(message)
-        except Exception as exc:
-            log.exception("FIX message could not be applied; quarantined")
-            self.stats["quarantined"] += 1
-            self._quarantine_raw(message, exc)
+            connection.close()
+        except Exception:  # a dead connection may fail to close; it is dropped either way
+            pass
+        time.sleep(delay)
 
     def _quarantine_raw(self, message, exc: Exception) -> None:
         try:
@@ -128,6 +161,8 @@ class GatewayApplication(fix.Application):
                     raw=fixmsg.raw_text(message),
                     as_of=_now(),
                 )
+        except DB_UNAVAILABLE:
+            raise  # _guarded holds the message until the database is back
         except Exception:
             log.exception("could not even quarantine: %s", fixmsg.raw_text(message))
 
