@@ -8,6 +8,7 @@ process runner, pytest or the benchmarks. Embedded servers live exactly as long 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -164,10 +165,13 @@ def run() -> int:
         env=env,
         cwd=ROOT,
     )
+    # Ctrl-C in a terminal reaches honcho directly; a SIGINT or SIGTERM sent to this process
+    # alone is passed on, so honcho stops every process either way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGINT))
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        # honcho got the same SIGINT from the terminal and stops its children; wait for it.
+        proc.send_signal(signal.SIGINT)
         try:
             return proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
