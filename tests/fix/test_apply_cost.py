@@ -1,0 +1,87 @@
+"""What one execution report costs the database: a fill is applied with a fixed number of
+statements whatever the number of orders in the block (pinned, so it cannot silently grow
+back), and the figures it books are the ones the per-order path booked."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.fix.conftest import routed_block
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# BEGIN; the block (found and locked) and its FixOrder; the ExecID check; savepoint; the
+# plan (with the replay check); the allocation execution; allocations; orders; orders and
+# their events; positions; the ledger's seq check; ledger; positions; cash rows; movements;
+# balances; allocations; slices; release; the execution; the block's cum from the ledger; the
+# block; COMMIT; and the blotter's read after commit. (It was 44 for one order, 86 for three.)
+STATEMENTS_PER_FILL = 26
+# The audit chain's own: its lock, its head, and the rows (audit.services decides how).
+AUDIT_STATEMENTS_AT_MOST = 4
+
+
+def _fill(broker, block, exec_id: str, qty: str, px: str, cum: str):
+    from django.utils import timezone
+
+    from fixgateway.services import InboundReport, execution_report_apply
+
+    report = InboundReport(
+        msg_type="8",
+        cl_ord_id=block.fix_order.cl_ord_id,
+        exec_id=exec_id,
+        exec_type="F",
+        ord_status="1",
+        last_qty=Decimal(qty),
+        last_px=Decimal(px),
+        cum_qty=Decimal(cum),
+        avg_px=Decimal(px),
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        result = execution_report_apply(broker=broker, report=report, as_of=timezone.now())
+    assert result.outcome == "applied", result
+    sql = [q["sql"] for q in ctx.captured_queries]
+    audit = [q for q in sql if "audit_auditevent" in q or "pg_advisory_xact_lock" in q]
+    assert len(audit) <= AUDIT_STATEMENTS_AT_MOST, audit
+    return len(sql) - len(audit)
+
+
+@pytest.mark.parametrize("quantities", [("900",), ("300", "600", "900")], ids=["1", "3"])
+def test_a_fill_costs_the_same_statements_for_one_order_or_three(desk, broker, quantities):
+    from orders.models import Block, Order
+    from positions.models import CashBalance, Position, PositionFill
+
+    block = Block.objects.select_related("fix_order").get(
+        pk=routed_block(desk, broker, *quantities).pk
+    )
+    total = sum(Decimal(q) for q in quantities)
+    versions = dict(Order.objects.filter(block=block).values_list("pk", "version"))
+    first = _fill(broker, block, "E1", str(total / 3), "10.00", str(total / 3))
+    second = _fill(broker, block, "E2", str(total / 3), "13.00", str(2 * total / 3))
+    # The first fill of an account also creates its position and cash rows (insert, lock).
+    assert first <= STATEMENTS_PER_FILL + 4
+    assert second == STATEMENTS_PER_FILL
+
+    block.refresh_from_db()
+    assert block.cum_qty == 2 * total / 3
+    assert block.avg_price == Decimal("11.5")
+    assert block.status == "PARTIALLY_FILLED"
+    for order in Order.objects.filter(block=block):
+        assert order.cum_qty == 2 * order.quantity / 3
+        assert order.leaves_qty == order.quantity - order.cum_qty
+        assert order.avg_price == Decimal("11.5")
+        assert order.status == "PARTIALLY_FILLED"
+        assert order.version == versions[order.pk] + 2
+    accounts = {o.account_id for o in Order.objects.filter(block=block)}
+    for account_id in accounts:
+        held = sum(o.cum_qty for o in Order.objects.filter(block=block, account_id=account_id))
+        position = Position.objects.get(account_id=account_id, security=block.security)
+        assert position.quantity == held
+        assert position.avg_cost == Decimal("11.5")
+        fills = PositionFill.objects.filter(account_id=account_id, security=block.security)
+        assert sum(f.net_money for f in fills) == -held * Decimal("11.5")
+        cash = CashBalance.objects.get(account_id=account_id, currency="USD")
+        assert cash.projected - cash.opening_settled == -held * Decimal("11.5")
