@@ -108,6 +108,90 @@ def _opening_positions(
     return result
 
 
+# (name, kind, parameters, severity, mandate): a typical long-only and hedge-fund rule book.
+RULES = [
+    ("Restricted list", "RESTRICTED_LIST", {}, "BLOCK", "Firm restricted list (MNPI, legal)"),
+    (
+        "Issuer max 10% of NAV",
+        "ISSUER_CONCENTRATION",
+        {"max_pct": "10"},
+        "BLOCK",
+        "Diversification, Investment Company Act s5(b)(1)",
+    ),
+    (
+        "Sector max 35% of NAV",
+        "SECTOR_CONCENTRATION",
+        {"max_pct": "35"},
+        "WARN",
+        "Fund prospectus sector limits",
+    ),
+    (
+        "Firm ownership 5% (13D/G)",
+        "FIRM_OWNERSHIP",
+        {"max_pct": "5"},
+        "WARN",
+        "SEC 13D/13G beneficial ownership reporting",
+    ),
+    (
+        "Firm ownership 10%",
+        "FIRM_OWNERSHIP",
+        {"max_pct": "10"},
+        "BLOCK",
+        "Section 16 insider threshold",
+    ),
+    (
+        "Fat finger",
+        "ORDER_SIZE",
+        {"max_quantity": "1000000", "max_notional": "50000000"},
+        "BLOCK",
+        "Desk order-size limits",
+    ),
+    ("Price band 5%", "PRICE_BAND", {"max_deviation_pct": "5"}, "WARN", "Desk price limits"),
+    ("Max 20% of ADV", "ADV_PARTICIPATION", {"max_pct": "20"}, "WARN", "Liquidity policy"),
+    ("No short sales", "NO_SHORT", {}, "BLOCK", "Long-only mandates"),
+    ("Cash available", "CASH", {}, "BLOCK", "No leverage in cash accounts"),
+    ("Opposite-side conflict", "OPPOSITE_SIDE", {}, "WARN", "Fair allocation / cross-trade policy"),
+    (
+        "Duplicate order (5 min)",
+        "DUPLICATE_ORDER",
+        {"window_minutes": 5},
+        "WARN",
+        "Operational risk",
+    ),
+]
+RESTRICTED = [("TSLA", "Wall-crossed on a pending capital raise (MNPI)")]
+
+
+def _rules(officer: User, now) -> int:
+    """The demo rule book, written through compliance's services (versioned, audited)."""
+    from compliance.models import Rule
+    from compliance.services import restricted_entry_add, rule_create
+
+    if Rule.objects.exists():
+        return 0
+    for name, kind, parameters, severity, mandate in RULES:
+        rule_create(
+            actor=officer,
+            as_of=now,
+            name=name,
+            kind=kind,
+            parameters=parameters,
+            severity=severity,
+            mandate=mandate,
+        )
+    for symbol, reason in RESTRICTED:
+        security = Security.objects.filter(symbol=symbol).first()
+        if security is not None:
+            restricted_entry_add(
+                actor=officer,
+                as_of=now,
+                security_id=security.pk,
+                reason=reason,
+                start_date=now.date(),
+            )
+    return len(RULES)
+
+
 @transaction.atomic
 def demo_load(*, password: str | None = None) -> dict[str, int]:
     """Load the demo firm. Idempotent: what exists is left exactly as it is."""
@@ -148,6 +232,7 @@ def demo_load(*, password: str | None = None) -> dict[str, int]:
             positions=_opening_positions(account, securities, seed=index),
             cash=[OpeningCash(account, "USD", Decimal(cash))],
         )
+    created_rules = _rules(users["compliance1"], now)
     for code, name, port, sender, target, bps in BROKERS:
         Broker.objects.get_or_create(
             code=code,
@@ -159,4 +244,4 @@ def demo_load(*, password: str | None = None) -> dict[str, int]:
                 "commission_bps": Decimal(bps),
             },
         )
-    return {"securities": report.applied, "accounts": created_accounts}
+    return {"securities": report.applied, "accounts": created_accounts, "rules": created_rules}

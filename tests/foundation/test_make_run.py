@@ -98,7 +98,10 @@ def test_make_run_with_local_services_serves_the_login_page(tmp_path):
     port = _free_port()
     env["OMS_PORT"] = str(port)
     _serve_and_stop(env, port, tmp_path / "run2.log")
-    assert "0 securities and 0 accounts created" in (tmp_path / "run2.log").read_text()
+    assert (
+        "0 securities, 0 accounts and 0 compliance rules created"
+        in (tmp_path / "run2.log").read_text()
+    )
 
 
 def test_make_run_with_embedded_services_serves_the_login_page(tmp_path):

@@ -15,10 +15,15 @@ pytestmark = pytest.mark.django_db
 def test_demo_data_loads_once_and_again_changes_nothing():
     from django.contrib.auth.models import User
 
+    from compliance.models import RestrictedEntry, Rule, RuleVersion
     from fixgateway.models import Broker
+    from oms.demo import RULES
     from positions.models import CashBalance, Position
 
     call_command("seed_demo")
+    assert Rule.objects.filter(active=True).count() == len(RULES)
+    assert RuleVersion.objects.count() == len(RULES)
+    assert RestrictedEntry.objects.filter(security__symbol="TSLA").exists()
     counts = (
         Security.objects.count(),
         Account.objects.count(),
@@ -26,6 +31,7 @@ def test_demo_data_loads_once_and_again_changes_nothing():
         Position.objects.count(),
         CashBalance.objects.count(),
         Broker.objects.count(),
+        RuleVersion.objects.count(),
     )
     assert counts[0] >= 300
     assert Security.objects.values("sector").distinct().count() >= 10
@@ -45,6 +51,7 @@ def test_demo_data_loads_once_and_again_changes_nothing():
         Position.objects.count(),
         CashBalance.objects.count(),
         Broker.objects.count(),
+        RuleVersion.objects.count(),
     )
     assert snapshot == list(Position.objects.order_by("pk").values_list("quantity", "avg_cost"))
 

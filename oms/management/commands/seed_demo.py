@@ -9,6 +9,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         created = demo_load()
         self.stdout.write(
-            f"demo data: {created['securities']} securities and {created['accounts']} accounts "
-            "created (0 and 0 means it was already loaded)"
+            f"demo data: {created['securities']} securities, {created['accounts']} accounts and "
+            f"{created['rules']} compliance rules created (all 0 means it was already loaded)"
         )
