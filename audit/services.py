@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -119,6 +119,10 @@ def _event_fields(
     }
 
 
+# Values psycopg writes into COPY exactly as Django's get_db_prep_save would pass them.
+_COPY_AS_IS = frozenset({str, int, bool, datetime, date, type(None)})
+
+
 def bulk_insert(objs: Sequence[M]) -> list[M]:
     """Insert new model instances with COPY, in the given order, and set their primary keys:
     what Model.objects.bulk_create(objs) does, for the large batches of a basket or program.
@@ -145,13 +149,29 @@ def bulk_insert(objs: Sequence[M]) -> list[M]:
         )
         keys = sorted(row[0] for row in cursor.fetchall())
         columns = ", ".join(quote(c) for c in [pk.column, *(f.column for f in fields)])
+        # pre_save only where it does something (auto_now dates); get_db_prep_save only for
+        # values COPY cannot take as they are (JSON documents, anything but plain types).
+        auto = {
+            f.attname
+            for f in fields
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+        }
+        # (DecimalFields too: Django rounds them to the field's places half-even.)
+        plain = [not isinstance(f, models.JSONField | models.DecimalField) for f in fields]
         with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for key, obj in zip(keys, objs, strict=True):
                 obj._prepare_related_fields_for_save(operation_name="bulk_insert")
                 setattr(obj, pk.attname, key)
-                copy.write_row(
-                    [key, *(f.get_db_prep_save(f.pre_save(obj, add=True), conn) for f in fields)]
-                )
+                row = [key]
+                for field, is_plain in zip(fields, plain, strict=True):
+                    if field.attname in auto:
+                        value = field.pre_save(obj, add=True)
+                    else:
+                        value = getattr(obj, field.attname)
+                    if not (is_plain and type(value) in _COPY_AS_IS):
+                        value = field.get_db_prep_save(value, conn)
+                    row.append(value)
+                copy.write_row(row)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = conn.alias

@@ -508,7 +508,7 @@ def orders_insert_bulk(
     single order only."""
     if idempotency_key and len(items) != 1:
         raise DomainError("An idempotency key names one order.", code="idempotency_key_batch")
-    orders = Order.objects.bulk_create(
+    orders = bulk_insert(
         [
             Order(
                 account=item.account,

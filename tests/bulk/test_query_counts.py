@@ -143,4 +143,4 @@ def test_confirming_a_basket_costs_the_same_queries_for_20_and_200_lines(firm):
         statuses = set(basket.orders.values_list("status", flat=True))
         assert statuses == {"STAGED", "BLOCKED"}  # XOM is restricted
         counts.append(len(ctx.captured_queries))
-    assert counts[0] == counts[1] == 61
+    assert counts[0] == counts[1] == 62
