@@ -209,3 +209,4 @@ def test_a_silent_counterparty_is_shown_down_within_two_heartbeats(
         f"back {back:.1f} s after the line came back",
     )
     assert noticed <= 2 * broker.heartbeat_seconds + 0.5
+    assert back < 30

@@ -33,7 +33,7 @@ def test_kill_9_at_random_points_applies_every_fill_once_and_sends_nothing_twice
     from fixgateway.models import Execution, SessionState
     from orders.models import Block, Order
 
-    total = scale(240, 10_000)
+    total = scale(160, 10_000)
     kills = scale(2, 8)
     n_blocks = scale(4, 10)
     per_block = total // n_blocks

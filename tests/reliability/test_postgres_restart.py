@@ -58,7 +58,7 @@ def test_postgres_restart_mid_stream_loses_no_fill(
     private_pg.clone(_test_database_url(), "oms_faults")
     url = private_pg.url("oms_faults")
     env = {**gateway_env, "DATABASE_URL": url}
-    n_blocks, per_block = 2, scale(60, 1000)
+    n_blocks, per_block = 2, scale(40, 1000)
     big, small = per_block * 3 // 5, per_block - per_block * 3 // 5
     fields = (
         "code name host port fix_version sender_comp_id target_comp_id heartbeat_seconds".split()
