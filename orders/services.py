@@ -320,7 +320,7 @@ def order_data_fingerprint(*, data: Mapping[str, Any]) -> str:
 
 class OrderLookups:
     """The accounts and securities a batch of order requests names, loaded in two queries
-    (a 2,000-line basket must not cost 4,000)."""
+    (a 10,000-line basket must not cost 20,000)."""
 
     def __init__(self, *, account_codes: Iterable[str], symbols: Iterable[str]) -> None:
         codes = {str(c).strip() for c in account_codes if c}
