@@ -224,8 +224,106 @@ def _end_to_end(n: int, tmp: Path) -> dict:
         connection.close()
 
 
+def _in_process(orders: int, reports: int) -> dict:
+    """execution_report_apply called directly (no QuickFIX): what one report costs the
+    database and this process, for a block of `orders` orders."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from fixgateway.models import Broker, FixOrder
+    from fixgateway.services import InboundReport, execution_report_apply
+    from orders.block_services import block_create, block_route
+    from orders.lifecycle import OrderStatus
+    from orders.models import Order
+    from tests import factories
+
+    tag = uuid.uuid4().hex[:6]
+    broker = Broker.objects.create(
+        code=f"I{tag}", name="bench", port=1, sender_comp_id=f"IO{tag}", target_comp_id=f"IT{tag}"
+    )
+    trader = factories.user(f"it{tag}", "Trader")
+    pm = factories.user(f"ip{tag}", "PM")
+    sec = factories.security(f"I{tag}", price="10.00")
+    now = timezone.now()
+    ids = [
+        Order.objects.create(
+            account=factories.account(f"I{tag}{i}", pm),
+            security=sec,
+            side="BUY",
+            quantity=Decimal(reports),
+            order_type="MARKET",
+            status=OrderStatus.STAGED,
+            pm=pm,
+            received_at=now,
+            leaves_qty=Decimal(reports),
+        ).pk
+        for i in range(orders)
+    ]
+    block = block_create(order_ids=ids, actor=trader, as_of=now)
+    block = block_route(
+        block_id=block.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
+    )
+    cl_ord_id = FixOrder.objects.get(block=block).cl_ord_id
+
+    def report(i: int) -> InboundReport:
+        return InboundReport(
+            msg_type="8",
+            cl_ord_id=cl_ord_id,
+            exec_id=f"X{i}",
+            exec_type="F",
+            ord_status="1",
+            last_qty=Decimal(orders),
+            last_px=Decimal("10.01"),
+            cum_qty=Decimal(orders * (i + 1)),
+            avg_px=Decimal("10.01"),
+        )
+
+    execution_report_apply(broker=broker, report=report(0), as_of=timezone.now())
+    with CaptureQueriesContext(connection) as ctx:
+        execution_report_apply(broker=broker, report=report(1), as_of=timezone.now())
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(2, reports):
+        execution_report_apply(broker=broker, report=report(i), as_of=timezone.now())
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {
+        "orders_per_block": orders,
+        "statements_per_report": len(ctx.captured_queries),
+        "ms_per_report": round(1000 * wall / (reports - 2), 2),
+        "cpu_ms_per_report": round(1000 * cpu / (reports - 2), 2),
+        "reports_per_s": round((reports - 2) / wall, 1),
+    }
+
+
+def _commit_floor(n: int = 2000) -> dict:
+    """What Postgres itself allows one connection: a round trip, and the smallest durable
+    transaction (one insert, committed), here, now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS fix_bench_probe (v int)")
+        started = time.perf_counter()
+        for _ in range(n):
+            cursor.execute("SELECT 1")
+        trip = (time.perf_counter() - started) / n
+        # A temporary table writes no WAL: commit a real one to pay for the flush.
+        cursor.execute("CREATE TABLE IF NOT EXISTS fix_bench_commit_probe (v int)")
+        started = time.perf_counter()
+        for _ in range(n):
+            cursor.execute("INSERT INTO fix_bench_commit_probe VALUES (1)")
+        commit = (time.perf_counter() - started) / n
+        cursor.execute("DROP TABLE fix_bench_commit_probe")
+    return {
+        "round_trip_ms": round(1000 * trip, 3),
+        "insert_and_commit_ms": round(1000 * commit, 3),
+        "commits_per_s": round(1 / commit),
+    }
+
+
 def main(argv: list[str]) -> dict:
     n = int(os.environ.get("OMS_BENCH_FIX_REPORTS", "20000"))
+    in_process = [_in_process(orders, 300) for orders in (1, 3)]
+    floor = _commit_floor()
     with tempfile.TemporaryDirectory() as tmp:
         raw = _raw(n, Path(tmp))
         e2e = _end_to_end(n, Path(tmp))
@@ -237,4 +335,6 @@ def main(argv: list[str]) -> dict:
         "ratio_raw_to_end_to_end": round(raw / e2e["rate"], 1) if e2e["rate"] else None,
         "target_reports_per_s": 1000,
         "meets_target": e2e["rate"] >= 1000,
+        "in_process_apply": in_process,
+        "postgres_floor": floor,
     }

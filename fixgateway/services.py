@@ -18,7 +18,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, Q, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 
 from audit.services import audit_record
 from oms.errors import Conflict, DomainError, NotFound
@@ -533,7 +544,19 @@ def _report_fix_order_lock(*, broker: Broker, report: InboundReport) -> FixOrder
         block = blocks.filter(pk=Subquery(found)).first()
     if block is None:
         return None
-    fix_order = FixOrder.objects.select_for_update().get(block=block)
+    # Whether the ExecID was seen comes with the FixOrder: that statement starts after the
+    # block is locked (so it sees every report applied before ours), and never waits itself.
+    fix_order = (
+        FixOrder.objects.select_for_update()
+        .annotate(
+            exec_id_seen=Exists(
+                Execution.objects.filter(
+                    broker=broker, fix_order=OuterRef("pk"), exec_id=report.exec_id
+                )
+            )
+        )
+        .get(block=block)
+    )
     fix_order.block = block
     return fix_order
 
@@ -822,9 +845,13 @@ def execution_report_apply(
                 )
                 return ApplyResult("quarantined", detail=mismatch)
             return ApplyResult("applied")
-        existing = Execution.objects.filter(
-            broker=broker, fix_order=fix_order, exec_id=report.exec_id
-        ).first()
+        existing = (
+            Execution.objects.filter(
+                broker=broker, fix_order=fix_order, exec_id=report.exec_id
+            ).first()
+            if fix_order.exec_id_seen
+            else None
+        )
         digest = report.content_hash()
         if existing is not None:
             if existing.content_hash == digest:
