@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from audit.services import audit_record, bulk_insert
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
-from oms.roles import COMPLIANCE, has_role
+from oms.roles import COMPLIANCE, has_role, sees_all_accounts
 from oms.selectors import accounts_visible_to
 
 from .engine import Candidate, program_evaluate, rules_in_force
@@ -384,7 +384,12 @@ def compliance_ticket_check(
     acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
     if acct is None:
         errors["account"] = [f"No account {account!r} that you may trade."]
-    elif has_role(actor, "PM") and not has_role(actor, "Admin", COMPLIANCE):
+    elif (
+        has_role(actor, "PM")
+        and not has_role(actor, "Admin", COMPLIANCE)
+        # Otherwise accounts_visible_to already kept only the accounts the PM manages.
+        and sees_all_accounts(actor)
+    ):
         if not acct.managers.filter(pk=actor.pk).exists():
             errors["account"] = [f"No account {account!r} that you may trade."]
     security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()

@@ -118,7 +118,7 @@ def test_the_order_ticket_check_takes_a_fixed_number_of_queries(firm, django_ass
     client = APIClient()
     client.force_authenticate(firm.pm1)
     body = {"account": "ACCT1", "symbol": "AAPL", "side": "BUY", "quantity": "100"}
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(14):
         response = client.post("/api/compliance/check/", body, format="json")
     assert response.status_code == 200
     assert response.json()["verdict"] == "PASS"
