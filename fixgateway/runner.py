@@ -16,6 +16,7 @@ So the store is the single record of what was sent: nothing is lost, nothing sen
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -128,6 +129,12 @@ def initiator_settings(broker: Broker) -> fix.SessionSettings:
     return fixmsg.session_settings(default, [session])
 
 
+def _registered_session(broker: Broker):
+    return fix.Session.lookupSession(
+        fix.SessionID(broker.fix_version, broker.sender_comp_id, broker.target_comp_id)
+    )
+
+
 class BrokerSession(threading.Thread):
     """Waits for the broker's lock, then runs its initiator and sends from the outbox."""
 
@@ -178,6 +185,13 @@ class BrokerSession(threading.Thread):
         close_old_connections()
         broker = Broker.objects.get(pk=self.broker_id)
         outbox_reconcile_with_store(broker)
+        stale = _registered_session(broker)
+        if stale is not None:
+            gc.collect()
+            if _registered_session(broker) is not None:
+                # A previous engine of this session is still alive: starting another one now
+                # would leave QuickFIX's registry pointing at a dead session.
+                raise RuntimeError(f"{broker}: the previous FIX engine is still registered")
         self.app = GatewayApplication(broker)
         store_factory = fix.FileStoreFactory(initiator_settings(broker))
         settings_ = initiator_settings(broker)
@@ -224,6 +238,12 @@ class BrokerSession(threading.Thread):
                 initiator.stop()
             except Exception:
                 log.exception("initiator stop failed")
+            # Destroy the engine now. Its sessions leave QuickFIX's global registry (by
+            # SessionID) only when it is destroyed; if a traceback logged below kept this frame
+            # alive, the stale engine would unregister the *next* engine's session when it
+            # finally went, and that engine segfaults on its next reconnect or stop.
+            del initiator
+            gc.collect()
             try:
                 services.session_state_update(
                     broker_id=self.broker_id, as_of=_now(), logged_on=False
