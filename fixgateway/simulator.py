@@ -649,6 +649,17 @@ class BrokerSimulator(fix.Application):
             out.append(f"{head}{body}10={checksum:03d}\x01")
         return {"raw": out}
 
+    def _cmd_disconnect(self) -> dict:
+        """Log every connected OMS session out (the OMS must reconnect on its own)."""
+        names = sorted(self.sessions)
+        for name in names:
+            begin, rest = name.split(":", 1)
+            sender, target = rest.split("->", 1)
+            session = fix.Session.lookupSession(fix.SessionID(begin, sender, target))
+            if session is not None:
+                session.disconnect()  # logout() would also disable it: no more logons
+        return {"sessions": names}
+
     def _cmd_done_for_day(self) -> dict:
         count = 0
         for order in {id(o): o for o in self.orders.values()}.values():

@@ -100,6 +100,12 @@ def test_postgres_restart_mid_stream_loses_no_fill(
             assert Decimal(theirs["cum"]) == Decimal(ours["cum"]) == per_block
             assert [Decimal(c) for c in ours["orders_cum"]] == [big, small]
         sent_twice = sum(c - 1 for c in sim_state["received"].values())
+        # The engine restarted in-process during the outage: it must survive the next
+        # reconnect too (a stale engine once left it unregistered, and it segfaulted here).
+        assert sim("disconnect")["sessions"]
+        wait_until(lambda: not sim("state")["sessions"], timeout=10, what="logged out")
+        wait_until(lambda: sim("state")["sessions"], timeout=30, what="the session back")
+        assert all(p.poll() is None for p in gateway.procs)
         figure(
             faults=1,
             checked=f"{n_blocks * per_block} fills; database down {restarted:.1f} s, every "
