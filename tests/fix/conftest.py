@@ -4,6 +4,7 @@ database, talking over 127.0.0.1."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -48,6 +49,11 @@ class Sim:
     def stop(self):
         self.app.stop()
         self.acceptor.stop()
+        # Destroy the engine now: its sessions leave QuickFIX's global registry only then, and
+        # a failed test's traceback keeps this object alive; the next test's simulator would
+        # otherwise be handed this one's stale session (same SessionID).
+        self.acceptor = None
+        gc.collect()
 
 
 @pytest.fixture
