@@ -9,10 +9,7 @@ or a shell), which have no service of ours to call, so their signals are the hoo
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import threading
 from urllib.parse import urlparse
 
 from channels.db import database_sync_to_async
@@ -27,6 +24,7 @@ from django.utils.module_loading import import_string
 
 from audit.access import access_denied_record
 
+from .publish import submit
 from .roles import user_roles
 
 logger = logging.getLogger(__name__)
@@ -40,39 +38,14 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
-_loop_lock = threading.Lock()
-
-
-def _publisher_loop() -> asyncio.AbstractEventLoop:
-    """A loop of our own in a daemon thread: the committing caller may be sync code with an
-    event loop already running in its thread (Playwright's, Daphne's), where async_to_sync is
-    refused, and it should never wait on Redis."""
-    global _loop, _loop_pid
-    with _loop_lock:
-        # A forked worker inherits the object but not the thread: start its own.
-        if _loop is None or _loop_pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="access-publisher", daemon=True).start()
-            _loop, _loop_pid = loop, os.getpid()
-        return _loop
-
-
-def _log_failure(future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("publishing an access change failed", exc_info=future.exception())
-
-
 def user_access_changed(*, user_id: int) -> None:
     """Tell every open websocket of this user to re-check its access, once the change commits."""
 
     def publish() -> None:
-        future = asyncio.run_coroutine_threadsafe(
-            get_channel_layer().group_send(user_group(user_id), {"type": "access.changed"}),
-            _publisher_loop(),
+        submit(
+            lambda: get_channel_layer().group_send(user_group(user_id), {"type": "access.changed"}),
+            what="an access change",
         )
-        future.add_done_callback(_log_failure)
 
     transaction.on_commit(publish)
 

@@ -1,0 +1,100 @@
+"""Pushing live updates after commit, from any thread, without waiting on Redis.
+
+Services mark what they changed with `changed_on_commit`; when the transaction commits, the
+collected items go to the feed's flush function once. Flush functions hand their sending to
+`submit`: one daemon thread per process runs an event loop of its own and sends strictly in
+submission order (so per-group sequence numbers leave a process in order). The committing
+caller may be a QuickFIX callback thread, or sync code with an event loop already running in
+its thread (Daphne's, Playwright's), where async_to_sync is refused; it never waits here, and a
+failed send is logged, never raised: the commit already happened, and pages recover from
+missed messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+class _Batch:
+    """What one transaction changed for one feed, flushed once when it commits."""
+
+    def __init__(self, connection, attr: str, flush: Callable[[list], None]) -> None:
+        self.connection, self.attr, self.flush = connection, attr, flush
+        self.items: set = set()
+
+    def __call__(self) -> None:
+        if getattr(self.connection, self.attr, None) is self:
+            setattr(self.connection, self.attr, None)
+        self.flush(sorted(self.items))
+
+
+def changed_on_commit(feed: str, item: Any, flush: Callable[[list], None]) -> None:
+    """Collect `item` for `feed`; after commit call flush(sorted items) once per transaction
+    (at once when no transaction is open)."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        flush([item])
+        return
+    attr = f"_oms_publish_batch_{feed}"
+    batch = getattr(connection, attr, None)
+    # A rolled-back savepoint drops its on-commit callbacks: start a new batch then.
+    if batch is None or not any(entry[1] is batch for entry in connection.run_on_commit):
+        batch = _Batch(connection, attr, flush)
+        setattr(connection, attr, batch)
+        transaction.on_commit(batch)
+    batch.items.add(item)
+
+
+class _Sender:
+    """One thread with its own event loop, sending submitted work one item at a time."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queue: asyncio.Queue | None = None
+        self.thread = threading.Thread(target=self._run, name="oms-publisher", daemon=True)
+        self.thread.start()
+        self.ready.wait(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue = asyncio.Queue()
+        self.ready.set()
+        while True:
+            make, what = await self.queue.get()
+            try:
+                await make()
+            except Exception:
+                logger.exception("publishing %s failed", what)
+
+    def submit(self, make: Callable[[], Awaitable[None]], what: str) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (make, what))
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def submit(make: Callable[[], Awaitable[None]], *, what: str) -> None:
+    """Run the coroutine `make()` on this process's publisher thread, after everything
+    submitted before it."""
+    global _sender
+    with _sender_lock:
+        # A forked worker inherits the object but not the thread: start its own.
+        if _sender is None or _sender.pid != os.getpid() or not _sender.thread.is_alive():
+            _sender = _Sender()
+        sender = _sender
+    sender.submit(make, what)
