@@ -61,6 +61,39 @@ def order_event_record(
     )
 
 
+def order_history_record(
+    *,
+    order: Order,
+    kind: str,
+    as_of: datetime,
+    actor=None,
+    from_status: str,
+    to_status: str,
+    details: dict[str, Any] | None = None,
+    before: Any = None,
+    after: Any = None,
+) -> None:
+    """What happened to the order, twice over: in its own history (OrderEvent) and in the
+    firm's audit trail (action "order.<kind>"), in the caller's transaction."""
+    order_event_record(
+        order=order,
+        kind=kind,
+        as_of=as_of,
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        details=details,
+    )
+    audit_record(
+        actor=actor,
+        action=f"order.{kind}",
+        obj=order,
+        occurred_at=as_of,
+        before=before,
+        after=after,
+    )
+
+
 def order_transition(
     *,
     order: Order,
@@ -84,7 +117,7 @@ def order_transition(
         setattr(order, name, value)
     order.version += 1
     order.save(update_fields=["status", "version", "updated_at", *(extra_fields or {})])
-    order_event_record(
+    order_history_record(
         order=order,
         kind=kind,
         as_of=as_of,
@@ -92,12 +125,6 @@ def order_transition(
         from_status=current,
         to_status=to_status,
         details=details,
-    )
-    audit_record(
-        actor=actor,
-        action=f"order.{kind}",
-        obj=order,
-        occurred_at=as_of,
         before=before,
         after={"status": to_status, **(extra_fields or {}), **(details or {})},
     )
@@ -734,7 +761,7 @@ def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -
             setattr(order, name, value)
         order.version += 1
         order.save(update_fields=["version", "updated_at", *fields])
-        order_event_record(
+        order_history_record(
             order=order,
             kind="amend",
             as_of=as_of,
@@ -742,12 +769,6 @@ def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -
             from_status=order.status,
             to_status=order.status,
             details=details,
-        )
-        audit_record(
-            actor=actor,
-            action="order.amend",
-            obj=order,
-            occurred_at=as_of,
             before=before,
             after=_jsonable(fields),
         )
@@ -799,7 +820,7 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
         errors["time_in_force"] = ["An order at the broker cannot become GTD."]
     if errors:
         raise ValidationError(errors)
-    order_event_record(
+    order_history_record(
         order=order,
         kind="amend_request",
         as_of=as_of,
@@ -807,12 +828,6 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
         from_status=order.status,
         to_status=order.status,
         details={"requested": _jsonable(diff)},
-    )
-    audit_record(
-        actor=actor,
-        action="order.amend_request",
-        obj=order,
-        occurred_at=as_of,
         before=_jsonable({name: getattr(order, name) for name in diff}),
         after=_jsonable(diff),
     )
@@ -854,7 +869,7 @@ def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> 
             extra_fields={"leaves_qty": Decimal(0)},
         )
     check_transition(order.status, OrderStatus.PENDING_CANCEL)
-    order_event_record(
+    order_history_record(
         order=order,
         kind="cancel_request",
         as_of=as_of,
@@ -862,12 +877,6 @@ def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> 
         from_status=order.status,
         to_status=order.status,
         details=details,
-    )
-    audit_record(
-        actor=actor,
-        action="order.cancel_request",
-        obj=order,
-        occurred_at=as_of,
         before={"status": order.status},
         after=details,
     )

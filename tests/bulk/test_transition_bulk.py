@@ -135,9 +135,9 @@ def test_every_moved_order_is_pushed_once_after_commit(refdata, django_capture_o
     with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
         locked = orders_lock(order_ids=[o.pk for o in orders])
         orders_transition_bulk(orders=locked, to_status="APPROVED", as_of=AS_OF, kind="test")
-    batches = [cb for cb in callbacks if hasattr(cb, "order_ids")]
+    batches = [cb for cb in callbacks if getattr(cb, "attr", "").endswith("_orders")]
     assert len(batches) == 1
-    assert batches[0].order_ids == {o.pk for o in orders}
+    assert batches[0].items == {o.pk for o in orders}
 
 
 def test_the_query_count_does_not_grow_with_the_orders(refdata):
