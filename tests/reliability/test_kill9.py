@@ -51,7 +51,11 @@ def test_kill_9_at_random_points_applies_every_fill_once_and_sends_nothing_twice
         return routed_block(desk, broker, str(big), str(small), security=security)
 
     blocks = [route(i) for i in range(n_blocks // 2)]
-    points = sorted(rng.sample(range(total // 10, total * 8 // 10), kills))
+    # The first kill comes while only the first wave of blocks is trading (the second wave is
+    # routed right after it); the others anywhere in the stream.
+    first_wave = (n_blocks // 2) * per_block
+    points = [rng.randrange(total // 10, first_wave * 9 // 10)]
+    points += sorted(rng.sample(range(points[0] + 1, total * 8 // 10), kills - 1))
     takeovers, restarts = [], []
 
     def fills_applied() -> int:

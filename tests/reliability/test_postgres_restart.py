@@ -102,6 +102,7 @@ def test_postgres_restart_mid_stream_loses_no_fill(
         sent_twice = sum(c - 1 for c in sim_state["received"].values())
         # The engine restarted in-process during the outage: it must survive the next
         # reconnect too (a stale engine once left it unregistered, and it segfaulted here).
+        wait_until(lambda: sim("state")["sessions"], timeout=30, what="the session up")
         assert sim("disconnect")["sessions"]
         wait_until(lambda: not sim("state")["sessions"], timeout=10, what="logged out")
         wait_until(lambda: sim("state")["sessions"], timeout=30, what="the session back")
