@@ -37,8 +37,11 @@ def main(argv: list[str]) -> int:
     RESULTS.mkdir(exist_ok=True)
     run = {
         "started_at": datetime.now(UTC).isoformat(),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "benchmarks": {},
     }
     failed = False
