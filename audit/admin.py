@@ -60,8 +60,21 @@ class AuditedAdminMixin:
             self.delete_model(request, obj)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records that change only through their services (or never): the admin shows them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
         "chain_seq",
         "occurred_at",
@@ -73,12 +86,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     ]
     list_filter = ["action", "object_type"]
     search_fields = ["actor_username", "object_id", "object_repr", "request_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

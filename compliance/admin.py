@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit.admin import AuditedAdminMixin
+from audit.admin import AuditedAdminMixin, ReadOnlyAdmin
 
 from .models import Breach, CheckRun, OrderCheck, Override, RestrictedEntry, Rule, RuleVersion
 from .parameters import EXAMPLES
@@ -146,37 +146,26 @@ class RestrictedEntryAdmin(AuditedAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["security"]
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(CheckRun)
-class CheckRunAdmin(_ReadOnly):
+class CheckRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "as_of", "actor", "order_count", "breach_count", "rule"]
     list_filter = ["kind"]
 
 
 @admin.register(OrderCheck)
-class OrderCheckAdmin(_ReadOnly):
+class OrderCheckAdmin(ReadOnlyAdmin):
     list_display = ["order", "verdict", "checked_at", "run"]
     list_filter = ["verdict"]
     raw_id_fields = ["order", "run"]
 
 
 @admin.register(Override)
-class OverrideAdmin(_ReadOnly):
+class OverrideAdmin(ReadOnlyAdmin):
     list_display = ["order", "verdict", "actor", "at", "reason"]
     list_filter = ["verdict"]
 
 
 @admin.register(Breach)
-class BreachAdmin(_ReadOnly):
+class BreachAdmin(ReadOnlyAdmin):
     list_display = ["run", "rule", "account", "key", "value", "limit", "cause"]
     list_filter = ["cause", "rule"]

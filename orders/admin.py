@@ -1,19 +1,8 @@
 from django.contrib import admin
 
+from audit.admin import ReadOnlyAdmin
+
 from .models import Basket, Block, Order, OrderEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Orders change only through their services (lifecycle, audit); the admin only shows them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Order)

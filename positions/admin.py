@@ -1,26 +1,18 @@
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin, ReadOnlyAdmin
+
 from .models import CashBalance, CashMovement, FxRate, Position, PositionFill
 
 
 @admin.register(FxRate)
-class FxRateAdmin(admin.ModelAdmin):
+class FxRateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["base", "quote", "rate", "as_of_date"]
     list_filter = ["base", "quote"]
     ordering = ["base", "quote", "-as_of_date"]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Positions, cash and the ledger change only through the services (fills, the SOD load)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+# Positions, cash and the ledger change only through the services (fills, the SOD load).
 
 
 @admin.register(Position)
