@@ -232,6 +232,40 @@ def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
     return {r[0]: SecurityInfo(*r) for r in rows}
 
 
+# The columns an OpenOrder is read from, and the reading (remaining = quantity - cum_qty).
+_ORDER_ROW = (
+    "id",
+    "account_id",
+    "security_id",
+    "side",
+    "quantity",
+    "cum_qty",
+    "limit_price",
+    "pm_id",
+    "account__code",
+    "pm__username",
+    "received_at",
+    "status",
+)
+
+
+def _open_order(r: tuple) -> OpenOrder:
+    return OpenOrder(
+        id=r[0],
+        account_id=r[1],
+        security_id=r[2],
+        side=r[3],
+        remaining=r[4] - r[5],
+        quantity=r[4],
+        limit_price=r[6],
+        pm_id=r[7],
+        account_code=r[8],
+        pm_name=r[9],
+        received_at=r[10],
+        status=r[11],
+    )
+
+
 def _open_orders(
     *, account_ids: set[int], security_ids: set[int], exclude_ids: set[int], firm_wide: bool
 ) -> list[OpenOrder]:
@@ -240,38 +274,8 @@ def _open_orders(
         where |= Q(security_id__in=security_ids)
     # The orders being checked are left out here rather than in SQL: a NOT IN of thousands of
     # ids costs more than skipping them.
-    rows = Order.objects.filter(where, status__in=OPEN).values_list(
-        "id",
-        "account_id",
-        "security_id",
-        "side",
-        "quantity",
-        "cum_qty",
-        "limit_price",
-        "pm_id",
-        "account__code",
-        "pm__username",
-        "received_at",
-        "status",
-    )
-    return [
-        OpenOrder(
-            id=r[0],
-            account_id=r[1],
-            security_id=r[2],
-            side=r[3],
-            remaining=r[4] - r[5],
-            quantity=r[4],
-            limit_price=r[6],
-            pm_id=r[7],
-            account_code=r[8],
-            pm_name=r[9],
-            received_at=r[10],
-            status=r[11],
-        )
-        for r in rows
-        if r[4] - r[5] > 0 and r[0] not in exclude_ids
-    ]
+    rows = Order.objects.filter(where, status__in=OPEN).values_list(*_ORDER_ROW)
+    return [_open_order(r) for r in rows if r[4] - r[5] > 0 and r[0] not in exclude_ids]
 
 
 def _recent_orders(
@@ -284,24 +288,7 @@ def _recent_orders(
     ).exclude(status__in=[OrderStatus.REJECTED, OrderStatus.CANCELLED])
     if exclude_ids:
         qs = qs.exclude(pk__in=exclude_ids)
-    rows = qs.values_list(
-        "id",
-        "account_id",
-        "security_id",
-        "side",
-        "quantity",
-        "cum_qty",
-        "limit_price",
-        "pm_id",
-        "account__code",
-        "pm__username",
-        "received_at",
-        "status",
-    )
-    return [
-        OpenOrder(r[0], r[1], r[2], r[3], r[4] - r[5], r[4], r[6], r[7], r[8], r[9], r[10], r[11])
-        for r in rows
-    ]
+    return [_open_order(r) for r in qs.values_list(*_ORDER_ROW)]
 
 
 class Context:
