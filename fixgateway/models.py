@@ -163,6 +163,11 @@ class SessionState(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     owner = models.CharField(max_length=128, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
+    # The inbound sequence number of the last message whose effects are committed, and the
+    # QuickFIX store (its creation time) that numbering belongs to: at start-up the session is
+    # wound back to it, so the broker resends whatever was received but never committed.
+    inbound_store_created = models.CharField(max_length=32, blank=True)
+    inbound_applied_seq_num = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.broker_id} {'up' if self.logged_on else 'down'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import QuerySet
@@ -77,3 +78,23 @@ def kill_switches_engaged() -> QuerySet[KillSwitch]:
 
 def quarantine_open() -> QuerySet[Quarantine]:
     return Quarantine.objects.filter(resolved_at__isnull=True).select_related("broker")
+
+
+@dataclass(frozen=True)
+class InboundMark:
+    """Where a batch ends in the broker's inbound numbering: QuickFIX's store (by its creation
+    time) and the sequence number of the batch's last message."""
+
+    store_created: str
+    seq_num: int
+
+
+def inbound_mark(*, broker_id: int) -> InboundMark | None:
+    row = (
+        SessionState.objects.filter(broker_id=broker_id)
+        .values_list("inbound_store_created", "inbound_applied_seq_num")
+        .first()
+    )
+    if row is None or not row[0]:
+        return None
+    return InboundMark(store_created=row[0], seq_num=row[1])

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import (
     Case,
     Exists,
@@ -46,6 +46,7 @@ from .models import (
     Quarantine,
     SessionState,
 )
+from .selectors import InboundMark
 
 log = logging.getLogger("fixgateway")
 alerts = logging.getLogger("fixgateway.alerts")
@@ -817,99 +818,102 @@ def _reconcile_status(
 def execution_report_apply(
     *, broker: Broker, report: InboundReport, as_of: datetime
 ) -> ApplyResult:
-    """Apply one ExecutionReport exactly once, in one transaction (the QuickFIX callback calls
-    this before returning, so a crash before commit means the report comes again)."""
+    """Apply one ExecutionReport exactly once, in one transaction of its own."""
     with transaction.atomic(durable=True):
-        fix_order = _report_fix_order_lock(broker=broker, report=report)
-        if fix_order is None:
-            quarantine_record(
-                broker=broker,
-                reason="unknown_cl_ord_id",
-                report=report,
-                detail=f"no order known by ClOrdID {report.cl_ord_id!r}",
-                as_of=as_of,
-            )
-            return ApplyResult("unknown", dont_know=report.exec_type in TRADE_TYPES | {"G"})
-        block = fix_order.block
-        if report.exec_type == "I":
-            mismatch = _reconcile_status(
-                fix_order=fix_order, block=block, report=report, as_of=as_of
-            )
-            if mismatch:
-                quarantine_record(
-                    broker=broker,
-                    reason="reconcile_mismatch",
-                    report=report,
-                    detail=mismatch,
-                    as_of=as_of,
-                )
-                return ApplyResult("quarantined", detail=mismatch)
-            return ApplyResult("applied")
-        existing = (
-            Execution.objects.filter(
-                broker=broker, fix_order=fix_order, exec_id=report.exec_id
-            ).first()
-            if fix_order.exec_id_seen
-            else None
-        )
-        digest = report.content_hash()
-        if existing is not None:
-            if existing.content_hash == digest:
-                return ApplyResult("duplicate")
-            quarantine_record(
-                broker=broker,
-                reason="exec_id_conflict",
-                report=report,
-                detail=f"ExecID {report.exec_id} seen before with different content",
-                as_of=as_of,
-            )
-            return ApplyResult("quarantined", detail="exec_id_conflict")
-        execution = Execution(
+        return _execution_report_apply(broker=broker, report=report, as_of=as_of)
+
+
+def _execution_report_apply(
+    *, broker: Broker, report: InboundReport, as_of: datetime
+) -> ApplyResult:
+    """Inside the caller's transaction: an ExecID seen before changes nothing, the same
+    ExecID with other content is quarantined."""
+    fix_order = _report_fix_order_lock(broker=broker, report=report)
+    if fix_order is None:
+        quarantine_record(
             broker=broker,
-            fix_order=fix_order,
-            exec_id=report.exec_id,
-            exec_type=report.exec_type,
-            ord_status=report.ord_status,
-            cl_ord_id=report.cl_ord_id,
-            exec_ref_id=report.exec_ref_id,
-            last_qty=report.last_qty,
-            last_px=report.last_px,
-            cum_qty=report.cum_qty,
-            avg_px=report.avg_px,
-            leaves_qty=report.leaves_qty,
-            trade_date=report.trade_date,
-            content_hash=digest,
-            raw=report.raw,
-            received_at=as_of,
+            reason="unknown_cl_ord_id",
+            report=report,
+            detail=f"no order known by ClOrdID {report.cl_ord_id!r}",
+            as_of=as_of,
         )
-        problem: ApplyResult | None = None
-        try:
-            with transaction.atomic():
-                problem = _apply_kind(
-                    broker=broker,
-                    fix_order=fix_order,
-                    block=block,
-                    report=report,
-                    execution=execution,
-                    as_of=as_of,
-                )
-                if problem is not None:
-                    raise _Refused
-        except _Refused:
-            pass
-        except DomainError as exc:
-            problem = ApplyResult("quarantined", detail=f"{exc.code}: {exc.message}")
-        if problem is not None:
-            # The report is kept (so its replay is recognised) but changes nothing.
-            block.refresh_from_db()
-            execution.state = Execution.State.QUARANTINED
-            execution.save()
-            reason = problem.detail.split(":", 1)[0][:32] or "refused"
+        return ApplyResult("unknown", dont_know=report.exec_type in TRADE_TYPES | {"G"})
+    block = fix_order.block
+    if report.exec_type == "I":
+        mismatch = _reconcile_status(fix_order=fix_order, block=block, report=report, as_of=as_of)
+        if mismatch:
             quarantine_record(
-                broker=broker, reason=reason, report=report, detail=problem.detail, as_of=as_of
+                broker=broker,
+                reason="reconcile_mismatch",
+                report=report,
+                detail=mismatch,
+                as_of=as_of,
             )
-            return problem
+            return ApplyResult("quarantined", detail=mismatch)
         return ApplyResult("applied")
+    existing = (
+        Execution.objects.filter(broker=broker, fix_order=fix_order, exec_id=report.exec_id).first()
+        if fix_order.exec_id_seen
+        else None
+    )
+    digest = report.content_hash()
+    if existing is not None:
+        if existing.content_hash == digest:
+            return ApplyResult("duplicate")
+        quarantine_record(
+            broker=broker,
+            reason="exec_id_conflict",
+            report=report,
+            detail=f"ExecID {report.exec_id} seen before with different content",
+            as_of=as_of,
+        )
+        return ApplyResult("quarantined", detail="exec_id_conflict")
+    execution = Execution(
+        broker=broker,
+        fix_order=fix_order,
+        exec_id=report.exec_id,
+        exec_type=report.exec_type,
+        ord_status=report.ord_status,
+        cl_ord_id=report.cl_ord_id,
+        exec_ref_id=report.exec_ref_id,
+        last_qty=report.last_qty,
+        last_px=report.last_px,
+        cum_qty=report.cum_qty,
+        avg_px=report.avg_px,
+        leaves_qty=report.leaves_qty,
+        trade_date=report.trade_date,
+        content_hash=digest,
+        raw=report.raw,
+        received_at=as_of,
+    )
+    problem: ApplyResult | None = None
+    try:
+        with transaction.atomic():
+            problem = _apply_kind(
+                broker=broker,
+                fix_order=fix_order,
+                block=block,
+                report=report,
+                execution=execution,
+                as_of=as_of,
+            )
+            if problem is not None:
+                raise _Refused
+    except _Refused:
+        pass
+    except DomainError as exc:
+        problem = ApplyResult("quarantined", detail=f"{exc.code}: {exc.message}")
+    if problem is not None:
+        # The report is kept (so its replay is recognised) but changes nothing.
+        block.refresh_from_db()
+        execution.state = Execution.State.QUARANTINED
+        execution.save()
+        reason = problem.detail.split(":", 1)[0][:32] or "refused"
+        quarantine_record(
+            broker=broker, reason=reason, report=report, detail=problem.detail, as_of=as_of
+        )
+        return problem
+    return ApplyResult("applied")
 
 
 class _Refused(Exception):
@@ -973,42 +977,51 @@ def cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetim
     """OrderCancelReject, or a Reject / BusinessMessageReject of a cancel or replace: the
     order goes back to where it was."""
     with transaction.atomic(durable=True):
-        fix_order_id = _find_fix_order_id(broker=broker, report=report)
-        if fix_order_id is None:
-            quarantine_record(
-                broker=broker,
-                reason="unknown_cl_ord_id",
-                report=report,
-                detail="cancel reject for an unknown order",
-                as_of=as_of,
-            )
-            return ApplyResult("unknown")
-        block_id = FixOrder.objects.filter(pk=fix_order_id).values_list("block_id", flat=True)[0]
-        block = _block_lock(block_id)
-        fix_order = FixOrder.objects.select_for_update().get(pk=fix_order_id)
-        if not fix_order.pending_kind:
-            return ApplyResult("duplicate", detail="nothing pending")
-        prior = fix_order.prior_status
-        fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
-        fix_order.pending_values = {}
-        fix_order.save()
-        if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE):
-            restored = _block_status_by_fill(block)
-            if restored == BS.WORKING and prior in (BS.ROUTED, BS.DONE_FOR_DAY):
-                restored = prior
-            _set_block_status(block, restored)
-        _orders_settle_pending(block, as_of, "cancel_rejected")
-        audit_record(
-            action="fix.cancel_rejected",
-            obj=block,
-            occurred_at=as_of,
-            after={"cl_ord_id": report.cl_ord_id, "text": report.text},
+        return _cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+
+
+def _cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    fix_order_id = _find_fix_order_id(broker=broker, report=report)
+    if fix_order_id is None:
+        quarantine_record(
+            broker=broker,
+            reason="unknown_cl_ord_id",
+            report=report,
+            detail="cancel reject for an unknown order",
+            as_of=as_of,
         )
-        return ApplyResult("applied")
+        return ApplyResult("unknown")
+    block_id = FixOrder.objects.filter(pk=fix_order_id).values_list("block_id", flat=True)[0]
+    block = _block_lock(block_id)
+    fix_order = FixOrder.objects.select_for_update().get(pk=fix_order_id)
+    if not fix_order.pending_kind:
+        return ApplyResult("duplicate", detail="nothing pending")
+    prior = fix_order.prior_status
+    fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
+    fix_order.pending_values = {}
+    fix_order.save()
+    if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE):
+        restored = _block_status_by_fill(block)
+        if restored == BS.WORKING and prior in (BS.ROUTED, BS.DONE_FOR_DAY):
+            restored = prior
+        _set_block_status(block, restored)
+    _orders_settle_pending(block, as_of, "cancel_rejected")
+    audit_record(
+        action="fix.cancel_rejected",
+        obj=block,
+        occurred_at=as_of,
+        after={"cl_ord_id": report.cl_ord_id, "text": report.text},
+    )
+    return ApplyResult("applied")
 
 
 def message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
     """A session Reject (35=3) or BusinessMessageReject (35=j) of one of our order messages."""
+    with transaction.atomic(durable=True):
+        return _message_reject_apply(broker=broker, report=report, as_of=as_of)
+
+
+def _message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
     message = None
     if report.business_ref_id:
         message = OutboxMessage.objects.filter(
@@ -1020,22 +1033,83 @@ def message_reject_apply(*, broker: Broker, report: InboundReport, as_of: dateti
             .order_by("-id")
             .first()
         )
-    with transaction.atomic(durable=True):
-        quarantine_record(
-            broker=broker,
-            reason="message_rejected",
-            report=report,
-            detail=f"{report.msg_type} refseq={report.ref_seq_num} text={report.text!r}",
-            as_of=as_of,
-        )
+    quarantine_record(
+        broker=broker,
+        reason="message_rejected",
+        report=report,
+        detail=f"{report.msg_type} refseq={report.ref_seq_num} text={report.text!r}",
+        as_of=as_of,
+    )
     if message is None:
         return ApplyResult("quarantined", detail="reject of a message we cannot match")
     report.cl_ord_id = message.cl_ord_id
     if message.kind == OutboxMessage.Kind.NEW:
         report.exec_type = "8"
         report.exec_id = f"REJ-{message.cl_ord_id}"
-        return execution_report_apply(broker=broker, report=report, as_of=as_of)
-    return cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+        return _execution_report_apply(broker=broker, report=report, as_of=as_of)
+    return _cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbound in batches
+# ---------------------------------------------------------------------------------------------
+
+
+_APPLIERS = {
+    "8": _execution_report_apply,
+    "9": _cancel_reject_apply,
+    "j": _message_reject_apply,
+    "3": _message_reject_apply,
+}
+
+
+def _inbound_one(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    apply = _APPLIERS.get(report.msg_type)
+    if apply is None:
+        quarantine_record(broker=broker, reason="unexpected_message", report=report, as_of=as_of)
+        return ApplyResult("quarantined", detail="unexpected_message")
+    return apply(broker=broker, report=report, as_of=as_of)
+
+
+def inbound_batch_apply(
+    *,
+    broker: Broker,
+    reports: list[InboundReport],
+    as_of: datetime,
+    mark: InboundMark | None = None,
+) -> list[ApplyResult]:
+    """Apply inbound messages in arrival order in one transaction, and record `mark` with
+    them: what is committed and how far the inbound numbering is covered move together, so a
+    crash before commit loses nothing (start-up winds the session back to the mark and the
+    broker resends). A message that fails unexpectedly is quarantined with its raw text and
+    the others still apply; an unreachable database fails the whole batch, to be retried."""
+    with transaction.atomic(durable=True):
+        results = []
+        for report in reports:
+            try:
+                with transaction.atomic():
+                    results.append(_inbound_one(broker=broker, report=report, as_of=as_of))
+            except (InterfaceError, OperationalError):
+                raise
+            except Exception as exc:
+                log.exception("FIX message could not be applied; quarantined")
+                quarantine_record(
+                    broker=broker,
+                    reason="exception",
+                    report=report,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    as_of=as_of,
+                )
+                results.append(ApplyResult("quarantined", detail="exception"))
+        if mark is not None:
+            SessionState.objects.update_or_create(
+                broker=broker,
+                defaults={
+                    "inbound_store_created": mark.store_created,
+                    "inbound_applied_seq_num": mark.seq_num,
+                },
+            )
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
