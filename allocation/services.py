@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -465,6 +466,151 @@ def block_fill_allocate(
                 "id"
             )
         )
+
+
+class NotIncremental(DomainError):
+    """A run of executions block_fills_allocate will not take: one of them needs judgement
+    (shares taken back, a replay, a plan not fixed yet, a finalised plan). Nothing changed:
+    the caller books them one by one through block_fill_allocate."""
+
+
+@dataclass(frozen=True)
+class BlockFill:
+    """One execution for block_fills_allocate; `block` is locked by the caller, with its
+    security loaded."""
+
+    block: Block
+    execution_ref: str
+    quantity: Decimal
+    price: Decimal
+    trade_date: date
+
+
+def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None) -> None:
+    """block_fill_allocate for a run of executions in arrival order (several per block,
+    several blocks), with the same rows it would write for them one by one, in a fixed number
+    of statements for the whole run: the hot path of a burst of execution reports.
+
+    Only the usual case goes this way: every execution only adds to each order's share (the
+    incremental split holds). Anything else raises NotIncremental before a row is written."""
+    if not fills:
+        return
+    refs = [f.execution_ref for f in fills]
+    if len(set(refs)) != len(refs):
+        raise NotIncremental("An execution appears twice in the run.", code="not_incremental")
+    for f in fills:
+        if f.quantity <= 0 or f.price <= 0:
+            raise DomainError("An execution needs a positive quantity and price.", code="invalid")
+    with transaction.atomic(savepoint=False):
+        blocks = {f.block.pk: f.block for f in fills}
+        plans = {
+            p.block_id: p
+            for p in AllocationPlan.objects.select_for_update()
+            .filter(block_id__in=blocks)
+            .annotate(
+                replayed=Exists(
+                    AllocationExecution.objects.filter(plan=OuterRef("pk"), execution_ref__in=refs)
+                )
+            )
+            .order_by("pk")
+        }
+        if len(plans) != len(blocks) or any(p.replayed for p in plans.values()):
+            raise NotIncremental("A plan is missing or replayed.", code="not_incremental")
+        for plan in plans.values():
+            _check_open(plan, "an execution cannot be added")
+        allocs_of: dict[int, list[Allocation]] = {}
+        for alloc in (
+            Allocation.objects.select_for_update()
+            .filter(plan__in=list(plans.values()))
+            .order_by("order_id", "pk")
+        ):
+            allocs_of.setdefault(alloc.plan_id, []).append(alloc)
+        orders = {
+            o.pk: o
+            for o in order_services.orders_lock(
+                order_ids=sorted(a.order_id for allocs in allocs_of.values() for a in allocs)
+            )
+        }
+        settles: dict[tuple[int, date], date] = {}
+        executions, slices, order_fills, bookings, touched = [], [], [], [], {}
+        for f in fills:
+            plan, security = plans[f.block.pk], f.block.security
+            allocs = allocs_of.get(plan.pk, [])
+            targets = pro_rata(
+                weights=[a.plan_quantity for a in allocs],
+                executed=sum((a.quantity for a in allocs), ZERO) + f.quantity,
+                lot=security.lot_size,
+                rotation=plan.rotation,
+                floors=[a.quantity for a in allocs],
+            )
+            deltas = [(a, t - a.quantity) for a, t in zip(allocs, targets, strict=True)]
+            if any(delta < 0 for _, delta in deltas):
+                raise NotIncremental("An execution takes shares back.", code="not_incremental")
+            key = (security.pk, f.trade_date)
+            if key not in settles:
+                settles[key] = settlement_date(security=security, trade_date=f.trade_date)
+            settle = settles[key]
+            executions.append(
+                AllocationExecution(
+                    plan=plan,
+                    execution_ref=f.execution_ref,
+                    quantity=f.quantity,
+                    price=f.price,
+                    trade_date=f.trade_date,
+                    booked_at=as_of,
+                )
+            )
+            for alloc, delta in deltas:
+                if not delta:
+                    continue
+                fill_ref = f"fill:{f.execution_ref}:{alloc.order_id}"
+                order_fills.append(
+                    order_services.OrderFill(
+                        order=orders[alloc.order_id],
+                        quantity=delta,
+                        price=f.price,
+                        exec_ref=f.execution_ref,
+                    )
+                )
+                bookings.append(
+                    position_services.FillBooking(
+                        account_id=alloc.account_id,
+                        security_id=security.pk,
+                        side=f.block.side,
+                        quantity=delta,
+                        price=f.price,
+                        trade_date=f.trade_date,
+                        settle_date=settle,
+                        fill_ref=fill_ref,
+                        currency=security.currency,
+                    )
+                )
+                slices.append(
+                    AllocationSlice(
+                        allocation=alloc,
+                        kind=AllocationSlice.Kind.FILL,
+                        execution_ref=f.execution_ref,
+                        fill_ref=fill_ref,
+                        quantity=delta,
+                        price=f.price,
+                        trade_date=f.trade_date,
+                        settle_date=settle,
+                        booked_at=as_of,
+                    )
+                )
+                alloc.quantity += delta
+                if alloc.trade_date is None:
+                    alloc.trade_date, alloc.settle_date = f.trade_date, settle
+                touched[alloc.pk] = alloc
+        AllocationExecution.objects.bulk_create(executions)
+        order_services.orders_fill_apply_many(
+            fills=order_fills, as_of=as_of, actor=actor, kind="fill"
+        )
+        position_services.position_fills_apply(bookings=bookings, as_of=as_of)
+        for alloc in touched.values():
+            alloc.avg_price = orders[alloc.order_id].avg_price
+        rows_update(list(touched.values()), ["quantity", "avg_price", "trade_date", "settle_date"])
+        AllocationSlice.objects.bulk_create(slices)
 
 
 def block_fill_reverse(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> None:

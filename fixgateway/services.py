@@ -30,8 +30,10 @@ from django.db.models import (
     Value,
     When,
 )
+from django.utils import timezone
 
 from audit.services import audit_record
+from oms.bulk_rows import rows_update
 from oms.errors import Conflict, DomainError, NotFound
 from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
 from orders.models import Block, Order
@@ -815,6 +817,37 @@ def _reconcile_status(
     return ""
 
 
+def _execution_of(
+    broker: Broker, fix_order: FixOrder, report: InboundReport, as_of: datetime
+) -> Execution:
+    return Execution(
+        broker=broker,
+        fix_order=fix_order,
+        exec_id=report.exec_id,
+        exec_type=report.exec_type,
+        ord_status=report.ord_status,
+        cl_ord_id=report.cl_ord_id,
+        exec_ref_id=report.exec_ref_id,
+        last_qty=report.last_qty,
+        last_px=report.last_px,
+        cum_qty=report.cum_qty,
+        avg_px=report.avg_px,
+        leaves_qty=report.leaves_qty,
+        trade_date=report.trade_date,
+        content_hash=report.content_hash(),
+        raw=report.raw,
+        received_at=as_of,
+    )
+
+
+def _block_status_after_trade(block: Block) -> str:
+    """Where a trade, bust or correction leaves the block: a fill does not undo a pending or
+    final state unless it completes the block."""
+    if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE, BS.CANCELLED, BS.EXPIRED):
+        return BS.FILLED if block.cum_qty >= block.quantity else block.status
+    return _block_status_by_fill(block)
+
+
 def execution_report_apply(
     *, broker: Broker, report: InboundReport, as_of: datetime
 ) -> ApplyResult:
@@ -868,24 +901,7 @@ def _execution_report_apply(
             as_of=as_of,
         )
         return ApplyResult("quarantined", detail="exec_id_conflict")
-    execution = Execution(
-        broker=broker,
-        fix_order=fix_order,
-        exec_id=report.exec_id,
-        exec_type=report.exec_type,
-        ord_status=report.ord_status,
-        cl_ord_id=report.cl_ord_id,
-        exec_ref_id=report.exec_ref_id,
-        last_qty=report.last_qty,
-        last_px=report.last_px,
-        cum_qty=report.cum_qty,
-        avg_px=report.avg_px,
-        leaves_qty=report.leaves_qty,
-        trade_date=report.trade_date,
-        content_hash=digest,
-        raw=report.raw,
-        received_at=as_of,
-    )
+    execution = _execution_of(broker, fix_order, report, as_of)
     problem: ApplyResult | None = None
     try:
         with transaction.atomic():
@@ -962,11 +978,7 @@ def _apply_kind(
         return None
     # Trades, busts and corrections: the block's figures follow the ledger.
     _block_recompute(block, fix_order)
-    if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE, BS.CANCELLED, BS.EXPIRED):
-        status = BS.FILLED if block.cum_qty >= block.quantity else block.status
-    else:
-        status = _block_status_by_fill(block)
-    _set_block_status(block, status)
+    _set_block_status(block, _block_status_after_trade(block))
     if report.order_id and not fix_order.broker_order_id:
         fix_order.broker_order_id = report.order_id
         fix_order.save(update_fields=["broker_order_id"])
@@ -1071,6 +1083,119 @@ def _inbound_one(*, broker: Broker, report: InboundReport, as_of: datetime) -> A
     return apply(broker=broker, report=report, as_of=as_of)
 
 
+def _is_plain_trade(report: InboundReport) -> bool:
+    return report.msg_type == "8" and report.exec_type in TRADE_TYPES and bool(report.cl_ord_id)
+
+
+def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: datetime) -> int:
+    """Apply set-wise the longest leading part of a run of trade reports that needs no
+    judgement: a known ClOrdID, an ExecID not seen before, a positive quantity and price, no
+    overfill. Same rows as _execution_report_apply one by one, a fixed number of statements
+    for the whole run. Returns how many it applied; the caller applies the next one alone.
+    Raises (a DomainError) when the allocation needs judgement; the caller's savepoint then
+    undoes everything and the run goes one by one."""
+    found = dict(
+        OutboxMessage.objects.filter(
+            broker=broker, cl_ord_id__in={r.cl_ord_id for r in reports}
+        ).values_list("cl_ord_id", "fix_order__block_id")
+    )
+    run: list[InboundReport] = []
+    for report in reports:
+        if report.cl_ord_id not in found:
+            break
+        run.append(report)
+    if not run:
+        return 0
+    block_ids = {found[r.cl_ord_id] for r in run}
+    blocks = {
+        b.pk: b
+        for b in Block.objects.select_for_update(of=("self",))
+        .select_related("security")
+        .filter(pk__in=block_ids)
+        .order_by("pk")
+    }
+    fix_orders = {
+        fo.block_id: fo
+        for fo in FixOrder.objects.select_for_update().filter(block_id__in=block_ids).order_by("pk")
+    }
+    seen = set(
+        Execution.objects.filter(
+            broker=broker,
+            fix_order__in=list(fix_orders.values()),
+            exec_id__in={r.exec_id for r in run},
+        ).values_list("fix_order_id", "exec_id")
+    )
+    ledger = {
+        row["fix_order_id"]: (row["cum"] or ZERO, row["value"] or ZERO)
+        for row in Execution.objects.filter(
+            fix_order__in=list(fix_orders.values()),
+            state=Execution.State.APPLIED,
+            exec_type__in=[*TRADE_TYPES, "G"],
+        )
+        .values("fix_order_id")
+        .annotate(cum=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
+    }
+    executions: list[Execution] = []
+    fills = []
+    named: dict[int, FixOrder] = {}
+    for report in run:
+        block = blocks[found[report.cl_ord_id]]
+        fix_order = fix_orders[block.pk]
+        qty, px = report.last_qty, report.last_px
+        key = (fix_order.pk, report.exec_id)
+        if key in seen or qty <= 0 or px <= 0 or block.cum_qty + qty > block.quantity:
+            break  # a duplicate, a conflict or a refusal: judged alone, by the caller
+        seen.add(key)
+        fills.append(
+            _allocation().BlockFill(
+                block=block,
+                execution_ref=_execution_ref(broker, fix_order, report.exec_id),
+                quantity=qty,
+                price=px,
+                trade_date=report.trade_date or as_of.date(),
+            )
+        )
+        executions.append(_execution_of(broker, fix_order, report, as_of))
+        cum, value = ledger.get(fix_order.pk, (ZERO, ZERO))
+        cum, value = cum + qty, value + qty * px
+        ledger[fix_order.pk] = (cum, value)
+        block.cum_qty = cum
+        block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
+        block.status = _block_status_after_trade(block)
+        if report.order_id and not fix_order.broker_order_id:
+            fix_order.broker_order_id = report.order_id
+            named[fix_order.pk] = fix_order
+    if not fills:
+        return 0
+    _allocation().block_fills_allocate(fills=fills, as_of=as_of)
+    Execution.objects.bulk_create(executions)
+    now = timezone.now()
+    changed = list({f.block.pk: f.block for f in fills}.values())
+    for block in changed:
+        block.updated_at = now
+    rows_update(changed, ["status", "cum_qty", "avg_price", "updated_at"])
+    rows_update(list(named.values()), ["broker_order_id"])
+    return len(fills)
+
+
+def _inbound_guarded(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    try:
+        with transaction.atomic():
+            return _inbound_one(broker=broker, report=report, as_of=as_of)
+    except (InterfaceError, OperationalError):
+        raise
+    except Exception as exc:
+        log.exception("FIX message could not be applied; quarantined")
+        quarantine_record(
+            broker=broker,
+            reason="exception",
+            report=report,
+            detail=f"{type(exc).__name__}: {exc}",
+            as_of=as_of,
+        )
+        return ApplyResult("quarantined", detail="exception")
+
+
 def inbound_batch_apply(
     *,
     broker: Broker,
@@ -1081,26 +1206,39 @@ def inbound_batch_apply(
     """Apply inbound messages in arrival order in one transaction, and record `mark` with
     them: what is committed and how far the inbound numbering is covered move together, so a
     crash before commit loses nothing (start-up winds the session back to the mark and the
-    broker resends). A message that fails unexpectedly is quarantined with its raw text and
-    the others still apply; an unreachable database fails the whole batch, to be retried."""
+    broker resends). Runs of plain trade reports are applied set-wise; anything else, one by
+    one. A message that fails unexpectedly is quarantined with its raw text and the others
+    still apply; an unreachable database fails the whole batch, to be retried."""
+    results: list[ApplyResult] = []
     with transaction.atomic(durable=True):
-        results = []
-        for report in reports:
-            try:
-                with transaction.atomic():
-                    results.append(_inbound_one(broker=broker, report=report, as_of=as_of))
-            except (InterfaceError, OperationalError):
-                raise
-            except Exception as exc:
-                log.exception("FIX message could not be applied; quarantined")
-                quarantine_record(
-                    broker=broker,
-                    reason="exception",
-                    report=report,
-                    detail=f"{type(exc).__name__}: {exc}",
-                    as_of=as_of,
-                )
-                results.append(ApplyResult("quarantined", detail="exception"))
+        i = 0
+        while i < len(reports):
+            end = i
+            while end < len(reports) and _is_plain_trade(reports[end]):
+                end += 1
+            applied = 0
+            if end > i:
+                try:
+                    with transaction.atomic():
+                        applied = _trade_run_apply(
+                            broker=broker, reports=reports[i:end], as_of=as_of
+                        )
+                except (InterfaceError, OperationalError):
+                    raise
+                except Exception as exc:
+                    # Needs judgement somewhere (or something unforeseen): this run goes one
+                    # by one, as it always could, each report judged and quarantined alone.
+                    if not isinstance(exc, DomainError):
+                        log.exception("set-wise apply failed; applying the run one by one")
+                    for report in reports[i:end]:
+                        results.append(_inbound_guarded(broker=broker, report=report, as_of=as_of))
+                    i = end
+                    continue
+                results.extend(ApplyResult("applied") for _ in range(applied))
+                i += applied
+            if i < len(reports) and (applied == 0 or i < end):
+                results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
+                i += 1
         if mark is not None:
             SessionState.objects.update_or_create(
                 broker=broker,

@@ -910,6 +910,12 @@ _FILL_KEEPS_STATUS = frozenset(
 _FILL_FIELDS = ("cum_qty", "leaves_qty", "avg_price")
 
 
+def _fill_snapshot(order: Order) -> dict[str, Any]:
+    return {
+        name: getattr(order, name) for name in ("status", "version", "updated_at", *_FILL_FIELDS)
+    }
+
+
 def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
     """The status a fill moves its order to and the figures it sets, or the Conflict."""
     order, quantity, price = fill.order, fill.quantity, fill.price
@@ -947,63 +953,69 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
 def orders_fill_apply_many(
     *, fills: list[OrderFill], as_of: datetime, actor=None, kind: str = "fill"
 ) -> list[Order]:
-    """order_fill_apply for several locked orders (one fill each, e.g. the slices of one
-    execution): the same order rows, order events and audit events as applying them one by
-    one in this order, written with one UPDATE, one INSERT of events and one chain extension.
-    Every fill is checked before anything changes: a Conflict or InvalidTransition leaves
-    every order as it was."""
+    """order_fill_apply for several locked orders (e.g. the slices of one execution, or of a
+    run of executions, where an order may come more than once): the same order rows, order
+    events and audit events as applying them one by one in this order, written with one
+    UPDATE, one INSERT of events and one chain extension. Every fill is checked before
+    anything is written: a Conflict or InvalidTransition leaves every order as it was."""
     if not fills:
         return []
-    if len({f.order.pk for f in fills}) != len(fills):
-        raise DomainError("An order appears twice in one batch of fills.", code="duplicate_order")
-    outcomes = [_fill_outcome(f) for f in fills]
     now = timezone.now()
     actor_for_event = actor if getattr(actor, "pk", None) else None
     events: list[OrderEvent] = []
     audits: list[dict[str, Any]] = []
-    for fill, (target, fields) in zip(fills, outcomes, strict=True):
-        order = fill.order
-        current = order.status
-        details = {
-            "quantity": str(fill.quantity),
-            "price": str(fill.price),
-            "exec_ref": fill.exec_ref,
-        }
-        if target == current:
-            before: dict[str, Any] = {k: str(getattr(order, k)) for k in fields}
-            after = {**fields, **details}
-        else:
-            before = {"status": current, **{k: getattr(order, k) for k in fields}}
-            after = {"status": target, **fields, **details}
-        order.status = target
-        for name, value in fields.items():
-            setattr(order, name, value)
-        order.version += 1
-        order.updated_at = now
-        events.append(
-            OrderEvent(
-                order=order,
-                kind=kind,
-                at=as_of,
-                actor=actor_for_event,
-                from_status=current,
-                to_status=target,
-                details=details,
-            )
-        )
-        audits.append(
-            {
-                "actor": actor,
-                "action": f"order.{kind}",
-                "obj": order,
-                "occurred_at": as_of,
-                "before": before,
-                "after": after,
+    kept = {f.order.pk: (f.order, _fill_snapshot(f.order)) for f in fills}
+    try:
+        for fill in fills:
+            # One at a time: a later fill of the same order starts where the earlier one left it.
+            target, fields = _fill_outcome(fill)
+            order = fill.order
+            current = order.status
+            details = {
+                "quantity": str(fill.quantity),
+                "price": str(fill.price),
+                "exec_ref": fill.exec_ref,
             }
-        )
+            if target == current:
+                before: dict[str, Any] = {k: str(getattr(order, k)) for k in fields}
+                after = {**fields, **details}
+            else:
+                before = {"status": current, **{k: getattr(order, k) for k in fields}}
+                after = {"status": target, **fields, **details}
+            order.status = target
+            for name, value in fields.items():
+                setattr(order, name, value)
+            order.version += 1
+            order.updated_at = now
+            events.append(
+                OrderEvent(
+                    order=order,
+                    kind=kind,
+                    at=as_of,
+                    actor=actor_for_event,
+                    from_status=current,
+                    to_status=target,
+                    details=details,
+                )
+            )
+            audits.append(
+                {
+                    "actor": actor,
+                    "action": f"order.{kind}",
+                    "obj": order,
+                    "occurred_at": as_of,
+                    "before": before,
+                    "after": after,
+                }
+            )
+    except DomainError:
+        for order, snapshot in kept.values():
+            for name, value in snapshot.items():
+                setattr(order, name, value)
+        raise
     from oms.bulk_rows import rows_update  # here, so this block stays self-contained at the end
 
-    orders = [f.order for f in fills]
+    orders = [order for order, _ in kept.values()]
     names = ["status", "version", "updated_at", *_FILL_FIELDS]
     rows_update(orders, names)
     OrderEvent.objects.bulk_create(events)

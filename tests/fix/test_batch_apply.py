@@ -1,0 +1,283 @@
+"""Execution reports applied in batches (inbound_batch_apply: runs of plain trades set-wise,
+everything else one by one) leave exactly the rows that applying them one at a time leaves:
+orders, order events, blocks, allocations and their slices, positions, cash, executions,
+quarantine and the audit trail. Two identical worlds get the same reports, one each way."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests import factories
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class World:
+    tag: str
+    broker: object
+    blocks: list
+    accounts: list
+    securities: list
+
+
+def _world(tag: str) -> World:
+    from fixgateway.models import Broker
+    from oms import roles
+    from orders.block_services import block_create, block_route
+    from orders.lifecycle import OrderStatus
+    from orders.models import Order
+
+    broker = Broker.objects.create(
+        code=f"B{tag}", name=tag, port=1, sender_comp_id=f"O{tag}", target_comp_id=f"T{tag}"
+    )
+    pm = factories.user(f"pm{tag}", roles.PM)
+    trader = factories.user(f"tr{tag}", roles.TRADER)
+    accounts = [factories.account(f"{tag}A{i}", pm) for i in range(3)]
+    securities = [
+        factories.security(f"{tag}S0", price="10.00"),
+        factories.security(f"{tag}S1", price="20.00"),
+    ]
+    now = timezone.now()
+    blocks = []
+    # Block 0: three orders of one security (uneven, so the split rounds); block 1: two
+    # orders of the other; block 2: one order, the first security again (same positions).
+    for security, quantities in (
+        (securities[0], ("300", "500", "200")),
+        (securities[1], ("400", "600")),
+        (securities[0], ("100",)),
+    ):
+        ids = [
+            Order.objects.create(
+                account=accounts[i % 3],
+                security=security,
+                side="BUY",
+                quantity=Decimal(q),
+                order_type="MARKET",
+                status=OrderStatus.STAGED,
+                pm=pm,
+                received_at=now,
+                leaves_qty=Decimal(q),
+            ).pk
+            for i, q in enumerate(quantities)
+        ]
+        block = block_create(order_ids=ids, actor=trader, as_of=now)
+        blocks.append(
+            block_route(
+                block_id=block.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
+            )
+        )
+    return World(tag, broker, blocks, accounts, securities)
+
+
+def _reports(world: World) -> list:
+    """A burst as a broker sends it: acks, fills on three blocks interleaved, a duplicate, a
+    conflicting ExecID, an overfill, a bust, a correction, an unknown ClOrdID, more fills."""
+    from fixgateway.models import FixOrder
+    from fixgateway.services import InboundReport
+
+    cl = [FixOrder.objects.get(block=b).cl_ord_id for b in world.blocks]
+
+    def report(b: int, exec_id: str, exec_type: str = "F", qty="0", px="0", **extra):
+        return InboundReport(
+            msg_type="8",
+            cl_ord_id=cl[b] if b >= 0 else "NOPE-1",
+            order_id=f"BRK-{b}",
+            exec_id=exec_id,
+            exec_type=exec_type,
+            ord_status="1",
+            last_qty=Decimal(qty),
+            last_px=Decimal(px),
+            **extra,
+        )
+
+    return [
+        report(0, "N0", "0"),
+        report(1, "N1", "0"),
+        report(0, "T1", qty="101", px="10.01"),
+        report(1, "T2", qty="250", px="20.10"),
+        report(0, "T3", qty="99", px="10.03"),
+        report(2, "T4", qty="30", px="10.02"),
+        report(0, "T3", qty="99", px="10.03"),  # duplicate: changes nothing
+        report(0, "T5", qty="7", px="10.05"),
+        report(1, "T2", qty="1", px="20.10"),  # same ExecID, other content: quarantined
+        report(2, "T6", qty="71", px="10.02"),  # 30 + 71 > 100: overfill, quarantined
+        report(1, "T7", qty="333", px="20.05"),
+        report(0, "B1", "H", exec_ref_id="T1"),  # bust of T1
+        report(0, "T8", qty="400", px="10.00"),
+        report(1, "C1", "G", qty="250", px="20.00", exec_ref_id="T2"),  # correct T2's price
+        report(-1, "T9", qty="5", px="10.00"),  # unknown ClOrdID
+        report(2, "T10", qty="70", px="10.02"),
+        report(1, "T11", qty="17", px="20.07"),
+        report(0, "T12", qty="494", px="10.04"),  # fills block 0 exactly
+        report(1, "T13", "F", qty="0", px="20.00"),  # a trade without quantity: quarantined
+    ]
+
+
+def _snapshot(world: World, since) -> dict:
+    """Everything the reports changed, with ids replaced by their place in the world."""
+    from allocation.models import Allocation, AllocationExecution, AllocationSlice
+    from audit.models import AuditEvent
+    from fixgateway.models import Execution, Quarantine
+    from orders.models import Block, Order, OrderEvent
+    from positions.models import CashBalance, CashMovement, Position, PositionFill
+
+    blocks = [b.pk for b in world.blocks]
+    orders = list(Order.objects.filter(block_id__in=blocks).order_by("pk"))
+    index = {o.pk: i for i, o in enumerate(orders)}
+    accounts = {a.pk: i for i, a in enumerate(world.accounts)}
+    securities = {s.pk: i for i, s in enumerate(world.securities)}
+
+    blocks_at = {b: i for i, b in enumerate(blocks)}
+    # Execution refs are broker:block:ExecID, fill refs add :order; ClOrdIDs carry the block.
+    refs = re.compile(rf"{re.escape(world.broker.code)}:(\d+):([^:'\"]+)(?::(\d+))?")
+
+    def ref(text: str) -> str:
+        def named(m: re.Match) -> str:
+            order = f":order{index[int(m[3])]}" if m[3] else ""
+            return f"broker:block{blocks_at[int(m[1])]}:{m[2]}{order}"
+
+        text = refs.sub(named, text)
+        return re.sub(r"-B(\d+)-", lambda m: f"-block{blocks_at[int(m[1])]}-", text)
+
+    def money(value):
+        return None if value is None else f"{value.normalize():f}"
+
+    return {
+        "orders": [
+            (o.status, money(o.cum_qty), money(o.leaves_qty), money(o.avg_price), o.version)
+            for o in orders
+        ],
+        "order_events": [
+            (index[e.order_id], e.kind, e.from_status, e.to_status, ref(str(e.details)))
+            for e in OrderEvent.objects.filter(order_id__in=index, at__gte=since).order_by("pk")
+        ],
+        "blocks": [
+            (b.status, money(b.cum_qty), money(b.avg_price))
+            for b in Block.objects.filter(pk__in=blocks).order_by("pk")
+        ],
+        "executions": [
+            (e.exec_id, e.exec_type, e.state, money(e.last_qty), money(e.last_px))
+            for e in Execution.objects.filter(broker=world.broker).order_by("pk")
+        ],
+        "quarantine": sorted(
+            (q.reason, q.exec_id) for q in Quarantine.objects.filter(broker=world.broker)
+        ),
+        "allocations": [
+            (index[a.order_id], money(a.quantity), money(a.avg_price), a.trade_date, a.settle_date)
+            for a in Allocation.objects.filter(block_id__in=blocks).order_by("pk")
+        ],
+        "allocation_executions": [
+            (ref(x.execution_ref), money(x.quantity), money(x.price), x.busted_at is not None)
+            for x in AllocationExecution.objects.filter(plan__block_id__in=blocks).order_by("pk")
+        ],
+        "slices": [
+            (
+                index[s.allocation.order_id],
+                s.kind,
+                ref(s.execution_ref),
+                ref(s.fill_ref),
+                money(s.quantity),
+                money(s.price),
+            )
+            for s in AllocationSlice.objects.filter(allocation__block_id__in=blocks)
+            .select_related("allocation")
+            .order_by("pk")
+        ],
+        "positions": sorted(
+            (
+                accounts[p.account_id],
+                securities[p.security_id],
+                money(p.quantity),
+                money(p.avg_cost),
+                money(p.cost_basis),
+                money(p.realized_pnl),
+            )
+            for p in Position.objects.filter(account_id__in=accounts)
+        ),
+        "position_fills": [
+            (accounts[f.account_id], ref(f.fill_ref), f.seq, money(f.quantity), money(f.price))
+            for f in PositionFill.objects.filter(account_id__in=accounts).order_by("pk")
+        ],
+        "cash": sorted(
+            (accounts[c.account_id], c.currency, money(c.projected), money(c.settled))
+            for c in CashBalance.objects.filter(account_id__in=accounts)
+        ),
+        "cash_movements": [
+            (accounts[m.account_id], m.kind, ref(m.ref), money(m.amount), m.settle_date)
+            for m in CashMovement.objects.filter(account_id__in=accounts).order_by("pk")
+        ],
+        "audit": [
+            (a.action, ref(str(a.after)))
+            for a in AuditEvent.objects.filter(
+                object_type="orders.order",
+                object_id__in=[str(pk) for pk in index],
+                occurred_at__gte=since,
+            ).order_by("chain_seq")
+        ],
+    }
+
+
+def test_a_batch_leaves_the_same_rows_as_one_report_at_a_time(desk):
+    from fixgateway.services import execution_report_apply, inbound_batch_apply
+
+    one_by_one, batched = _world("W1"), _world("W2")
+    as_of = timezone.now()
+    with CaptureQueriesContext(connection) as single_ctx:
+        singles = [
+            execution_report_apply(broker=one_by_one.broker, report=r, as_of=as_of).outcome
+            for r in _reports(one_by_one)
+        ]
+    with CaptureQueriesContext(connection) as ctx:
+        results = inbound_batch_apply(broker=batched.broker, reports=_reports(batched), as_of=as_of)
+    assert [r.outcome for r in results] == singles
+    assert singles.count("applied") == 14  # 2 acks, 10 trades, a bust and a correction
+    assert singles.count("duplicate") == 1
+    expected, got = _snapshot(one_by_one, as_of), _snapshot(batched, as_of)
+    for table in expected:
+        assert got[table] == expected[table], table
+    # The world really moved: block 0 filled exactly, positions and cash booked.
+    assert expected["blocks"][0] == ("FILLED", "1000", got["blocks"][0][2])
+    assert len(expected["slices"]) > 20 and expected["cash_movements"]
+    commits = [q for q in ctx.captured_queries if q["sql"].upper().startswith("COMMIT")]
+    assert len(commits) <= 1
+    # ...and the runs of trades between the interruptions did go set-wise.
+    assert len(ctx.captured_queries) < len(single_ctx.captured_queries)
+
+
+def test_a_run_of_trades_costs_a_fixed_number_of_statements(desk):
+    """Fifty fills on two blocks cost what five cost: the run is written set-wise."""
+    from fixgateway.models import FixOrder
+    from fixgateway.services import InboundReport, inbound_batch_apply
+
+    def run(world: World, n: int) -> int:
+        cl = [FixOrder.objects.get(block=b).cl_ord_id for b in world.blocks[:2]]
+        reports = [
+            InboundReport(
+                msg_type="8",
+                cl_ord_id=cl[i % 2],
+                exec_id=f"R{i}",
+                exec_type="F",
+                ord_status="1",
+                last_qty=Decimal(10),
+                last_px=Decimal("10.00") + Decimal(i) / 100,
+            )
+            for i in range(n)
+        ]
+        with CaptureQueriesContext(connection) as ctx:
+            results = inbound_batch_apply(
+                broker=world.broker, reports=reports, as_of=timezone.now()
+            )
+        assert [r.outcome for r in results] == ["applied"] * n
+        return len(ctx.captured_queries)
+
+    small, large = run(_world("Q1"), 5), run(_world("Q2"), 50)
+    assert large == small
+    assert large < 60
