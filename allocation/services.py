@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
-from audit.services import audit_record
+from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
 from oms.csvio import write_csv
 from oms.errors import Conflict, DomainError, NotFound
@@ -602,7 +602,7 @@ def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None)
                 if alloc.trade_date is None:
                     alloc.trade_date, alloc.settle_date = f.trade_date, settle
                 touched[alloc.pk] = alloc
-        AllocationExecution.objects.bulk_create(executions)
+        bulk_insert(executions)
         order_services.orders_fill_apply_many(
             fills=order_fills, as_of=as_of, actor=actor, kind="fill"
         )
@@ -610,7 +610,7 @@ def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None)
         for alloc in touched.values():
             alloc.avg_price = orders[alloc.order_id].avg_price
         rows_update(list(touched.values()), ["quantity", "avg_price", "trade_date", "settle_date"])
-        AllocationSlice.objects.bulk_create(slices)
+        bulk_insert(slices)
 
 
 def block_fill_reverse(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> None:

@@ -32,7 +32,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
 from oms.errors import Conflict, DomainError, NotFound
 from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
@@ -1168,7 +1168,7 @@ def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: dat
     if not fills:
         return 0
     _allocation().block_fills_allocate(fills=fills, as_of=as_of)
-    Execution.objects.bulk_create(executions)
+    bulk_insert(executions)
     now = timezone.now()
     changed = list({f.block.pk: f.block for f in fills}.values())
     for block in changed:

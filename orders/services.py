@@ -1018,7 +1018,7 @@ def orders_fill_apply_many(
     orders = [order for order, _ in kept.values()]
     names = ["status", "version", "updated_at", *_FILL_FIELDS]
     rows_update(orders, names)
-    OrderEvent.objects.bulk_create(events)
+    bulk_insert(events)
     audit_record_many(audits)
     for order in orders:
         broadcast.order_changed_on_commit(order.pk)

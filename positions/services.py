@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
 from oms.errors import Conflict, DomainError, NotFound
 from oms.fields import DECIMAL_PLACES, ZERO
@@ -263,7 +263,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             price=b.price,
         )
         _position_set(position, state)
-    PositionFill.objects.bulk_create(fills)
+    bulk_insert(fills)
     now = timezone.now()
     for position in positions.values():
         position.updated_at = now
@@ -297,7 +297,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
         if settled_now:
             balance.settled += fill.net_money
         balance.updated_at = now
-    CashMovement.objects.bulk_create(movements)
+    bulk_insert(movements)
     rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
     for account_id in sorted({b.account_id for b in bookings}):
         broadcast.position_changed_on_commit(account_id)
