@@ -1,16 +1,28 @@
 """The QuickFIX Application of the OMS side: outbox rows out, execution reports in.
 
 Every callback is wrapped: an exception escaping into QuickFIX's thread calls Py_Exit there and
-the session hangs silently, so anything unexpected is quarantined with the raw message, alerted,
-and the session goes on. Callbacks run on QuickFIX's own thread, which keeps its own Django
+the session hangs silently, so anything unexpected is logged and the session goes on.
+
+Inbound messages are not applied in the callback. The callback turns each one into an
+`InboundItem` (the report, its MsgSeqNum and the QuickFIX store it is numbered in) and puts it
+on a bounded queue; one applier thread takes them off in arrival order and applies many per
+transaction (`services.inbound_batch_apply`), recording with them how far the inbound numbering
+is covered (the mark). QuickFIX counts a message as received when the callback returns, so a
+crash can lose what sits in the queue: at start-up the runner winds the session back to the
+mark (`runner.inbound_rewind`) and the broker resends it (PossDup; replays are idempotent by
+ExecID). When the queue is full the callback waits (the socket buffers what follows); while the
+database is unreachable the applier keeps its batch and retries. The applier has its own Django
 database connection (connections are per thread).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -27,20 +39,38 @@ from django.db import (
 from . import fixmsg, services
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, FixOrder, OutboxMessage
+from .selectors import InboundMark
 
 log = logging.getLogger("fixgateway.session")
+alerts = logging.getLogger("fixgateway.alerts")
 
 DB_UNAVAILABLE = (OperationalError, InterfaceError)
+# How long a callback waits on a full queue before it looks whether the engine is stopping.
+PUT_WAIT_SECONDS = 0.5
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class InboundItem:
+    """One inbound message as the applier needs it: the report, where it sits in the inbound
+    numbering (MsgSeqNum and the QuickFIX store's creation time), and the original message's
+    Symbol, Side and OrderQty (55/54/38) for a DontKnowTrade."""
+
+    report: services.InboundReport
+    seq_num: int | None
+    store_created: str
+    symbol: str = ""
+    side: str = ""
+    order_qty: str = ""
+
+
 class GatewayApplication(fix.Application):
     """One per broker (each broker has its own initiator engine)."""
 
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: Broker, store_created: Callable[[], str] | None = None):
         super().__init__()
         self.broker = broker
         self.session_id: fix.SessionID | None = None
@@ -50,6 +80,22 @@ class GatewayApplication(fix.Application):
         self.last_sent_seq: int | None = None
         self.stale_seconds = getattr(settings, "OMS_FIX_STALE_ORDER_SECONDS", 120)
         self.stats = {"applied": 0, "duplicate": 0, "quarantined": 0, "unknown": 0}
+        # Inbound: callbacks (QuickFIX's thread) -> queue -> applier thread.
+        self.batch_size = max(1, int(getattr(settings, "OMS_FIX_APPLY_BATCH", 500)))
+        self.inbound: queue.Queue[InboundItem] = queue.Queue(
+            maxsize=max(1, int(getattr(settings, "OMS_FIX_INBOUND_QUEUE", 5000)))
+        )
+        self._read_store_created = store_created or (lambda: "")
+        self.store_created = ""
+        # Set when the engine is stopping: callbacks stop queueing (what they drop is above
+        # the mark, so the next start-up has it resent). Never cleared: a gap in the queue
+        # must not be followed by anything the applier would mark as covered.
+        self.inbound_closed = threading.Event()
+        # Set when a message could not be queued while the engine runs: the runner restarts
+        # the engine (and so winds the session back) rather than carry on past a gap.
+        self.inbound_failed = threading.Event()
+        self._applier_stop = threading.Event()
+        self._applier: threading.Thread | None = None
 
     # -- session events ----------------------------------------------------------------------
 
@@ -58,9 +104,12 @@ class GatewayApplication(fix.Application):
 
     def onLogon(self, sessionID):  # noqa: N802, N803
         try:
+            # A logon may have reset the store (ResetOnLogon, a new session day): what comes
+            # next is numbered in the new one.
+            self.refresh_store_created()
             self.logon_generation += 1
             self.logged_on.set()
-            log.info("FIX logon %s", sessionID.toString())
+            log.info("FIX logon %s (store created %s)", sessionID.toString(), self.store_created)
         except BaseException:  # noqa: BLE001 (see module docstring)
             log.exception("onLogon failed")
 
@@ -78,9 +127,10 @@ class GatewayApplication(fix.Application):
         try:
             self.last_message_at = _now()
             if fixmsg.msg_type(message) == "3" and get(message, 372) in ("D", "F", "G"):
-                self._guarded(message, self._reject)
+                self._enqueue(message)
         except BaseException:  # noqa: BLE001
             log.exception("fromAdmin failed")
+            self.inbound_failed.set()
 
     def toApp(self, message, sessionID):  # noqa: N802, N803
         # DoNotSend must reach QuickFIX (it turns the resend into a gap fill); nothing else may.
@@ -101,70 +151,58 @@ class GatewayApplication(fix.Application):
     def fromApp(self, message, sessionID):  # noqa: N802, N803
         try:
             self.last_message_at = _now()
-            kind = fixmsg.msg_type(message)
-            if kind == "8":
-                self._guarded(message, self._execution_report)
-            elif kind == "9":
-                self._guarded(message, self._cancel_reject)
-            elif kind == "j":
-                self._guarded(message, self._reject)
-            else:
-                self._guarded(message, self._unexpected)
+            self._enqueue(message)
         except BaseException:  # noqa: BLE001
             log.exception("fromApp failed")
+            self.inbound_failed.set()
 
-    # -- inbound -----------------------------------------------------------------------------
-
-    def _guarded(self, message, handler) -> None:
-        close_old_connections()
-        delay = 0.2
-        while True:
-            try:
-                handler(message)
-                return
-            except DB_UNAVAILABLE:
-                # QuickFIX counts a message as received only when this callback returns: while
-                # the database is unreachable, hold it here (the socket buffers what follows)
-                # and apply it once the database is back. Quarantining cannot work either, and
-                # returning would acknowledge a report nobody recorded.
-                log.warning("database unavailable; holding %s", fixmsg.raw_text(message)[:120])
-                self._reconnect_after(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            except Exception as exc:
-                log.exception("FIX message could not be applied; quarantined")
-                self.stats["quarantined"] += 1
-                try:
-                    self._quarantine_raw(message, exc)
-                    return
-                except DB_UNAVAILABLE:
-                    self._reconnect_after(delay)
-                    delay = min(delay * 2, 2.0)
-
-    @staticmethod
-    def _reconnect_after(delay: float) -> None:
+    def refresh_store_created(self) -> None:
         try:
-            connection.close()
-        except Exception:  # a dead connection may fail to close; it is dropped either way
-            pass
-        time.sleep(delay)
-
-    def _quarantine_raw(self, message, exc: Exception) -> None:
-        try:
-            if connection.in_atomic_block or not connection.is_usable():
-                connection.close()
-            with transaction.atomic():
-                services.quarantine_record(
-                    broker=self.broker,
-                    reason="exception",
-                    detail=f"{type(exc).__name__}: {exc}",
-                    raw=fixmsg.raw_text(message),
-                    as_of=_now(),
-                )
-        except DB_UNAVAILABLE:
-            raise  # _guarded holds the message until the database is back
+            self.store_created = self._read_store_created()
         except Exception:
-            log.exception("could not even quarantine: %s", fixmsg.raw_text(message))
+            log.exception("could not read the FIX store's creation time")
+            self.store_created = ""
+
+    # -- inbound: the callback side ------------------------------------------------------------
+
+    def _enqueue(self, message) -> None:
+        """Queue the message for the applier; wait while the queue is full (backpressure),
+        but give up once the engine is stopping: a message not queued is above the mark and
+        comes again after the next start-up's rewind."""
+        item = self._item(message)
+        while not self.inbound_closed.is_set():
+            try:
+                self.inbound.put(item, timeout=PUT_WAIT_SECONDS)
+                return
+            except queue.Full:
+                continue
+        log.info("engine stopping: inbound MsgSeqNum %s left for the resend", item.seq_num)
+
+    def _item(self, message) -> InboundItem:
+        header = message.getHeader()
+        seq = get(header, 34)
+        try:
+            report = self._report(message)
+        except Exception as exc:
+            # It cannot be read, so it must not be applied; it is queued anyway (in its place
+            # in the numbering) for the service to quarantine with its raw text.
+            kind = get(header, 35)
+            alerts.error("FIX message %s could not be parsed: %s", seq or "?", exc)
+            report = services.InboundReport(
+                msg_type=kind,
+                exec_id=get(message, 17),
+                text=f"unparseable: {type(exc).__name__}: {exc}"[:500],
+                raw=fixmsg.raw_text(message),
+                extra={"parse_error": f"{type(exc).__name__}: {exc}"},
+            )
+        return InboundItem(
+            report=report,
+            seq_num=int(seq) if seq.isdigit() else None,
+            store_created=self.store_created,
+            symbol=get(message, 55),
+            side=get(message, 54),
+            order_qty=get(message, 38),
+        )
 
     def _report(self, message) -> services.InboundReport:
         header = message.getHeader()
@@ -198,41 +236,190 @@ class GatewayApplication(fix.Application):
             raw=fixmsg.raw_text(message),
         )
 
-    def _execution_report(self, message) -> None:
-        report = self._report(message)
-        result = services.execution_report_apply(broker=self.broker, report=report, as_of=_now())
+    # -- inbound: the applier thread -------------------------------------------------------------
+
+    def applier_start(self) -> None:
+        self._applier = threading.Thread(
+            target=self._apply_loop, name=f"fix-apply-{self.broker.code}", daemon=True
+        )
+        self._applier.start()
+
+    def inbound_close(self) -> None:
+        """Callbacks stop queueing (and stop waiting on a full queue): the engine is stopping."""
+        self.inbound_closed.set()
+
+    def applier_stop(self, timeout: float = 10) -> bool:
+        """Let the applier finish the batch in hand and end; what is left in the queue is
+        above the mark and is resent after the next start-up's rewind. True if it ended."""
+        self.inbound_close()
+        self._applier_stop.set()
+        thread = self._applier
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("%s: the applier did not end within %.0f s", self.broker, timeout)
+            return False
+        return True
+
+    def _apply_loop(self) -> None:
+        carried: InboundItem | None = None
+        try:
+            while not self._applier_stop.is_set():
+                try:
+                    batch, carried = self._next_batch(carried)
+                    if batch:
+                        self._apply_batch(batch)
+                except Exception:
+                    # Nothing may end this thread while the engine runs: the queue would fill
+                    # and the session stall.
+                    log.exception("%s: inbound applier failed; going on", self.broker)
+                    time.sleep(0.2)
+        finally:
+            try:
+                connection.close()
+            except Exception:
+                pass
+
+    def _next_batch(
+        self, carried: InboundItem | None
+    ) -> tuple[list[InboundItem], InboundItem | None]:
+        """The next batch in arrival order: wait for a first item, then take what is already
+        queued, up to the batch size. Every item of a batch is numbered in the same store;
+        an item of another store ends the batch and starts the next one."""
+        first = carried
+        while first is None:
+            if self._applier_stop.is_set():
+                return [], None
+            try:
+                first = self.inbound.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        batch = [first]
+        while len(batch) < self.batch_size:
+            try:
+                item = self.inbound.get_nowait()
+            except queue.Empty:
+                break
+            if item.store_created != first.store_created:
+                return batch, item
+            batch.append(item)
+        return batch, None
+
+    @staticmethod
+    def _mark(batch: list[InboundItem]) -> InboundMark | None:
+        seq = next((i.seq_num for i in reversed(batch) if i.seq_num is not None), None)
+        if seq is None or not batch[0].store_created:
+            return None
+        return InboundMark(store_created=batch[0].store_created, seq_num=seq)
+
+    def _apply_batch(self, batch: list[InboundItem]) -> None:
+        close_old_connections()
+        reports = [item.report for item in batch]
+        try:
+            results = self._until_committed(
+                lambda: services.inbound_batch_apply(
+                    broker=self.broker, reports=reports, as_of=_now(), mark=self._mark(batch)
+                )
+            )
+        except _Abandoned:
+            return
+        except Exception:
+            # Not the database: something in the batch the service did not expect. Apply the
+            # reports one by one, so only the one at fault is set aside.
+            log.exception("%s: batch of %d failed; applying one by one", self.broker, len(batch))
+            try:
+                for item in batch:
+                    self._apply_one(item)
+            except _Abandoned:
+                pass
+            return
+        if len(results) != len(batch):
+            log.error("%s: %d results for %d reports", self.broker, len(results), len(batch))
+        for item, result in zip(batch, results, strict=False):
+            self._after_commit(item, result)
+
+    def _apply_one(self, item: InboundItem) -> None:
+        try:
+            (result,) = self._until_committed(
+                lambda: services.inbound_batch_apply(
+                    broker=self.broker,
+                    reports=[item.report],
+                    as_of=_now(),
+                    mark=self._mark([item]),
+                )
+            )
+        except _Abandoned:
+            raise
+        except Exception as exc:
+            log.exception("FIX message could not be applied; quarantined")
+            self.stats["quarantined"] += 1
+            self._quarantine(item, exc)
+            return
+        self._after_commit(item, result)
+
+    def _quarantine(self, item: InboundItem, exc: Exception) -> None:
+        def record() -> None:
+            with transaction.atomic():
+                services.quarantine_record(
+                    broker=self.broker,
+                    reason="exception",
+                    report=item.report,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    as_of=_now(),
+                )
+
+        try:
+            self._until_committed(record)
+        except _Abandoned:
+            raise
+        except Exception:
+            log.exception("could not even quarantine: %s", item.report.raw)
+
+    def _until_committed(self, work):
+        """Run `work` until it is not refused for an unreachable database: the batch is kept
+        and tried again (0.2 s doubling to 2 s), never dropped. Once the engine is stopping it
+        is abandoned instead (nothing of it is committed: it is resent after the rewind)."""
+        delay = 0.2
+        while True:
+            try:
+                return work()
+            except DB_UNAVAILABLE:
+                if self._applier_stop.is_set():
+                    log.warning(
+                        "%s: database unavailable while stopping; batch left for the resend",
+                        self.broker,
+                    )
+                    raise _Abandoned from None
+                log.warning("%s: database unavailable; holding the batch", self.broker)
+                self._reconnect_after(delay)
+                delay = min(delay * 2, 2.0)
+
+    @staticmethod
+    def _reconnect_after(delay: float) -> None:
+        try:
+            connection.close()
+        except Exception:  # a dead connection may fail to close; it is dropped either way
+            pass
+        time.sleep(delay)
+
+    def _after_commit(self, item: InboundItem, result: services.ApplyResult) -> None:
         self.stats[result.outcome] = self.stats.get(result.outcome, 0) + 1
         if result.dont_know:
-            self._send_dont_know(report, message)
+            try:
+                self._send_dont_know(item)
+            except Exception:
+                log.exception("could not send DontKnowTrade for %s", item.report.exec_id)
 
-    def _cancel_reject(self, message) -> None:
-        services.cancel_reject_apply(broker=self.broker, report=self._report(message), as_of=_now())
-
-    def _reject(self, message) -> None:
-        services.message_reject_apply(
-            broker=self.broker, report=self._report(message), as_of=_now()
-        )
-
-    def _unexpected(self, message) -> None:
-        with transaction.atomic():
-            services.quarantine_record(
-                broker=self.broker,
-                reason="unexpected_message",
-                raw=fixmsg.raw_text(message),
-                as_of=_now(),
-            )
-
-    def _send_dont_know(self, report: services.InboundReport, original) -> None:
+    def _send_dont_know(self, item: InboundItem) -> None:
+        report = item.report
         dk = fixmsg.new_message("Q")
         dk.setField(37, report.order_id or "NONE")
         dk.setField(17, report.exec_id or "NONE")
         dk.setField(127, "D")  # no matching order
-        dk.setField(55, get(original, 55) or "UNKNOWN")
-        dk.setField(54, get(original, 54) or "1")
-        if self.broker.fix_version == Broker.FixVersion.FIX44:
-            dk.setField(38, get(original, 38) or "0")
-        else:
-            dk.setField(38, get(original, 38) or "0")
+        dk.setField(55, item.symbol or "UNKNOWN")
+        dk.setField(54, item.side or "1")
+        dk.setField(38, item.order_qty or "0")
         if report.last_qty:
             dk.setField(32, str(report.last_qty))
             dk.setField(31, str(report.last_px))
@@ -337,10 +524,5 @@ def decimal_or_zero(value: str) -> Decimal:
         return Decimal(0)
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+class _Abandoned(Exception):
+    """The engine is stopping and the database is unreachable: the batch is left uncommitted."""

@@ -12,6 +12,14 @@ store; start-up reads the store and marks such rows sent instead of sending them
 bytes never reached the broker, the broker sees a sequence gap at the next logon and asks for a
 resend, which QuickFIX serves from that store (a stale NewOrderSingle becomes a gap fill).
 So the store is the single record of what was sent: nothing is lost, nothing sent twice.
+
+"Received" across a crash: reports are applied by the application's applier thread, many per
+transaction, after the QuickFIX callback has returned (and QuickFIX has counted the message as
+received). Each batch commits, with its effects, the inbound mark: the store (by its creation
+time) and the MsgSeqNum the batch ends at. At start-up, before the engine connects, the session
+is wound back to the mark when the store is the same one (`inbound_rewind`): at logon the broker
+sees the gap and resends what was received but never committed, flagged PossDup; replays are
+idempotent by ExecID.
 """
 
 from __future__ import annotations
@@ -31,13 +39,15 @@ import quickfix as fix
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import fixmsg, services
+from . import fixmsg, selectors, services
 from .application import GatewayApplication
 from .models import Broker, OutboxMessage
+from .selectors import InboundMark
 
 log = logging.getLogger("fixgateway.runner")
 
 LOCK_NAMESPACE = 5_100_417  # pg_advisory_lock(namespace, broker id)
+APPLIER_STOP_SECONDS = 10
 
 
 def _now() -> datetime:
@@ -65,10 +75,77 @@ _MSG_SPLIT = re.compile(r"(?=8=FIX)")
 _FIELD = re.compile(r"\x01(\d+)=([^\x01]*)")
 
 
+def _store_prefix(broker: Broker) -> str:
+    """The QuickFIX FileStore's file names for this session (without their extension)."""
+    return f"{broker.fix_version}-{broker.sender_comp_id}-{broker.target_comp_id}"
+
+
+def store_created(broker: Broker) -> str:
+    """When this session's QuickFIX store was created (or last reset), as the FileStore keeps
+    it in `<prefix>.session` (e.g. "20261126-01:31:53"); "" when there is no store yet. The
+    inbound numbering belongs to one store: a reset starts it again at 1."""
+    path = _store_dir() / f"{_store_prefix(broker)}.session"
+    try:
+        return path.read_text(encoding="latin-1").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def inbound_rewind_target(
+    *, mark: InboundMark | None, store_created: str, expected: int
+) -> int | None:
+    """The MsgSeqNum to expect next so the broker resends what was received but not committed,
+    or None to leave the session alone: when nothing is marked, when the mark belongs to
+    another store (a reset renumbered the session), or when the store expects nothing past
+    the mark."""
+    if mark is None or not store_created or mark.store_created != store_created:
+        return None
+    if expected > mark.seq_num + 1:
+        return mark.seq_num + 1
+    return None
+
+
+def inbound_rewind(broker: Broker) -> int | None:
+    """Wind the (created, not yet started) session back to the database's inbound mark.
+    Returns the new expected MsgSeqNum, or None when it was left alone."""
+    session = _registered_session(broker)
+    if session is None:
+        raise RuntimeError(f"{broker}: no FIX session to wind back")
+    mark = selectors.inbound_mark(broker_id=broker.pk)
+    created = store_created(broker)
+    expected = session.getExpectedTargetNum()
+    if not created:
+        log.error(
+            "%s: no QuickFIX FileStore under %s: inbound marks cannot be kept, and reports "
+            "queued but not committed at a crash would not be resent",
+            broker,
+            _store_dir(),
+        )
+    target = inbound_rewind_target(mark=mark, store_created=created, expected=expected)
+    if target is None:
+        log.info(
+            "%s: inbound mark %s, store %s expects %d: nothing to resend",
+            broker,
+            mark,
+            created or "-",
+            expected,
+        )
+        return None
+    session.setNextTargetMsgSeqNum(target)
+    log.warning(
+        "%s: the store expects inbound MsgSeqNum %d but only up to %d is committed: wound back "
+        "to %d, the broker resends the rest",
+        broker,
+        expected,
+        mark.seq_num,
+        target,
+    )
+    return target
+
+
 def store_sent_cl_ord_ids(broker: Broker) -> dict[str, int]:
     """ClOrdID -> sequence number of every order message in this session's QuickFIX store."""
-    prefix = f"{broker.fix_version}-{broker.sender_comp_id}-{broker.target_comp_id}"
-    body = _store_dir() / f"{prefix}.body"
+    body = _store_dir() / f"{_store_prefix(broker)}.body"
     if not body.exists():
         return {}
     found: dict[str, int] = {}
@@ -192,12 +269,16 @@ class BrokerSession(threading.Thread):
                 # A previous engine of this session is still alive: starting another one now
                 # would leave QuickFIX's registry pointing at a dead session.
                 raise RuntimeError(f"{broker}: the previous FIX engine is still registered")
-        self.app = GatewayApplication(broker)
+        self.app = GatewayApplication(broker, store_created=lambda: store_created(broker))
         store_factory = fix.FileStoreFactory(initiator_settings(broker))
         settings_ = initiator_settings(broker)
         self.initiator = fix.SocketInitiator(
             self.app, store_factory, settings_, fix.FileLogFactory(settings_)
         )
+        # The session and its store exist now (created with the engine); nothing is connected.
+        inbound_rewind(broker)
+        self.app.refresh_store_created()
+        self.app.applier_start()
         self.initiator.start()
         services.session_state_update(
             broker_id=broker.pk, as_of=_now(), logged_on=False, owner=self.owner
@@ -206,6 +287,10 @@ class BrokerSession(threading.Thread):
         last_state = 0.0
         while not self.stop_event.is_set():
             app = self.app
+            if app.inbound_failed.is_set():
+                # A message could not be queued: restart the engine (and so wind the session
+                # back to the mark) rather than carry on past it.
+                raise RuntimeError(f"{broker}: an inbound message could not be queued")
             if app.logged_on.is_set() and app.logon_generation != seen_generation:
                 seen_generation = app.logon_generation
                 asked = app.request_status()
@@ -233,6 +318,11 @@ class BrokerSession(threading.Thread):
 
     def _stop_engine(self) -> None:
         initiator, self.initiator = self.initiator, None
+        had_engine = initiator is not None
+        app = self.app
+        if app is not None:
+            # A callback waiting on a full queue gives up now, or the engine could not stop.
+            app.inbound_close()
         if initiator is not None:
             try:
                 initiator.stop()
@@ -244,6 +334,11 @@ class BrokerSession(threading.Thread):
             # finally went, and that engine segfaults on its next reconnect or stop.
             del initiator
             gc.collect()
+        if app is not None:
+            # No callback runs any more: the applier finishes the batch in hand and ends. What
+            # it leaves in the queue is above the mark: the next start-up has it resent.
+            app.applier_stop(timeout=APPLIER_STOP_SECONDS)
+        if had_engine:
             try:
                 services.session_state_update(
                     broker_id=self.broker_id, as_of=_now(), logged_on=False
