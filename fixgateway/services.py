@@ -1076,6 +1076,16 @@ _APPLIERS = {
 
 
 def _inbound_one(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    if report.extra.get("parse_error"):
+        # Past the data dictionary but not readable as a report (a bad date, say): kept, raw.
+        quarantine_record(
+            broker=broker,
+            reason="malformed",
+            report=report,
+            detail=report.extra["parse_error"],
+            as_of=as_of,
+        )
+        return ApplyResult("quarantined", detail="malformed")
     apply = _APPLIERS.get(report.msg_type)
     if apply is None:
         quarantine_record(broker=broker, reason="unexpected_message", report=report, as_of=as_of)

@@ -217,6 +217,10 @@ OMS_DEMO_PASSWORD = os.environ.get("OMS_DEMO_PASSWORD", "demo-pass-123")
 OMS_RUN_DIR = Path(env_str("OMS_RUN_DIR", str(BASE_DIR / ".run")))
 OMS_FIX_STORE_DIR = Path(env_str("OMS_FIX_STORE_DIR", str(OMS_RUN_DIR / "fix" / "store")))
 OMS_FIX_LOG_DIR = Path(env_str("OMS_FIX_LOG_DIR", str(OMS_RUN_DIR / "fix" / "log")))
+# Inbound reports wait in a bounded queue (a full queue holds QuickFIX's callback: backpressure)
+# and are committed up to OMS_FIX_APPLY_BATCH at a time, with the inbound sequence mark.
+OMS_FIX_INBOUND_QUEUE = env_int("OMS_FIX_INBOUND_QUEUE", 5000)
+OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
 
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
 # $27.80 per million), and the after-close job that finalises done blocks and writes the

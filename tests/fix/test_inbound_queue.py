@@ -161,6 +161,7 @@ def test_a_report_that_cannot_be_read_ends_quarantined_and_covered_by_the_mark(d
     assert not app.inbound_failed.is_set()
     bad = Quarantine.objects.get(exec_id="BAD-DATE-1")
     assert bad.msg_type == "8" and "75=20261399" in bad.raw
+    assert bad.reason == "malformed" and "month must be in 1..12" in bad.detail
     assert Quarantine.objects.filter(reason="unexpected_message", msg_type="B").count() == 1
     b = _block(block.pk)
     assert b.cum_qty == Decimal(0) and b.status != "FILLED"
