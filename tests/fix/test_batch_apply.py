@@ -281,3 +281,43 @@ def test_a_run_of_trades_costs_a_fixed_number_of_statements(desk):
     small, large = run(_world("Q1"), 5), run(_world("Q2"), 50)
     assert large == small
     assert large < 60
+
+
+def test_a_run_the_set_wise_path_refuses_goes_one_by_one(desk):
+    """A block filled before its allocation plan was fixed (an internal cross): the set-wise
+    allocation refuses the run (NotIncremental), nothing it began stays, and the reports go
+    one by one, which fix the plan from the block's orders and book every fill."""
+    from allocation.models import Allocation, AllocationPlan
+    from fixgateway.models import FixOrder
+    from fixgateway.services import InboundReport, inbound_batch_apply
+    from orders.models import Block, Order
+
+    world = _world("P1")
+    block = world.blocks[0]
+    Allocation.objects.filter(block=block).delete()
+    AllocationPlan.objects.filter(block=block).delete()
+    cl = FixOrder.objects.get(block=block).cl_ord_id
+    reports = [
+        InboundReport(
+            msg_type="8",
+            cl_ord_id=cl,
+            exec_id=f"P{i}",
+            exec_type="F",
+            ord_status="1",
+            last_qty=Decimal(100),
+            last_px=Decimal("10.00"),
+        )
+        for i in range(10)
+    ]
+    with CaptureQueriesContext(connection) as ctx:
+        results = inbound_batch_apply(broker=world.broker, reports=reports, as_of=timezone.now())
+    assert [r.outcome for r in results] == ["applied"] * 10
+    assert any("ROLLBACK TO SAVEPOINT" in q["sql"] for q in ctx.captured_queries)
+    assert AllocationPlan.objects.filter(block=block).exists()
+    block = Block.objects.get(pk=block.pk)
+    assert block.status == "FILLED" and block.cum_qty == 1000
+    assert {o.quantity: o.cum_qty for o in Order.objects.filter(block=block)} == {
+        Decimal(300): Decimal(300),
+        Decimal(500): Decimal(500),
+        Decimal(200): Decimal(200),
+    }
