@@ -240,6 +240,14 @@ def strategy_params_clean(*, strategy: str, params: dict[str, Any] | None) -> di
     params = dict(params or {})
     if strategy == "DMA":
         return {}
+    known = {"start_time", "end_time"} | ({"participation"} if strategy == "POV" else set())
+    # An instruction the broker would never get must not be dropped silently.
+    unknown = sorted(k for k, v in params.items() if k not in known and v not in (None, ""))
+    if unknown:
+        raise DomainError(
+            f"{strategy} takes {', '.join(sorted(known))}; not {', '.join(unknown)}.",
+            code="invalid_params",
+        )
     clean: dict[str, Any] = {}
     for key in ("start_time", "end_time"):
         if params.get(key):

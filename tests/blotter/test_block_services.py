@@ -165,6 +165,8 @@ def test_routing_moves_statuses_and_writes_the_outbox(refdata, sim_broker):
             {"strategy": "VWAP", "strategy_params": {"start_time": "15:00", "end_time": "10:00"}},
             "invalid_params",
         ),
+        ({"strategy": "VWAP", "strategy_params": {"minutes": "30"}}, "invalid_params"),
+        ({"strategy": "TWAP", "strategy_params": {"participation": "10"}}, "invalid_params"),
         ({"strategy": "ICEBERG"}, "invalid_strategy"),
         ({"time_in_force": "GTD"}, "invalid_expiry"),
     ],
