@@ -132,6 +132,47 @@ def order_transition(
     return order
 
 
+def _order_change(
+    *,
+    order: Order,
+    to_status: str,
+    fields: Mapping[str, Any],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    details: dict[str, Any],
+    kind: str,
+    actor,
+    as_of: datetime,
+    now: datetime,
+) -> tuple[OrderEvent, dict[str, Any]]:
+    """Move a locked order in memory (status, fields, version) and return its order event and
+    the keyword arguments of its audit event, for the caller to write set-wise."""
+    current = order.status
+    order.status = to_status
+    for name, value in fields.items():
+        setattr(order, name, value)
+    order.version += 1
+    order.updated_at = now
+    event = OrderEvent(
+        order=order,
+        kind=kind,
+        at=as_of,
+        actor=actor if getattr(actor, "pk", None) else None,
+        from_status=current,
+        to_status=to_status,
+        details=details,
+    )
+    audit = {
+        "actor": actor,
+        "action": f"order.{kind}",
+        "obj": order,
+        "occurred_at": as_of,
+        "before": before,
+        "after": after,
+    }
+    return event, audit
+
+
 def orders_transition_bulk(
     *,
     orders: list[Order],
@@ -162,39 +203,24 @@ def orders_transition_bulk(
     events: list[OrderEvent] = []
     audits: list[dict[str, Any]] = []
     by_names: dict[tuple[str, ...], list[Order]] = {}
-    actor_for_event = actor if getattr(actor, "pk", None) else None
     for order in orders:
-        current = order.status
         extra = extra_fields_by_order.get(order.pk) or {}
-        details = details_by_order.get(order.pk)
-        before = {"status": current, **{k: getattr(order, k) for k in extra}}
-        order.status = to_status
-        for name, value in extra.items():
-            setattr(order, name, value)
-        order.version += 1
-        order.updated_at = now
+        details = details_by_order.get(order.pk) or {}
+        event, audit = _order_change(
+            order=order,
+            to_status=to_status,
+            fields=extra,
+            before={"status": order.status, **{k: getattr(order, k) for k in extra}},
+            after={"status": to_status, **extra, **details},
+            details=details,
+            kind=kind,
+            actor=actor,
+            as_of=as_of,
+            now=now,
+        )
         by_names.setdefault(tuple(sorted(extra)), []).append(order)
-        events.append(
-            OrderEvent(
-                order=order,
-                kind=kind,
-                at=as_of,
-                actor=actor_for_event,
-                from_status=current,
-                to_status=to_status,
-                details=details or {},
-            )
-        )
-        audits.append(
-            {
-                "actor": actor,
-                "action": f"order.{kind}",
-                "obj": order,
-                "occurred_at": as_of,
-                "before": before,
-                "after": {"status": to_status, **extra, **(details or {})},
-            }
-        )
+        events.append(event)
+        audits.append(audit)
     for names, members in by_names.items():
         _orders_update(orders=members, names=names, to_status=to_status, now=now)
     bulk_insert(events)
@@ -961,7 +987,6 @@ def orders_fill_apply_many(
     if not fills:
         return []
     now = timezone.now()
-    actor_for_event = actor if getattr(actor, "pk", None) else None
     events: list[OrderEvent] = []
     audits: list[dict[str, Any]] = []
     kept = {f.order.pk: (f.order, _fill_snapshot(f.order)) for f in fills}
@@ -970,44 +995,31 @@ def orders_fill_apply_many(
             # One at a time: a later fill of the same order starts where the earlier one left it.
             target, fields = _fill_outcome(fill)
             order = fill.order
-            current = order.status
             details = {
                 "quantity": str(fill.quantity),
                 "price": str(fill.price),
                 "exec_ref": fill.exec_ref,
             }
-            if target == current:
+            if target == order.status:
                 before: dict[str, Any] = {k: str(getattr(order, k)) for k in fields}
                 after = {**fields, **details}
             else:
-                before = {"status": current, **{k: getattr(order, k) for k in fields}}
+                before = {"status": order.status, **{k: getattr(order, k) for k in fields}}
                 after = {"status": target, **fields, **details}
-            order.status = target
-            for name, value in fields.items():
-                setattr(order, name, value)
-            order.version += 1
-            order.updated_at = now
-            events.append(
-                OrderEvent(
-                    order=order,
-                    kind=kind,
-                    at=as_of,
-                    actor=actor_for_event,
-                    from_status=current,
-                    to_status=target,
-                    details=details,
-                )
+            event, audit = _order_change(
+                order=order,
+                to_status=target,
+                fields=fields,
+                before=before,
+                after=after,
+                details=details,
+                kind=kind,
+                actor=actor,
+                as_of=as_of,
+                now=now,
             )
-            audits.append(
-                {
-                    "actor": actor,
-                    "action": f"order.{kind}",
-                    "obj": order,
-                    "occurred_at": as_of,
-                    "before": before,
-                    "after": after,
-                }
-            )
+            events.append(event)
+            audits.append(audit)
     except DomainError:
         for order, snapshot in kept.values():
             for name, value in snapshot.items():
