@@ -142,7 +142,7 @@ def _end_to_end(n: int, tmp: Path, orders_per_block: int = 1) -> dict:
     from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
     from orders.block_services import block_create, block_route
     from orders.lifecycle import OrderStatus
-    from orders.models import Block, Order
+    from orders.models import Block
     from tests import factories
 
     tag = uuid.uuid4().hex[:6]
@@ -187,16 +187,8 @@ def _end_to_end(n: int, tmp: Path, orders_per_block: int = 1) -> dict:
         ]
         for _ in range(max(1, n // 1000)):
             ids = [
-                Order.objects.create(
-                    account=account,
-                    security=sec,
-                    side="BUY",
-                    quantity=Decimal(1000),
-                    order_type="MARKET",
-                    status=OrderStatus.STAGED,
-                    pm=pm,
-                    received_at=now,
-                    leaves_qty=Decimal(1000),
+                factories.order(
+                    account, sec, pm, quantity=str(1000), status=OrderStatus.STAGED, received_at=now
                 ).pk
                 for account in accounts
             ]
@@ -241,7 +233,6 @@ def _in_process(orders: int, reports: int) -> dict:
     from fixgateway.services import InboundReport, execution_report_apply
     from orders.block_services import block_create, block_route
     from orders.lifecycle import OrderStatus
-    from orders.models import Order
     from tests import factories
 
     tag = uuid.uuid4().hex[:6]
@@ -253,16 +244,13 @@ def _in_process(orders: int, reports: int) -> dict:
     sec = factories.security(f"I{tag}", price="10.00")
     now = timezone.now()
     ids = [
-        Order.objects.create(
-            account=factories.account(f"I{tag}{i}", pm),
-            security=sec,
-            side="BUY",
-            quantity=Decimal(reports),
-            order_type="MARKET",
+        factories.order(
+            factories.account(f"I{tag}{i}", pm),
+            sec,
+            pm,
+            quantity=str(reports),
             status=OrderStatus.STAGED,
-            pm=pm,
             received_at=now,
-            leaves_qty=Decimal(reports),
         ).pk
         for i in range(orders)
     ]
@@ -311,7 +299,6 @@ def _in_process_batched(orders: int, blocks: int, per_block: int, batch: int) ->
     from fixgateway.services import InboundReport, inbound_batch_apply
     from orders.block_services import block_create, block_route
     from orders.lifecycle import OrderStatus
-    from orders.models import Order
     from tests import factories
 
     tag = uuid.uuid4().hex[:6]
@@ -325,16 +312,13 @@ def _in_process_batched(orders: int, blocks: int, per_block: int, batch: int) ->
     cl_ord_ids = []
     for b in range(blocks):
         ids = [
-            Order.objects.create(
-                account=factories.account(f"J{tag}{b}x{i}", pm),
-                security=sec,
-                side="BUY",
-                quantity=Decimal(per_block * orders),
-                order_type="MARKET",
+            factories.order(
+                factories.account(f"J{tag}{b}x{i}", pm),
+                sec,
+                pm,
+                quantity=str(per_block * orders),
                 status=OrderStatus.STAGED,
-                pm=pm,
                 received_at=now,
-                leaves_qty=Decimal(per_block * orders),
             ).pk
             for i in range(orders)
         ]

@@ -33,7 +33,6 @@ def _world(tag: str) -> World:
     from oms import roles
     from orders.block_services import block_create, block_route
     from orders.lifecycle import OrderStatus
-    from orders.models import Order
 
     broker = Broker.objects.create(
         code=f"B{tag}", name=tag, port=1, sender_comp_id=f"O{tag}", target_comp_id=f"T{tag}"
@@ -55,16 +54,13 @@ def _world(tag: str) -> World:
         (securities[0], ("100",)),
     ):
         ids = [
-            Order.objects.create(
-                account=accounts[i % 3],
-                security=security,
-                side="BUY",
-                quantity=Decimal(q),
-                order_type="MARKET",
+            factories.order(
+                accounts[i % 3],
+                security,
+                pm,
+                quantity=q,
                 status=OrderStatus.STAGED,
-                pm=pm,
                 received_at=now,
-                leaves_qty=Decimal(q),
             ).pk
             for i, q in enumerate(quantities)
         ]
