@@ -148,6 +148,9 @@ class Order(models.Model):
     cum_qty = QuantityField(default=0)
     leaves_qty = QuantityField(default=0)
     avg_price = PriceField(null=True, blank=True)
+    # What the fills cost, sum of quantity x price to the last digit (eight places times eight):
+    # the average is taken from it, so it never drifts through rounding fill after fill.
+    filled_value = MoneyField(default=0, max_digits=40, decimal_places=16)
     # The compliance engine's verdict, summarised (details in compliance results).
     compliance_status = models.CharField(max_length=8, blank=True)
     reference_price_at_entry = PriceField(null=True, blank=True)

@@ -933,7 +933,7 @@ _FILL_KEEPS_STATUS = frozenset(
         OrderStatus.EXPIRED,
     }
 )
-_FILL_FIELDS = ("cum_qty", "leaves_qty", "avg_price")
+_FILL_FIELDS = ("cum_qty", "leaves_qty", "avg_price", "filled_value")
 
 
 def _fill_snapshot(order: Order) -> dict[str, Any]:
@@ -959,10 +959,14 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
             code="overfill",
             details={"order": order.pk, "cum_qty": str(new_cum)},
         )
-    old_value = (order.avg_price or Decimal(0)) * order.cum_qty
-    new_value = old_value + price * quantity
+    new_value = order.filled_value + price * quantity
     avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
-    fields = {"cum_qty": new_cum, "leaves_qty": order.quantity - new_cum, "avg_price": avg}
+    fields = {
+        "cum_qty": new_cum,
+        "leaves_qty": order.quantity - new_cum,
+        "avg_price": avg,
+        "filled_value": new_value,
+    }
     if new_cum == order.quantity:
         target = OrderStatus.FILLED
     elif order.status in _FILL_KEEPS_STATUS:

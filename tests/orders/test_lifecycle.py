@@ -167,3 +167,36 @@ def test_concurrent_fills_lose_no_update(refdata):
     assert order.avg_price == Decimal("193.50")
     assert order.status == "PARTIALLY_FILLED"
     assert Order.objects.filter(pk=order.pk).count() == 1
+
+
+def test_the_average_price_does_not_drift_fill_after_fill(refdata):
+    """Eight fills of 10 at 190..197 in an order where an average kept to eight places and
+    re-multiplied on every fill ends at 193.50000001: the average comes from the exact value
+    of the fills, so it is 193.5, and taking fills back returns to the exact earlier average."""
+    order = factories.order(
+        refdata.acct1, refdata.aapl, refdata.pm1, status="WORKING", quantity="1000"
+    )
+    for n in (0, 1, 2, 4, 5, 7, 3, 6):
+        with transaction.atomic():
+            order_fill_apply(
+                order=order_lock(order_id=order.pk),
+                quantity=Decimal(10),
+                price=Decimal("190.00") + n,
+                as_of=AS_OF,
+                exec_ref=f"E{n}",
+            )
+    order.refresh_from_db()
+    assert order.avg_price == Decimal("193.5")
+    assert order.filled_value == Decimal(15480)
+    for n in (6, 3, 7):  # reversals, as a bust books them
+        with transaction.atomic():
+            order_fill_apply(
+                order=order_lock(order_id=order.pk),
+                quantity=Decimal(-10),
+                price=Decimal("190.00") + n,
+                as_of=AS_OF,
+                exec_ref=f"B{n}",
+            )
+    order.refresh_from_db()
+    assert order.cum_qty == Decimal(50)
+    assert order.avg_price == Decimal("192.4")  # (190 + 191 + 192 + 194 + 195) / 5
