@@ -580,17 +580,30 @@ def _order_status_by_fill(order: Order) -> str:
     return OrderStatus.PARTIALLY_FILLED if order.cum_qty > 0 else OrderStatus.WORKING
 
 
-def _block_recompute(block: Block, fix_order: FixOrder) -> None:
-    """Cum and average price from the ledger of applied trades: exact after busts and
-    corrections (FIX Appendix D), and never drifting through rounding."""
-    totals = Execution.objects.filter(
-        fix_order=fix_order,
-        state=Execution.State.APPLIED,
-        exec_type__in=[*TRADE_TYPES, "G"],
-    ).aggregate(cum=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
-    cum, value = totals["cum"] or ZERO, totals["value"] or ZERO
+def _ledger_totals(fix_orders: list[FixOrder]) -> dict[int, tuple[Decimal, Decimal]]:
+    """Each FixOrder's cum quantity and value (quantity x price) from the ledger of applied
+    trades and corrections: what the block's figures follow, exact after busts and
+    corrections (FIX Appendix D), in one statement."""
+    rows = (
+        Execution.objects.filter(
+            fix_order__in=fix_orders,
+            state=Execution.State.APPLIED,
+            exec_type__in=[*TRADE_TYPES, "G"],
+        )
+        .values("fix_order_id")
+        .annotate(cum=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
+    )
+    return {r["fix_order_id"]: (r["cum"] or ZERO, r["value"] or ZERO) for r in rows}
+
+
+def _block_figures_set(block: Block, cum: Decimal, value: Decimal) -> None:
+    # From the ledger's totals, never from the last average: it cannot drift through rounding.
     block.cum_qty = cum
     block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
+
+
+def _block_recompute(block: Block, fix_order: FixOrder) -> None:
+    _block_figures_set(block, *_ledger_totals([fix_order]).get(fix_order.pk, (ZERO, ZERO)))
 
 
 def _allocation():
@@ -1135,16 +1148,7 @@ def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: dat
             exec_id__in={r.exec_id for r in run},
         ).values_list("fix_order_id", "exec_id")
     )
-    ledger = {
-        row["fix_order_id"]: (row["cum"] or ZERO, row["value"] or ZERO)
-        for row in Execution.objects.filter(
-            fix_order__in=list(fix_orders.values()),
-            state=Execution.State.APPLIED,
-            exec_type__in=[*TRADE_TYPES, "G"],
-        )
-        .values("fix_order_id")
-        .annotate(cum=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
-    }
+    ledger = _ledger_totals(list(fix_orders.values()))
     executions: list[Execution] = []
     fills = []
     named: dict[int, FixOrder] = {}
@@ -1169,8 +1173,7 @@ def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: dat
         cum, value = ledger.get(fix_order.pk, (ZERO, ZERO))
         cum, value = cum + qty, value + qty * px
         ledger[fix_order.pk] = (cum, value)
-        block.cum_qty = cum
-        block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
+        _block_figures_set(block, cum, value)
         block.status = _block_status_after_trade(block)
         if report.order_id and not fix_order.broker_order_id:
             fix_order.broker_order_id = report.order_id
@@ -1226,7 +1229,6 @@ def inbound_batch_apply(
             end = i
             while end < len(reports) and _is_plain_trade(reports[end]):
                 end += 1
-            applied = 0
             if end > i:
                 try:
                     with transaction.atomic():
@@ -1246,9 +1248,11 @@ def inbound_batch_apply(
                     continue
                 results.extend(ApplyResult("applied") for _ in range(applied))
                 i += applied
-            if i < len(reports) and (applied == 0 or i < end):
-                results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
-                i += 1
+                if i == end:
+                    continue
+            # Not a plain trade, or the one the run stopped at: judged alone.
+            results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
+            i += 1
         if mark is not None:
             SessionState.objects.update_or_create(
                 broker=broker,
