@@ -163,6 +163,83 @@ def _allocations_locked(plan: AllocationPlan) -> list[Allocation]:
 # reversing slices (newest first) and re-booking whatever was reversed beyond the need.
 
 
+class _Bookings:
+    """Shares booked to allocations, gathered in booking order and written set-wise: each
+    order's fill, the ledger's booking, and the allocation's new figures. The slices come back
+    unsaved from write(), for the caller to insert as suits its size."""
+
+    def __init__(self, *, kind: str, as_of: datetime, actor) -> None:
+        self.kind, self.as_of, self.actor = kind, as_of, actor
+        self.order_fills: list[order_services.OrderFill] = []
+        self.bookings: list[position_services.FillBooking] = []
+        self.slices: list[AllocationSlice] = []
+        self.touched: dict[int, Allocation] = {}
+
+    def add(
+        self,
+        alloc: Allocation,
+        quantity: Decimal,
+        *,
+        order: Order,
+        block: Block,
+        price,
+        execution_ref: str,
+        trade_date: date,
+        settle: date,
+    ) -> None:
+        fill_ref = f"{self.kind.lower()}:{execution_ref}:{alloc.order_id}"
+        self.order_fills.append(
+            order_services.OrderFill(
+                order=order, quantity=quantity, price=price, exec_ref=execution_ref
+            )
+        )
+        self.bookings.append(
+            position_services.FillBooking(
+                account_id=alloc.account_id,
+                security_id=block.security.pk,
+                side=block.side,
+                quantity=quantity,
+                price=price,
+                trade_date=trade_date,
+                settle_date=settle,
+                fill_ref=fill_ref,
+                currency=block.security.currency,
+            )
+        )
+        self.slices.append(
+            AllocationSlice(
+                allocation=alloc,
+                kind=self.kind,
+                execution_ref=execution_ref,
+                fill_ref=fill_ref,
+                quantity=quantity,
+                price=price,
+                trade_date=trade_date,
+                settle_date=settle,
+                booked_at=self.as_of,
+            )
+        )
+        alloc.quantity += quantity
+        if alloc.trade_date is None:
+            alloc.trade_date, alloc.settle_date = trade_date, settle
+        self.touched[alloc.pk] = alloc
+
+    def write(self, orders: dict[int, Order]) -> list[AllocationSlice]:
+        kind = self.kind
+        order_services.orders_fill_apply_many(
+            fills=self.order_fills,
+            as_of=self.as_of,
+            actor=self.actor,
+            kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
+        )
+        position_services.position_fills_apply(bookings=self.bookings, as_of=self.as_of)
+        allocs = list(self.touched.values())
+        for alloc in allocs:
+            alloc.avg_price = orders[alloc.order_id].avg_price
+        rows_update(allocs, ["quantity", "avg_price", "trade_date", "settle_date"])
+        return self.slices
+
+
 class _Books:
     """The orders, allocations and live bookings of one block, locked for one use case."""
 
@@ -248,55 +325,19 @@ class _Books:
             return []
         self.lock_orders(a.order_id for a, _ in deltas)
         settle = settlement_date(security=self.security, trade_date=trade_date)
-        refs = [f"{kind.lower()}:{execution_ref}:{a.order_id}" for a, _ in deltas]
-        order_services.orders_fill_apply_many(
-            fills=[
-                order_services.OrderFill(
-                    order=self.orders[a.order_id], quantity=q, price=price, exec_ref=execution_ref
-                )
-                for a, q in deltas
-            ],
-            as_of=self.as_of,
-            actor=self.actor,
-            kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
-        )
-        position_services.position_fills_apply(
-            bookings=[
-                position_services.FillBooking(
-                    account_id=a.account_id,
-                    security_id=self.security.pk,
-                    side=self.block.side,
-                    quantity=q,
-                    price=price,
-                    trade_date=trade_date,
-                    settle_date=settle,
-                    fill_ref=ref,
-                    currency=self.security.currency,
-                )
-                for (a, q), ref in zip(deltas, refs, strict=True)
-            ],
-            as_of=self.as_of,
-        )
+        books = _Bookings(kind=kind, as_of=self.as_of, actor=self.actor)
         for alloc, quantity in deltas:
-            alloc.quantity += quantity
-            alloc.avg_price = self.orders[alloc.order_id].avg_price
-            if alloc.trade_date is None:
-                alloc.trade_date, alloc.settle_date = trade_date, settle
-        rows_update([a for a, _ in deltas], ["quantity", "avg_price", "trade_date", "settle_date"])
-        return AllocationSlice.objects.bulk_create(
-            AllocationSlice(
-                allocation=alloc,
-                kind=kind,
-                execution_ref=execution_ref,
-                fill_ref=ref,
-                quantity=quantity,
+            books.add(
+                alloc,
+                quantity,
+                order=self.orders[alloc.order_id],
+                block=self.block,
                 price=price,
+                execution_ref=execution_ref,
                 trade_date=trade_date,
-                settle_date=settle,
-                booked_at=self.as_of,
+                settle=settle,
             )
-            for (alloc, quantity), ref in zip(deltas, refs, strict=True)
-        )
+        return AllocationSlice.objects.bulk_create(books.write(self.orders))
 
     def reverse(self, alloc, original: AllocationSlice, *, kind, execution_ref) -> AllocationSlice:
         self._apply(
@@ -532,7 +573,8 @@ def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None)
             )
         }
         settles: dict[tuple[int, date], date] = {}
-        executions, slices, order_fills, bookings, touched = [], [], [], [], {}
+        executions: list[AllocationExecution] = []
+        books = _Bookings(kind=AllocationSlice.Kind.FILL, as_of=as_of, actor=actor)
         for f in fills:
             plan, security = plans[f.block.pk], f.block.security
             allocs = allocs_of.get(plan.pk, [])
@@ -561,56 +603,19 @@ def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None)
                 )
             )
             for alloc, delta in deltas:
-                if not delta:
-                    continue
-                fill_ref = f"fill:{f.execution_ref}:{alloc.order_id}"
-                order_fills.append(
-                    order_services.OrderFill(
+                if delta:
+                    books.add(
+                        alloc,
+                        delta,
                         order=orders[alloc.order_id],
-                        quantity=delta,
+                        block=f.block,
                         price=f.price,
-                        exec_ref=f.execution_ref,
-                    )
-                )
-                bookings.append(
-                    position_services.FillBooking(
-                        account_id=alloc.account_id,
-                        security_id=security.pk,
-                        side=f.block.side,
-                        quantity=delta,
-                        price=f.price,
-                        trade_date=f.trade_date,
-                        settle_date=settle,
-                        fill_ref=fill_ref,
-                        currency=security.currency,
-                    )
-                )
-                slices.append(
-                    AllocationSlice(
-                        allocation=alloc,
-                        kind=AllocationSlice.Kind.FILL,
                         execution_ref=f.execution_ref,
-                        fill_ref=fill_ref,
-                        quantity=delta,
-                        price=f.price,
                         trade_date=f.trade_date,
-                        settle_date=settle,
-                        booked_at=as_of,
+                        settle=settle,
                     )
-                )
-                alloc.quantity += delta
-                if alloc.trade_date is None:
-                    alloc.trade_date, alloc.settle_date = f.trade_date, settle
-                touched[alloc.pk] = alloc
         bulk_insert(executions)
-        order_services.orders_fill_apply_many(
-            fills=order_fills, as_of=as_of, actor=actor, kind="fill"
-        )
-        position_services.position_fills_apply(bookings=bookings, as_of=as_of)
-        for alloc in touched.values():
-            alloc.avg_price = orders[alloc.order_id].avg_price
-        rows_update(list(touched.values()), ["quantity", "avg_price", "trade_date", "settle_date"])
-        bulk_insert(slices)
+        bulk_insert(books.write(orders))
 
 
 def block_fill_reverse(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> None:
