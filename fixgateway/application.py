@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import quickfix as fix
 from django.conf import settings
@@ -38,8 +37,8 @@ from django.db import (
 
 from . import fixmsg, services
 from .fixmsg import get, get_date, get_decimal
-from .models import Broker, FixOrder, OutboxMessage
-from .selectors import InboundMark
+from .models import Broker, OutboxMessage
+from .selectors import InboundMark, fix_orders_working
 
 log = logging.getLogger("fixgateway.session")
 alerts = logging.getLogger("fixgateway.alerts")
@@ -361,12 +360,8 @@ class GatewayApplication(fix.Application):
     def _quarantine(self, item: InboundItem, exc: Exception) -> None:
         def record() -> None:
             with transaction.atomic():
-                services.quarantine_record(
-                    broker=self.broker,
-                    reason="exception",
-                    report=item.report,
-                    detail=f"{type(exc).__name__}: {exc}",
-                    as_of=_now(),
+                services.quarantine_failure(
+                    broker=self.broker, report=item.report, exc=exc, as_of=_now()
                 )
 
         try:
@@ -499,7 +494,7 @@ class GatewayApplication(fix.Application):
     def request_status(self) -> int:
         """OrderStatusRequest for every working order (after each logon)."""
         count = 0
-        for fo in services_working(self.broker.pk):
+        for fo in fix_orders_working(broker_id=self.broker.pk):
             message = fixmsg.new_message("H")
             message.setField(11, fo.cl_ord_id)
             if fo.broker_order_id:
@@ -509,19 +504,6 @@ class GatewayApplication(fix.Application):
             if fix.Session.sendToTarget(message, self.session_id):
                 count += 1
         return count
-
-
-def services_working(broker_id: int) -> list[FixOrder]:
-    from .selectors import fix_orders_working
-
-    return list(fix_orders_working(broker_id=broker_id))
-
-
-def decimal_or_zero(value: str) -> Decimal:
-    try:
-        return Decimal(value)
-    except Exception:
-        return Decimal(0)
 
 
 class _Abandoned(Exception):

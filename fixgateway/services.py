@@ -501,6 +501,19 @@ def quarantine_record(
     )
 
 
+def quarantine_failure(
+    *, broker: Broker, report: InboundReport, exc: Exception, as_of: datetime
+) -> Quarantine:
+    """A message that failed unexpectedly: kept raw, with the error, for a human."""
+    return quarantine_record(
+        broker=broker,
+        reason="exception",
+        report=report,
+        detail=f"{type(exc).__name__}: {exc}",
+        as_of=as_of,
+    )
+
+
 def _find_fix_order_id(*, broker: Broker, report: InboundReport) -> int | None:
     for cl in (report.cl_ord_id, report.orig_cl_ord_id, report.business_ref_id):
         if cl:
@@ -1199,13 +1212,7 @@ def _inbound_guarded(*, broker: Broker, report: InboundReport, as_of: datetime) 
         raise
     except Exception as exc:
         log.exception("FIX message could not be applied; quarantined")
-        quarantine_record(
-            broker=broker,
-            reason="exception",
-            report=report,
-            detail=f"{type(exc).__name__}: {exc}",
-            as_of=as_of,
-        )
+        quarantine_failure(broker=broker, report=report, exc=exc, as_of=as_of)
         return ApplyResult("quarantined", detail="exception")
 
 
