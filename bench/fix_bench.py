@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -134,26 +135,78 @@ def _raw(n: int, tmp: Path) -> float:
         acceptor.stop()
 
 
-def _end_to_end(n: int, tmp: Path, orders_per_block: int = 1) -> dict:
-    from django.db import connection
-    from django.utils import timezone
+@dataclass
+class _Desk:
+    """A broker, a trader, a PM and a security of the benchmark's own (a fresh tag each)."""
 
-    from fixgateway.models import Broker, Execution, SessionState
-    from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
-    from orders.block_services import block_create, block_route
-    from orders.lifecycle import OrderStatus
-    from orders.models import Block
+    tag: str
+    broker: object
+    trader: object
+    pm: object
+    sec: object
+
+
+def _desk(prefix: str, port: int = 1) -> _Desk:
+    from fixgateway.models import Broker
     from tests import factories
 
-    tag = uuid.uuid4().hex[:6]
-    port = _free_port()
+    tag = f"{prefix}{uuid.uuid4().hex[:6]}"
     broker = Broker.objects.create(
         code=f"B{tag}", name="bench", port=port, sender_comp_id=f"O{tag}", target_comp_id=f"T{tag}"
     )
-    trader = factories.user(f"tr{tag}", "Trader")
-    pm = factories.user(f"pm{tag}", "PM")
-    acct = factories.account(f"A{tag}", pm)
-    sec = factories.security(f"S{tag}", price="10.00")
+    return _Desk(
+        tag=tag,
+        broker=broker,
+        trader=factories.user(f"tr{tag}", "Trader"),
+        pm=factories.user(f"pm{tag}", "PM"),
+        sec=factories.security(f"S{tag}", price="10.00"),
+    )
+
+
+def _routed_block(desk: _Desk, accounts: list, quantity: int):
+    """One staged market order of `quantity` per account, blocked and routed to the desk's
+    broker: the block, with its ClOrdID at hand."""
+    from django.utils import timezone
+
+    from fixgateway.models import FixOrder
+    from orders.block_services import block_create, block_route
+    from orders.lifecycle import OrderStatus
+    from tests import factories
+
+    now = timezone.now()
+    ids = [
+        factories.order(
+            account,
+            desk.sec,
+            desk.pm,
+            quantity=str(quantity),
+            status=OrderStatus.STAGED,
+            received_at=now,
+        ).pk
+        for account in accounts
+    ]
+    block = block_create(order_ids=ids, actor=desk.trader, as_of=now)
+    block = block_route(
+        block_id=block.pk,
+        broker_id=desk.broker.pk,
+        order_type="MARKET",
+        actor=desk.trader,
+        as_of=now,
+    )
+    block.cl_ord_id = FixOrder.objects.get(block=block).cl_ord_id
+    return block
+
+
+def _end_to_end(n: int, tmp: Path, orders_per_block: int = 1) -> dict:
+    from django.db import connection
+
+    from fixgateway.models import Execution, SessionState
+    from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
+    from orders.models import Block
+    from tests import factories
+
+    desk = _desk("E", port=_free_port())
+    tag, broker, port, sec = desk.tag, desk.broker, desk.broker.port, desk.sec
     sim = BrokerSimulator(
         SimConfig(fill_mode="slices", slices=1000, interval=0.0, prices={sec.symbol: "10.00"})
     )
@@ -179,25 +232,9 @@ def _end_to_end(n: int, tmp: Path, orders_per_block: int = 1) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not log on")
             time.sleep(0.2)
-        now = timezone.now()
-        blocks = []
         # Each block is filled in 1,000 reports, split across its orders (one account each).
-        accounts = [acct] + [
-            factories.account(f"A{tag}{i}", pm) for i in range(1, orders_per_block)
-        ]
-        for _ in range(max(1, n // 1000)):
-            ids = [
-                factories.order(
-                    account, sec, pm, quantity=str(1000), status=OrderStatus.STAGED, received_at=now
-                ).pk
-                for account in accounts
-            ]
-            b = block_create(order_ids=ids, actor=trader, as_of=now)
-            blocks.append(
-                block_route(
-                    block_id=b.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
-                ).pk
-            )
+        accounts = [factories.account(f"A{tag}{i}", desk.pm) for i in range(orders_per_block)]
+        blocks = [_routed_block(desk, accounts, 1000).pk for _ in range(max(1, n // 1000))]
         expected = len(blocks) * 1000
         started = time.perf_counter()
         applied = Execution.objects.filter(broker=broker, exec_type="F")
@@ -229,36 +266,13 @@ def _in_process(orders: int, reports: int) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from fixgateway.models import Broker, FixOrder
     from fixgateway.services import InboundReport, execution_report_apply
-    from orders.block_services import block_create, block_route
-    from orders.lifecycle import OrderStatus
     from tests import factories
 
-    tag = uuid.uuid4().hex[:6]
-    broker = Broker.objects.create(
-        code=f"I{tag}", name="bench", port=1, sender_comp_id=f"IO{tag}", target_comp_id=f"IT{tag}"
-    )
-    trader = factories.user(f"it{tag}", "Trader")
-    pm = factories.user(f"ip{tag}", "PM")
-    sec = factories.security(f"I{tag}", price="10.00")
-    now = timezone.now()
-    ids = [
-        factories.order(
-            factories.account(f"I{tag}{i}", pm),
-            sec,
-            pm,
-            quantity=str(reports),
-            status=OrderStatus.STAGED,
-            received_at=now,
-        ).pk
-        for i in range(orders)
-    ]
-    block = block_create(order_ids=ids, actor=trader, as_of=now)
-    block = block_route(
-        block_id=block.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
-    )
-    cl_ord_id = FixOrder.objects.get(block=block).cl_ord_id
+    desk = _desk("I")
+    accounts = [factories.account(f"A{desk.tag}{i}", desk.pm) for i in range(orders)]
+    block = _routed_block(desk, accounts, reports)
+    broker, cl_ord_id = desk.broker, block.cl_ord_id
 
     def report(i: int) -> InboundReport:
         return InboundReport(
@@ -295,38 +309,19 @@ def _in_process_batched(orders: int, blocks: int, per_block: int, batch: int) ->
     with a burst."""
     from django.utils import timezone
 
-    from fixgateway.models import Broker, FixOrder
     from fixgateway.services import InboundReport, inbound_batch_apply
-    from orders.block_services import block_create, block_route
-    from orders.lifecycle import OrderStatus
     from tests import factories
 
-    tag = uuid.uuid4().hex[:6]
-    broker = Broker.objects.create(
-        code=f"J{tag}", name="bench", port=1, sender_comp_id=f"JO{tag}", target_comp_id=f"JT{tag}"
-    )
-    trader = factories.user(f"jt{tag}", "Trader")
-    pm = factories.user(f"jp{tag}", "PM")
-    sec = factories.security(f"J{tag}", price="10.00")
-    now = timezone.now()
-    cl_ord_ids = []
-    for b in range(blocks):
-        ids = [
-            factories.order(
-                factories.account(f"J{tag}{b}x{i}", pm),
-                sec,
-                pm,
-                quantity=str(per_block * orders),
-                status=OrderStatus.STAGED,
-                received_at=now,
-            ).pk
-            for i in range(orders)
-        ]
-        block = block_create(order_ids=ids, actor=trader, as_of=now)
-        block = block_route(
-            block_id=block.pk, broker_id=broker.pk, order_type="MARKET", actor=trader, as_of=now
-        )
-        cl_ord_ids.append(FixOrder.objects.get(block=block).cl_ord_id)
+    desk = _desk("J")
+    broker = desk.broker
+    cl_ord_ids = [
+        _routed_block(
+            desk,
+            [factories.account(f"A{desk.tag}{b}x{i}", desk.pm) for i in range(orders)],
+            per_block * orders,
+        ).cl_ord_id
+        for b in range(blocks)
+    ]
     reports = [
         InboundReport(
             msg_type="8",
