@@ -163,6 +163,11 @@ def _allocations_locked(plan: AllocationPlan) -> list[Allocation]:
 # reversing slices (newest first) and re-booking whatever was reversed beyond the need.
 
 
+def _order_event_kind(kind: str) -> str:
+    """The order event a booking of this slice kind records: a fill, or an allocation change."""
+    return "fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}"
+
+
 class _Bookings:
     """Shares booked to allocations, gathered in booking order and written set-wise: each
     order's fill, the ledger's booking, and the allocation's new figures. The slices come back
@@ -225,12 +230,11 @@ class _Bookings:
         self.touched[alloc.pk] = alloc
 
     def write(self, orders: dict[int, Order]) -> list[AllocationSlice]:
-        kind = self.kind
         order_services.orders_fill_apply_many(
             fills=self.order_fills,
             as_of=self.as_of,
             actor=self.actor,
-            kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
+            kind=_order_event_kind(self.kind),
         )
         position_services.position_fills_apply(bookings=self.bookings, as_of=self.as_of)
         allocs = list(self.touched.values())
@@ -272,7 +276,7 @@ class _Books:
             as_of=self.as_of,
             exec_ref=exec_ref,
             actor=self.actor,
-            kind="fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}",
+            kind=_order_event_kind(kind),
         )
         position_services.position_fill_apply(
             account_id=alloc.account_id,
