@@ -1,5 +1,6 @@
-"""Allocation plans, per-account allocations and the slices each execution booked; the
-settlement files written from them."""
+"""The booking ledger: a block's plan, its trading days, the street fills and each order's
+share of them, the account allocations per trade date, every booking into positions and cash,
+and the settlement files written from the allocations."""
 
 from django.conf import settings
 from django.db import models
@@ -9,11 +10,9 @@ from oms.fields import MoneyField, PriceField, QuantityField
 
 
 class AllocationPlan(models.Model):
-    """Which orders (accounts) share a block and in what proportion, fixed when it is routed."""
-
-    class Status(models.TextChoices):
-        OPEN = "OPEN", "Open"
-        FINALISED = "FINALISED", "Finalised"
+    """Which orders share a block, and where its tie-breaking starts. The weights are not
+    fixed here: every booking reads the orders' current quantities (an acknowledged replace or
+    cancel changes them), with what is already booked as a floor."""
 
     block = models.OneToOneField(
         "orders.Block", on_delete=models.PROTECT, related_name="allocation_plan_record"
@@ -23,16 +22,13 @@ class AllocationPlan(models.Model):
     # Where tie-breaking starts for this block (from AllocationRotation), kept so every fill of
     # the block breaks ties the same way.
     rotation = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
     adjusted = models.BooleanField(
         default=False, help_text="Operations changed the split by hand; finalising keeps it."
     )
-    avg_price = PriceField(null=True, blank=True)
     fixed_at = models.DateTimeField()
     fixed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    finalised_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Plan for block {self.block_id}"
@@ -48,88 +44,148 @@ class AllocationRotation(models.Model):
         return f"Rotation {self.security_id}: {self.counter}"
 
 
-class Allocation(models.Model):
-    """What one order (account) of a block has been given, and at finalisation its money."""
+class BlockDay(models.Model):
+    """A block's trading on one trade date: what the street executed (exact value, so the
+    average never drifts) and whether the day's allocations are final. A late bust or
+    correction reopens a final day and books it again under the next version."""
 
-    plan = models.ForeignKey(AllocationPlan, on_delete=models.PROTECT, related_name="allocations")
-    block = models.ForeignKey("orders.Block", on_delete=models.PROTECT, related_name="allocations")
-    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="allocations")
-    account = models.ForeignKey("oms.Account", on_delete=models.PROTECT, related_name="+")
-    plan_quantity = QuantityField()
-    quantity = QuantityField(default=0)
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        FINALISED = "FINALISED", "Finalised"
+
+    plan = models.ForeignKey(AllocationPlan, on_delete=models.PROTECT, related_name="days")
+    block = models.ForeignKey("orders.Block", on_delete=models.PROTECT, related_name="days")
+    trade_date = models.DateField()
+    settle_date = models.DateField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    executed = QuantityField(default=0)
+    value = MoneyField(default=0, max_digits=40, decimal_places=16)
     avg_price = PriceField(null=True, blank=True)
-    trade_date = models.DateField(null=True, blank=True)
-    settle_date = models.DateField(null=True, blank=True)
-    gross_amount = MoneyField(default=0)
-    commission = MoneyField(default=0)
-    fees = MoneyField(default=0)
-    net_amount = MoneyField(default=0)
-    currency = models.CharField(max_length=3, blank=True)
+    street_gross = MoneyField(default=0)
+    version = models.PositiveIntegerField(default=1)
     finalised_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["block", "order"]
+        ordering = ["block", "trade_date"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["block", "order"], name="allocation_block_order_unique"
-            ),
-            models.CheckConstraint(condition=Q(quantity__gte=0), name="allocation_quantity_nonneg"),
+            models.UniqueConstraint(fields=["block", "trade_date"], name="block_day_unique"),
+            models.CheckConstraint(condition=Q(executed__gte=0), name="block_day_executed_nonneg"),
             models.CheckConstraint(
-                condition=Q(quantity__lte=models.F("plan_quantity")),
-                name="allocation_not_over_plan",
+                condition=Q(settle_date__gte=models.F("trade_date")), name="block_day_settle_after"
             ),
+        ]
+        indexes = [
+            models.Index(fields=["trade_date"], condition=Q(status="OPEN"), name="block_day_open"),
         ]
 
     def __str__(self) -> str:
-        return f"Allocation {self.pk}: block {self.block_id} order {self.order_id} {self.quantity}"
+        return f"Block {self.block_id} on {self.trade_date}"
 
 
-class AllocationExecution(models.Model):
-    """An execution of the block as allocation saw it: the block's average price is made of
-    these, and a replayed or busted execution is recognised by its reference."""
+class StreetFill(models.Model):
+    """An execution of the block as the booking ledger saw it: the day's executed quantity and
+    value are made of these, and a replayed or busted execution is recognised by its
+    reference."""
 
-    plan = models.ForeignKey(AllocationPlan, on_delete=models.PROTECT, related_name="executions")
+    day = models.ForeignKey(BlockDay, on_delete=models.PROTECT, related_name="fills")
+    block = models.ForeignKey("orders.Block", on_delete=models.PROTECT, related_name="+")
     execution_ref = models.CharField(max_length=128)
     quantity = QuantityField()
     price = PriceField()
-    trade_date = models.DateField()
     booked_at = models.DateTimeField()
     busted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["plan", "execution_ref"], name="allocation_execution_once"
-            ),
-            models.CheckConstraint(
-                condition=Q(quantity__gt=0), name="allocation_execution_quantity_positive"
-            ),
+            models.UniqueConstraint(fields=["block", "execution_ref"], name="street_fill_once"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="street_fill_qty_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="street_fill_price_positive"),
         ]
 
     def __str__(self) -> str:
         return f"{self.execution_ref} {self.quantity}@{self.price}"
 
 
-class AllocationSlice(models.Model):
-    """One booking on one order and its position (quantity > 0), or the exact reversal of an
-    earlier one (quantity < 0, `reverses` set): the position keeper reverses only whole
-    bookings, so taking shares back means reversing bookings and re-booking the excess."""
+class OrderShare(models.Model):
+    """What one order of a block has been given on one trade date: quantity and the exact
+    value it was booked at. The orders' cum and average follow these."""
+
+    day = models.ForeignKey(BlockDay, on_delete=models.PROTECT, related_name="shares")
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="shares")
+    account = models.ForeignKey("oms.Account", on_delete=models.PROTECT, related_name="+")
+    quantity = QuantityField(default=0)
+    value = MoneyField(default=0, max_digits=40, decimal_places=16)
+
+    class Meta:
+        ordering = ["day", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "order"], name="order_share_unique"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="order_share_qty_nonneg"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.order_id} on {self.day_id}: {self.quantity}"
+
+
+class Allocation(models.Model):
+    """One account's allocation of a block on one trade date, at that day's average price,
+    with its money in the currency's minor unit: what the custodian file says. A rebooking
+    after a late change writes the next version and marks this one replaced."""
+
+    day = models.ForeignKey(BlockDay, on_delete=models.PROTECT, related_name="allocations")
+    block = models.ForeignKey("orders.Block", on_delete=models.PROTECT, related_name="allocations")
+    account = models.ForeignKey("oms.Account", on_delete=models.PROTECT, related_name="+")
+    version = models.PositiveIntegerField(default=1)
+    trade_date = models.DateField()
+    settle_date = models.DateField()
+    side = models.CharField(max_length=16)
+    quantity = QuantityField()
+    avg_price = PriceField()
+    gross_amount = MoneyField()
+    commission = MoneyField(default=0)
+    fees = MoneyField(default=0)
+    fee_breakdown = models.JSONField(default=dict, blank=True)
+    net_amount = MoneyField()
+    currency = models.CharField(max_length=3)
+    finalised_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["block", "trade_date", "account"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "account", "version"], name="allocation_day_account_version"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="allocation_qty_positive"),
+        ]
+        indexes = [models.Index(fields=["trade_date", "account"])]
+
+    def __str__(self) -> str:
+        return f"Allocation {self.pk}: block {self.block_id} {self.account_id} {self.quantity}"
+
+
+class Booking(models.Model):
+    """The booking ledger: every booking of a block's shares into an account's position (and
+    its cash), and the exact reversal of one. Intraday bookings follow the fills; the final
+    booking of a day puts each account at the day's average price with its money to the
+    cent; a late change reverses and books again."""
 
     class Kind(models.TextChoices):
         FILL = "FILL", "Fill"
-        BUST = "BUST", "Bust"
-        ADJUST = "ADJUST", "Manual adjustment"
-        FINAL = "FINAL", "Finalisation"
+        FINAL = "FINAL", "Final (day average)"
+        REVERSAL = "REVERSAL", "Reversal"
 
-    allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="slices")
+    day = models.ForeignKey(BlockDay, on_delete=models.PROTECT, related_name="bookings")
+    account = models.ForeignKey("oms.Account", on_delete=models.PROTECT, related_name="+")
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    execution_ref = models.CharField(max_length=128, db_index=True)
     fill_ref = models.CharField(max_length=200, help_text="The position booking's reference")
     quantity = QuantityField()
     price = PriceField()
-    trade_date = models.DateField()
-    settle_date = models.DateField()
+    net_money = MoneyField()
     reverses = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
     )
@@ -141,12 +197,13 @@ class AllocationSlice(models.Model):
             models.CheckConstraint(
                 condition=(Q(quantity__gt=0) & Q(reverses__isnull=True))
                 | (Q(quantity__lt=0) & Q(reverses__isnull=False)),
-                name="allocation_slice_booking_or_reversal",
+                name="booking_or_reversal",
             ),
         ]
+        indexes = [models.Index(fields=["day", "account"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.execution_ref} {self.quantity}@{self.price}"
+        return f"{self.kind} {self.fill_ref} {self.quantity}@{self.price}"
 
 
 class SettlementFile(models.Model):

@@ -1,31 +1,53 @@
-"""Reading allocations, plans and settlement files for the Operations page and the API."""
+"""Reading the booking ledger for the Operations page and the back-office API: trading days,
+allocations, shares and settlement files."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.db.models import QuerySet
 
-from orders.models import Order
-
-from .models import AllocationPlan, SettlementFile
-from .services import DONE_STATUSES, _plan_lines, plan_hash_of
+from .models import Allocation, BlockDay, OrderShare, SettlementFile
 
 
-def plan_drift(*, plan: AllocationPlan) -> bool:
-    """True when the block's orders no longer match the plan fixed at routing."""
-    current = Order.objects.filter(block_id=plan.block_id).order_by("pk")
-    return plan_hash_of(_plan_lines(current)) != plan.plan_hash
+def block_days(
+    *, status: str | None = None, block_id: int | None = None, trade_date: date | None = None
+) -> QuerySet[BlockDay]:
+    qs = BlockDay.objects.select_related("block__security", "block__broker")
+    if status:
+        qs = qs.filter(status=status)
+    if block_id is not None:
+        qs = qs.filter(block_id=block_id)
+    if trade_date is not None:
+        qs = qs.filter(trade_date=trade_date)
+    return qs.order_by("-trade_date", "-block_id")
 
 
-def plans_open() -> QuerySet[AllocationPlan]:
+def allocations(
+    *,
+    block_id: int | None = None,
+    account_code: str | None = None,
+    trade_date: date | None = None,
+    include_replaced: bool = False,
+) -> QuerySet[Allocation]:
+    qs = Allocation.objects.select_related("account", "block__security", "block__broker")
+    if not include_replaced:
+        qs = qs.filter(replaced_at__isnull=True)
+    if block_id is not None:
+        qs = qs.filter(block_id=block_id)
+    if account_code:
+        qs = qs.filter(account__code=account_code)
+    if trade_date is not None:
+        qs = qs.filter(trade_date=trade_date)
+    return qs.order_by("-trade_date", "block_id", "account__code", "-version")
+
+
+def day_shares(*, block_id: int) -> QuerySet[OrderShare]:
     return (
-        AllocationPlan.objects.filter(status=AllocationPlan.Status.OPEN)
-        .select_related("block__security", "block__broker")
-        .order_by("-fixed_at")
+        OrderShare.objects.filter(day__block_id=block_id)
+        .select_related("day", "order", "account")
+        .order_by("day__trade_date", "order_id")
     )
-
-
-def plans_awaiting_finalisation() -> QuerySet[AllocationPlan]:
-    return plans_open().filter(block__status__in=DONE_STATUSES)
 
 
 def settlement_files() -> QuerySet[SettlementFile]:

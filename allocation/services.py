@@ -1,45 +1,70 @@
-"""Allocating block executions to accounts, finalising them with fees and money, and writing
-the custodians' settlement files.
+"""The booking ledger: a block's street fills become each order's share per trade date,
+bookings into the accounts' positions and cash, and at the end of each day one allocation per
+account at the day's average price with its money to the cent; then the custodians' files.
 
-block_fill_allocate and block_fill_reverse run inside the FIX gateway's transaction (which has
-locked the block); the others are top-level use cases with their own transaction."""
+Booking follows state, not events. `blocks_book` brings a block's shares and bookings in line
+with its live street fills and its orders' current quantities; everything that changes either
+records the change and calls it: a fill or a batch of fills (`street_fills_record`), a bust or
+correction (`street_fill_bust`), an acknowledged replace or cancel, an internal cross. So a
+single fill is a batch of one, an amended order never exceeds its new quantity, and a cancelled
+order never receives another share: the split is pro rata to what each order may still take
+(its current quantity, or what it holds once it is closed), with what it already holds on the
+day as a floor.
+
+Intraday, the shares move at the price of the executions they come from; when a day is
+finalised, every account's shares are booked again as one allocation at the day's average
+price, gross rounded to the currency's minor unit so the accounts add up exactly to the street
+gross (oms.money.money_split places the residual cent), with commission and fees. A late bust,
+correction or fill on a finalised day reverses that day's bookings and charges and books it
+again under the next version (cancel and rebill), and a custodian file already written for the
+date gets a new version that says what changed.
+
+block-level functions run inside the caller's transaction (the FIX gateway has locked the
+block); the others are top-level use cases with their own transaction."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
+from oms.calendars import settlement_date
 from oms.csvio import write_csv
 from oms.errors import Conflict, DomainError, NotFound
 from oms.models import Custodian
+from oms.money import money_round, money_split
 from orders import services as order_services
+from orders.lifecycle import OrderStatus
 from orders.models import SELL_SIDES, Block, Order
 from positions import services as position_services
 
 from .allocator import pro_rata
-from .calendars import settlement_date
+from .fees import charges_for
 from .models import (
     Allocation,
-    AllocationExecution,
     AllocationPlan,
-    AllocationSlice,
+    BlockDay,
+    Booking,
+    OrderShare,
     SettlementFile,
+    StreetFill,
 )
 
+log = logging.getLogger(__name__)
+
 PRICE_PLACES = Decimal("0.00000001")
-CENT = Decimal("0.01")
+VALUE_PLACES = Decimal(1).scaleb(-16)
 ZERO = Decimal(0)
-# A block in one of these has stopped executing: its allocations can be finalised.
+# A block in one of these has stopped executing: its days can be finalised.
 DONE_STATUSES = frozenset(
     {
         Block.Status.FILLED,
@@ -49,12 +74,16 @@ DONE_STATUSES = frozenset(
         Block.Status.REJECTED,
     }
 )
+# An order in one of these takes no further shares: it keeps what it holds.
+CLOSED_ORDERS = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
 # --- the plan ---------------------------------------------------------------------------------
 
 
-def _plan_lines(orders: Iterable[Order]) -> list[dict]:
+def plan_lines(orders: Iterable[Order]) -> list[dict]:
+    """The plan as the block and the audit trail show it: each order with its account and
+    its quantity now."""
     return [
         {
             "order": o.pk,
@@ -86,443 +115,79 @@ def _rotation_next(*, security_id: int) -> int:
         return cursor.fetchone()[0] - 1
 
 
-@transaction.atomic
-def allocation_plan_fix(*, block: Block, actor, as_of: datetime) -> None:
-    """Fix which orders share the block and in what proportion, and record the plan's SHA-256
-    on the block, so any later change to the orders is visible (selectors.plan_drift)."""
-    orders = list(Order.objects.filter(block_id=block.pk).order_by("pk"))
-    if not orders:
-        raise DomainError(f"Block {block.pk} has no orders to allocate to.", code="empty_block")
-    lines = _plan_lines(orders)
-    digest = plan_hash_of(lines)
-    plan = AllocationPlan.objects.select_for_update().filter(block_id=block.pk).first()
-    if plan is not None:
-        if plan.plan_hash == digest:
-            return
-        if AllocationSlice.objects.filter(allocation__plan=plan).exists():
-            raise Conflict(
-                f"Block {block.pk} has allocations booked; its plan can no longer change.",
-                code="plan_in_use",
-            )
-        before = {"plan_hash": plan.plan_hash, "lines": plan.lines}
-        plan.allocations.all().delete()
-        plan.lines, plan.plan_hash, plan.fixed_at = lines, digest, as_of
-        plan.fixed_by = actor if getattr(actor, "pk", None) else None
-        plan.save()
-    else:
-        before = None
-        plan = AllocationPlan.objects.create(
-            block=block,
-            lines=lines,
-            plan_hash=digest,
-            rotation=_rotation_next(security_id=block.security_id),
-            fixed_at=as_of,
-            fixed_by=actor if getattr(actor, "pk", None) else None,
-        )
-    Allocation.objects.bulk_create(
-        Allocation(
-            plan=plan,
-            block=block,
-            order=o,
-            account_id=o.account_id,
-            plan_quantity=o.quantity,
-            currency=block.security.currency,
-        )
-        for o in orders
-    )
-    Block.objects.filter(pk=block.pk).update(allocation_plan=lines, allocation_plan_hash=digest)
-    block.allocation_plan, block.allocation_plan_hash = lines, digest
-    audit_record(
-        actor=actor,
-        action="allocation.plan_fix",
-        obj=block,
-        occurred_at=as_of,
-        before=before,
-        after={"plan_hash": digest, "lines": lines, "rotation": plan.rotation},
-    )
-
-
-def _plan_locked(*, block: Block, actor, as_of: datetime) -> AllocationPlan:
-    plan = AllocationPlan.objects.select_for_update().filter(block_id=block.pk).first()
-    if plan is None:
-        # A block filled without going through block_route (an internal cross, a test):
-        # its plan is fixed from the orders it has now.
-        allocation_plan_fix(block=block, actor=actor, as_of=as_of)
-        plan = AllocationPlan.objects.select_for_update().get(block_id=block.pk)
-    return plan
-
-
-def _allocations_locked(plan: AllocationPlan) -> list[Allocation]:
-    return list(Allocation.objects.select_for_update().filter(plan=plan).order_by("order_id", "pk"))
-
-
-# --- booking ---------------------------------------------------------------------------------
-#
-# The position keeper reverses only whole earlier bookings (same reference, size and price), so
-# every share an order holds through this block is a live slice, and taking shares back means
-# reversing slices (newest first) and re-booking whatever was reversed beyond the need.
-
-
-def _order_event_kind(kind: str) -> str:
-    """The order event a booking of this slice kind records: a fill, or an allocation change."""
-    return "fill" if kind == AllocationSlice.Kind.FILL else f"allocation_{kind.lower()}"
-
-
-class _Bookings:
-    """Shares booked to allocations, gathered in booking order and written set-wise: each
-    order's fill, the ledger's booking, and the allocation's new figures. The slices come back
-    unsaved from write(), for the caller to insert as suits its size."""
-
-    def __init__(self, *, kind: str, as_of: datetime, actor) -> None:
-        self.kind, self.as_of, self.actor = kind, as_of, actor
-        self.order_fills: list[order_services.OrderFill] = []
-        self.bookings: list[position_services.FillBooking] = []
-        self.slices: list[AllocationSlice] = []
-        self.touched: dict[int, Allocation] = {}
-
-    def add(
-        self,
-        alloc: Allocation,
-        quantity: Decimal,
-        *,
-        order: Order,
-        block: Block,
-        price,
-        execution_ref: str,
-        trade_date: date,
-        settle: date,
-    ) -> None:
-        fill_ref = f"{self.kind.lower()}:{execution_ref}:{alloc.order_id}"
-        self.order_fills.append(
-            order_services.OrderFill(
-                order=order, quantity=quantity, price=price, exec_ref=execution_ref
-            )
-        )
-        self.bookings.append(
-            position_services.FillBooking(
-                account_id=alloc.account_id,
-                security_id=block.security.pk,
-                side=block.side,
-                quantity=quantity,
-                price=price,
-                trade_date=trade_date,
-                settle_date=settle,
-                fill_ref=fill_ref,
-                currency=block.security.currency,
-            )
-        )
-        self.slices.append(
-            AllocationSlice(
-                allocation=alloc,
-                kind=self.kind,
-                execution_ref=execution_ref,
-                fill_ref=fill_ref,
-                quantity=quantity,
-                price=price,
-                trade_date=trade_date,
-                settle_date=settle,
-                booked_at=self.as_of,
-            )
-        )
-        alloc.quantity += quantity
-        if alloc.trade_date is None:
-            alloc.trade_date, alloc.settle_date = trade_date, settle
-        self.touched[alloc.pk] = alloc
-
-    def write(self, orders: dict[int, Order]) -> list[AllocationSlice]:
-        order_services.orders_fill_apply_many(
-            fills=self.order_fills,
-            as_of=self.as_of,
-            actor=self.actor,
-            kind=_order_event_kind(self.kind),
-        )
-        position_services.position_fills_apply(bookings=self.bookings, as_of=self.as_of)
-        allocs = list(self.touched.values())
-        for alloc in allocs:
-            alloc.avg_price = orders[alloc.order_id].avg_price
-        rows_update(allocs, ["quantity", "avg_price", "trade_date", "settle_date"])
-        return self.slices
-
-
-class _Books:
-    """The orders, allocations and live bookings of one block, locked for one use case."""
-
-    def __init__(self, *, block: Block, plan: AllocationPlan, as_of: datetime, actor) -> None:
-        self.block, self.plan, self.as_of, self.actor = block, plan, as_of, actor
-        self.security = block.security
-        self.allocs = _allocations_locked(plan)
-        self.orders: dict[int, Order] = {}
-
-    def lock_orders(self, order_ids: Iterable[int]) -> None:
-        wanted = sorted(set(order_ids) - set(self.orders))
-        if wanted:
-            for order in order_services.orders_lock(order_ids=wanted):
-                self.orders[order.pk] = order
-
-    def live(self, alloc: Allocation) -> list[AllocationSlice]:
-        return list(
-            AllocationSlice.objects.filter(
-                allocation=alloc, quantity__gt=0, reversed_by__isnull=True
-            ).order_by("id")
-        )
-
-    def _apply(self, alloc: Allocation, *, quantity, price, fill_ref, exec_ref, kind, trade_date):
-        settle = settlement_date(security=self.security, trade_date=trade_date)
-        order = self.orders[alloc.order_id]
-        order_services.order_fill_apply(
-            order=order,
-            quantity=quantity,
-            price=price,
-            as_of=self.as_of,
-            exec_ref=exec_ref,
-            actor=self.actor,
-            kind=_order_event_kind(kind),
-        )
-        position_services.position_fill_apply(
-            account_id=alloc.account_id,
-            security_id=self.security.pk,
-            side=self.block.side,
-            quantity=quantity,
-            price=price,
-            trade_date=trade_date,
-            settle_date=settle,
-            fill_ref=fill_ref,
-            as_of=self.as_of,
-        )
-        alloc.quantity += quantity
-        alloc.avg_price = order.avg_price
-        if alloc.trade_date is None:
-            alloc.trade_date, alloc.settle_date = trade_date, settle
-        alloc.save(update_fields=["quantity", "avg_price", "trade_date", "settle_date"])
-        return settle
-
-    def book(self, alloc, *, quantity, price, kind, execution_ref, trade_date) -> AllocationSlice:
-        fill_ref = f"{kind.lower()}:{execution_ref}:{alloc.order_id}"
-        settle = self._apply(
-            alloc,
-            quantity=quantity,
-            price=price,
-            fill_ref=fill_ref,
-            exec_ref=execution_ref,
-            kind=kind,
-            trade_date=trade_date,
-        )
-        return AllocationSlice.objects.create(
-            allocation=alloc,
-            kind=kind,
-            execution_ref=execution_ref,
-            fill_ref=fill_ref,
-            quantity=quantity,
-            price=price,
-            trade_date=trade_date,
-            settle_date=settle,
-            booked_at=self.as_of,
-        )
-
-    def book_many(
-        self, deltas: list[tuple[Allocation, Decimal]], *, price, kind, execution_ref, trade_date
-    ) -> list[AllocationSlice]:
-        """book() for several allocations at once (each a different order), with the same rows
-        as booking them one by one in this order, written set-wise: the hot path of every
-        execution report."""
-        if not deltas:
-            return []
-        self.lock_orders(a.order_id for a, _ in deltas)
-        settle = settlement_date(security=self.security, trade_date=trade_date)
-        books = _Bookings(kind=kind, as_of=self.as_of, actor=self.actor)
-        for alloc, quantity in deltas:
-            books.add(
-                alloc,
-                quantity,
-                order=self.orders[alloc.order_id],
-                block=self.block,
-                price=price,
-                execution_ref=execution_ref,
-                trade_date=trade_date,
-                settle=settle,
-            )
-        return AllocationSlice.objects.bulk_create(books.write(self.orders))
-
-    def reverse(self, alloc, original: AllocationSlice, *, kind, execution_ref) -> AllocationSlice:
-        self._apply(
-            alloc,
-            quantity=-original.quantity,
-            price=original.price,
-            fill_ref=original.fill_ref,
-            exec_ref=execution_ref,
-            kind=kind,
-            trade_date=original.trade_date,
-        )
-        return AllocationSlice.objects.create(
-            allocation=alloc,
-            kind=kind,
-            execution_ref=execution_ref,
-            fill_ref=original.fill_ref,
-            quantity=-original.quantity,
-            price=original.price,
-            trade_date=original.trade_date,
-            settle_date=original.settle_date,
-            reverses=original,
-            booked_at=self.as_of,
-        )
-
-    def take_back(self, alloc, quantity: Decimal, *, kind, execution_ref) -> None:
-        """Remove `quantity` from the order, newest bookings first; each share left keeps the
-        price it was booked at."""
-        for original in reversed(self.live(alloc)):
-            if quantity <= 0:
-                break
-            self.reverse(alloc, original, kind=kind, execution_ref=execution_ref)
-            quantity -= original.quantity
-            if quantity < 0:
-                self.book(
-                    alloc,
-                    quantity=-quantity,
-                    price=original.price,
-                    kind=kind,
-                    execution_ref=f"{execution_ref}:rebook{original.pk}",
-                    trade_date=original.trade_date,
-                )
-        if quantity > 0:
-            raise Conflict(f"Allocation {alloc.pk} holds less than is to be taken back.")
-
-    def move_to(self, targets: list[Decimal], *, price: Decimal, kind, execution_ref, trade_date):
-        """Bring every allocation to its target: increases at `price`, decreases by taking
-        back. Decreases go first so no order is ever over-filled on the way."""
-        changes = [(a, t - a.quantity) for a, t in zip(self.allocs, targets, strict=True)]
-        self.lock_orders(a.order_id for a, d in changes if d)
-        for alloc, delta in changes:
-            if delta < 0:
-                self.take_back(alloc, -delta, kind=kind, execution_ref=execution_ref)
-        self.book_many(
-            [(alloc, delta) for alloc, delta in changes if delta > 0],
-            price=price,
-            kind=kind,
-            execution_ref=execution_ref,
-            trade_date=trade_date,
-        )
-
-
-def _executed(plan: AllocationPlan) -> tuple[Decimal, Decimal | None]:
-    """The block's executed quantity and average price, from the executions not busted."""
-    quantity, value = ZERO, ZERO
-    for ex in plan.executions.filter(busted_at__isnull=True):
-        quantity += ex.quantity
-        value += ex.quantity * ex.price
-    return quantity, ((value / quantity).quantize(PRICE_PLACES) if quantity else None)
-
-
-def _check_open(plan: AllocationPlan, what: str) -> None:
-    if plan.status == AllocationPlan.Status.FINALISED:
-        raise Conflict(
-            f"Block {plan.block_id}'s allocations are finalised; {what}.",
-            code="allocation_finalised",
-        )
-
-
-def block_fill_allocate(
-    *,
-    block: Block,
-    execution_ref: str,
-    quantity: Decimal,
-    price: Decimal,
-    trade_date: date,
-    as_of: datetime,
-    actor=None,
-) -> list[AllocationSlice]:
-    """Split one execution of `quantity` at `price` across the block's orders.
-
-    The block's cumulative executed quantity is re-split pro rata (allocator.pro_rata) and each
-    order is booked the difference from what it already holds, at the execution's price, so
-    positions move with every fill. We chose the incremental scheme: a further fill never takes
-    shares back from an order, as long as that keeps everyone within one lot of the exact
-    share, which holds for ordinary fills. Only after a bust or a manual adjustment can an
-    order's target fall; then shares are taken back by reversing its newest bookings (each
-    remaining share keeps its price). Every account ends at the block's average price when the
-    block is finalised (allocation_finalise re-books any account whose average differs).
-
-    Runs in the caller's transaction, after it has locked the block and recorded the execution.
-    A replayed execution_ref books nothing and returns the slices it booked the first time.
-    """
-    if quantity <= 0 or price <= 0:
-        raise DomainError("An execution needs a positive quantity and price.", code="invalid")
-    # No savepoint: the caller's transaction (the FIX gateway's own savepoint) is what a
-    # failure rolls back, and this runs for every execution report.
+def allocation_plan_fix(
+    *, block: Block, actor, as_of: datetime, orders: list[Order] | None = None
+) -> AllocationPlan:
+    """Record which orders share the block (its orders now, or `orders` for a block made by
+    an internal cross) and their quantities; called at routing and again whenever the broker
+    acknowledges a replace or cancel, so the plan on the block follows the orders."""
     with transaction.atomic(savepoint=False):
-        plan = (
-            AllocationPlan.objects.select_for_update()
-            .filter(block_id=block.pk)
-            .annotate(
-                replayed=Exists(
-                    AllocationExecution.objects.filter(
-                        plan=OuterRef("pk"), execution_ref=execution_ref
-                    )
-                )
+        if orders is None:
+            orders = list(Order.objects.filter(block_id=block.pk).order_by("pk"))
+        plan = AllocationPlan.objects.select_for_update().filter(block_id=block.pk).first()
+        if plan is not None and not orders:
+            orders = list(
+                Order.objects.filter(pk__in=[line["order"] for line in plan.lines]).order_by("pk")
             )
-            .first()
-        )
-        if plan is None:
-            plan = _plan_locked(block=block, actor=actor, as_of=as_of)
-            plan.replayed = plan.executions.filter(execution_ref=execution_ref).exists()
-        _check_open(plan, "an execution cannot be added")
-        if plan.replayed:
-            return list(
-                AllocationSlice.objects.filter(
-                    allocation__plan=plan, execution_ref=execution_ref
-                ).order_by("id")
+        if not orders:
+            raise DomainError(f"Block {block.pk} has no orders to allocate to.", code="empty_block")
+        if plan is not None:
+            # Orders that left the block keep their place: they may hold shares of it.
+            kept = {line["order"] for line in plan.lines} - {o.pk for o in orders}
+            if kept:
+                orders = [*orders, *Order.objects.filter(pk__in=kept)]
+        lines = plan_lines(orders)
+        digest = plan_hash_of(lines)
+        before = None
+        if plan is not None:
+            if plan.plan_hash == digest:
+                return plan
+            before = {"plan_hash": plan.plan_hash, "lines": plan.lines}
+            plan.lines, plan.plan_hash, plan.fixed_at = lines, digest, as_of
+            plan.fixed_by = actor if getattr(actor, "pk", None) else None
+            plan.save(update_fields=["lines", "plan_hash", "fixed_at", "fixed_by"])
+        else:
+            plan = AllocationPlan.objects.create(
+                block=block,
+                lines=lines,
+                plan_hash=digest,
+                rotation=_rotation_next(security_id=block.security_id),
+                fixed_at=as_of,
+                fixed_by=actor if getattr(actor, "pk", None) else None,
             )
-        AllocationExecution.objects.create(
-            plan=plan,
-            execution_ref=execution_ref,
-            quantity=quantity,
-            price=price,
-            trade_date=trade_date,
-            booked_at=as_of,
+        Block.objects.filter(pk=block.pk).update(allocation_plan=lines, allocation_plan_hash=digest)
+        block.allocation_plan, block.allocation_plan_hash = lines, digest
+        audit_record(
+            actor=actor,
+            action="allocation.plan_fix",
+            obj=block,
+            occurred_at=as_of,
+            before=before,
+            after={"plan_hash": digest, "lines": lines, "rotation": plan.rotation},
         )
-        books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
-        executed = sum((a.quantity for a in books.allocs), ZERO) + quantity
-        targets = pro_rata(
-            weights=[a.plan_quantity for a in books.allocs],
-            executed=executed,
-            lot=block.security.lot_size,
-            rotation=plan.rotation,
-            floors=[a.quantity for a in books.allocs],
-        )
-        changes = [(a, t - a.quantity) for a, t in zip(books.allocs, targets, strict=True)]
-        if all(delta >= 0 for _, delta in changes):
-            # The usual case: every order only gains, so what is booked is exactly these slices.
-            return books.book_many(
-                [(a, delta) for a, delta in changes if delta],
-                price=price,
-                kind=AllocationSlice.Kind.FILL,
-                execution_ref=execution_ref,
-                trade_date=trade_date,
-            )
-        first_id = AllocationSlice.objects.order_by("-id").values_list("id", flat=True).first()
-        books.move_to(
-            targets,
-            price=price,
-            kind=AllocationSlice.Kind.FILL,
-            execution_ref=execution_ref,
-            trade_date=trade_date,
-        )
-        return list(
-            AllocationSlice.objects.filter(allocation__plan=plan, id__gt=first_id or 0).order_by(
-                "id"
-            )
-        )
+        return plan
 
 
-class NotIncremental(DomainError):
-    """A run of executions block_fills_allocate will not take: one of them needs judgement
-    (shares taken back, a replay, a plan not fixed yet, a finalised plan). Nothing changed:
-    the caller books them one by one through block_fill_allocate."""
+def _plans_locked(blocks: dict[int, Block], *, as_of: datetime) -> dict[int, AllocationPlan]:
+    plans = {
+        p.block_id: p
+        for p in AllocationPlan.objects.select_for_update()
+        .filter(block_id__in=list(blocks))
+        .order_by("pk")
+    }
+    for block_id in sorted(set(blocks) - set(plans)):
+        # A block filled without going through block_route (a test): its plan is fixed from
+        # the orders it has now.
+        plans[block_id] = allocation_plan_fix(block=blocks[block_id], actor=None, as_of=as_of)
+    return plans
+
+
+# --- street fills -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class BlockFill:
-    """One execution for block_fills_allocate; `block` is locked by the caller, with its
-    security loaded."""
+    """One execution of a block (`block` locked by the caller, with its security loaded)."""
 
     block: Block
     execution_ref: str
@@ -531,212 +196,731 @@ class BlockFill:
     trade_date: date
 
 
-def block_fills_allocate(*, fills: list[BlockFill], as_of: datetime, actor=None) -> None:
-    """block_fill_allocate for a run of executions in arrival order (several per block,
-    several blocks), with the same rows it would write for them one by one, in a fixed number
-    of statements for the whole run: the hot path of a burst of execution reports.
+def _days_locked(keys: set[tuple[int, date]], blocks: dict[int, Block], plans) -> dict:
+    """Get-or-create and lock the BlockDay rows of (block id, trade date) keys, pk order."""
+    if not keys:
+        return {}
+    block_ids = sorted({b for b, _ in keys})
+    found = {
+        (d.block_id, d.trade_date): d
+        for d in BlockDay.objects.select_for_update()
+        .filter(block_id__in=block_ids, trade_date__in={t for _, t in keys})
+        .order_by("pk")
+    }
+    missing = sorted(keys - set(found))
+    if missing:
+        BlockDay.objects.bulk_create(
+            [
+                BlockDay(
+                    plan=plans[b],
+                    block_id=b,
+                    trade_date=t,
+                    settle_date=settlement_date(security=blocks[b].security, trade_date=t),
+                )
+                for b, t in missing
+            ],
+            ignore_conflicts=True,
+        )
+        found.update(
+            {
+                (d.block_id, d.trade_date): d
+                for d in BlockDay.objects.select_for_update()
+                .filter(block_id__in=block_ids, trade_date__in={t for _, t in missing})
+                .order_by("pk")
+            }
+        )
+    return {k: found[k] for k in keys}
 
-    Only the usual case goes this way: every execution only adds to each order's share (the
-    incremental split holds). Anything else raises NotIncremental before a row is written."""
-    if not fills:
-        return
-    refs = [f.execution_ref for f in fills]
-    if len(set(refs)) != len(refs):
-        raise NotIncremental("An execution appears twice in the run.", code="not_incremental")
+
+def street_fills_record(*, fills: list[BlockFill], as_of: datetime) -> set[int]:
+    """Record executions on their blocks' trading days, in one statement per table; a
+    replayed execution_ref records nothing. Returns the blocks that changed, for the caller
+    to book once each (blocks_book) when its batch is done. A fill dated on a day already
+    finalised reopens that day (it is booked again, under its next version)."""
     for f in fills:
         if f.quantity <= 0 or f.price <= 0:
             raise DomainError("An execution needs a positive quantity and price.", code="invalid")
+    if not fills:
+        return set()
     with transaction.atomic(savepoint=False):
         blocks = {f.block.pk: f.block for f in fills}
-        plans = {
-            p.block_id: p
-            for p in AllocationPlan.objects.select_for_update()
-            .filter(block_id__in=blocks)
-            .annotate(
-                replayed=Exists(
-                    AllocationExecution.objects.filter(plan=OuterRef("pk"), execution_ref__in=refs)
-                )
-            )
-            .order_by("pk")
-        }
-        if len(plans) != len(blocks) or any(p.replayed for p in plans.values()):
-            raise NotIncremental("A plan is missing or replayed.", code="not_incremental")
-        for plan in plans.values():
-            _check_open(plan, "an execution cannot be added")
-        allocs_of: dict[int, list[Allocation]] = {}
-        for alloc in (
-            Allocation.objects.select_for_update()
-            .filter(plan__in=list(plans.values()))
-            .order_by("order_id", "pk")
-        ):
-            allocs_of.setdefault(alloc.plan_id, []).append(alloc)
-        orders = {
-            o.pk: o
-            for o in order_services.orders_lock(
-                order_ids=sorted(a.order_id for allocs in allocs_of.values() for a in allocs)
-            )
-        }
-        settles: dict[tuple[int, date], date] = {}
-        executions: list[AllocationExecution] = []
-        books = _Bookings(kind=AllocationSlice.Kind.FILL, as_of=as_of, actor=actor)
+        plans = _plans_locked(blocks, as_of=as_of)
+        seen = set(
+            StreetFill.objects.filter(
+                block_id__in=list(blocks), execution_ref__in=[f.execution_ref for f in fills]
+            ).values_list("block_id", "execution_ref")
+        )
+        fresh = []
         for f in fills:
-            plan, security = plans[f.block.pk], f.block.security
-            allocs = allocs_of.get(plan.pk, [])
-            targets = pro_rata(
-                weights=[a.plan_quantity for a in allocs],
-                executed=sum((a.quantity for a in allocs), ZERO) + f.quantity,
-                lot=security.lot_size,
-                rotation=plan.rotation,
-                floors=[a.quantity for a in allocs],
-            )
-            deltas = [(a, t - a.quantity) for a, t in zip(allocs, targets, strict=True)]
-            if any(delta < 0 for _, delta in deltas):
-                raise NotIncremental("An execution takes shares back.", code="not_incremental")
-            key = (security.pk, f.trade_date)
-            if key not in settles:
-                settles[key] = settlement_date(security=security, trade_date=f.trade_date)
-            settle = settles[key]
-            executions.append(
-                AllocationExecution(
-                    plan=plan,
+            if (f.block.pk, f.execution_ref) not in seen:
+                seen.add((f.block.pk, f.execution_ref))
+                fresh.append(f)
+        days = _days_locked({(f.block.pk, f.trade_date) for f in fresh}, blocks, plans)
+        rows = []
+        for f in fresh:
+            day = days[(f.block.pk, f.trade_date)]
+            if day.status == BlockDay.Status.FINALISED:
+                _day_reopen(day, block=f.block, as_of=as_of, why=f"late fill {f.execution_ref}")
+            day.executed += f.quantity
+            day.value += f.quantity * f.price
+            rows.append(
+                StreetFill(
+                    day=day,
+                    block=f.block,
                     execution_ref=f.execution_ref,
                     quantity=f.quantity,
                     price=f.price,
-                    trade_date=f.trade_date,
                     booked_at=as_of,
                 )
             )
-            for alloc, delta in deltas:
-                if delta:
-                    books.add(
-                        alloc,
-                        delta,
-                        order=orders[alloc.order_id],
-                        block=f.block,
-                        price=f.price,
-                        execution_ref=f.execution_ref,
-                        trade_date=f.trade_date,
-                        settle=settle,
-                    )
-        bulk_insert(executions)
-        bulk_insert(books.write(orders))
+        bulk_insert(rows)
+        rows_update(list(days.values()), ["executed", "value"])
+        return {f.block.pk for f in fresh}
 
 
-def block_fill_reverse(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> None:
-    """Bust: undo what `execution_ref` booked, per order and position, with negative quantities
-    through the same calls (the exact bookings reversed). A second bust changes nothing."""
-    with transaction.atomic():
-        plan = _plan_locked(block=block, actor=actor, as_of=as_of)
-        _check_open(plan, "Operations must handle the bust")
-        execution = plan.executions.select_for_update().filter(execution_ref=execution_ref).first()
-        if execution is None or execution.busted_at is not None:
-            return
-        execution.busted_at = as_of
-        execution.save(update_fields=["busted_at"])
-        books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
-        by_alloc = {a.pk: a for a in books.allocs}
-        slices = list(
-            AllocationSlice.objects.filter(
-                allocation__plan=plan,
-                kind=AllocationSlice.Kind.FILL,
-                execution_ref__startswith=execution_ref,
-            ).order_by("-id")
+def street_fill_bust(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> bool:
+    """A bust (or the first half of a correction): the execution stops counting on its day.
+    Returns False when there is nothing to bust (unknown, or busted before). The caller books
+    the block (blocks_book) afterwards; a finalised day is reopened and booked again."""
+    with transaction.atomic(savepoint=False):
+        fill = (
+            StreetFill.objects.select_for_update()
+            .filter(block_id=block.pk, execution_ref=execution_ref)
+            .first()
         )
-        slices = [
-            s
-            for s in slices
-            if s.execution_ref == execution_ref
-            or s.execution_ref.startswith(f"{execution_ref}:rebook")
-        ]
-        books.lock_orders(by_alloc[s.allocation_id].order_id for s in slices)
-        bust_ref = f"bust:{execution_ref}"
-        for s in slices:  # newest first: the exact inverse of what the execution did
-            alloc = by_alloc[s.allocation_id]
-            if s.quantity > 0 and not AllocationSlice.objects.filter(reverses=s).exists():
-                books.reverse(alloc, s, kind=AllocationSlice.Kind.BUST, execution_ref=bust_ref)
-            elif s.quantity > 0:
-                # A later execution already took this booking back; remove as many shares.
-                books.take_back(
-                    alloc, s.quantity, kind=AllocationSlice.Kind.BUST, execution_ref=bust_ref
-                )
-            else:
-                original = s.reverses
-                books.book(
-                    alloc,
-                    quantity=original.quantity,
-                    price=original.price,
-                    kind=AllocationSlice.Kind.BUST,
-                    execution_ref=f"{bust_ref}:restore{original.pk}",
-                    trade_date=original.trade_date,
-                )
+        if fill is None or fill.busted_at is not None:
+            return False
+        day = BlockDay.objects.select_for_update().get(pk=fill.day_id)
+        if day.status == BlockDay.Status.FINALISED:
+            _day_reopen(day, block=block, as_of=as_of, why=f"bust of {execution_ref}")
+        fill.busted_at = as_of
+        fill.save(update_fields=["busted_at"])
+        day.executed -= fill.quantity
+        day.value -= fill.quantity * fill.price
+        day.save(update_fields=["executed", "value"])
         audit_record(
             actor=actor,
             action="allocation.bust",
             obj=block,
             occurred_at=as_of,
-            after={"execution_ref": execution_ref, "quantity": execution.quantity},
+            after={
+                "execution_ref": execution_ref,
+                "quantity": fill.quantity,
+                "price": fill.price,
+                "trade_date": day.trade_date,
+            },
+        )
+        return True
+
+
+# --- booking ----------------------------------------------------------------------------------
+
+
+class _DayBooks:
+    """One block's days, shares and orders, locked, with what a booking pass writes gathered
+    to be written set-wise."""
+
+    def __init__(self, *, block: Block, plan: AllocationPlan, as_of: datetime, actor) -> None:
+        self.block, self.plan, self.as_of, self.actor = block, plan, as_of, actor
+        self.security = block.security
+        self.days = list(
+            BlockDay.objects.select_for_update().filter(block_id=block.pk).order_by("trade_date")
+        )
+        self.order_ids = sorted(line["order"] for line in plan.lines)
+        self.orders = {o.pk: o for o in order_services.orders_lock(order_ids=self.order_ids)}
+        self.shares: dict[tuple[int, int], OrderShare] = {
+            (s.day_id, s.order_id): s
+            for s in OrderShare.objects.select_for_update().filter(day__in=self.days).order_by("pk")
+        }
+        self.order_fills: list[order_services.OrderFill] = []
+        self.position_bookings: list[position_services.FillBooking] = []
+        self.bookings: list[Booking] = []
+        self.new_shares: list[OrderShare] = []
+        self.changed_shares: dict[int, OrderShare] = {}
+
+    # - what each order may take
+
+    def share(self, day: BlockDay, order_id: int) -> OrderShare:
+        key = (day.pk, order_id)
+        share = self.shares.get(key)
+        if share is None:
+            order = self.orders[order_id]
+            share = OrderShare(day=day, order=order, account_id=order.account_id)
+            self.shares[key] = share
+            self.new_shares.append(share)
+        return share
+
+    def held(self, day: BlockDay, order_id: int) -> Decimal:
+        share = self.shares.get((day.pk, order_id))
+        return share.quantity if share else ZERO
+
+    def capacity(self, day: BlockDay) -> list[Decimal]:
+        """What each order may hold on `day`: its quantity (or, closed, what it holds in all)
+        less what earlier days gave it."""
+        result = []
+        for oid in self.order_ids:
+            order = self.orders[oid]
+            earlier = sum(
+                (self.held(d, oid) for d in self.days if d.trade_date < day.trade_date), ZERO
+            )
+            total = sum((self.held(d, oid) for d in self.days), ZERO)
+            weight = total if order.status in CLOSED_ORDERS else max(order.quantity, total)
+            result.append(max(weight - earlier, ZERO))
+        return result
+
+    def targets(self, day: BlockDay) -> list[Decimal]:
+        if day.executed == 0:
+            return [ZERO] * len(self.order_ids)
+        capacity = self.capacity(day)
+        if day.executed > sum(capacity, ZERO):
+            raise Conflict(
+                f"Block {self.block.pk} executed {day.executed} on {day.trade_date}; its orders "
+                f"can take {sum(capacity, ZERO)}.",
+                code="overfill",
+            )
+        weights = [c if c > 0 else ZERO for c in capacity]
+        return pro_rata(
+            weights=weights,
+            executed=day.executed,
+            lot=self.security.lot_size,
+            rotation=self.plan.rotation,
+            floors=[
+                min(self.held(day, oid), c) for oid, c in zip(self.order_ids, weights, strict=True)
+            ],
+        )
+
+    # - writing
+
+    def _position(self, *, day, account_id, order_id, quantity, price, net_money, kind, ref):
+        booking = Booking(
+            day=day,
+            account_id=account_id,
+            order_id=order_id,
+            kind=kind,
+            fill_ref=ref,
+            quantity=quantity,
+            price=price,
+            net_money=net_money,
+            booked_at=self.as_of,
+        )
+        self.bookings.append(booking)
+        self.position_bookings.append(
+            position_services.FillBooking(
+                account_id=account_id,
+                security_id=self.security.pk,
+                side=self.block.side,
+                quantity=quantity,
+                price=price,
+                trade_date=day.trade_date,
+                settle_date=day.settle_date,
+                fill_ref=ref,
+                currency=self.security.currency,
+                net_money=net_money,
+            )
+        )
+        return booking
+
+    def _cash(self, value: Decimal) -> Decimal:
+        """What a booking of `value` does to cash: buys pay, sells receive."""
+        amount = money_round(value, self.security.currency)
+        return amount if self.block.side in SELL_SIDES else -amount
+
+    def give(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
+        """Book `quantity` more shares worth `value` to the order on the day."""
+        share = self.share(day, order_id)
+        price = (value / quantity).quantize(PRICE_PLACES)
+        self.order_fills.append(
+            order_services.OrderFill(
+                order=self.orders[order_id],
+                quantity=quantity,
+                price=price,
+                exec_ref=ref,
+                value=value,
+            )
+        )
+        self._position(
+            day=day,
+            account_id=share.account_id,
+            order_id=order_id,
+            quantity=quantity,
+            price=price,
+            net_money=self._cash(value),
+            kind=Booking.Kind.FILL,
+            ref=f"B{self.block.pk}:{day.trade_date:%Y%m%d}:O{order_id}",
+        )
+        share.quantity += quantity
+        share.value += value
+        self.changed_shares[id(share)] = share
+
+    def reprice(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
+        """Set the order's share of the day to `quantity` worth `value` (its positions are
+        booked separately)."""
+        share = self.share(day, order_id)
+        dq, dv = quantity - share.quantity, value - share.value
+        if dq == 0 and dv == 0:
+            return
+        self.order_fills.append(
+            order_services.OrderFill(
+                order=self.orders[order_id],
+                quantity=dq,
+                price=(value / quantity).quantize(PRICE_PLACES) if quantity else PRICE_PLACES,
+                exec_ref=ref,
+                value=dv,
+            )
+        )
+        share.quantity, share.value = quantity, value
+        self.changed_shares[id(share)] = share
+
+    def reverse_live(self, day: BlockDay) -> None:
+        """Reverse every live booking of the day (positions and cash exactly undone)."""
+        self.flush()  # reversals need their originals in the ledger
+        # The day is locked by the caller, so its bookings cannot change under us.
+        live = (
+            Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True)
+            .order_by("pk")
+        )
+        for original in live:
+            reversal = self._position(
+                day=day,
+                account_id=original.account_id,
+                order_id=original.order_id,
+                quantity=-original.quantity,
+                price=original.price,
+                net_money=-original.net_money,
+                kind=Booking.Kind.REVERSAL,
+                ref=original.fill_ref,
+            )
+            reversal.reverses = original
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is gathered: order figures, positions and cash, the ledger, shares."""
+        if self.order_fills:
+            order_services.orders_fill_apply_many(
+                fills=self.order_fills, as_of=self.as_of, actor=self.actor, kind="fill"
+            )
+        if self.position_bookings:
+            position_services.position_fills_apply(
+                bookings=self.position_bookings, as_of=self.as_of
+            )
+        if self.bookings:
+            Booking.objects.bulk_create(self.bookings)
+        if self.new_shares:
+            OrderShare.objects.bulk_create(self.new_shares)
+        changed = [s for s in self.changed_shares.values() if s not in self.new_shares]
+        if changed:
+            rows_update(changed, ["quantity", "value"])
+        self.order_fills, self.position_bookings, self.bookings = [], [], []
+        self.new_shares, self.changed_shares = [], {}
+
+
+def _split_value(value: Decimal, quantities: list[Decimal]) -> list[Decimal]:
+    """`value` in proportion to `quantities`, to 16 places, adding up to `value` exactly."""
+    total = sum(quantities, ZERO)
+    if total == 0:
+        return [ZERO] * len(quantities)
+    parts = [(value * q / total).quantize(VALUE_PLACES) for q in quantities]
+    last = max(i for i, q in enumerate(quantities) if q)
+    parts[last] += value - sum(parts, ZERO)
+    return parts
+
+
+def _day_book(books: _DayBooks, day: BlockDay) -> None:
+    targets = books.targets(day)
+    held = [books.held(day, oid) for oid in books.order_ids]
+    deltas = [t - h for t, h in zip(targets, held, strict=True)]
+    ref = f"book:{books.block.pk}:{day.trade_date:%Y%m%d}"
+    if all(d >= 0 for d in deltas):
+        if not any(deltas):
+            return
+        # The usual case: shares only grow, at the price of the executions not booked yet.
+        booked_value = sum(
+            (
+                books.shares[(day.pk, oid)].value
+                for oid in books.order_ids
+                if (day.pk, oid) in books.shares
+            ),
+            ZERO,
+        )
+        values = _split_value(day.value - booked_value, deltas)
+        for oid, delta, value in zip(books.order_ids, deltas, values, strict=True):
+            if delta:
+                books.give(day, oid, delta, value, ref)
+        return
+    # Shares taken back (a bust, a correction down): the day is booked again from scratch at
+    # its average price, every share at the same price.
+    books.reverse_live(day)
+    values = _split_value(day.value, targets)
+    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
+        books.reprice(day, oid, target, value, ref)
+    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
+        if target:
+            share = books.shares[(day.pk, oid)]
+            books._position(
+                day=day,
+                account_id=share.account_id,
+                order_id=oid,
+                quantity=target,
+                price=(value / target).quantize(PRICE_PLACES),
+                net_money=books._cash(value),
+                kind=Booking.Kind.FILL,
+                ref=f"B{books.block.pk}:{day.trade_date:%Y%m%d}:O{oid}",
+            )
+
+
+def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
+    """Every account's shares of the day as one allocation at the day's average price:
+    gross to the minor unit (the accounts add up to the street gross), commission and fees by
+    instrument and market, positions and cash booked again at that price."""
+    block, security, as_of = books.block, books.security, books.as_of
+    currency = security.currency
+    ref = f"final:{block.pk}:{day.trade_date:%Y%m%d}:v{day.version}"
+    books.reverse_live(day)
+    allocations: list[Allocation] = []
+    if day.executed:
+        avg = (day.value / day.executed).quantize(PRICE_PLACES)
+        targets = [books.held(day, oid) for oid in books.order_ids]
+        values = _split_value(day.value, targets)
+        for oid, target, value in zip(books.order_ids, targets, values, strict=True):
+            books.reprice(day, oid, target, value, ref)
+        by_account: dict[int, Decimal] = defaultdict(Decimal)
+        for oid, target in zip(books.order_ids, targets, strict=True):
+            if target:
+                by_account[books.orders[oid].account_id] += target
+        accounts = sorted(by_account)
+        street_gross = money_round(day.value, currency)
+        grosses = money_split(
+            total=street_gross, weights=[by_account[a] for a in accounts], currency=currency
+        )
+        for account_id, gross in zip(accounts, grosses, strict=True):
+            quantity = by_account[account_id]
+            books._position(
+                day=day,
+                account_id=account_id,
+                order_id=None,
+                quantity=quantity,
+                price=avg,
+                net_money=gross if block.side in SELL_SIDES else -gross,
+                kind=Booking.Kind.FINAL,
+                ref=f"A{block.pk}:{day.trade_date:%Y%m%d}:{account_id}:v{day.version}",
+            )
+            charges = charges_for(
+                security=security,
+                side=block.side,
+                quantity=quantity,
+                gross=gross,
+                trade_date=day.trade_date,
+                broker=block.broker,
+            )
+            paid = charges.commission + charges.fees
+            net = gross - paid if block.side in SELL_SIDES else gross + paid
+            allocations.append(
+                Allocation(
+                    day=day,
+                    block=block,
+                    account_id=account_id,
+                    version=day.version,
+                    trade_date=day.trade_date,
+                    settle_date=day.settle_date,
+                    side=block.side,
+                    quantity=quantity,
+                    avg_price=avg,
+                    gross_amount=gross,
+                    commission=charges.commission,
+                    fees=charges.fees,
+                    fee_breakdown={k: str(v) for k, v in charges.breakdown.items()},
+                    net_amount=net,
+                    currency=currency,
+                    finalised_at=as_of,
+                )
+            )
+        books.flush()
+        for alloc in Allocation.objects.bulk_create(allocations):
+            paid = alloc.commission + alloc.fees
+            if paid:
+                position_services.cash_adjust(
+                    account_id=alloc.account_id,
+                    currency=currency,
+                    amount=-paid,
+                    settle_date=alloc.settle_date,
+                    reason=f"commission and fees, block {block.pk} on {day.trade_date}",
+                    ref=f"allocation:{alloc.pk}",
+                    as_of=as_of,
+                )
+        day.avg_price, day.street_gross = avg, street_gross
+    day.status = BlockDay.Status.FINALISED
+    day.finalised_at = as_of
+    day.save(update_fields=["status", "avg_price", "street_gross", "finalised_at"])
+    audit_record(
+        actor=books.actor,
+        action="allocation.finalise",
+        obj=block,
+        occurred_at=as_of,
+        after={
+            "trade_date": day.trade_date,
+            "version": day.version,
+            "avg_price": day.avg_price,
+            "executed": day.executed,
+            "street_gross": day.street_gross,
+            "allocations": {str(a.account_id): str(a.quantity) for a in allocations},
+        },
+    )
+    return allocations
+
+
+def _day_reopen(day: BlockDay, *, block: Block, as_of: datetime, why: str) -> None:
+    """Cancel a finalised day's allocations (charges given back, marked replaced) so it can be
+    booked again under the next version; blocks_book finalises it again in the same
+    transaction, since its trading is over."""
+    current = list(Allocation.objects.select_for_update().filter(day=day, replaced_at__isnull=True))
+    for alloc in current:
+        paid = alloc.commission + alloc.fees
+        if paid:
+            position_services.cash_adjust(
+                account_id=alloc.account_id,
+                currency=alloc.currency,
+                amount=paid,
+                settle_date=alloc.settle_date,
+                reason=f"reverses commission and fees of allocation {alloc.pk}",
+                ref=f"allocation:{alloc.pk}:reversal",
+                as_of=as_of,
+            )
+        alloc.replaced_at = as_of
+    rows_update(current, ["replaced_at"])
+    audit_record(
+        action="allocation.reopen",
+        obj=block,
+        occurred_at=as_of,
+        before={"trade_date": day.trade_date, "version": day.version},
+        after={"version": day.version + 1, "reason": why},
+    )
+    day.status = BlockDay.Status.OPEN
+    day.version += 1
+    day.finalised_at = None
+    day.save(update_fields=["status", "version", "finalised_at"])
+
+
+def blocks_book(*, block_ids: Iterable[int], as_of: datetime, actor=None) -> None:
+    """Bring each block's shares, order figures, positions and cash in line with its live
+    street fills and its orders' quantities now: once per block per batch of reports, whatever
+    the number of fills in it. A day reopened by a late change is finalised again and the
+    custodian files already written for its date get a new version."""
+    dates_rebooked: set[date] = set()
+    with transaction.atomic(savepoint=False):
+        blocks = {
+            b.pk: b
+            for b in Block.objects.select_related("security", "broker")
+            .filter(pk__in=set(block_ids))
+            .order_by("pk")
+        }
+        plans = _plans_locked(blocks, as_of=as_of)
+        for block_id in sorted(blocks):
+            books = _DayBooks(
+                block=blocks[block_id], plan=plans[block_id], as_of=as_of, actor=actor
+            )
+            for day in books.days:
+                if day.status == BlockDay.Status.OPEN:
+                    _day_book(books, day)
+            books.flush()
+            for day in books.days:
+                # Reopened by a late change in this transaction (only then is an open day
+                # past its first version): its trading is over, so it is final again at once.
+                if day.status == BlockDay.Status.OPEN and day.version > 1:
+                    _day_finalise(books, day)
+                    dates_rebooked.add(day.trade_date)
+        for trade_date in sorted(dates_rebooked):
+            _files_reissue(trade_date=trade_date, as_of=as_of, actor=actor)
+
+
+def block_book(*, block: Block, as_of: datetime, actor=None) -> None:
+    blocks_book(block_ids=[block.pk], as_of=as_of, actor=actor)
+
+
+def _files_reissue(*, trade_date: date, as_of: datetime, actor) -> None:
+    """A new version of every custodian file already written for the date whose content the
+    rebooking changed (a custodian never sent a file waits for the after-close job)."""
+    for custodian_id in sorted(
+        set(
+            SettlementFile.objects.filter(trade_date=trade_date).values_list(
+                "custodian_id", flat=True
+            )
+        )
+    ):
+        settlement_file_generate(
+            custodian_id=custodian_id, trade_date=trade_date, as_of=as_of, actor=actor
         )
 
 
-# --- adjusting and finalising ---------------------------------------------------------------
+# --- finalising -------------------------------------------------------------------------------
 
 
-def _plan_for(*, block_id: int) -> tuple[Block, AllocationPlan]:
-    block = Block.objects.select_related("security", "broker").filter(pk=block_id).first()
+def day_finalisable(day: BlockDay, block: Block, as_of: datetime) -> bool:
+    return block.status in DONE_STATUSES or day.trade_date < as_of.date()
+
+
+@transaction.atomic
+def allocation_day_finalise(
+    *, block_id: int, trade_date: date, as_of: datetime, actor=None
+) -> list[Allocation]:
+    """Finalise one trading day of a block: its trading is over (the block is done, or the
+    date is past), so its allocations are fixed at the day's average price."""
+    block = Block.objects.select_for_update(of=("self",)).select_related("security", "broker")
+    block = block.filter(pk=block_id).first()
     if block is None:
         raise NotFound(f"Block {block_id} does not exist.")
     plan = AllocationPlan.objects.select_for_update().filter(block_id=block_id).first()
     if plan is None:
         raise NotFound(f"Block {block_id} has no allocation plan (it was never routed).")
-    return block, plan
+    books = _DayBooks(block=block, plan=plan, as_of=as_of, actor=actor)
+    day = next((d for d in books.days if d.trade_date == trade_date), None)
+    if day is None:
+        raise NotFound(f"Block {block_id} did not trade on {trade_date}.")
+    if day.status == BlockDay.Status.FINALISED:
+        raise Conflict(
+            f"Block {block_id} on {trade_date} is finalised already.", code="day_finalised"
+        )
+    if not day_finalisable(day, block, as_of):
+        raise Conflict(
+            f"Block {block_id} is {block.status} and {trade_date} is today: it is finalised "
+            "once it is done or the day is over.",
+            code="block_not_done",
+        )
+    _day_book(books, day)
+    books.flush()
+    return _day_finalise(books, day)
+
+
+def allocation_finalise(*, block: Block, as_of: datetime, actor=None) -> list[Allocation]:
+    """Finalise every open trading day of a block (the Operations page's button)."""
+    with transaction.atomic():
+        days = list(
+            BlockDay.objects.filter(block_id=block.pk, status=BlockDay.Status.OPEN)
+            .order_by("trade_date")
+            .values_list("trade_date", flat=True)
+        )
+        if not days:
+            raise Conflict(f"Block {block.pk} has no open trading day.", code="nothing_to_finalise")
+        allocations = []
+        for trade_date in days:
+            allocations += allocation_day_finalise(
+                block_id=block.pk, trade_date=trade_date, as_of=as_of, actor=actor
+            )
+        return allocations
+
+
+@dataclass
+class FinaliseOutcome:
+    finalised: list[tuple[int, date]]
+    failed: list[tuple[int, date, str]]
+
+
+def allocations_finalise_due(*, as_of: datetime, actor=None) -> FinaliseOutcome:
+    """The after-close job: finalise every open trading day whose trading is over, each in its
+    own transaction; a day that fails is reported in the exceptions list and the others go on.
+    A day that succeeds later clears its exception."""
+    from oms.services import exception_open, exceptions_resolve_for
+
+    due = list(
+        BlockDay.objects.filter(status=BlockDay.Status.OPEN)
+        .select_related("block")
+        .order_by("block_id", "trade_date")
+    )
+    outcome = FinaliseOutcome([], [])
+    for day in due:
+        if not day_finalisable(day, day.block, as_of):
+            continue
+        ref = f"block:{day.block_id}:{day.trade_date.isoformat()}"
+        try:
+            allocation_day_finalise(
+                block_id=day.block_id, trade_date=day.trade_date, as_of=as_of, actor=actor
+            )
+        except Exception as exc:  # one failing day must not hold back the others
+            log.exception("finalising block %s on %s failed", day.block_id, day.trade_date)
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            outcome.failed.append((day.block_id, day.trade_date, message))
+            exception_open(
+                kind="booking_failed",
+                ref=ref,
+                summary=f"Block {day.block_id} on {day.trade_date} could not be finalised: "
+                f"{message}",
+                detail={"block": day.block_id, "trade_date": day.trade_date.isoformat()},
+                source="allocation",
+                block_id=day.block_id,
+                as_of=as_of,
+            )
+            continue
+        outcome.finalised.append((day.block_id, day.trade_date))
+        exceptions_resolve_for(
+            kind="booking_failed", ref=ref, note="finalised by the after-close job", as_of=as_of
+        )
+    return outcome
 
 
 @transaction.atomic
 def allocation_adjust(
     *,
     block_id: int,
+    trade_date: date,
     quantities: dict[int, Decimal],
     reason: str,
     actor,
     as_of: datetime,
-) -> list[Allocation]:
-    """Operations re-splits a block before it is finalised: {order_id: new quantity}. The new
-    split must still add up to the executed quantity; moved shares go at the block's average."""
+) -> list[OrderShare]:
+    """Operations re-splits an open trading day by hand: {order_id: new quantity}. The new
+    split must add up to what the street executed that day; every share is booked again at
+    the day's average price, and finalising keeps the split."""
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give a reason for the adjustment.", code="reason_required")
-    block, plan = _plan_for(block_id=block_id)
-    _check_open(plan, "they can no longer be adjusted")
-    books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
-    known = {a.order_id for a in books.allocs}
-    if set(quantities) - known:
-        raise DomainError(
-            f"Orders {sorted(set(quantities) - known)} are not in block {block.pk}.",
-            code="unknown_order",
+    block = Block.objects.select_related("security", "broker").filter(pk=block_id).first()
+    plan = AllocationPlan.objects.select_for_update().filter(block_id=block_id).first()
+    if block is None or plan is None:
+        raise NotFound(f"Block {block_id} has no allocation plan (it was never routed).")
+    books = _DayBooks(block=block, plan=plan, as_of=as_of, actor=actor)
+    day = next((d for d in books.days if d.trade_date == trade_date), None)
+    if day is None:
+        raise NotFound(f"Block {block_id} did not trade on {trade_date}.")
+    if day.status != BlockDay.Status.OPEN:
+        raise Conflict(
+            f"Block {block_id} on {trade_date} is finalised; it can no longer be adjusted.",
+            code="allocation_finalised",
         )
-    targets = [quantities.get(a.order_id, a.quantity) for a in books.allocs]
-    for alloc, target in zip(books.allocs, targets, strict=True):
-        if target < 0 or target > alloc.plan_quantity:
-            raise DomainError(
-                f"Order {alloc.order_id} can take between 0 and {alloc.plan_quantity}.",
-                code="invalid_quantity",
-            )
-    executed, avg = _executed(plan)
-    if sum(targets, ZERO) != executed:
+    unknown = set(quantities) - set(books.order_ids)
+    if unknown:
         raise DomainError(
-            f"The allocations add up to {sum(targets, ZERO)}, the block executed {executed}.",
+            f"Orders {sorted(unknown)} are not in block {block_id}.", code="unknown_order"
+        )
+    capacity = books.capacity(day)
+    targets = []
+    for oid, cap in zip(books.order_ids, capacity, strict=True):
+        target = quantities.get(oid, books.held(day, oid))
+        if target < 0 or target > cap:
+            raise DomainError(f"Order {oid} can take between 0 and {cap}.", code="invalid_quantity")
+        targets.append(target)
+    if sum(targets, ZERO) != day.executed:
+        raise DomainError(
+            f"The allocations add up to {sum(targets, ZERO)}, the block executed "
+            f"{day.executed} on {trade_date}.",
             code="allocation_sum",
         )
-    before = {str(a.order_id): str(a.quantity) for a in books.allocs}
-    if executed:
-        trade_date = min(plan.executions.values_list("trade_date", flat=True))
-        books.move_to(
-            targets,
-            price=avg,
-            kind=AllocationSlice.Kind.ADJUST,
-            execution_ref=f"adjust:{block.pk}:{as_of.isoformat()}",
-            trade_date=trade_date,
-        )
+    before = {str(oid): str(books.held(day, oid)) for oid in books.order_ids}
+    books.reverse_live(day)
+    values = _split_value(day.value, targets)
+    ref = f"adjust:{block_id}:{trade_date:%Y%m%d}"
+    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
+        books.reprice(day, oid, target, value, ref)
+        if target:
+            books._position(
+                day=day,
+                account_id=books.orders[oid].account_id,
+                order_id=oid,
+                quantity=target,
+                price=(value / target).quantize(PRICE_PLACES),
+                net_money=books._cash(value),
+                kind=Booking.Kind.FILL,
+                ref=f"B{block_id}:{trade_date:%Y%m%d}:O{oid}",
+            )
+    books.flush()
     plan.adjusted = True
     plan.save(update_fields=["adjusted"])
     audit_record(
@@ -746,136 +930,21 @@ def allocation_adjust(
         occurred_at=as_of,
         before=before,
         after={
-            "quantities": {str(a.order_id): str(a.quantity) for a in books.allocs},
+            "trade_date": trade_date,
+            "quantities": {
+                str(oid): str(t) for oid, t in zip(books.order_ids, targets, strict=True)
+            },
             "reason": reason,
         },
     )
-    return books.allocs
-
-
-def _money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def fees_for(
-    *, side: str, quantity: Decimal, price: Decimal, broker
-) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    """(gross, commission, fees, net) for one account's allocation: commission per the broker
-    (basis points of gross plus a per-share rate), a regulatory fee on sells (a rate of gross,
-    settings.OMS_REGULATORY_FEE_RATE); net is what changes hands on settlement."""
-    gross = _money(quantity * price)
-    commission = ZERO
-    if broker is not None:
-        commission = _money(
-            gross * broker.commission_bps / Decimal(10_000) + quantity * broker.commission_per_share
-        )
-    fees = ZERO
-    if side in SELL_SIDES:
-        fees = _money(gross * Decimal(str(settings.OMS_REGULATORY_FEE_RATE)))
-    net = gross - commission - fees if side in SELL_SIDES else gross + commission + fees
-    return gross, commission, fees, net
-
-
-@transaction.atomic
-def allocation_finalise(*, block: Block, as_of: datetime, actor=None) -> list[Allocation]:
-    """Close the block's allocations once it has stopped executing: every account at the
-    block's average price (re-booked where its own average differs), then commission and fees
-    booked as cash on the settlement date (the gross already moved with the fills)."""
-    block = Block.objects.select_related("security", "broker").get(pk=block.pk)
-    if block.status not in DONE_STATUSES:
-        raise Conflict(
-            f"Block {block.pk} is {block.status}; it is finalised once it is done.",
-            code="block_not_done",
-        )
-    plan = _plan_locked(block=block, actor=actor, as_of=as_of)
-    _check_open(plan, "they were finalised before")
-    books = _Books(block=block, plan=plan, as_of=as_of, actor=actor)
-    executed, avg = _executed(plan)
-    if plan.adjusted or not executed:
-        targets = [a.quantity for a in books.allocs]
-    else:
-        targets = pro_rata(
-            weights=[a.plan_quantity for a in books.allocs],
-            executed=executed,
-            lot=block.security.lot_size,
-            rotation=plan.rotation,
-        )
-    if executed:
-        trade_date = min(plan.executions.values_list("trade_date", flat=True))
-        final_ref = f"final:{block.pk}"
-        books.lock_orders(a.order_id for a in books.allocs)
-        for alloc in books.allocs:
-            if any(s.price != avg for s in books.live(alloc)):
-                books.take_back(
-                    alloc, alloc.quantity, kind=AllocationSlice.Kind.FINAL, execution_ref=final_ref
-                )
-        books.move_to(
-            targets,
-            price=avg,
-            kind=AllocationSlice.Kind.FINAL,
-            execution_ref=final_ref,
-            trade_date=trade_date,
-        )
-    for alloc in books.allocs:
-        alloc.finalised_at = as_of
-        alloc.avg_price = avg if alloc.quantity else None
-        alloc.currency = block.security.currency
-        if alloc.quantity:
-            alloc.gross_amount, alloc.commission, alloc.fees, alloc.net_amount = fees_for(
-                side=block.side, quantity=alloc.quantity, price=avg, broker=block.broker
-            )
-            charges = alloc.commission + alloc.fees
-            if charges:
-                position_services.cash_adjust(
-                    account_id=alloc.account_id,
-                    currency=alloc.currency,
-                    amount=-charges,
-                    settle_date=alloc.settle_date,
-                    reason=f"commission and fees, block {block.pk}",
-                    ref=f"allocation:{alloc.pk}",
-                    as_of=as_of,
-                )
-        alloc.save()
-    plan.status = AllocationPlan.Status.FINALISED
-    plan.avg_price = avg
-    plan.finalised_at = as_of
-    plan.save(update_fields=["status", "avg_price", "finalised_at"])
-    audit_record(
-        actor=actor,
-        action="allocation.finalise",
-        obj=block,
-        occurred_at=as_of,
-        after={
-            "avg_price": avg,
-            "executed": executed,
-            "allocations": {str(a.order_id): str(a.quantity) for a in books.allocs},
-        },
-    )
-    return books.allocs
-
-
-def allocations_finalise_done(*, as_of: datetime, actor=None) -> list[int]:
-    """Finalise every block that has stopped executing (the after-close job); each in its own
-    transaction so one failure does not hold back the rest."""
-    block_ids = list(
-        AllocationPlan.objects.filter(
-            status=AllocationPlan.Status.OPEN, block__status__in=DONE_STATUSES
-        )
-        .order_by("block_id")
-        .values_list("block_id", flat=True)
-    )
-    done = []
-    for block_id in block_ids:
-        block = Block.objects.get(pk=block_id)
-        allocation_finalise(block=block, as_of=as_of, actor=actor)
-        done.append(block_id)
-    return done
+    return [books.shares[(day.pk, oid)] for oid in books.order_ids if (day.pk, oid) in books.shares]
 
 
 # --- settlement files -----------------------------------------------------------------------
 
 SETTLEMENT_COLUMNS = [
     "trade_id",
+    "version",
     "trade_date",
     "settlement_date",
     "account",
@@ -895,38 +964,38 @@ SETTLEMENT_COLUMNS = [
 
 
 def settlement_rows(*, custodian_id: int, trade_date: date) -> list[dict[str, str]]:
-    """The finalised, non-empty allocations of the custodian's accounts traded on the date."""
+    """The current allocations of the custodian's accounts traded on the date: one row per
+    account, block and trade date. The trade id stays the same across versions, so a new
+    version of the file shows a rebooked trade as changed."""
     allocs = (
         Allocation.objects.filter(
-            account__custodian_id=custodian_id,
-            trade_date=trade_date,
-            finalised_at__isnull=False,
-            quantity__gt=0,
+            account__custodian_id=custodian_id, trade_date=trade_date, replaced_at__isnull=True
         )
         .select_related("account", "block__security", "block__broker")
-        .order_by("pk")
+        .order_by("block_id", "account_id")
     )
     rows = []
     for a in allocs:
         security = a.block.security
         rows.append(
             {
-                "trade_id": f"ALLOC-{a.pk}",
+                "trade_id": f"A{a.block_id}-{a.account.code}-{a.trade_date:%Y%m%d}",
+                "version": str(a.version),
                 "trade_date": a.trade_date.isoformat(),
                 "settlement_date": a.settle_date.isoformat(),
                 "account": a.account.code,
                 "custodian_account": a.account.custodian_account,
                 "symbol": security.symbol,
                 "isin": security.isin or "",
-                "side": a.block.side,
+                "side": a.side,
                 "quantity": f"{a.quantity.normalize():f}",
                 "price": f"{a.avg_price.normalize():f}",
-                "gross_amount": str(a.gross_amount.quantize(CENT)),
-                "commission": str(a.commission.quantize(CENT)),
-                "fees": str(a.fees.quantize(CENT)),
-                "net_amount": str(a.net_amount.quantize(CENT)),
+                "gross_amount": str(money_round(a.gross_amount, a.currency)),
+                "commission": str(money_round(a.commission, a.currency)),
+                "fees": str(money_round(a.fees, a.currency)),
+                "net_amount": str(money_round(a.net_amount, a.currency)),
                 "currency": a.currency,
-                "executing_broker": a.block.broker.code if a.block.broker else "",
+                "executing_broker": a.block.broker.code if a.block.broker else "INTERNAL",
             }
         )
     return rows
@@ -988,7 +1057,9 @@ def settlement_file_generate(
         content=content,
         checksum=checksum,
         row_count=len(rows),
-        differences=_differences(previous_rows, rows) if latest else {},
+        differences=(
+            {**_differences(previous_rows, rows), "replaces": latest.filename} if latest else {}
+        ),
         previous=latest,
         created_at=as_of,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -1008,9 +1079,9 @@ def settlement_files_generate(
 ) -> list[tuple[SettlementFile, bool]]:
     """Files for every custodian with finalised trades on the date (or an earlier version)."""
     custodian_ids = set(
-        Allocation.objects.filter(
-            trade_date=trade_date, finalised_at__isnull=False, quantity__gt=0
-        ).values_list("account__custodian_id", flat=True)
+        Allocation.objects.filter(trade_date=trade_date, replaced_at__isnull=True).values_list(
+            "account__custodian_id", flat=True
+        )
     ) | set(
         SettlementFile.objects.filter(trade_date=trade_date).values_list("custodian_id", flat=True)
     )

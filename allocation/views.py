@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
 from oms.errors import DomainError
@@ -14,7 +15,7 @@ from orders.models import Block
 from . import selectors, services
 from .api_views import settlement_file_response
 from .forms import AdjustForm, GenerateForm
-from .models import Allocation, AllocationPlan
+from .models import BlockDay
 
 
 def operations_only(view):
@@ -40,14 +41,14 @@ def operations(request):
             request, f"{written} new file version(s); {len(results) - written} unchanged."
         )
         return redirect("allocation:operations")
-    plans = list(selectors.plans_open()[:200])
-    drift = {p.pk: selectors.plan_drift(plan=p) for p in plans}
+    now = timezone.now()
+    days = list(selectors.block_days(status=BlockDay.Status.OPEN)[:200])
     return render(
         request,
         "allocation/operations.html",
         {
             "form": form,
-            "plans": [(p, drift[p.pk], p.block.status in services.DONE_STATUSES) for p in plans],
+            "days": [(d, services.day_finalisable(d, d.block, now)) for d in days],
             "files": selectors.settlement_files()[:200],
         },
     )
@@ -56,10 +57,14 @@ def operations(request):
 @operations_only
 @require_POST
 def finalise(request, block_id: int):
-    block = get_object_or_404(Block, pk=block_id)
+    trade_date = parse_date(request.POST.get("trade_date") or "")
     try:
-        services.allocation_finalise(block=block, as_of=timezone.now(), actor=request.user)
-        messages.success(request, f"Block {block_id} finalised.")
+        if trade_date is None:
+            raise DomainError("Say which trade date to finalise.", code="invalid")
+        services.allocation_day_finalise(
+            block_id=block_id, trade_date=trade_date, as_of=timezone.now(), actor=request.user
+        )
+        messages.success(request, f"Block {block_id} on {trade_date} finalised.")
     except DomainError as exc:
         messages.error(request, exc.message)
     return redirect("allocation:operations")
@@ -67,17 +72,17 @@ def finalise(request, block_id: int):
 
 @operations_only
 def block_allocations(request, block_id: int):
-    plan = get_object_or_404(
-        AllocationPlan.objects.select_related("block__security"), block_id=block_id
-    )
-    allocations = list(
-        Allocation.objects.filter(plan=plan).select_related("account", "order").order_by("order")
-    )
-    form = AdjustForm(request.POST or None, allocations=allocations)
-    if request.method == "POST" and form.is_valid():
+    block = get_object_or_404(Block.objects.select_related("security"), pk=block_id)
+    days = list(selectors.block_days(block_id=block_id).order_by("trade_date"))
+    open_day = next((d for d in days if d.status == BlockDay.Status.OPEN), None)
+    shares = list(selectors.day_shares(block_id=block_id))
+    open_shares = [s for s in shares if open_day and s.day_id == open_day.pk]
+    form = AdjustForm(request.POST or None, shares=open_shares)
+    if request.method == "POST" and open_day and form.is_valid():
         try:
             services.allocation_adjust(
                 block_id=block_id,
+                trade_date=open_day.trade_date,
                 quantities=form.quantities(),
                 reason=form.cleaned_data["reason"],
                 actor=request.user,
@@ -91,11 +96,13 @@ def block_allocations(request, block_id: int):
         request,
         "allocation/block.html",
         {
-            "plan": plan,
-            "block": plan.block,
+            "block": block,
+            "days": days,
+            "open_day": open_day,
+            "shares": shares,
+            "allocations": list(selectors.allocations(block_id=block_id, include_replaced=True)),
             "form": form,
-            "rows": [(a, form[name]) for a, name in form.order_fields],
-            "drift": selectors.plan_drift(plan=plan),
+            "rows": [(share, form[name]) for share, name in form.order_fields],
         },
     )
 

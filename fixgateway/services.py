@@ -643,15 +643,20 @@ def _fill_apply(
             detail=f"overfill: block {block.pk} has {block.cum_qty} of {block.quantity}, "
             f"report adds {qty}",
         )
-    _allocation().block_fill_allocate(
-        block=block,
-        execution_ref=_execution_ref(broker, fix_order, report.exec_id),
-        quantity=qty,
-        price=px,
-        trade_date=report.trade_date or as_of.date(),
+    allocation = _allocation()
+    allocation.street_fills_record(
+        fills=[
+            allocation.BlockFill(
+                block=block,
+                execution_ref=_execution_ref(broker, fix_order, report.exec_id),
+                quantity=qty,
+                price=px,
+                trade_date=report.trade_date or as_of.date(),
+            )
+        ],
         as_of=as_of,
-        actor=None,
     )
+    allocation.block_book(block=block, as_of=as_of)
     return None
 
 
@@ -672,7 +677,7 @@ def _original_execution(fix_order: FixOrder, exec_ref_id: str) -> Execution | No
 def _reverse(
     *, broker: Broker, fix_order: FixOrder, block: Block, original: Execution, as_of: datetime
 ) -> None:
-    _allocation().block_fill_reverse(
+    _allocation().street_fill_bust(
         block=block,
         execution_ref=_execution_ref(broker, fix_order, original.exec_id),
         as_of=as_of,
@@ -801,12 +806,17 @@ def _replaced_apply(
             if values.get("time_in_force"):
                 extra["time_in_force"] = values["time_in_force"]
             quantity = extra.get("quantity", order.quantity)
+            # The order's own terms may not have changed (the block was amended): either way
+            # it shows its true quantity, cum and leaves.
+            extra.setdefault("leaves_qty", quantity - order.cum_qty)
             target = (
                 OrderStatus.FILLED
                 if order.cum_qty >= quantity
                 else OrderStatus.PARTIALLY_FILLED
                 if order.cum_qty > 0
                 else OrderStatus.REPLACED
+                if change
+                else OrderStatus.WORKING
             )
             order_transition(
                 order=order,
@@ -818,6 +828,8 @@ def _replaced_apply(
             )
     fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
     fix_order.pending_values = {}
+    # The broker agreed: the allocation follows the orders' new quantities from now on.
+    _allocation().allocation_plan_fix(block=block, actor=None, as_of=as_of)
 
 
 def _reconcile_status(
@@ -990,7 +1002,9 @@ def _apply_kind(
         _reverse(broker=broker, fix_order=fix_order, block=block, original=original, as_of=as_of)
         original.state = Execution.State.BUSTED if et == "H" else Execution.State.CORRECTED
         original.save(update_fields=["state"])
-        if et == "G":
+        if et == "H":
+            _allocation().block_book(block=block, as_of=as_of)
+        else:  # the corrected trade is booked with the bust, in one pass
             block.cum_qty -= original.last_qty
             problem = _fill_apply(
                 broker=broker, fix_order=fix_order, block=block, report=report, as_of=as_of
@@ -1193,7 +1207,10 @@ def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: dat
             named[fix_order.pk] = fix_order
     if not fills:
         return 0
-    _allocation().block_fills_allocate(fills=fills, as_of=as_of)
+    # Every fill of the run is recorded first; each block is then booked once, whatever the
+    # number of its fills in the run (the account-level work does not grow with the fills).
+    changed_blocks = _allocation().street_fills_record(fills=fills, as_of=as_of)
+    _allocation().blocks_book(block_ids=changed_blocks, as_of=as_of)
     bulk_insert(executions)
     now = timezone.now()
     changed = list({f.block.pk: f.block for f in fills}.values())

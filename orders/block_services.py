@@ -9,13 +9,14 @@ request through the gateway's outbox in the same transaction.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 
 from audit.services import audit_record
+from oms.calendars import settlement_date
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 
@@ -25,7 +26,6 @@ from .lifecycle import OrderStatus
 from .models import BUY_SIDES, SELL_SIDES, Block, Order, OrderType, TimeInForce
 from .services import (
     order_event_record,
-    order_fill_apply,
     orders_lock,
     orders_transition_bulk,
 )
@@ -468,17 +468,6 @@ def block_replace(
     return block
 
 
-def _settle_date(trade_date: date, cycle: int) -> date:
-    """T+n in weekdays (holiday calendars belong to allocation and settlement)."""
-    day = trade_date
-    left = cycle
-    while left > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            left -= 1
-    return day
-
-
 def _compliance_recheck(*, orders: list[Order], actor, as_of: datetime) -> None:
     try:
         from compliance.services import compliance_what_if
@@ -506,7 +495,6 @@ def orders_cross(
     """Cross a staged buy against a staged sell in the same security from another account, at
     the reference price, without a broker: both orders fill (the smaller one completely) and
     both accounts' positions move; compliance is re-checked and the cross audited."""
-    from positions.services import position_fill_apply
 
     _require_desk(actor)
     orders = {o.pk: o for o in orders_lock(order_ids=[buy_order_id, sell_order_id])}
@@ -535,29 +523,40 @@ def orders_cross(
     quantity = min(buy.quantity - buy.cum_qty, sell.quantity - sell.cum_qty)
     _compliance_recheck(orders=[buy, sell], actor=actor, as_of=as_of)
     trade_date = as_of.date()
-    settle_date = _settle_date(trade_date, security.settlement_cycle)
+    settle_date = settlement_date(security=security, trade_date=trade_date)
     ref = f"CROSS-{buy.pk}-{sell.pk}-{as_of.strftime('%Y%m%dT%H%M%S%f')}"
+    # Each side is a block of its own, filled internally: the same booking ledger, day
+    # average, allocation and custodian file as a broker's fill.
+    from allocation import services as allocation
+
     for order in (buy, sell):
-        order_fill_apply(
-            order=order,
-            quantity=quantity,
-            price=price,
-            as_of=as_of,
-            exec_ref=ref,
-            actor=actor,
-            kind="cross_fill",
-        )
-        position_fill_apply(
-            account_id=order.account_id,
-            security_id=order.security_id,
+        block = Block.objects.create(
+            security=security,
             side=order.side,
             quantity=quantity,
-            price=price,
-            trade_date=trade_date,
-            settle_date=settle_date,
-            fill_ref=f"{ref}-{order.pk}",
+            status=Block.Status.FILLED,
+            strategy="CROSS",
+            cum_qty=quantity,
+            avg_price=price,
+            created_by=actor,
+            created_at=as_of,
+            routed_at=as_of,
+        )
+        allocation.allocation_plan_fix(block=block, actor=actor, as_of=as_of, orders=[order])
+        allocation.street_fills_record(
+            fills=[
+                allocation.BlockFill(
+                    block=block,
+                    execution_ref=f"{ref}-{order.pk}",
+                    quantity=quantity,
+                    price=price,
+                    trade_date=trade_date,
+                )
+            ],
             as_of=as_of,
         )
+        allocation.block_book(block=block, as_of=as_of, actor=actor)
+        order.refresh_from_db()
     result = {
         "ref": ref,
         "buy_order": buy.pk,

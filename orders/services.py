@@ -918,10 +918,15 @@ def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> 
 
 @dataclass(frozen=True)
 class OrderFill:
+    """Shares booked to an order (negative: taken back) at a price. `value`, when given, is
+    the exact change of the order's filled value (the booking ledger prices a share of several
+    executions, or re-prices a day at its average with quantity 0); else quantity x price."""
+
     order: Order
     quantity: Decimal
     price: Decimal
     exec_ref: str
+    value: Decimal | None = None
 
 
 _FILL_KEEPS_STATUS = frozenset(
@@ -945,7 +950,7 @@ def _fill_snapshot(order: Order) -> dict[str, Any]:
 def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
     """The status a fill moves its order to and the figures it sets, or the Conflict."""
     order, quantity, price = fill.order, fill.quantity, fill.price
-    if quantity == 0:
+    if quantity == 0 and not fill.value:
         raise Conflict("A fill of zero changes nothing.", code="empty_fill")
     new_cum = order.cum_qty + quantity
     if new_cum < 0:
@@ -959,7 +964,7 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
             code="overfill",
             details={"order": order.pk, "cum_qty": str(new_cum)},
         )
-    new_value = order.filled_value + price * quantity
+    new_value = order.filled_value + (price * quantity if fill.value is None else fill.value)
     avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
     fields = {
         "cum_qty": new_cum,
@@ -967,8 +972,13 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
         "avg_price": avg,
         "filled_value": new_value,
     }
-    if new_cum == order.quantity:
+    if quantity == 0:
+        target = order.status  # a day re-priced at its average: the shares stay as they are
+    elif new_cum == order.quantity:
         target = OrderStatus.FILLED
+    elif quantity > 0 and order.status == OrderStatus.DONE_FOR_DAY:
+        # A GTC order trading again on a later day is working again.
+        target = OrderStatus.PARTIALLY_FILLED
     elif order.status in _FILL_KEEPS_STATUS:
         target = order.status  # a fill racing a cancel: book it, keep the pending/final state
     elif new_cum == 0:

@@ -156,9 +156,11 @@ def position_fill_apply(
     settle_date: date,
     fill_ref: str,
     as_of: datetime,
+    net_money: Decimal | None = None,
 ) -> None:
     """Book a fill (quantity > 0) or reverse an earlier booking of that size at that price
-    (quantity < 0) into the account's position and cash.
+    (quantity < 0) into the account's position and cash. `net_money`, when given, is the cash
+    the booking moves (the allocation's money to the cent); otherwise quantity x price.
 
     Runs inside the caller's transaction (allocation, in the FIX callback); locks the position
     row, then the cash row. Gross money moves projected cash on settle_date.
@@ -175,7 +177,18 @@ def position_fill_apply(
             + 1
         )
         if quantity > 0:
-            _book(position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of)
+            _book(
+                position,
+                side,
+                quantity,
+                price,
+                trade_date,
+                settle_date,
+                fill_ref,
+                seq,
+                as_of,
+                net_money=net_money,
+            )
         else:
             _reverse(position, side, -quantity, price, fill_ref, seq, as_of)
     broadcast.position_changed_on_commit(account_id)
@@ -195,6 +208,8 @@ class FillBooking:
     settle_date: date
     fill_ref: str
     currency: str = ""
+    # The cash it moves, when the caller has it to the cent; else quantity x price.
+    net_money: Decimal | None = None
 
 
 def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[PositionFill]:
@@ -228,6 +243,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
                 settle_date=b.settle_date,
                 fill_ref=b.fill_ref,
                 as_of=as_of,
+                net_money=b.net_money,
             )
         return []
     positions = _rows_lock(
@@ -252,7 +268,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
                 trade_date=b.trade_date,
                 settle_date=b.settle_date,
                 currency=currencies[b.security_id],
-                net_money=q8(-delta * b.price),
+                net_money=q8(-delta * b.price) if b.net_money is None else b.net_money,
                 booked_at=as_of,
             )
         )
@@ -362,10 +378,13 @@ def _fills_counted(bookings: list[FillBooking]) -> dict[tuple, int]:
     return {(a, s, r): n for a, s, r, n in rows}
 
 
-def _book(position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of):
+def _book(
+    position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of, net_money=None
+):
     currency = Security.objects.values_list("currency", flat=True).get(pk=position.security_id)
     delta = signed_quantity(side=side, quantity=quantity)
-    net_money = q8(-delta * price)
+    if net_money is None:
+        net_money = q8(-delta * price)
     fill = PositionFill.objects.create(
         account_id=position.account_id,
         security_id=position.security_id,

@@ -77,11 +77,12 @@ def make_block(refdata, broker):
     return make
 
 
-def fill(block, ref, quantity, price, trade_date=TRADE_DATE):
-    """What the FIX gateway does per execution: lock the block, bump cum/avg, allocate."""
+def fill(block, ref, quantity, price, trade_date=TRADE_DATE, as_of=AS_OF):
+    """What the FIX gateway does per execution: lock the block, bump its cum/avg, record the
+    street fill and book the block (a batch of one)."""
     from django.db import transaction
 
-    from allocation.services import block_fill_allocate
+    from allocation.services import BlockFill, block_book, street_fills_record
 
     with transaction.atomic():
         locked = Block.objects.select_for_update().select_related("security").get(pk=block.pk)
@@ -90,14 +91,33 @@ def fill(block, ref, quantity, price, trade_date=TRADE_DATE):
         locked.cum_qty += q
         locked.avg_price = value / locked.cum_qty
         locked.save(update_fields=["cum_qty", "avg_price"])
-        return block_fill_allocate(
-            block=locked,
-            execution_ref=ref,
-            quantity=q,
-            price=p,
-            trade_date=trade_date,
-            as_of=AS_OF,
+        street_fills_record(
+            fills=[BlockFill(locked, ref, q, p, trade_date)],
+            as_of=as_of,
         )
+        block_book(block=locked, as_of=as_of)
+
+
+def bust(block, ref, as_of=AS_OF):
+    """What the gateway does for a bust (35=8 150=H)."""
+    from django.db import transaction
+
+    from allocation.services import block_book, street_fill_bust
+
+    with transaction.atomic():
+        locked = Block.objects.select_for_update().select_related("security").get(pk=block.pk)
+        street_fill_bust(block=locked, execution_ref=ref, as_of=as_of)
+        block_book(block=locked, as_of=as_of)
+
+
+def shares(block, trade_date=TRADE_DATE):
+    """{order_id: quantity} of the block on the date."""
+    from allocation.models import OrderShare
+
+    return {
+        s.order_id: s.quantity
+        for s in OrderShare.objects.filter(day__block=block, day__trade_date=trade_date)
+    }
 
 
 def done(block, status=Block.Status.FILLED):

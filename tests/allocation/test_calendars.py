@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from allocation.calendars import settlement_date_for
+from oms.calendars import settlement_date_for
 
 
 def us(trade, cycle=1):
