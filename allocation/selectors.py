@@ -3,11 +3,19 @@ allocations, shares and settlement files."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from .models import Allocation, BlockDay, OrderShare, SettlementFile
+from oms.money import money_round
+from orders.models import SELL_SIDES, Order
+
+from .models import Allocation, BlockDay, Booking, OrderShare, SettlementFile, StreetFill
+
+ZERO = Decimal(0)
 
 
 def block_days(
@@ -53,3 +61,126 @@ def day_shares(*, block_id: int) -> QuerySet[OrderShare]:
 def settlement_files() -> QuerySet[SettlementFile]:
     # The listing never needs the content itself.
     return SettlementFile.objects.select_related("custodian").defer("content")
+
+
+# --- reconciliation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BookingDifference:
+    kind: str  # street, shares, orders, positions, allocations, charges, files
+    key: str
+    field: str
+    expected: Decimal | str
+    actual: Decimal | str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} {self.field}: expected {self.expected}, kept {self.actual}"
+
+
+def booking_differences(
+    *, executed_by_block: dict[int, tuple[Decimal, Decimal]] | None = None
+) -> list[BookingDifference]:
+    """Check the booking ledger against what feeds it and what it feeds, to zero difference:
+    street fills against the brokers' executions (when given) and each block's days; each
+    day's shares against its executions; orders against their shares; the positions ledger
+    against the bookings; allocations against the street gross, positions, cash and charges;
+    the latest custodian file of each date against the allocations it should list."""
+    from positions.selectors import bookings_by_ref, cash_by_ref
+
+    diffs: list[BookingDifference] = []
+
+    def check(kind, key, field, expected, actual):
+        if expected != actual:
+            diffs.append(BookingDifference(kind, str(key), field, expected, actual))
+
+    street = defaultdict(lambda: [ZERO, ZERO])
+    for block_id, qty, price in StreetFill.objects.filter(busted_at__isnull=True).values_list(
+        "block_id", "quantity", "price"
+    ):
+        street[block_id][0] += qty
+        street[block_id][1] += qty * price
+    if executed_by_block is not None:
+        for block_id in sorted(set(executed_by_block) | set(street)):
+            quantity, value = executed_by_block.get(block_id, (ZERO, ZERO))
+            check("street", f"block {block_id}", "quantity", quantity, street[block_id][0])
+            check("street", f"block {block_id}", "value", value, street[block_id][1])
+
+    days = {d.pk: d for d in BlockDay.objects.select_related("block__security")}
+    per_day = defaultdict(lambda: [ZERO, ZERO])
+    for day_id, qty, price in StreetFill.objects.filter(busted_at__isnull=True).values_list(
+        "day_id", "quantity", "price"
+    ):
+        per_day[day_id][0] += qty
+        per_day[day_id][1] += qty * price
+    shares = defaultdict(lambda: [ZERO, ZERO])
+    by_order: dict[int, Decimal] = defaultdict(Decimal)
+    for day_id, order_id, qty, value in OrderShare.objects.values_list(
+        "day_id", "order_id", "quantity", "value"
+    ):
+        shares[day_id][0] += qty
+        shares[day_id][1] += value
+        by_order[order_id] += qty
+    for day_id, day in days.items():
+        key = f"block {day.block_id} {day.trade_date}"
+        check("street", key, "executed", per_day[day_id][0], day.executed)
+        check("street", key, "value", per_day[day_id][1], day.value)
+        check("shares", key, "quantity", day.executed, shares[day_id][0])
+        check("shares", key, "value", day.value, shares[day_id][1])
+    for order_id, cum in Order.objects.filter(pk__in=list(by_order)).values_list("pk", "cum_qty"):
+        check("orders", f"order {order_id}", "cum_qty", by_order[order_id], cum)
+
+    # Every booking of the ledger is in the positions ledger, with the same size and money.
+    booked = defaultdict(lambda: [ZERO, ZERO])
+    for account_id, security_id, ref, qty, net in Booking.objects.values_list(
+        "account_id", "day__block__security_id", "fill_ref", "quantity", "net_money"
+    ):
+        booked[(account_id, security_id, ref)][0] += qty
+        booked[(account_id, security_id, ref)][1] += net
+    kept = bookings_by_ref(refs={ref for _, _, ref in booked})
+    for key in sorted(set(booked) | set(kept), key=str):
+        for i, field in enumerate(("quantity", "cash")):
+            check("positions", key, field, booked[key][i], kept.get(key, (ZERO, ZERO))[i])
+
+    current = list(Allocation.objects.filter(replaced_at__isnull=True).select_related("account"))
+    per_day_alloc = defaultdict(lambda: [ZERO, ZERO])
+    for a in current:
+        per_day_alloc[a.day_id][0] += a.quantity
+        per_day_alloc[a.day_id][1] += a.gross_amount
+    charges = cash_by_ref(refs={f"allocation:{a.pk}" for a in current})
+    for a in current:
+        key = f"allocation {a.pk} ({a.account.code}, block {a.block_id}, {a.trade_date})"
+        check(
+            "charges",
+            key,
+            "cash",
+            -(a.commission + a.fees),
+            charges.get(f"allocation:{a.pk}", ZERO),
+        )
+        paid = a.commission + a.fees
+        net = a.gross_amount - paid if a.side in SELL_SIDES else a.gross_amount + paid
+        check("allocations", key, "net_amount", net, a.net_amount)
+    for day_id, day in days.items():
+        if day.status != BlockDay.Status.FINALISED:
+            continue
+        key = f"block {day.block_id} {day.trade_date}"
+        quantity, gross = per_day_alloc[day_id]
+        check("allocations", key, "quantity", day.executed, quantity)
+        check(
+            "allocations",
+            key,
+            "gross",
+            money_round(day.value, day.block.security.currency) if day.executed else ZERO,
+            gross,
+        )
+        check("allocations", key, "street_gross", day.street_gross, gross)
+
+    from .services import settlement_file_content
+
+    latest = {}
+    for f in SettlementFile.objects.order_by("custodian_id", "trade_date", "version"):
+        latest[(f.custodian_id, f.trade_date)] = f
+    for (custodian_id, trade_date), f in sorted(latest.items()):
+        _, checksum = settlement_file_content(custodian_id=custodian_id, trade_date=trade_date)
+        check("files", f.filename, "checksum (would a new version differ?)", checksum, f.checksum)
+    return diffs

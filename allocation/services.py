@@ -475,9 +475,8 @@ class _DayBooks:
         """Reverse every live booking of the day (positions and cash exactly undone)."""
         self.flush()  # reversals need their originals in the ledger
         # The day is locked by the caller, so its bookings cannot change under us.
-        live = (
-            Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True)
-            .order_by("pk")
+        live = Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True).order_by(
+            "pk"
         )
         for original in live:
             reversal = self._position(
@@ -1001,6 +1000,16 @@ def settlement_rows(*, custodian_id: int, trade_date: date) -> list[dict[str, st
     return rows
 
 
+def _file_content(rows: list[dict[str, str]]) -> tuple[str, str]:
+    content = write_csv(SETTLEMENT_COLUMNS, ([r[c] for c in SETTLEMENT_COLUMNS] for r in rows))
+    return content, hashlib.sha256(content.encode()).hexdigest()
+
+
+def settlement_file_content(*, custodian_id: int, trade_date: date) -> tuple[str, str]:
+    """The file's content and checksum as a new version would have them now."""
+    return _file_content(settlement_rows(custodian_id=custodian_id, trade_date=trade_date))
+
+
 def _differences(previous: list[dict], current: list[dict]) -> dict:
     old = {r["trade_id"]: r for r in previous}
     new = {r["trade_id"]: r for r in current}
@@ -1038,8 +1047,7 @@ def settlement_file_generate(
     if custodian is None:
         raise NotFound(f"Custodian {custodian_id} does not exist.")
     rows = settlement_rows(custodian_id=custodian_id, trade_date=trade_date)
-    content = write_csv(SETTLEMENT_COLUMNS, ([r[c] for c in SETTLEMENT_COLUMNS] for r in rows))
-    checksum = hashlib.sha256(content.encode()).hexdigest()
+    content, checksum = _file_content(rows)
     latest = (
         SettlementFile.objects.filter(custodian=custodian, trade_date=trade_date)
         .order_by("-version")

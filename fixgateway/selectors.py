@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from orders.models import Block
 
-from .models import Broker, FixOrder, KillSwitch, OutboxMessage, Quarantine, SessionState
+from .models import (
+    Broker,
+    Execution,
+    FixOrder,
+    KillSwitch,
+    OutboxMessage,
+    Quarantine,
+    SessionState,
+)
 
 
 def broker_sessions() -> list[dict]:
@@ -98,3 +107,14 @@ def inbound_mark(*, broker_id: int) -> InboundMark | None:
     if row is None or not row[0]:
         return None
     return InboundMark(store_created=row[0], seq_num=row[1])
+
+
+def executed_by_block() -> dict[int, tuple[Decimal, Decimal]]:
+    """Each block's executed quantity and value (quantity x price) from the applied trades and
+    corrections the brokers sent: what the booking ledger's street fills must add up to."""
+    rows = (
+        Execution.objects.filter(state=Execution.State.APPLIED, exec_type__in=["F", "1", "2", "G"])
+        .values("fix_order__block_id")
+        .annotate(quantity=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
+    )
+    return {r["fix_order__block_id"]: (r["quantity"], r["value"]) for r in rows}

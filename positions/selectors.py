@@ -447,3 +447,21 @@ def reconcile_differences() -> list[Difference]:
             if actual != expected:
                 diffs.append(Difference("cash", codes[key[0]], key[1], name, expected, actual))
     return diffs
+
+
+def bookings_by_ref(*, refs: set[str]) -> dict[tuple[int, int, str], tuple[Decimal, Decimal]]:
+    """(account, security, fill_ref) -> the ledger's total quantity and cash for those refs."""
+    rows = (
+        PositionFill.objects.filter(fill_ref__in=refs)
+        .values("account_id", "security_id", "fill_ref")
+        .annotate(quantity=Sum("quantity"), cash=Sum("net_money"))
+    )
+    return {
+        (r["account_id"], r["security_id"], r["fill_ref"]): (r["quantity"], r["cash"]) for r in rows
+    }
+
+
+def cash_by_ref(*, refs: set[str]) -> dict[str, Decimal]:
+    """Cash moved under each reference (commission and fees of an allocation, say)."""
+    rows = CashMovement.objects.filter(ref__in=refs).values("ref").annotate(total=Sum("amount"))
+    return {r["ref"]: r["total"] for r in rows}

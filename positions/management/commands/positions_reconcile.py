@@ -1,18 +1,29 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from allocation.selectors import booking_differences
+from fixgateway.selectors import executed_by_block
 from positions.selectors import reconcile_differences
 
 
 class Command(BaseCommand):
     help = (
         "Recompute every position and cash balance from the opening balances and the fill "
-        "ledger; list any difference and exit non-zero if there is one."
+        "ledger, and check the booking ledger against the brokers' executions, the orders, the "
+        "positions ledger, the allocations and the custodian files; list any difference and "
+        "exit non-zero if there is one."
     )
 
     def handle(self, *args, **options):
-        diffs = reconcile_differences()
+        diffs = [
+            *reconcile_differences(),
+            *booking_differences(executed_by_block=executed_by_block()),
+        ]
         for diff in diffs:
             self.stdout.write(str(diff))
         if diffs:
             raise CommandError(f"{len(diffs)} difference(s).", returncode=1)
-        self.stdout.write(self.style.SUCCESS("Positions and cash reconcile: 0 differences."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Positions, cash, executions, allocations and files reconcile: 0 differences."
+            )
+        )

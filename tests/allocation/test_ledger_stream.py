@@ -1,0 +1,170 @@
+"""A random stream of what brokers and people do to blocks over three days (fills, busts,
+corrections, amends, cancels, done for day, the after-close job), through the gateway's and
+the orders' public services; afterwards positions, cash, executions, orders, allocations and
+custodian files reconcile to zero difference.
+
+`OMS_LEDGER_STREAM` sets the stream's length (default 300 a case in `make test`; the issue's
+5,000-event figure is `OMS_LEDGER_STREAM=5000 make test ARGS=tests/allocation/test_ledger_stream.py`)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allocation.models import Allocation, BlockDay
+from allocation.selectors import booking_differences
+from allocation.tasks import settlement_after_close
+from fixgateway.models import FixOrder
+from fixgateway.selectors import executed_by_block
+from oms.errors import DomainError
+from orders.models import Block, Order
+from orders.services import order_amend, order_cancel
+from positions.selectors import reconcile_differences
+
+from .test_booking_ledger import CLOSE, DAY1, DAY2, DAY3, Desk
+
+pytestmark = pytest.mark.django_db
+
+LENGTH = int(os.environ.get("OMS_LEDGER_STREAM", "300"))
+BLOCKS = 4
+ORDERS_PER_BLOCK = 5
+PRICES = ["9.97", "10.00", "10.01", "10.03", "10.10"]
+
+EVENT = st.one_of(
+    st.tuples(
+        st.just("fill"), st.integers(0, BLOCKS - 1), st.integers(1, 40), st.sampled_from(PRICES)
+    ),
+    st.tuples(st.just("bust"), st.integers(0, BLOCKS - 1), st.integers(0, 50)),
+    st.tuples(
+        st.just("correct"), st.integers(0, BLOCKS - 1), st.integers(0, 50), st.sampled_from(PRICES)
+    ),
+    st.tuples(
+        st.just("amend"),
+        st.integers(0, BLOCKS - 1),
+        st.integers(0, ORDERS_PER_BLOCK - 1),
+        st.integers(-30, 30),
+    ),
+    st.tuples(st.just("cancel"), st.integers(0, BLOCKS - 1), st.integers(0, ORDERS_PER_BLOCK - 1)),
+    st.tuples(st.just("close")),
+)
+
+
+class Stream:
+    def __init__(self, desk: Desk, blocks: list[Block]):
+        self.desk, self.blocks = desk, blocks
+        self.days = [DAY1, DAY2, DAY3]
+        self.day = 0
+        self.live: dict[int, list[tuple[str, Decimal]]] = {b.pk: [] for b in blocks}
+
+    @property
+    def now(self):
+        return self.days[self.day] + timedelta(minutes=1)
+
+    def block(self, i: int) -> Block:
+        return Block.objects.get(pk=self.blocks[i].pk)
+
+    def acknowledge(self, block: Block) -> None:
+        fix_order = FixOrder.objects.get(block=block)
+        if fix_order.pending_kind == "REPLACE":
+            self.desk.report(block, "5", as_of=self.now)
+        elif fix_order.pending_kind == "CANCEL":
+            self.desk.report(block, "4", as_of=self.now)
+
+    def apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "close":
+            for block in self.blocks:
+                block = Block.objects.get(pk=block.pk)
+                if block.status in ("WORKING", "PARTIALLY_FILLED"):
+                    self.desk.report(block, "3", as_of=self.now)
+            settlement_after_close(as_of=CLOSE[self.days[self.day]].isoformat())
+            self.day = min(self.day + 1, len(self.days) - 1)
+            return
+        block = self.block(event[1])
+        if block.status in ("CANCELLED", "FILLED", "REJECTED", "EXPIRED"):
+            return
+        if kind == "fill":
+            qty = min(Decimal(event[2]), block.quantity - block.cum_qty)
+            if qty > 0:
+                exec_id = self.desk.fill(block, qty, event[3], as_of=self.now)
+                self.live[block.pk].append((exec_id, qty))
+        elif kind in ("bust", "correct") and self.live[block.pk]:
+            exec_id, qty = self.live[block.pk].pop(event[2] % len(self.live[block.pk]))
+            if kind == "bust":
+                self.desk.report(block, "H", exec_ref_id=exec_id, as_of=self.now)
+            else:
+                new_id = self.desk.report(
+                    block, "G", qty=str(qty), px=event[3], exec_ref_id=exec_id, as_of=self.now
+                )
+                self.live[block.pk].append((new_id, qty))
+        elif kind in ("amend", "cancel"):
+            orders = sorted(Order.objects.filter(block=block), key=lambda o: o.pk)
+            order = orders[event[2] % len(orders)]
+            try:
+                if kind == "cancel":
+                    order_cancel(order_id=order.pk, actor=self.desk.pm, as_of=self.now)
+                else:
+                    quantity = max(order.cum_qty + 1, order.quantity + event[3])
+                    order_amend(
+                        order_id=order.pk,
+                        actor=self.desk.pm,
+                        as_of=self.now,
+                        changes={"quantity": quantity},
+                    )
+            except DomainError:
+                return  # refused (nothing left to cancel, below what is filled...): nothing sent
+            self.acknowledge(Block.objects.get(pk=block.pk))
+
+
+def _desk_and_blocks(tag: str) -> tuple[Desk, list[Block]]:
+    desk = Desk(tag=tag)
+    accounts = [desk.account() for _ in range(20)]
+    blocks = []
+    for i in range(BLOCKS):
+        picked = [accounts[(i * 3 + j * 4) % 20] for j in range(ORDERS_PER_BLOCK)]
+        block = desk.block(
+            [100 + 37 * j for j in range(ORDERS_PER_BLOCK)],
+            side="BUY",
+            tif="GTC",
+            accounts=picked,
+        )
+        desk.report(block, "0")
+        blocks.append(block)
+    return desk, blocks
+
+
+_EXAMPLES = 0
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=st.lists(EVENT, min_size=LENGTH, max_size=LENGTH))
+def test_random_stream_reconciles_to_zero(refdata, events):
+    global _EXAMPLES
+    _EXAMPLES += 1
+    desk, blocks = _desk_and_blocks(f"S{_EXAMPLES}")
+    stream = Stream(desk, blocks)
+    for event in [*events, ("close",), ("close",), ("close",)]:
+        stream.apply(event)
+    diffs = [
+        *reconcile_differences(),
+        *booking_differences(executed_by_block=executed_by_block()),
+    ]
+    assert diffs == []
+    # Everything traded was finalised and booked per account and day.
+    assert not BlockDay.objects.filter(status="OPEN", executed__gt=0).exists()
+    for block in blocks:
+        block.refresh_from_db()
+        booked = sum(
+            (a.quantity for a in Allocation.objects.filter(block=block, replaced_at=None)),
+            Decimal(0),
+        )
+        assert booked == block.cum_qty
