@@ -1,16 +1,34 @@
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_record
 
+from . import services
+from .api import HasRole
+from .errors import NotFound
+from .forms import ExceptionFilterForm
 from .models import Security
-from .selectors import accounts_visible_to, security_search
-from .serializers import AccountSerializer, SecuritySerializer
+from .roles import EXCEPTION_READERS, EXCEPTION_RESOLVERS
+from .selectors import accounts_visible_to, exception_get, exceptions_list, security_search
+from .serializers import (
+    AccountSerializer,
+    ExceptionResolveSerializer,
+    OpsExceptionSerializer,
+    SecuritySerializer,
+)
 
 
 class TokenLoginSerializer(serializers.Serializer):
@@ -83,3 +101,84 @@ class AccountViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return accounts_visible_to(self.request.user).prefetch_related("managers").order_by("code")
+
+
+EXCEPTION_FILTERS = [
+    OpenApiParameter(
+        "status", str, enum=["all", "open", "resolved"], description="default all (open first)"
+    ),
+    OpenApiParameter("kind", str, description="e.g. booking_failed, quarantined_report"),
+    OpenApiParameter("source", str, description="the app that opened it, e.g. allocation"),
+    OpenApiParameter("q", str, description="text in the summary or the ref"),
+    OpenApiParameter(
+        "since", OpenApiTypes.DATETIME, description="opened at or after (a date: its midnight UTC)"
+    ),
+    OpenApiParameter(
+        "until", OpenApiTypes.DATETIME, description="opened before (a date: the whole day counts)"
+    ),
+]
+
+
+class ExceptionViewSet(viewsets.GenericViewSet):
+    """The exceptions queue: Operations, traders and compliance read it; Operations, traders
+    and admins resolve with a note. PMs have no access (an exception may name any account)."""
+
+    serializer_class = OpsExceptionSerializer
+    filter_backends: list = []  # ExceptionFilterForm reads and checks the query parameters
+
+    @staticmethod
+    def exception_id(pk: str) -> int:
+        """Any id in the path reaches the view, so one that is not a number is the same JSON
+        404 as a number no exception has."""
+        if not pk.isascii() or not pk.isdigit():
+            raise NotFound(f"Exception {pk[:40]!r} not found.")
+        return int(pk)
+
+    def get_permissions(self):
+        allowed = EXCEPTION_RESOLVERS if self.action == "resolve" else EXCEPTION_READERS
+        return [HasRole.of(*sorted(allowed))()]
+
+    @extend_schema(parameters=EXCEPTION_FILTERS, responses=OpsExceptionSerializer(many=True))
+    def list(self, request):
+        form = ExceptionFilterForm(request.query_params)
+        if not form.is_valid():
+            raise serializers.ValidationError(
+                {
+                    field: [e["message"] for e in errors]
+                    for field, errors in form.errors.get_json_data().items()
+                }
+            )
+        page = self.paginate_queryset(exceptions_list(**form.selector_kwargs()))
+        return self.get_paginated_response(OpsExceptionSerializer(page, many=True).data)
+
+    @extend_schema(
+        responses={
+            200: OpsExceptionSerializer,
+            404: OpenApiResponse(description="no such exception"),
+        }
+    )
+    def retrieve(self, request, pk: str):
+        return Response(
+            OpsExceptionSerializer(exception_get(exception_id=self.exception_id(pk))).data
+        )
+
+    @extend_schema(
+        request=ExceptionResolveSerializer,
+        responses={
+            200: OpsExceptionSerializer,
+            400: OpenApiResponse(description="no note"),
+            404: OpenApiResponse(description="no such exception"),
+            409: OpenApiResponse(description="already resolved"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk: str):
+        body = ExceptionResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        exception = services.exception_resolve(
+            exception_id=self.exception_id(pk),
+            note=body.validated_data["note"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        return Response(OpsExceptionSerializer(exception).data)

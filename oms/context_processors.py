@@ -1,4 +1,4 @@
-from .roles import ADMIN, COMPLIANCE, OPERATIONS, PM, TRADER, user_roles
+from .roles import ADMIN, COMPLIANCE, EXCEPTION_READERS, OPERATIONS, PM, TRADER, user_roles
 
 # (label, url name, roles that see it). Later capabilities add their pages here.
 NAVIGATION = [
@@ -10,6 +10,7 @@ NAVIGATION = [
     ("Exposure", "positions:exposure", {COMPLIANCE, OPERATIONS, ADMIN, TRADER}),
     ("Compliance", "compliance:dashboard", {COMPLIANCE, ADMIN}),
     ("Operations", "allocation:operations", {OPERATIONS, ADMIN}),
+    ("Exceptions", "exceptions", set(EXCEPTION_READERS)),
     ("Accounts", "accounts", {PM, TRADER, COMPLIANCE, OPERATIONS, ADMIN}),
     ("Audit", "audit:events", {COMPLIANCE, ADMIN}),
 ]

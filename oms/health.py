@@ -31,8 +31,21 @@ def _redis() -> dict:
     return {"ok": True}
 
 
+def _exceptions() -> dict:
+    """Open exceptions by kind, for the record: they never make the OMS unhealthy (nor does
+    failing to count them; the database probe reports that)."""
+    from .selectors import exceptions_open_counts
+
+    try:
+        by_kind = exceptions_open_counts()
+    except Exception as exc:
+        return {"ok": True, "open": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True, "open": sum(by_kind.values()), "by_kind": by_kind}
+
+
 register_probe("database", _database)
 register_probe("redis", _redis)
+register_probe("exceptions", _exceptions)
 
 
 def health_report() -> tuple[bool, dict]:

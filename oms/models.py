@@ -129,3 +129,93 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class ExceptionKind:
+    """The kinds of OpsException in use so far. OpsException.kind is an open set: an app adds
+    a kind by opening an exception with it (a short lower-case code)."""
+
+    BOOKING_FAILED = "booking_failed"
+    QUARANTINED_REPORT = "quarantined_report"
+    UNMATCHED_REJECT = "unmatched_reject"
+    UNCONFIRMED_ORDER = "unconfirmed_order"
+    UNACKNOWLEDGED_ORDER = "unacknowledged_order"
+    KNOWN = (
+        BOOKING_FAILED,
+        QUARANTINED_REPORT,
+        UNMATCHED_REJECT,
+        UNCONFIRMED_ORDER,
+        UNACKNOWLEDGED_ORDER,
+    )
+
+
+class OpsException(models.Model):
+    """Something a person in Operations or on the desk must look at: a booking that failed
+    after the close, a quarantined report, an order the broker never acknowledged. Apps open
+    them through oms.services.exception_open; a person resolves them with a note.
+
+    At most one is open per (kind, ref): the same condition seen again counts an occurrence on
+    the open one; once resolved, the next occurrence opens a new row."""
+
+    kind = models.CharField(
+        max_length=64,
+        help_text=(
+            "Short code of what went wrong, e.g. booking_failed, quarantined_report, "
+            "unmatched_reject, unconfirmed_order, unacknowledged_order. An open set: apps "
+            "add their own."
+        ),
+    )
+    source = models.CharField(max_length=32, help_text="The app that opened it, e.g. allocation.")
+    ref = models.CharField(
+        max_length=200,
+        help_text="What it is about, unique per kind while open, e.g. block:12:2026-10-09.",
+    )
+    summary = models.CharField(max_length=300, help_text="One line a person reads.")
+    detail = models.JSONField(default=dict, blank=True)
+    # Plain ids, not foreign keys: the core app does not depend on the apps above it.
+    block_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    broker_id = models.BigIntegerField(null=True, blank=True)
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    occurrences = models.PositiveIntegerField(default=1)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty when resolved automatically (the condition went away).",
+    )
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "operations exception"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "ref"],
+                condition=Q(resolved_at__isnull=True),
+                name="opsexception_one_open_per_kind_ref",
+            ),
+            models.CheckConstraint(
+                condition=Q(occurrences__gte=1), name="opsexception_occurrences_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(last_seen_at__gte=models.F("opened_at")),
+                name="opsexception_seen_after_opened",
+            ),
+            models.CheckConstraint(
+                condition=Q(resolved_at__isnull=True, resolved_by__isnull=True)
+                | (Q(resolved_at__isnull=False) & ~Q(resolution_note="")),
+                name="opsexception_resolved_with_note",
+            ),
+        ]
+        indexes = [models.Index(fields=["-last_seen_at", "-id"], name="opsexception_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

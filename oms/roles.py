@@ -13,6 +13,10 @@ ALL_ROLES = (PM, TRADER, COMPLIANCE, OPERATIONS, ADMIN)
 
 # Roles that see every account; a PM sees only the accounts they manage.
 FIRM_WIDE_ROLES = frozenset({TRADER, COMPLIANCE, OPERATIONS, ADMIN})
+# The exceptions queue: who reads it, and who resolves (a PM does not: an exception may name
+# another PM's account).
+EXCEPTION_READERS = frozenset({TRADER, COMPLIANCE, OPERATIONS, ADMIN})
+EXCEPTION_RESOLVERS = frozenset({TRADER, OPERATIONS, ADMIN})
 # Roles that use the Django admin (and so need is_staff).
 STAFF_ROLES = frozenset({COMPLIANCE, OPERATIONS, ADMIN})
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from datetime import datetime
 
-from .models import Account, Security
+from django.db.models import Count, F, Q, QuerySet
+
+from .errors import NotFound
+from .models import Account, OpsException, Security
 from .roles import PM, has_role, sees_all_accounts
 
 
@@ -30,3 +33,58 @@ def security_search(*, query: str = "", active_only: bool = True, limit: int = 2
             Q(symbol__istartswith=query) | Q(name__icontains=query) | Q(isin__iexact=query)
         ).order_by("symbol")
     return qs[:limit]
+
+
+# --- The exceptions queue -----------------------------------------------------------------------
+
+EXCEPTION_STATUSES = ("all", "open", "resolved")
+
+
+def exceptions_list(
+    *,
+    status: str = "all",
+    kind: str = "",
+    source: str = "",
+    search: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[OpsException]:
+    """Exceptions, open ones first (most recently seen first), then resolved ones (most
+    recently resolved first). status is all, open or resolved; search looks in the summary
+    and the ref; since/until bound when it was opened (since inclusive, until exclusive)."""
+    if status not in EXCEPTION_STATUSES:
+        raise ValueError(f"status must be one of {EXCEPTION_STATUSES}, not {status!r}")
+    qs = OpsException.objects.select_related("resolved_by")
+    if status == "open":
+        qs = qs.filter(resolved_at__isnull=True)
+    elif status == "resolved":
+        qs = qs.filter(resolved_at__isnull=False)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if source:
+        qs = qs.filter(source=source)
+    if search:
+        qs = qs.filter(Q(summary__icontains=search) | Q(ref__icontains=search))
+    if since:
+        qs = qs.filter(opened_at__gte=since)
+    if until:
+        qs = qs.filter(opened_at__lt=until)
+    return qs.order_by(F("resolved_at").desc(nulls_first=True), "-last_seen_at", "-id")
+
+
+def exception_get(*, exception_id: int) -> OpsException:
+    exception = OpsException.objects.select_related("resolved_by").filter(pk=exception_id).first()
+    if exception is None:
+        raise NotFound(f"Exception {exception_id} not found.")
+    return exception
+
+
+def exceptions_open_counts() -> dict[str, int]:
+    """Open exceptions per kind, in one query (the one-open-per-(kind, ref) index serves it)."""
+    rows = (
+        OpsException.objects.filter(resolved_at__isnull=True)
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .order_by("kind")
+    )
+    return dict(rows)

@@ -1,6 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import Account, Security
+from .models import Account, OpsException, Security
+from .services import NOTE_MAX
 
 
 class SecuritySerializer(serializers.ModelSerializer):
@@ -48,3 +50,37 @@ class AccountSerializer(serializers.ModelSerializer):
             "is_cash_account",
             "active",
         ]
+
+
+class OpsExceptionSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+    resolved_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
+
+    class Meta:
+        model = OpsException
+        fields = [
+            "id",
+            "kind",
+            "source",
+            "ref",
+            "summary",
+            "detail",
+            "block_id",
+            "order_id",
+            "broker_id",
+            "status",
+            "opened_at",
+            "last_seen_at",
+            "occurrences",
+            "resolved_at",
+            "resolved_by",
+            "resolution_note",
+        ]
+
+    @extend_schema_field(serializers.ChoiceField(choices=["open", "resolved"]))
+    def get_status(self, obj: OpsException) -> str:
+        return "open" if obj.is_open else "resolved"
+
+
+class ExceptionResolveSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=NOTE_MAX, help_text="How it was resolved (required).")

@@ -1,20 +1,25 @@
-"""Writing reference data: securities from CSV, price updates."""
+"""Writing core data: securities from CSV, price updates, and the exceptions queue (opening an
+OpsException from any app, resolving it with a note)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from audit.services import audit_record
 
-from .models import AssetClass, Issuer, Security
+from .errors import Conflict, DomainError, NotFound
+from .models import AssetClass, Issuer, OpsException, Security
 
 
 @dataclass
@@ -168,3 +173,181 @@ def prices_import(*, text: str, as_of: datetime, actor=None) -> ImportReport:
             after={"applied": report.applied, "errors": report.errors[:50]},
         )
     return report
+
+
+# --- The exceptions queue -----------------------------------------------------------------------
+# Apps open an exception when something needs a person (a booking that failed after the close,
+# a quarantined report, an order the broker never acknowledged) and may clear it themselves
+# when the condition goes away; Operations and the desk resolve the rest with a note.
+
+CODE_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+NOTE_MAX = 2000
+_SUMMARY_MAX = OpsException._meta.get_field("summary").max_length
+_OPEN_COLUMNS = (
+    "kind",
+    "source",
+    "ref",
+    "summary",
+    "detail",
+    "block_id",
+    "order_id",
+    "broker_id",
+    "opened_at",
+    "last_seen_at",
+    "occurrences",
+    "resolution_note",
+)
+
+
+def _code(value: str, *, name: str, max_length: int) -> str:
+    value = (value or "").strip()
+    if not value or len(value) > max_length or not CODE_RE.match(value):
+        raise DomainError(
+            f"{name} must be a lower-case code of at most {max_length} characters, "
+            f"not {value[:80]!r}.",
+            code="invalid",
+        )
+    return value
+
+
+def _one_line(text: str, max_length: int) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= max_length else line[: max_length - 1] + "\u2026"
+
+
+def _note(note: str) -> str:
+    note = (note or "").strip()
+    if not note:
+        raise DomainError("Give a note saying how it was resolved.", code="note_required")
+    if len(note) > NOTE_MAX:
+        raise DomainError(f"The note is at most {NOTE_MAX} characters.", code="note_too_long")
+    return note
+
+
+def exception_open(
+    *,
+    kind: str,
+    ref: str,
+    summary: str,
+    detail: dict | None = None,
+    source: str,
+    block_id: int | None = None,
+    order_id: int | None = None,
+    broker_id: int | None = None,
+    as_of: datetime,
+) -> OpsException:
+    """Open an exception, or count one more occurrence of the open one with the same kind and
+    ref (occurrences + 1, last_seen_at, and the latest summary and detail; the ids given
+    fill in those it lacked). One INSERT ... ON CONFLICT on the one-open-per-(kind, ref) index,
+    so concurrent callers end on the same row. Runs in the caller's transaction when there is
+    one (no savepoint), and is audited (`exception.open`) only when it opens a new row.
+
+    kind and source are short lower-case codes; ref names the thing ("block:12:2026-10-09");
+    detail is any JSON-able dict (Decimals and dates become strings)."""
+    kind = _code(kind, name="kind", max_length=64)
+    source = _code(source, name="source", max_length=32)
+    ref = (ref or "").strip()
+    if not ref or len(ref) > OpsException._meta.get_field("ref").max_length:
+        raise DomainError("ref must be given, at most 200 characters.", code="invalid")
+    summary = _one_line(summary, _SUMMARY_MAX)
+    if not summary:
+        raise DomainError("summary must be given.", code="invalid")
+    if detail is not None and not isinstance(detail, dict):
+        raise DomainError("detail must be a dict.", code="invalid")
+    detail_json = json.dumps(detail or {}, cls=DjangoJSONEncoder)
+    table = connection.ops.quote_name(OpsException._meta.db_table)
+    columns = ", ".join(_OPEN_COLUMNS)
+    # The conflict target names the partial unique index (kind, ref) WHERE resolved_at IS NULL:
+    # a resolved row never conflicts, so the next occurrence after a resolution opens a new one.
+    sql = f"""
+        INSERT INTO {table} AS e ({columns})
+        VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, 1, '')
+        ON CONFLICT (kind, ref) WHERE resolved_at IS NULL DO UPDATE SET
+            occurrences = e.occurrences + 1,
+            last_seen_at = GREATEST(e.last_seen_at, EXCLUDED.last_seen_at),
+            summary = EXCLUDED.summary,
+            detail = EXCLUDED.detail,
+            block_id = COALESCE(EXCLUDED.block_id, e.block_id),
+            order_id = COALESCE(EXCLUDED.order_id, e.order_id),
+            broker_id = COALESCE(EXCLUDED.broker_id, e.broker_id)
+        RETURNING id, occurrences
+    """
+    params = [kind, source, ref, summary, detail_json, block_id, order_id, broker_id, as_of, as_of]
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            pk, occurrences = cursor.fetchone()
+        exception = OpsException.objects.get(pk=pk)
+        if occurrences == 1:  # a new row (a repeat is counted from 2)
+            audit_record(
+                action="exception.open",
+                obj=exception,
+                occurred_at=as_of,
+                after={"kind": kind, "ref": ref, "source": source, "summary": summary},
+            )
+    return exception
+
+
+def _resolve(exception: OpsException, *, note: str, actor, as_of: datetime) -> OpsException:
+    """Resolve a locked, open exception and audit it."""
+    exception.resolved_at = as_of
+    exception.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+    exception.resolution_note = note
+    exception.save(update_fields=["resolved_at", "resolved_by", "resolution_note"])
+    audit_record(
+        actor=actor,
+        action="exception.resolve",
+        obj=exception,
+        occurred_at=as_of,
+        before={"status": "open", "occurrences": exception.occurrences},
+        after={
+            "status": "resolved",
+            "kind": exception.kind,
+            "ref": exception.ref,
+            "note": note,
+            "automatic": exception.resolved_by is None,
+        },
+    )
+    return exception
+
+
+def exception_resolve(*, exception_id: int, note: str, actor, as_of: datetime) -> OpsException:
+    """A person resolves an open exception with a note (required: DomainError, a 400).
+    Resolving one already resolved is a Conflict (409); a missing one is NotFound.
+    Who may resolve is the interface's check (oms.roles.EXCEPTION_RESOLVERS)."""
+    note = _note(note)
+    with transaction.atomic(durable=True):
+        exception = (
+            OpsException.objects.select_for_update(of=("self",))
+            .select_related("resolved_by")
+            .filter(pk=exception_id)
+            .first()
+        )
+        if exception is None:
+            raise NotFound(f"Exception {exception_id} not found.")
+        if not exception.is_open:
+            by = exception.resolved_by.get_username() if exception.resolved_by else "the system"
+            raise Conflict(
+                f"Exception {exception_id} was already resolved by {by} at "
+                f"{exception.resolved_at:%Y-%m-%d %H:%M:%S} UTC.",
+                code="already_resolved",
+            )
+        return _resolve(exception, note=note, actor=actor, as_of=as_of)
+
+
+def exceptions_resolve_for(
+    *, kind: str, ref: str, note: str, as_of: datetime, actor=None
+) -> OpsException | None:
+    """Resolve the open exception of this kind and ref, if there is one, when the condition
+    went away (a booking that now succeeded, an order acknowledged at last). Runs in the
+    caller's transaction (no savepoint); returns the resolved exception or None."""
+    note = _note(note)
+    with transaction.atomic(savepoint=False):
+        exception = (
+            OpsException.objects.select_for_update()
+            .filter(kind=kind, ref=ref, resolved_at__isnull=True)
+            .first()
+        )
+        if exception is None:
+            return None
+        return _resolve(exception, note=note, actor=actor, as_of=as_of)

@@ -9,6 +9,7 @@ from . import api_views, views
 router = DefaultRouter()
 router.register("securities", api_views.SecurityViewSet, basename="security")
 router.register("accounts", api_views.AccountViewSet, basename="account")
+router.register("exceptions", api_views.ExceptionViewSet, basename="exception")
 
 # Each app owns its pages (urls.py) and API routes (api_urls.py); this file only mounts them.
 APPS = ["audit", "orders", "compliance", "positions", "allocation", "fixgateway"]
@@ -33,6 +34,13 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", views.account_list, name="accounts"),
     path("accounts/<str:code>/", views.account_detail, name="account_detail"),
+    path("exceptions/", views.exceptions_page, name="exceptions"),
+    path("exceptions/<int:exception_id>/", views.exception_detail, name="exception_detail"),
+    path(
+        "exceptions/<int:exception_id>/resolve/",
+        views.exception_resolve,
+        name="exception_resolve",
+    ),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     *[path("", include(f"{app}.urls")) for app in APPS],

@@ -21,6 +21,7 @@ class World:
     order2: object  # pm2's, in ACCT2
     block: object  # holds order1
     sfile: object
+    exc: object  # an open exception about ACCT1's block
 
     def user(self, role: str):
         return {
@@ -44,6 +45,7 @@ class World:
 def build_world(ref) -> World:
     from allocation.models import SettlementFile
     from allocation.services import allocation_plan_fix
+    from oms.services import exception_open
     from orders.block_services import block_create
     from positions.models import CashBalance, Position
     from tests.blotter.helpers import staged_order
@@ -75,7 +77,17 @@ def build_world(ref) -> World:
         row_count=1,
         created_at=now,
     )
-    return World(ref=ref, order1=order1, order2=order2, block=block, sfile=sfile)
+    exc = exception_open(
+        kind="booking_failed",
+        ref=f"block:{block.pk}:{now.date()}",
+        summary=f"Block {block.pk}: booking failed after the close",
+        detail={"account": ref.acct1.code, "order_id": order1.pk},
+        source="allocation",
+        block_id=block.pk,
+        order_id=order1.pk,
+        as_of=now,
+    )
+    return World(ref=ref, order1=order1, order2=order2, block=block, sfile=sfile, exc=exc)
 
 
 @pytest.fixture

@@ -74,6 +74,11 @@ API = [
     ("settlement-file-list", "GET", "/api/settlement-files/",                   403, 403, 403, 403, 200, 200, 403),
     ("settlement-file-download", "GET", "/api/settlement-files/{sfile}/download/",
                                                                                 403, 403, 403, 403, 200, 200, 403),
+    # The exceptions queue may name any PM's account: no PM reads it; compliance only reads.
+    ("exception-list",     "GET",   "/api/exceptions/",                         403, 403, 200, 200, 200, 200, 403),
+    ("exception-detail",   "GET",   "/api/exceptions/{exc}/",                   403, 403, 200, 200, 200, 200, 403),
+    ("exception-detail",   "GET",   "/api/exceptions/{missing}/",               403, 403, 404, 404, 404, 404, 403),
+    ("exception-resolve",  "POST",  "/api/exceptions/{exc}/resolve/",           403, 403, 400, 403, 400, 400, 403),
 ]
 
 # Pages: an anonymous visitor is sent to the login page (302), which is not audited (it asks
@@ -105,6 +110,9 @@ PAGES = [
     ("finalise",           "POST",  "/operations/blocks/{missing}/finalise/",   403, 403, 403, 403, 404, 404, 302),
     ("settlement_file_download", "GET", "/operations/settlement-files/{sfile}/download/",
                                                                                 403, 403, 403, 403, 200, 200, 302),
+    ("exceptions",         "GET",   "/exceptions/",                             403, 403, 200, 200, 200, 200, 302),
+    ("exception_detail",   "GET",   "/exceptions/{exc}/",                       403, 403, 200, 200, 200, 200, 302),
+    ("exception_resolve",  "POST",  "/exceptions/{missing}/resolve/",           403, 403, 404, 403, 404, 404, 302),
     # The Django admin keeps its own per-model permissions; only staff roles get in at all.
     ("index",              "GET",   "/admin/",                                  302, 302, 302, 200, 200, 200, 302),
 ]
@@ -135,6 +143,8 @@ BODIES = {
     ("block-dissolve", "POST"): {},
     ("override", "POST"): {"order_id": "{missing}", "reason": "x"},
     ("finalise", "POST"): {},
+    ("exception-resolve", "POST"): {},
+    ("exception_resolve", "POST"): {"note": "looked at it"},
 }
 # Routes no role table covers, and why.
 NOT_IN_TABLE = {
@@ -152,6 +162,7 @@ def _fill(text: str, world) -> str:
         order1=world.order1.pk,
         block=world.block.pk,
         sfile=world.sfile.pk,
+        exc=world.exc.pk,
         missing=MISSING,
     )
 

@@ -47,6 +47,7 @@ PAGE_POSTS = [
     ("/operations/blocks/{block}/", {"reason": "move it"}),
     ("/operations/blocks/{block}/finalise/", {}),
     ("/positions/start-of-day/", {"dry_run": "on"}),
+    ("/exceptions/{exc}/resolve/", {"note": "resolved from another site"}),
 ]
 # API calls that would be accepted from the admin's session with a token.
 API_VALID = {
@@ -61,6 +62,7 @@ API_VALID = {
     ("block-create", "POST"): {"order_ids": ["{order2}"]},
     ("block-dissolve", "POST"): {},
     ("blotter-kill-switch", "POST"): {"scope": "all"},
+    ("exception-resolve", "POST"): {"note": "resolved from another site"},
 }
 
 

@@ -68,6 +68,16 @@ def hostile(refdata):
         kind="ORDER_SIZE",
         parameters={"max_quantity": "1000000"},
     )
+    from oms.services import exception_open
+
+    exception_open(
+        kind="booking_failed",
+        ref=IMG + SCRIPT,
+        summary=IMG + SCRIPT,
+        detail={"note": SCRIPT, IMG: [IMG]},
+        source="allocation",
+        as_of=now,
+    )
     audit_record(
         actor=ref.admin,
         action="test.hostile",
@@ -89,6 +99,8 @@ PAGES = [
     ("/audit/", "compliance1", IMG),
     ("/operations/", "ops1", SYMBOL),
     ("/accounts/", "pm1", CODE),
+    ("/exceptions/", "ops1", IMG + SCRIPT),
+    ("/exceptions/{exception}/", "ops1", SCRIPT),
 ]
 
 
@@ -119,6 +131,10 @@ def test_hostile_text_is_shown_as_text_in_every_page_and_the_grid(hostile, brows
             page.fill("input[name=password]", "test-pass-123")
             page.click("button[type=submit]")
             page.wait_for_selector("[data-testid=username]")
+            if "{exception}" in path:
+                from oms.models import OpsException
+
+                path = path.format(exception=OpsException.objects.get().pk)
             page.goto(oms_server + path)
             page.wait_for_load_state("networkidle")
             _shows_literally(page, text)
