@@ -221,7 +221,7 @@ def seed(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("allocation", "0002_settlement_file_immutable"),
+        ("allocation", "0003_booking_ledger"),
     ]
 
     operations = [
