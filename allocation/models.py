@@ -3,10 +3,14 @@ share of them, the account allocations per trade date, every booking into positi
 and the settlement files written from the allocations."""
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from oms.fields import MoneyField, PriceField, QuantityField
+from oms.fields import DecimalAmountField, MoneyField, PriceField, QuantityField
+from oms.models import AssetClass
 
 
 class AllocationPlan(models.Model):
@@ -240,3 +244,119 @@ class SettlementFile(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class FeeRule(models.Model):
+    """A regulatory fee or transaction tax charged on an allocation, kept as data: Operations
+    edits the rows in the admin (audited), and a rate change is a new row from its date.
+
+    A rule applies to a trade when the trade date is in [valid_from, valid_to), the side is
+    on the rule's side, the security's asset class is listed, and its exchange and ISIN
+    country match the market scope (an empty list matches any; at least one is given).
+    Periods of one code never overlap (a database trigger refuses it)."""
+
+    class Side(models.TextChoices):
+        BUY = "BUY", "Buys (buy, buy to cover)"
+        SELL = "SELL", "Sells (sell, sell short)"
+
+    class Basis(models.TextChoices):
+        BPS = "BPS", "Basis points of gross"
+        PER_UNIT = "PER_UNIT", "Per share or unit"
+
+    code = models.CharField(
+        max_length=32,
+        db_index=True,
+        validators=[RegexValidator(r"^[A-Z][A-Z0-9_]*$", "Capitals, digits and _ (SEC_FEE).")],
+        help_text="The fee's name in breakdowns, e.g. SEC_FEE, UK_SDRT",
+    )
+    name = models.CharField(max_length=200)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    exchange_mics = ArrayField(
+        models.CharField(
+            max_length=4, validators=[RegexValidator(r"^[A-Z0-9]{4}$", "A 4-character MIC.")]
+        ),
+        default=list,
+        blank=True,
+        help_text="Exchange MICs, comma-separated (XNYS,XNAS); empty: any exchange",
+    )
+    isin_countries = ArrayField(
+        models.CharField(
+            max_length=2, validators=[RegexValidator(r"^[A-Z]{2}$", "A 2-letter country code.")]
+        ),
+        default=list,
+        blank=True,
+        help_text="ISIN country prefixes, comma-separated (GB); empty: any ISIN",
+    )
+    asset_classes = ArrayField(
+        models.CharField(max_length=16, choices=AssetClass.choices),
+        help_text="Asset classes charged (never crypto)",
+    )
+    basis = models.CharField(max_length=8, choices=Basis.choices)
+    rate = DecimalAmountField(
+        help_text="Basis points of gross (0.278 is $27.80 per million), or currency per unit"
+    )
+    minimum = MoneyField(null=True, blank=True, help_text="Per allocation, in the currency")
+    maximum = MoneyField(null=True, blank=True, help_text="Per allocation, in the currency")
+    currency = models.CharField(
+        max_length=3,
+        validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code.")],
+        help_text="Currency of a per-unit rate, the minimum and the maximum",
+    )
+    valid_from = models.DateField(help_text="First trade date the rule applies to")
+    valid_to = models.DateField(
+        null=True,
+        blank=True,
+        help_text="First trade date it no longer applies to; empty: until further notice",
+    )
+    source = models.CharField(
+        max_length=300, blank=True, help_text="Where the figure comes from (notice, law, date)"
+    )
+
+    class Meta:
+        ordering = ["code", "-valid_from"]
+        constraints = [
+            models.CheckConstraint(condition=Q(rate__gte=0), name="fee_rule_rate_nonneg"),
+            models.CheckConstraint(
+                condition=Q(valid_to__isnull=True) | Q(valid_to__gt=models.F("valid_from")),
+                name="fee_rule_valid_to_after_from",
+            ),
+            models.CheckConstraint(
+                condition=(Q(minimum__isnull=True) | Q(minimum__gte=0))
+                & (Q(maximum__isnull=True) | Q(maximum__gte=0))
+                & (
+                    Q(minimum__isnull=True)
+                    | Q(maximum__isnull=True)
+                    | Q(maximum__gte=models.F("minimum"))
+                ),
+                name="fee_rule_min_max",
+            ),
+            models.CheckConstraint(
+                condition=~Q(asset_classes=[]) & ~Q(asset_classes__contains=[AssetClass.CRYPTO]),
+                name="fee_rule_asset_classes_not_crypto",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(exchange_mics=[]) & Q(isin_countries=[])),
+                name="fee_rule_has_market",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        until = self.valid_to.isoformat() if self.valid_to else "open"
+        return f"{self.code} {self.valid_from.isoformat()} to {until}"
+
+    def clean(self) -> None:
+        """The overlap the database trigger refuses, as a form error the admin can show."""
+        super().clean()
+        if not self.code or not self.valid_from:
+            return
+        if self.valid_to is not None and self.valid_to <= self.valid_from:
+            return  # the check constraint reports it
+        clash = FeeRule.objects.filter(code=self.code).exclude(pk=self.pk)
+        clash = clash.filter(Q(valid_to__isnull=True) | Q(valid_to__gt=self.valid_from))
+        if self.valid_to is not None:
+            clash = clash.filter(valid_from__lt=self.valid_to)
+        other = clash.order_by("valid_from").first()
+        if other is not None:
+            raise ValidationError(
+                f"{other} is in force for part of this period: end it first (set its valid to)."
+            )

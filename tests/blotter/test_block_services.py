@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import pytest
@@ -18,6 +19,7 @@ from orders.blotter_selectors import blotter_rows, order_rows_for_publish
 from orders.lifecycle import OrderStatus
 from orders.models import Block, Order
 from orders.services import order_set_status
+from positions.models import CashMovement
 from positions.selectors import position_quantity
 
 from .helpers import staged_order
@@ -291,6 +293,30 @@ def test_a_cross_needs_two_accounts_two_sides_one_security(refdata):
             )
         assert err.value.code == code
     assert set(Order.objects.values_list("cum_qty", flat=True)) == {Decimal(0)}
+
+
+@pytest.mark.parametrize(
+    ("trade", "settle"),
+    [
+        # Friday; Monday is Columbus Day (NYSE open, Fedwire closed): T+1 is Tuesday.
+        (date(2026, 10, 9), date(2026, 10, 13)),
+        # Thursday; Christmas Day, then the weekend: T+1 is Monday.
+        (date(2026, 12, 24), date(2026, 12, 28)),
+    ],
+)
+def test_a_cross_settles_on_the_settlement_calendar(refdata, trade, settle):
+    assert (refdata.aapl.exchange_mic, refdata.aapl.currency) == ("XNAS", "USD")
+    assert refdata.aapl.settlement_cycle == 1
+    buy = staged_order(refdata.acct1, refdata.aapl, "BUY", quantity="100")
+    sell = staged_order(refdata.acct2, refdata.aapl, "SELL", quantity="100")
+    as_of = datetime.combine(trade, time(15, 0), tzinfo=UTC)
+    result = bs.orders_cross(
+        buy_order_id=buy.pk, sell_order_id=sell.pk, actor=refdata.trader, as_of=as_of
+    )
+    assert (result["trade_date"], result["settle_date"]) == (trade, settle)
+    movements = CashMovement.objects.filter(ref__startswith=result["ref"])
+    assert movements.count() == 2
+    assert set(movements.values_list("settle_date", flat=True)) == {settle}
 
 
 def test_the_snapshot_and_the_publisher_each_take_one_query(refdata, django_assert_num_queries):
