@@ -57,6 +57,7 @@ def operations(request):
 @operations_only
 @require_POST
 def finalise(request, block_id: int):
+    get_object_or_404(Block, pk=block_id)
     trade_date = parse_date(request.POST.get("trade_date") or "")
     try:
         if trade_date is None:

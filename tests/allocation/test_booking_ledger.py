@@ -201,7 +201,7 @@ def test_gtc_block_over_three_days_books_each_day_on_its_own(desk):
     for order in orders_of(block):
         assert order.cum_qty == 300 and order.status == OrderStatus.FILLED
         assert position(order) == 300
-        assert order.avg_price == Decimal("11.33333333")  # (100x10 + 50x11 + 150x12) / 300
+        assert order.avg_price == Decimal("11.16666667")  # (100x10 + 50x11 + 150x12) / 300
 
 
 def test_bust_after_finalisation_rebooks_and_reissues_the_file(desk):

@@ -26,7 +26,7 @@ FORMULAS = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(1)", "\t=1", "=cmd|'
 @pytest.fixture
 def hostile(refdata):
     """One of everything, every text field hostile, visible to pm1 and to the admin."""
-    from allocation.services import allocation_plan_fix
+    from allocation.services import BlockFill, allocation_plan_fix, street_fills_record
     from compliance.services import rule_create
     from oms.models import Account
     from orders.block_services import block_create
@@ -52,6 +52,10 @@ def hostile(refdata):
     Order.objects.filter(pk=staged.pk).update(instructions=IMG + SCRIPT)
     block = block_create(order_ids=[staged.pk], actor=ref.trader, as_of=now)
     allocation_plan_fix(block=block, actor=ref.trader, as_of=now)
+    # A trading day on the block, so the Operations page lists it.
+    street_fills_record(
+        fills=[BlockFill(block, "HOSTILE-1", Decimal(1), Decimal(10), now.date())], as_of=now
+    )
     warned = staged_order(acct, sec, pm=ref.pm1, status=OrderStatus.AWAITING_OVERRIDE)
     Order.objects.filter(pk=warned.pk).update(instructions=SCRIPT + IMG)
     Position.objects.create(
