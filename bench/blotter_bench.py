@@ -1,10 +1,10 @@
-"""The blotter's speed (issue 6), in a scratch database created and dropped here.
+"""The blotter's speed (issue 6), in the scratch database the runner gives it.
 
 - snapshot: GET /api/blotter/snapshot/ with 10,000 orders (target <= 500 ms), and 50,000;
 - live latency: 20 websocket clients on a real Daphne, 200 order changes per second committed
   here; from each commit to each client's receipt, p50 / p99 / max (target p99 <= 100 ms).
 
-Run with `python -m oms.launch bench blotter_bench`.
+Run with `python -m oms.launch bench blotter` (`make bench ARGS=blotter`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
-import os
 import socket
 import statistics
 import subprocess
@@ -22,7 +21,6 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT_SIZES = (10_000, 50_000)
@@ -38,19 +36,6 @@ ORDERS_PER_COMMIT = 4
 def _ms(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-
-
-def main(argv: list[str]) -> dict:
-    from django.conf import settings
-    from django.db import connection
-
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_blotter_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    try:
-        return _run()
-    finally:
-        connection.close()
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 def _orders(n: int, accounts, securities, pms, status: str) -> list[int]:
@@ -75,7 +60,7 @@ def _orders(n: int, accounts, securities, pms, status: str) -> list[int]:
     return [o.pk for o in Order.objects.bulk_create(objs, batch_size=5000)]
 
 
-def _run() -> dict:
+def main(argv: list[str]) -> dict:
     from django.test import Client
 
     from tests import factories
@@ -123,16 +108,7 @@ def _free_port() -> int:
 
 
 def _daphne(port: int) -> subprocess.Popen:
-    from django.db import connection
-
-    s = connection.settings_dict
-    url = (
-        f"postgresql://{quote(s.get('USER') or '')}"
-        f"{':' + s['PASSWORD'] if s.get('PASSWORD') else ''}"
-        f"@{quote(s.get('HOST') or '', safe='')}{':' + str(s['PORT']) if s.get('PORT') else ''}"
-        f"/{s['NAME']}"
-    )
-    env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="oms.settings.test")
+    # This process's environment names the scratch database, settings and Redis prefixes.
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -145,7 +121,6 @@ def _daphne(port: int) -> subprocess.Popen:
             "oms.asgi:application",
         ],
         cwd=ROOT,
-        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -286,11 +261,3 @@ def _clients_process(port, session, ready, stop, results) -> None:
     asyncio.run(all_clients())
     for per_client in received:
         results.put(per_client)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oms.settings.test")
-    import django
-
-    django.setup()
-    print(json.dumps(main(sys.argv[1:]), indent=2))

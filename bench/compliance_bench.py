@@ -1,4 +1,4 @@
-"""Pre-trade compliance speed (issue 4), in a throwaway database it creates and drops.
+"""Pre-trade compliance speed (issue 4), in the scratch database the runner gives it.
 
 Firm: 2,000 securities, 50 accounts of 200 positions each, 1,000 other open orders, 25 active
 rules. Measures:
@@ -7,20 +7,16 @@ rules. Measures:
 - one order through POST /api/compliance/check/: p50 and p99 (target p99 <= 50 ms);
 - 10,000 orders checked at once (target <= 10 s), and the engine alone on them.
 
-Run with `python -m oms.launch bench compliance_bench` or `python -m bench.compliance_bench`.
+Run with `python -m oms.launch bench compliance` (`make bench ARGS=compliance`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import statistics
-import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 SECURITIES = 2_000
 ACCOUNTS = 50
@@ -352,45 +348,7 @@ def _measure() -> dict:
 
 
 def main(argv: list[str]) -> dict:
-    from django.conf import settings
-    from django.test.utils import (
-        setup_databases,
-        setup_test_environment,
-        teardown_databases,
-        teardown_test_environment,
-    )
+    from oms.roles import roles_sync
 
-    db = settings.DATABASES["default"]
-    db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_compliance_bench"
-    # The test environment lets the Django test client in (ALLOWED_HOSTS) for the API timings.
-    setup_test_environment()
-    old = setup_databases(verbosity=0, interactive=False, keepdb=False)
-    try:
-        from oms.roles import roles_sync
-
-        roles_sync()
-        return _measure()
-    finally:
-        teardown_databases(old, verbosity=0)
-        teardown_test_environment()
-
-
-def _append_to_latest(figures: dict) -> None:
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    latest = results / "latest.json"
-    run = json.loads(latest.read_text()) if latest.exists() else {"benchmarks": {}}
-    run.setdefault("benchmarks", {})["compliance_bench"] = figures
-    latest.write_text(json.dumps(run, indent=2, default=str))
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "oms.settings.test")
-    import django
-
-    django.setup()
-    started = time.monotonic()
-    result = main(sys.argv[1:])
-    result["wall_seconds"] = round(time.monotonic() - started, 2)
-    print(json.dumps(result, indent=2, default=str))
-    _append_to_latest(result)
+    roles_sync()  # the role groups (the API checks permissions through them)
+    return _measure()

@@ -1,12 +1,11 @@
 """Order capture: single order latency (create + compliance + stage), basket preview of the
 largest file allowed, and basket confirm throughput.
 
-Runs in a scratch database of its own (created and dropped here), so it never touches data.
+Runs in the scratch database the runner gives it (`make bench ARGS=orders`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,18 +19,6 @@ def _ms(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
-def main(argv: list[str]) -> dict:
-    from django.conf import settings
-    from django.db import connection
-
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_orders_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    try:
-        return _run()
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
 def _basket(lines: int, symbols: list[str]) -> bytes:
     header = "account,symbol,side,quantity,order_type,limit_price,stop_price,time_in_force,expire_date,instructions"
     rows = [
@@ -41,7 +28,7 @@ def _basket(lines: int, symbols: list[str]) -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
 
 
-def _run() -> dict:
+def main(argv: list[str]) -> dict:
     from orders.basket_services import MAX_CSV_LINES as PREVIEW_LINES
     from orders.basket_services import basket_confirm, basket_preview
     from orders.services import order_create

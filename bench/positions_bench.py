@@ -1,11 +1,10 @@
 """Position keeper: fill booking latency, bust (replay) latency, reconcile time.
 
-Runs in a scratch database of its own (created and dropped here), so it never touches data.
+Runs in the scratch database the runner gives it (`make bench ARGS=positions`).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import time
@@ -19,18 +18,6 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str]) -> dict:
-    from django.conf import settings
-    from django.db import connection
-
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_positions_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    try:
-        return _run()
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
-def _run() -> dict:
     from positions.selectors import reconcile_differences
     from positions.services import position_fill_apply
     from tests import factories

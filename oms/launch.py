@@ -189,9 +189,19 @@ def test(args: list[str]) -> int:
 
 
 def bench(args: list[str]) -> int:
+    """The benchmark runner (bench/__main__.py) against these servers: it gives each benchmark
+    a scratch database of its own there and drops it afterwards."""
     services = resolve_services()
     env = _child_env(services, "oms.settings.test")
-    return subprocess.call([sys.executable, "-m", "bench", *args], env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], env=env, cwd=ROOT)
+    # Ctrl-C reaches the runner too; wait while it stops the benchmark and drops its database
+    # (subprocess.call would kill it at once).
+    signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def main(argv: list[str]) -> int:
