@@ -278,10 +278,13 @@ def street_fills_record(*, fills: list[BlockFill], as_of: datetime) -> set[int]:
         return {f.block.pk for f in fresh}
 
 
-def street_fill_bust(*, block: Block, execution_ref: str, as_of: datetime, actor=None) -> bool:
+def street_fill_bust(
+    *, block: Block, execution_ref: str, as_of: datetime, actor=None
+) -> date | None:
     """A bust (or the first half of a correction): the execution stops counting on its day.
-    Returns False when there is nothing to bust (unknown, or busted before). The caller books
-    the block (blocks_book) afterwards; a finalised day is reopened and booked again."""
+    Returns that trade date, or None when there is nothing to bust (unknown, or busted
+    before). The caller books the block (blocks_book) afterwards; a finalised day is reopened
+    and booked again."""
     with transaction.atomic(savepoint=False):
         fill = (
             StreetFill.objects.select_for_update()
@@ -289,7 +292,7 @@ def street_fill_bust(*, block: Block, execution_ref: str, as_of: datetime, actor
             .first()
         )
         if fill is None or fill.busted_at is not None:
-            return False
+            return None
         day = BlockDay.objects.select_for_update().get(pk=fill.day_id)
         if day.status == BlockDay.Status.FINALISED:
             _day_reopen(day, block=block, as_of=as_of, why=f"bust of {execution_ref}")
@@ -310,7 +313,7 @@ def street_fill_bust(*, block: Block, execution_ref: str, as_of: datetime, actor
                 "trade_date": day.trade_date,
             },
         )
-        return True
+        return day.trade_date
 
 
 # --- booking ----------------------------------------------------------------------------------
@@ -525,6 +528,9 @@ def _split_value(value: Decimal, quantities: list[Decimal]) -> list[Decimal]:
 
 
 def _day_book(books: _DayBooks, day: BlockDay) -> None:
+    held_total = sum((books.held(day, oid) for oid in books.order_ids), ZERO)
+    if books.plan.adjusted and held_total == day.executed:
+        return  # Operations split this day by hand; nothing new came in since
     targets = books.targets(day)
     held = [books.held(day, oid) for oid in books.order_ids]
     deltas = [t - h for t, h in zip(targets, held, strict=True)]
@@ -647,6 +653,8 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
                     as_of=as_of,
                 )
         day.avg_price, day.street_gross = avg, street_gross
+    else:
+        day.avg_price, day.street_gross = None, ZERO
     day.status = BlockDay.Status.FINALISED
     day.finalised_at = as_of
     day.save(update_fields=["status", "avg_price", "street_gross", "finalised_at"])

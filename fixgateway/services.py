@@ -676,8 +676,8 @@ def _original_execution(fix_order: FixOrder, exec_ref_id: str) -> Execution | No
 
 def _reverse(
     *, broker: Broker, fix_order: FixOrder, block: Block, original: Execution, as_of: datetime
-) -> None:
-    _allocation().street_fill_bust(
+) -> date | None:
+    return _allocation().street_fill_bust(
         block=block,
         execution_ref=_execution_ref(broker, fix_order, original.exec_id),
         as_of=as_of,
@@ -999,12 +999,16 @@ def _apply_kind(
                 detail=f"unknown_exec_ref: no applied trade {report.exec_ref_id!r} to "
                 f"{'bust' if et == 'H' else 'correct'}",
             )
-        _reverse(broker=broker, fix_order=fix_order, block=block, original=original, as_of=as_of)
+        busted_on = _reverse(
+            broker=broker, fix_order=fix_order, block=block, original=original, as_of=as_of
+        )
         original.state = Execution.State.BUSTED if et == "H" else Execution.State.CORRECTED
         original.save(update_fields=["state"])
         if et == "H":
             _allocation().block_book(block=block, as_of=as_of)
         else:  # the corrected trade is booked with the bust, in one pass
+            # A correction without a TradeDate corrects the original trade's day.
+            report.trade_date = report.trade_date or busted_on
             block.cum_qty -= original.last_qty
             problem = _fill_apply(
                 broker=broker, fix_order=fix_order, block=block, report=report, as_of=as_of

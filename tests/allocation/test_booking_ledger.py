@@ -94,8 +94,7 @@ class Desk:
                 ord_status="1",
                 last_qty=Decimal(qty),
                 last_px=Decimal(px),
-                trade_date=as_of.date(),
-                **extra,
+                **{"trade_date": as_of.date(), **extra},
             ),
             as_of=as_of,
         )
@@ -235,7 +234,8 @@ def test_bust_after_finalisation_rebooks_and_reissues_the_file(desk):
     assert len(second.differences["changed"]) == 2
 
     # A correction of the remaining trade's price, after the day was final again.
-    desk.report(block, "G", qty="100", px="9.90", exec_ref_id="E1", as_of=DAY2)
+    # Sent without a TradeDate: it corrects the original trade's day.
+    desk.report(block, "G", qty="100", px="9.90", exec_ref_id="E1", as_of=DAY2, trade_date=None)
     day.refresh_from_db()
     assert (day.version, day.avg_price) == (3, Decimal("9.9"))
     assert sum(
@@ -268,7 +268,7 @@ def test_money_ties_out_to_the_cent(desk):
         assert a.commission == Decimal("1.00")  # 100 shares x 0.01
         assert a.net_amount == a.gross_amount + Decimal("1.00")
         assert cash(a.account) == -a.net_amount
-        assert str(a.net_amount) in {r[net] for r in rows}
+        assert a.net_amount in {Decimal(r[net]) for r in rows}
 
 
 def test_cross_settles_on_the_calendar_and_reaches_the_file(desk):

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocation.allocator import pro_rata
-from allocation.models import Allocation, AllocationPlan
+from allocation.models import Allocation, BlockDay
 from allocation.services import allocation_finalise
 from orders.models import Order
 from positions.models import Position
 
-from .conftest import AS_OF, done, fill
+from .conftest import AS_OF, done, fill, shares
 
 LOTS = st.sampled_from([Decimal(1), Decimal(10), Decimal(100), Decimal("0.001")])
 
@@ -85,10 +85,10 @@ def test_rotation_persists_across_blocks(make_block, refdata):
     winners = Counter()
     for i in range(6):
         block = make_block([100, 100, 100], accounts=accounts)
-        accounts = accounts or [o.account for o in Order.objects.filter(block=block).order_by("pk")]
+        orders = {o.pk: o for o in Order.objects.filter(block=block).select_related("account")}
+        accounts = accounts or [orders[pk].account for pk in sorted(orders)]
         fill(block, f"E{i}", 100, "10")
-        allocs = Allocation.objects.filter(block=block).select_related("account")
-        winners.update(a.account.code for a in allocs if a.quantity == 34)
+        winners.update(orders[pk].account.code for pk, q in shares(block).items() if q == 34)
     assert sorted(winners.values()) == [2, 2, 2]
 
 
@@ -121,19 +121,22 @@ def test_booked_through_orders_and_positions(make_block, quantities, data):
     done(block, "DONE_FOR_DAY" if executed < total else "FILLED")
     allocation_finalise(block=block, as_of=AS_OF)
     avg = (value / executed).quantize(Decimal("0.00000001"))
-    assert AllocationPlan.objects.get(block=block).avg_price == avg
-    allocs = list(Allocation.objects.filter(block=block).select_related("order"))
+    assert BlockDay.objects.get(block=block).avg_price == avg
+    orders = list(Order.objects.filter(block=block).order_by("pk"))
+    got = shares(block)
     check_fair(
-        [a.quantity for a in allocs],
-        [a.plan_quantity for a in allocs],
+        [got.get(o.pk, Decimal(0)) for o in orders],
+        [o.quantity for o in orders],
         Decimal(executed),
         Decimal(1),
     )
-    for a in allocs:
-        order = Order.objects.get(pk=a.order_id)
-        assert order.cum_qty == a.quantity <= order.quantity
-        position = Position.objects.filter(account_id=a.account_id, security=block.security).first()
-        assert (position.quantity if position else 0) == a.quantity
-        if a.quantity:
-            assert order.avg_price == avg and a.avg_price == avg
+    allocs = {a.account_id: a for a in Allocation.objects.filter(block=block)}
+    assert sum(a.gross_amount for a in allocs.values()) == (value).quantize(Decimal("0.01"))
+    for order in orders:
+        quantity = got.get(order.pk, Decimal(0))
+        assert order.cum_qty == quantity <= order.quantity
+        position = Position.objects.filter(account=order.account, security=block.security).first()
+        assert (position.quantity if position else 0) == quantity
+        if quantity:
+            assert order.avg_price == avg and allocs[order.account_id].avg_price == avg
             assert position.avg_cost == avg

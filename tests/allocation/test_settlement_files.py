@@ -7,7 +7,7 @@ import pytest
 from django.db import DatabaseError, transaction
 from rest_framework.test import APIClient
 
-from allocation.models import Allocation, SettlementFile
+from allocation.models import Allocation, BlockDay, SettlementFile
 from allocation.services import (
     allocation_adjust,
     allocation_finalise,
@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from oms.models import Custodian
 from positions.models import CashMovement
 
-from .conftest import AS_OF, TRADE_DATE, done, fill
+from .conftest import AS_OF, TRADE_DATE, done, fill, shares
 
 pytestmark = pytest.mark.django_db
 
@@ -42,18 +42,23 @@ def test_file_lists_the_executed_trades_with_net_money(make_block, custodian, re
     assert sf.checksum == hashlib.sha256(sf.content.encode()).hexdigest()
     by_qty = {r["quantity"]: r for r in rows(sf)}
     big = by_qty["300"]
-    # gross 15,000.00; commission 5 bp = 7.50 + 300 x 0.01 = 3.00; SEC fee 15,000 x 0.0000278
+    # gross 15,000.00; commission 5 bp = 7.50 + 300 x 0.01 = 3.00; on 2026-11-25 the SEC fee
+    # is $0.00 per million and the FINRA TAF 300 x 0.000166 = 0.0498 -> 0.05
     assert big["gross_amount"] == "15000.00"
     assert big["commission"] == "10.50"
-    assert big["fees"] == "0.42"
-    assert big["net_amount"] == "14989.08"
+    assert big["fees"] == "0.05"
+    assert big["net_amount"] == "14989.45"
     assert big["settlement_date"] == "2026-11-27"
     assert big["side"] == "SELL" and big["symbol"] == "AAPL" and big["executing_broker"] == "SIM"
     assert big["custodian_account"].startswith("C-")
     # Gross moved with the fills; commission and fees are booked as cash on settlement date.
-    alloc = Allocation.objects.get(block=sell, plan_quantity=300)
+    alloc = Allocation.objects.get(block=sell, quantity=300)
+    assert alloc.fee_breakdown == {
+        "FINRA_TAF": "0.05",
+        "SEC_FEE": "0.00",
+    } or alloc.fee_breakdown == {"FINRA_TAF": "0.05"}
     charges = CashMovement.objects.filter(ref=f"allocation:{alloc.pk}").get()
-    assert charges.amount == Decimal("-10.92")
+    assert charges.amount == Decimal("-10.55")
 
 
 def test_files_are_immutable_and_regenerating_makes_a_listed_new_version(make_block, custodian):
@@ -61,14 +66,8 @@ def test_files_are_immutable_and_regenerating_makes_a_listed_new_version(make_bl
     fill(block, "E1", 100, "20")
     allocation_adjust(
         block_id=block.pk,
-        quantities={
-            a.order_id: q
-            for a, q in zip(
-                Allocation.objects.filter(block=block).order_by("order_id"),
-                [Decimal(60), Decimal(40)],
-                strict=True,
-            )
-        },
+        trade_date=TRADE_DATE,
+        quantities=dict(zip(sorted(shares(block)), [Decimal(60), Decimal(40)], strict=True)),
         reason="client instruction",
         actor=None,
         as_of=AS_OF,
@@ -95,8 +94,15 @@ def test_files_are_immutable_and_regenerating_makes_a_listed_new_version(make_bl
         custodian_id=custodian.pk, trade_date=TRADE_DATE, as_of=AS_OF
     )
     assert created and v2.version == 2 and v2.previous_id == v1.pk and v2.row_count == 3
-    new_id = f"ALLOC-{Allocation.objects.get(block=second).pk}"
-    assert v2.differences == {"added": [new_id], "removed": [], "changed": {}}
+    alloc = Allocation.objects.select_related("account").get(block=second)
+    new_id = f"A{second.pk}-{alloc.account.code}-20261125"
+    assert v2.differences == {
+        "added": [new_id],
+        "removed": [],
+        "changed": {},
+        "replaces": v1.filename,
+    }
+    assert sorted(r["quantity"] for r in rows(v2)) == ["40", "50", "60"]
     v1.refresh_from_db()
     assert v1.row_count == 2 and len(rows(v1)) == 2
 
@@ -104,16 +110,22 @@ def test_files_are_immutable_and_regenerating_makes_a_listed_new_version(make_bl
 def test_adjustment_must_sum_to_executed_and_is_audited(make_block):
     block = make_block([100, 100])
     fill(block, "E1", 100, "20")
-    ids = sorted(Allocation.objects.filter(block=block).values_list("order_id", flat=True))
+    ids = sorted(shares(block))
     from oms.errors import DomainError
 
     with pytest.raises(DomainError, match="add up"):
         allocation_adjust(
-            block_id=block.pk, quantities={ids[0]: Decimal(70)}, reason="x", actor=None, as_of=AS_OF
+            block_id=block.pk,
+            trade_date=TRADE_DATE,
+            quantities={ids[0]: Decimal(70)},
+            reason="x",
+            actor=None,
+            as_of=AS_OF,
         )
     with pytest.raises(DomainError, match="reason"):
         allocation_adjust(
             block_id=block.pk,
+            trade_date=TRADE_DATE,
             quantities={ids[0]: 70, ids[1]: 30},
             reason=" ",
             actor=None,
@@ -121,6 +133,7 @@ def test_adjustment_must_sum_to_executed_and_is_audited(make_block):
         )
     allocation_adjust(
         block_id=block.pk,
+        trade_date=TRADE_DATE,
         quantities={ids[0]: Decimal(70), ids[1]: Decimal(30)},
         reason="client instruction",
         actor=None,
@@ -131,18 +144,14 @@ def test_adjustment_must_sum_to_executed_and_is_audited(make_block):
     assert event.before == {str(ids[0]): "50.00000000", str(ids[1]): "50.00000000"}
 
 
-def test_plan_hash_shows_a_later_change(make_block):
+def test_plan_records_the_orders_and_their_quantities(make_block):
     from allocation.models import AllocationPlan
-    from allocation.selectors import plan_drift
-    from orders.models import Order
 
     block = make_block([100, 200])
     plan = AllocationPlan.objects.get(block=block)
     block.refresh_from_db()
     assert block.allocation_plan_hash == plan.plan_hash and len(plan.plan_hash) == 64
-    assert not plan_drift(plan=plan)
-    Order.objects.filter(block=block).order_by("pk").update(quantity=Decimal(150))
-    assert plan_drift(plan=plan)
+    assert [line["quantity"] for line in plan.lines] == ["100.00000000", "200.00000000"]
 
 
 def api(user):
@@ -187,7 +196,13 @@ def test_operations_page_permissions_and_download(client, make_block, custodian,
     client.force_login(refdata.ops)
     page = client.get("/operations/")
     assert page.status_code == 200 and f'data-block="{block.pk}"' in page.content.decode()
-    assert client.post(f"/operations/blocks/{block.pk}/finalise/").status_code == 302
+    assert (
+        client.post(
+            f"/operations/blocks/{block.pk}/finalise/", {"trade_date": "2026-11-25"}
+        ).status_code
+        == 302
+    )
+    assert BlockDay.objects.get(block=block).status == "FINALISED"
     assert client.post("/operations/", {"trade_date": "2026-11-25"}).status_code == 302
     sf = SettlementFile.objects.get()
     response = client.get(f"/operations/settlement-files/{sf.pk}/download/")
