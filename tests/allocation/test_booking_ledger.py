@@ -21,6 +21,7 @@ from orders.lifecycle import OrderStatus
 from orders.models import Order
 from orders.services import order_amend, order_cancel
 from positions.models import CashMovement, Position
+from positions.services import OpeningPosition, opening_balances_load
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -276,8 +277,8 @@ def test_cross_settles_on_the_calendar_and_reaches_the_file(desk):
     from orders.block_services import orders_cross
 
     buyer, seller = desk.account(), desk.account()
-    seller_pos = (
-        factories.position(seller, desk.security, "500") if hasattr(factories, "position") else None
+    opening_balances_load(
+        positions=[OpeningPosition(seller, desk.security, Decimal(500), Decimal("9.00"))], cash=[]
     )
     buy = factories.order(
         buyer, desk.security, desk.pm, quantity="300", status="STAGED", received_at=when
@@ -301,7 +302,7 @@ def test_cross_settles_on_the_calendar_and_reaches_the_file(desk):
     ]
     (sf,) = settlement_files_generate(trade_date=when.date(), as_of=when)
     assert sf[0].row_count == 2 and "INTERNAL" in sf[0].content
-    assert seller_pos is None or seller_pos.quantity == 500
+    assert Position.objects.get(account=seller, security=desk.security).quantity == 300
 
 
 def test_after_close_job_reports_a_failing_day_and_finalises_the_rest(desk):

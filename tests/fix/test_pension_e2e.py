@@ -31,8 +31,9 @@ def _money(value: Decimal) -> Decimal:
 def test_pension_rebalance_through_the_broker_to_the_custodian_file(
     desk, broker, sim, gateway, settings
 ):
+    from allocation.fees import charges_for
     from allocation.models import Allocation, SettlementFile
-    from allocation.services import allocations_finalise_done, settlement_file_generate
+    from allocation.services import allocations_finalise_due, settlement_file_generate
     from compliance.models import RuleKind
     from compliance.services import restricted_entry_add
     from oms.models import Issuer, Security
@@ -134,21 +135,21 @@ def test_pension_rebalance_through_the_broker_to_the_custodian_file(
     # Nothing blocked was sent; every sent order was sent once.
     assert sum(sim.app.received.values()) == 499
 
-    finalised = allocations_finalise_done(as_of=timezone.now(), actor=None)
-    assert len(finalised) == 499
+    outcome = allocations_finalise_due(as_of=timezone.now(), actor=None)
+    assert len(outcome.finalised) == 499 and outcome.failed == []
     trade_dates = set(
         Allocation.objects.filter(account=pension).values_list("trade_date", flat=True)
     )
     assert len(trade_dates) == 1
+    trade_date = trade_dates.pop()
     file, created = settlement_file_generate(
-        custodian_id=pension.custodian_id, trade_date=trade_dates.pop(), as_of=timezone.now()
+        custodian_id=pension.custodian_id, trade_date=trade_date, as_of=timezone.now()
     )
     assert created and SettlementFile.objects.filter(pk=file.pk).exists()
     rows = list(csv.DictReader(io.StringIO(file.content)))
     assert len(rows) == 499
     by_symbol = {r["symbol"]: r for r in rows}
     assert set(by_symbol) == {o.security.symbol for o in staged}
-    rate = Decimal(str(settings.OMS_REGULATORY_FEE_RATE))
     for symbol, row in by_symbol.items():
         assert row["account"] == "PENSION" and row["executing_broker"] == "SIMT"
         if symbol == "TST":
@@ -166,7 +167,14 @@ def test_pension_rebalance_through_the_broker_to_the_custodian_file(
         else:
             gross = _money(200 * SELL_PRICE)
             commission = _money(gross * Decimal("2.5") / 10000)
-            fees = _money(gross * rate)
+            fees = charges_for(
+                security=Security.objects.get(symbol=symbol),
+                side="SELL",
+                quantity=Decimal(200),
+                gross=gross,
+                trade_date=trade_date,
+                broker=None,
+            ).fees
             expected = (
                 row["side"],
                 row["quantity"],
