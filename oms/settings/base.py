@@ -225,11 +225,8 @@ OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
 # $27.80 per million), and the after-close job that finalises done blocks and writes the
 # custodians' files (21:30 UTC: after the 16:00 New York close in summer and winter time).
-from decimal import Decimal  # noqa: E402
-
 from celery.schedules import crontab  # noqa: E402
 
-OMS_REGULATORY_FEE_RATE = Decimal(env_str("OMS_REGULATORY_FEE_RATE", "0.0000278"))
 CELERY_BEAT_SCHEDULE["allocation-settlement-after-close"] = {
     "task": "allocation.tasks.settlement_after_close",
     "schedule": crontab(hour=21, minute=30, day_of_week="mon-fri"),

@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from allocation.models import Allocation, BlockDay
@@ -144,6 +144,9 @@ _EXAMPLES = 0
 @settings(
     max_examples=3,
     deadline=None,
+    # Each example is hundreds of database round trips: report a failure as found, unshrunk.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(events=st.lists(EVENT, min_size=LENGTH, max_size=LENGTH))
@@ -158,7 +161,7 @@ def test_random_stream_reconciles_to_zero(refdata, events):
         *reconcile_differences(),
         *booking_differences(executed_by_block=executed_by_block()),
     ]
-    assert diffs == []
+    assert [str(d) for d in diffs] == []
     # Everything traded was finalised and booked per account and day.
     assert not BlockDay.objects.filter(status="OPEN", executed__gt=0).exists()
     for block in blocks:
