@@ -314,9 +314,10 @@ def test_a_cross_settles_on_the_settlement_calendar(refdata, trade, settle):
         buy_order_id=buy.pk, sell_order_id=sell.pk, actor=refdata.trader, as_of=as_of
     )
     assert (result["trade_date"], result["settle_date"]) == (trade, settle)
-    movements = CashMovement.objects.filter(ref__startswith=result["ref"])
-    assert movements.count() == 2
-    assert set(movements.values_list("settle_date", flat=True)) == {settle}
+    # The cash each account books for the cross settles on that date too.
+    movements = CashMovement.objects.filter(account__in=[refdata.acct1, refdata.acct2])
+    assert {m.account_id for m in movements} == {refdata.acct1.pk, refdata.acct2.pk}
+    assert {m.settle_date for m in movements} == {settle}
 
 
 def test_the_snapshot_and_the_publisher_each_take_one_query(refdata, django_assert_num_queries):
