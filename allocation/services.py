@@ -48,7 +48,7 @@ from orders.models import SELL_SIDES, Block, Order
 from positions import services as position_services
 
 from .allocator import pro_rata
-from .fees import charges_for
+from .fees import charges_for, fee_rules_in_force
 from .models import (
     Allocation,
     AllocationPlan,
@@ -597,6 +597,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
         grosses = money_split(
             total=street_gross, weights=[by_account[a] for a in accounts], currency=currency
         )
+        rules = fee_rules_in_force(side=block.side, trade_date=day.trade_date)
         for account_id, gross in zip(accounts, grosses, strict=True):
             quantity = by_account[account_id]
             books._position(
@@ -616,6 +617,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
                 gross=gross,
                 trade_date=day.trade_date,
                 broker=block.broker,
+                rules=rules,
             )
             paid = charges.commission + charges.fees
             net = gross - paid if block.side in SELL_SIDES else gross + paid

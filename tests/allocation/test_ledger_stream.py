@@ -3,8 +3,9 @@ corrections, amends, cancels, done for day, the after-close job), through the ga
 the orders' public services; afterwards positions, cash, executions, orders, allocations and
 custodian files reconcile to zero difference.
 
-`OMS_LEDGER_STREAM` sets the stream's length (default 300 a case in `make test`; the issue's
-5,000-event figure is `OMS_LEDGER_STREAM=5000 make test ARGS=tests/allocation/test_ledger_stream.py`)."""
+`OMS_LEDGER_STREAM` sets the stream's length and `OMS_LEDGER_STREAM_EXAMPLES` the number of
+streams (default 3 streams of 300 events in `make test`; one stream of 5,000:
+`OMS_LEDGER_STREAM=5000 OMS_LEDGER_STREAM_EXAMPLES=1 make test ARGS=tests/allocation/test_ledger_stream.py`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .test_booking_ledger import CLOSE, DAY1, DAY2, DAY3, Desk
 pytestmark = pytest.mark.django_db
 
 LENGTH = int(os.environ.get("OMS_LEDGER_STREAM", "300"))
+EXAMPLES = int(os.environ.get("OMS_LEDGER_STREAM_EXAMPLES", "3"))
 BLOCKS = 4
 ORDERS_PER_BLOCK = 5
 PRICES = ["9.97", "10.00", "10.01", "10.03", "10.10"]
@@ -142,7 +144,7 @@ _EXAMPLES = 0
 
 
 @settings(
-    max_examples=3,
+    max_examples=EXAMPLES,
     deadline=None,
     # Each example is hundreds of database round trips: report a failure as found, unshrunk.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
