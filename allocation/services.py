@@ -428,32 +428,45 @@ class _DayBooks:
         amount = money_round(value, self.security.currency)
         return amount if self.block.side in SELL_SIDES else -amount
 
-    def give(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
-        """Book `quantity` more shares worth `value` to the order on the day."""
-        share = self.share(day, order_id)
-        price = (value / quantity).quantize(PRICE_PLACES)
-        self.order_fills.append(
-            order_services.OrderFill(
-                order=self.orders[order_id],
-                quantity=quantity,
-                price=price,
-                exec_ref=ref,
-                value=value,
-            )
-        )
+    def _fill_booking(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal):
+        """The order's account books `quantity` worth `value` into its position and cash."""
         self._position(
             day=day,
-            account_id=share.account_id,
+            account_id=self.orders[order_id].account_id,
             order_id=order_id,
             quantity=quantity,
-            price=price,
+            price=(value / quantity).quantize(PRICE_PLACES),
             net_money=self._cash(value),
             kind=Booking.Kind.FILL,
             ref=f"B{self.block.pk}:{day.trade_date:%Y%m%d}:O{order_id}",
         )
+
+    def give(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
+        """Book `quantity` more shares worth `value` to the order on the day."""
+        share = self.share(day, order_id)
+        self.order_fills.append(
+            order_services.OrderFill(
+                order=self.orders[order_id],
+                quantity=quantity,
+                price=(value / quantity).quantize(PRICE_PLACES),
+                exec_ref=ref,
+                value=value,
+            )
+        )
+        self._fill_booking(day, order_id, quantity, value)
         share.quantity += quantity
         share.value += value
         self.changed_shares[id(share)] = share
+
+    def rebook(self, day: BlockDay, targets: list[Decimal], ref: str) -> None:
+        """Book the day again from scratch: every live booking reversed, each order given its
+        target at the day's average price."""
+        self.reverse_live(day)
+        values = _split_value(day.value, targets)
+        for oid, target, value in zip(self.order_ids, targets, values, strict=True):
+            self.reprice(day, oid, target, value, ref)
+            if target:
+                self._fill_booking(day, oid, target, value)
 
     def reprice(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
         """Set the order's share of the day to `quantity` worth `value` (its positions are
@@ -554,23 +567,7 @@ def _day_book(books: _DayBooks, day: BlockDay) -> None:
         return
     # Shares taken back (a bust, a correction down): the day is booked again from scratch at
     # its average price, every share at the same price.
-    books.reverse_live(day)
-    values = _split_value(day.value, targets)
-    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
-        books.reprice(day, oid, target, value, ref)
-    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
-        if target:
-            share = books.shares[(day.pk, oid)]
-            books._position(
-                day=day,
-                account_id=share.account_id,
-                order_id=oid,
-                quantity=target,
-                price=(value / target).quantize(PRICE_PLACES),
-                net_money=books._cash(value),
-                kind=Booking.Kind.FILL,
-                ref=f"B{books.block.pk}:{day.trade_date:%Y%m%d}:O{oid}",
-            )
+    books.rebook(day, targets, ref)
 
 
 def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
@@ -913,22 +910,7 @@ def allocation_adjust(
             code="allocation_sum",
         )
     before = {str(oid): str(books.held(day, oid)) for oid in books.order_ids}
-    books.reverse_live(day)
-    values = _split_value(day.value, targets)
-    ref = f"adjust:{block_id}:{trade_date:%Y%m%d}"
-    for oid, target, value in zip(books.order_ids, targets, values, strict=True):
-        books.reprice(day, oid, target, value, ref)
-        if target:
-            books._position(
-                day=day,
-                account_id=books.orders[oid].account_id,
-                order_id=oid,
-                quantity=target,
-                price=(value / target).quantize(PRICE_PLACES),
-                net_money=books._cash(value),
-                kind=Booking.Kind.FILL,
-                ref=f"B{block_id}:{trade_date:%Y%m%d}:O{oid}",
-            )
+    books.rebook(day, targets, f"adjust:{block_id}:{trade_date:%Y%m%d}")
     books.flush()
     plan.adjusted = True
     plan.save(update_fields=["adjusted"])
