@@ -89,6 +89,9 @@ def plan_lines(orders: Iterable[Order]) -> list[dict]:
             "order": o.pk,
             "account": o.account_id,
             "quantity": str(o.quantity.quantize(PRICE_PLACES)),
+            # A closed order keeps the block quantity it had filled when it closed: a later
+            # bust gives it back leaves the broker may fill again, and they are its own.
+            **({"closed_with": str(o.cum_qty)} if o.status in CLOSED_ORDERS else {}),
         }
         for o in sorted(orders, key=lambda o: o.pk)
     ]
@@ -137,6 +140,16 @@ def allocation_plan_fix(
             if kept:
                 orders = [*orders, *Order.objects.filter(pk__in=kept)]
         lines = plan_lines(orders)
+        if plan is not None:
+            earlier = {
+                line["order"]: Decimal(line["closed_with"])
+                for line in plan.lines
+                if "closed_with" in line
+            }
+            for line in lines:
+                if line["order"] in earlier and "closed_with" in line:
+                    kept = max(earlier[line["order"]], Decimal(line["closed_with"]))
+                    line["closed_with"] = str(kept)
         digest = plan_hash_of(lines)
         before = None
         if plan is not None:
@@ -330,6 +343,11 @@ class _DayBooks:
             BlockDay.objects.select_for_update().filter(block_id=block.pk).order_by("trade_date")
         )
         self.order_ids = sorted(line["order"] for line in plan.lines)
+        self.closed_with = {
+            line["order"]: Decimal(line["closed_with"])
+            for line in plan.lines
+            if "closed_with" in line
+        }
         self.orders = {o.pk: o for o in order_services.orders_lock(order_ids=self.order_ids)}
         self.shares: dict[tuple[int, int], OrderShare] = {
             (s.day_id, s.order_id): s
@@ -367,7 +385,10 @@ class _DayBooks:
                 (self.held(d, oid) for d in self.days if d.trade_date < day.trade_date), ZERO
             )
             total = sum((self.held(d, oid) for d in self.days), ZERO)
-            weight = total if order.status in CLOSED_ORDERS else max(order.quantity, total)
+            if order.status in CLOSED_ORDERS:
+                weight = max(total, self.closed_with.get(oid, ZERO))
+            else:
+                weight = max(order.quantity, total)
             result.append(max(weight - earlier, ZERO))
         return result
 

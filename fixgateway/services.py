@@ -729,6 +729,7 @@ def _status_report_apply(
                     details={"exec_id": report.exec_id, "text": report.text},
                     extra_fields={"leaves_qty": ZERO},
                 )
+        _allocation().allocation_plan_fix(block=block, actor=None, as_of=as_of)
     elif et == "5":  # Replaced
         _replaced_apply(fix_order=fix_order, block=block, report=report, as_of=as_of)
     elif et == "8":  # Rejected
