@@ -232,19 +232,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             settle_date=b.settle_date,
         )
     if any(b.quantity < 0 for b in bookings):
-        for b in bookings:
-            position_fill_apply(
-                account_id=b.account_id,
-                security_id=b.security_id,
-                side=b.side,
-                quantity=b.quantity,
-                price=b.price,
-                trade_date=b.trade_date,
-                settle_date=b.settle_date,
-                fill_ref=b.fill_ref,
-                as_of=as_of,
-                net_money=b.net_money,
-            )
+        _fills_apply_with_reversals(bookings, as_of=as_of)
         return []
     positions = _rows_lock(
         Position, "security_id", {(b.account_id, b.security_id) for b in bookings}
@@ -318,6 +306,43 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
     for account_id in sorted({b.account_id for b in bookings}):
         broadcast.position_changed_on_commit(account_id)
     return fills
+
+
+def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime) -> None:
+    """Bookings and reversals in order, one at a time; a position that had a reversal is
+    recomputed from its ledger once at the end rather than after each reversal (a day booked
+    again reverses many bookings of the same positions)."""
+    reversed_positions: dict[tuple[int, int], Position] = {}
+    with transaction.atomic():
+        for b in bookings:
+            position = _position_lock(account_id=b.account_id, security_id=b.security_id)
+            seq = (
+                PositionFill.objects.filter(
+                    account_id=b.account_id, security_id=b.security_id, fill_ref=b.fill_ref
+                ).count()
+                + 1
+            )
+            if b.quantity > 0:
+                _book(
+                    position,
+                    b.side,
+                    b.quantity,
+                    b.price,
+                    b.trade_date,
+                    b.settle_date,
+                    b.fill_ref,
+                    seq,
+                    as_of,
+                    net_money=b.net_money,
+                )
+            else:
+                _reverse(position, b.side, -b.quantity, b.price, b.fill_ref, seq, as_of, False)
+                reversed_positions[(b.account_id, b.security_id)] = position
+        for key in sorted(reversed_positions):
+            position = _position_lock(account_id=key[0], security_id=key[1])
+            _position_save(position, position_replay(position))
+    for account_id in sorted({b.account_id for b in bookings}):
+        broadcast.position_changed_on_commit(account_id)
 
 
 def _fill_check(*, quantity, price, side, trade_date, settle_date) -> None:
@@ -418,7 +443,7 @@ def _book(
     )
 
 
-def _reverse(position, side, quantity, price, fill_ref, seq, as_of):
+def _reverse(position, side, quantity, price, fill_ref, seq, as_of, replay=True):
     original = (
         PositionFill.objects.filter(
             account_id=position.account_id,
@@ -452,8 +477,10 @@ def _reverse(position, side, quantity, price, fill_ref, seq, as_of):
         reverses=original,
         booked_at=as_of,
     )
-    # Exact undo: the position becomes what it would be had the booking never happened.
-    _position_save(position, position_replay(position))
+    # Exact undo: the position becomes what it would be had the booking never happened (the
+    # caller replays once itself when it reverses many bookings of one position).
+    if replay:
+        _position_save(position, position_replay(position))
     _cash_move(
         account_id=position.account_id,
         currency=original.currency,
