@@ -4,14 +4,16 @@ allocations, shares and settlement files."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
+from oms.models import Custodian
 from oms.money import money_round
-from orders.models import SELL_SIDES, Order
+from orders.models import SELL_SIDES, Block, Order
 
 from .models import Allocation, BlockDay, Booking, OrderShare, SettlementFile, StreetFill
 
@@ -61,6 +63,53 @@ def day_shares(*, block_id: int) -> QuerySet[OrderShare]:
 def settlement_files() -> QuerySet[SettlementFile]:
     # The listing never needs the content itself.
     return SettlementFile.objects.select_related("custodian").defer("content")
+
+
+# --- the back-office API ----------------------------------------------------------------------
+
+
+def block_exists(*, block_id: int) -> bool:
+    return Block.objects.filter(pk=block_id).exists()
+
+
+def custodian_exists(*, code: str) -> bool:
+    return Custodian.objects.filter(code=code).exists()
+
+
+def block_days_with_shares(*, block_id: int) -> QuerySet[BlockDay]:
+    """A block's trading days, oldest first, each with its orders' shares (two queries
+    however many days and orders)."""
+    return (
+        BlockDay.objects.filter(block_id=block_id)
+        .prefetch_related(
+            Prefetch(
+                "shares",
+                queryset=OrderShare.objects.select_related("account").order_by("order_id"),
+            )
+        )
+        .order_by("trade_date")
+    )
+
+
+def allocations_by_ids(*, allocation_ids: Iterable[int]) -> QuerySet[Allocation]:
+    """These allocations (e.g. what a finalise just wrote), in the order `allocations` lists."""
+    return (
+        Allocation.objects.filter(pk__in=list(allocation_ids))
+        .select_related("account", "block__security")
+        .order_by("-trade_date", "block_id", "account__code", "-version")
+    )
+
+
+def settlement_files_filtered(
+    *, trade_date: date | None = None, custodian_code: str | None = None
+) -> QuerySet[SettlementFile]:
+    """`settlement_files`, narrowed; newest trade date first, then custodian and version."""
+    qs = settlement_files()
+    if trade_date is not None:
+        qs = qs.filter(trade_date=trade_date)
+    if custodian_code:
+        qs = qs.filter(custodian__code=custodian_code)
+    return qs.order_by("-trade_date", "custodian__code", "-version")
 
 
 # --- reconciliation ---------------------------------------------------------------------------

@@ -71,7 +71,14 @@ API = [
     ("cash-list",          "GET",   "/api/cash/?account={acct1}",               200, 404, 200, 200, 200, 200, 403),
     ("exposure-list",      "GET",   "/api/exposure/",                           200, 200, 200, 200, 200, 200, 403),
     ("exposure-list",      "GET",   "/api/exposure/?account=ACCT1",             200, 404, 200, 200, 200, 200, 403),
+    # The back office: Operations and Admin only (allocations may name any PM's account).
+    ("allocation-list",    "GET",   "/api/allocations/",                        403, 403, 403, 403, 200, 200, 403),
+    ("booking-block-days", "GET",   "/api/booking/blocks/{block}/days/",        403, 403, 403, 403, 200, 200, 403),
+    ("booking-block-days", "GET",   "/api/booking/blocks/{missing}/days/",      403, 403, 403, 403, 404, 404, 403),
+    ("booking-day-finalise", "POST", "/api/booking/blocks/{missing}/days/2026-01-02/finalise/",
+                                                                                403, 403, 403, 403, 404, 404, 403),
     ("settlement-file-list", "GET", "/api/settlement-files/",                   403, 403, 403, 403, 200, 200, 403),
+    ("settlement-file-generate", "POST", "/api/settlement-files/generate/",     403, 403, 403, 403, 400, 400, 403),
     ("settlement-file-download", "GET", "/api/settlement-files/{sfile}/download/",
                                                                                 403, 403, 403, 403, 200, 200, 403),
     # The exceptions queue may name any PM's account: no PM reads it; compliance only reads.
@@ -144,6 +151,8 @@ BODIES = {
     ("override", "POST"): {"order_id": "{missing}", "reason": "x"},
     ("finalise", "POST"): {},
     ("exception-resolve", "POST"): {},
+    ("booking-day-finalise", "POST"): {},
+    ("settlement-file-generate", "POST"): {},
     ("exception_resolve", "POST"): {"note": "looked at it"},
 }
 # Routes no role table covers, and why.
