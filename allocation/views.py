@@ -3,12 +3,13 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
-from oms.errors import DomainError
+from oms.errors import DomainError, NotFound
 from oms.roles import ADMIN, OPERATIONS, has_role
 from orders.models import Block
 
@@ -110,7 +111,10 @@ def block_allocations(request, block_id: int):
 
 @operations_only
 def settlement_file_download(request, file_id: int):
-    sf = services.settlement_file_download(
-        file_id=file_id, actor=request.user, as_of=timezone.now()
-    )
+    try:
+        sf = services.settlement_file_download(
+            file_id=file_id, actor=request.user, as_of=timezone.now()
+        )
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
     return settlement_file_response(sf)

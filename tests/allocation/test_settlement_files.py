@@ -205,6 +205,7 @@ def test_operations_page_permissions_and_download(client, make_block, custodian,
     assert BlockDay.objects.get(block=block).status == "FINALISED"
     assert client.post("/operations/", {"trade_date": "2026-11-25"}).status_code == 302
     sf = SettlementFile.objects.get()
+    assert client.get("/operations/settlement-files/999999/download/").status_code == 404
     response = client.get(f"/operations/settlement-files/{sf.pk}/download/")
     assert response.status_code == 200 and response.content.decode() == sf.content
     assert AuditEvent.objects.filter(
