@@ -375,9 +375,10 @@ class _DayBooks:
         share = self.shares.get((day.pk, order_id))
         return share.quantity if share else ZERO
 
-    def capacity(self, day: BlockDay) -> list[Decimal]:
-        """What each order may hold on `day`: its quantity (or, closed, what it holds in all)
-        less what earlier days gave it."""
+    def capacity(self, day: BlockDay, *, late: bool = False) -> list[Decimal]:
+        """What each order may hold on `day`: its quantity (or, closed, what it had filled when
+        it closed) less what earlier days gave it. `late`: a closed order may take up to its
+        quantity too (fills the broker reports after confirming a cancel of the whole block)."""
         result = []
         for oid in self.order_ids:
             order = self.orders[oid]
@@ -385,7 +386,7 @@ class _DayBooks:
                 (self.held(d, oid) for d in self.days if d.trade_date < day.trade_date), ZERO
             )
             total = sum((self.held(d, oid) for d in self.days), ZERO)
-            if order.status in CLOSED_ORDERS:
+            if order.status in CLOSED_ORDERS and not late:
                 weight = max(total, self.closed_with.get(oid, ZERO))
             else:
                 weight = max(order.quantity, total)
@@ -396,6 +397,10 @@ class _DayBooks:
         if day.executed == 0:
             return [ZERO] * len(self.order_ids)
         capacity = self.capacity(day)
+        if day.executed > sum(capacity, ZERO):
+            # More than the open orders and what the closed ones had filled: the broker filled
+            # after cancelling (a late fill). The closed orders take it, up to their quantity.
+            capacity = self.capacity(day, late=True)
         if day.executed > sum(capacity, ZERO):
             raise Conflict(
                 f"Block {self.block.pk} executed {day.executed} on {day.trade_date}; its orders "

@@ -20,7 +20,7 @@ from . import services
 from .api import HasRole
 from .errors import NotFound
 from .forms import ExceptionFilterForm
-from .models import Security
+from .models import OpsException, Security
 from .roles import EXCEPTION_READERS, EXCEPTION_RESOLVERS
 from .selectors import accounts_visible_to, exception_get, exceptions_list, security_search
 from .serializers import (
@@ -124,6 +124,8 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     and admins resolve with a note. PMs have no access (an exception may name any account)."""
 
     serializer_class = OpsExceptionSerializer
+    # Only for the schema (the id is the model's integer key); the views read through selectors.
+    queryset = OpsException.objects.none()
     filter_backends: list = []  # ExceptionFilterForm reads and checks the query parameters
 
     @staticmethod

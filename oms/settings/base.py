@@ -209,6 +209,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status": each choice set gets its own stable name.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.lifecycle.OrderStatus",
+        "BlockStatusEnum": "orders.models.Block.Status",
+        "BlockDayStatusEnum": "allocation.models.BlockDay.Status",
+    },
 }
 
 # One project-wide precision for money, prices and quantities (see oms.fields).
