@@ -7,6 +7,14 @@ cancels and replaces; done for day. A small HTTP control port (127.0.0.1 only) l
 configure it, inspect it and make it misbehave: duplicates, busts, corrections, unsolicited
 cancels, unknown ClOrdIDs, out-of-order reports.
 
+Personalities (PERSONALITIES) are the ways real counterparties differ that the OMS is tested
+against: no New acknowledgement, no OrderStatusRequest, no cancel/replace, rejects answered
+within microseconds, sequence numbers reset on restart with an empty book, a FIX 4.2
+dictionary without 847/848, reports without TradeDate. Their behaviour switches at run time
+(control command `personality`, or `config`); what belongs to the FIX engine (a reset on
+logon, the dictionary's strictness) is set when the acceptor starts (`acceptor_settings`,
+`run_broker_sim --personality`).
+
 ThreadedSocketAcceptor, not SocketAcceptor: on quickfix 1.16 the latter's stop() segfaults
 about one run in three.
 """
@@ -56,6 +64,7 @@ class SimOrder:
     status: str = "0"
     orig_cl_ord_ids: list = field(default_factory=list)
     new_count: int = 0
+    tags: dict = field(default_factory=dict)  # algo tags as received (847/848, 5000+)
     fills: list = field(default_factory=list)  # [exec_id, qty, px, live]
     reports: list = field(default_factory=list)  # every ER sent, for duplicates
 
@@ -76,10 +85,76 @@ class SimConfig:
     interval: float = 0.05  # seconds between slices when the order has no window
     time_scale: float = 1.0  # algo window seconds are multiplied by this
     liquidity: Decimal | None = None  # IOC/FOK: what is available right now
-    ack: bool = True  # send New before fills (some brokers do not)
+    ack: bool = True  # send New before fills (False: after them)
+    send_new: bool = True  # False: never acknowledge a new order, fill it straight away
     refuse_cancels: bool = False  # answer cancels and replaces with OrderCancelReject
+    status_requests: bool = True  # False: answer OrderStatusRequest with 35=j
+    replaces: bool = True  # False: answer OrderCancelReplaceRequest with 35=j
+    reject_with: str = "8"  # how reject_rate refuses: 8 ExecutionReport, 3 Reject, j business
+    trade_date: bool = True  # False: execution reports carry no TradeDate (75)
+    strategy_tag: int = 847  # where the algo's code is read from
+    param_tags: dict = field(default_factory=dict)  # parameter -> the broker's own tag
     prices: dict = field(default_factory=dict)
     default_price: Decimal = Decimal("100")
+
+
+@dataclass(frozen=True)
+class Personality:
+    """A counterparty's way of doing things: SimConfig values (switchable at run time) and
+    acceptor session settings (taken when the acceptor starts)."""
+
+    doc: str
+    config: dict = field(default_factory=dict)
+    session: dict = field(default_factory=dict)
+    fresh_store: bool = False  # start with sequence numbers at 1 (and no book)
+
+
+PERSONALITIES: dict[str, Personality] = {
+    "standard": Personality("acknowledges, fills, answers status requests, cancels, replaces"),
+    "no_ack": Personality(
+        "never sends ExecType New: the first report of an order is its fill",
+        config={"send_new": False},
+    ),
+    "no_status_requests": Personality(
+        "answers OrderStatusRequest (35=H) with a BusinessMessageReject (35=j, 380=3)",
+        config={"status_requests": False},
+    ),
+    "no_replace": Personality(
+        "answers OrderCancelReplaceRequest (35=G) with a BusinessMessageReject (35=j, 380=3)",
+        config={"replaces": False},
+    ),
+    "fast_reject": Personality(
+        "rejects every new order from inside the receiving callback, within microseconds, with a"
+        " session-level Reject (35=3) that names only its RefSeqNum",
+        config={"reject_rate": 1.0, "reject_with": "3"},
+    ),
+    "reset_on_restart": Personality(
+        "restarts with sequence numbers at 1 and an empty book, and resets them at every logon"
+        " (the OMS's session needs ResetOnLogon=Y in the broker's extra_config)",
+        session={"ResetOnLogon": "Y"},
+        fresh_store=True,
+    ),
+    "fix42_no_algo_tags": Personality(
+        "a strict FIX 4.2 engine: tags outside its dictionary (847, 848) are refused with a"
+        " session-level Reject (35=3, 371=tag, 373=0); its own tags (5000+) pass",
+        session={"AllowUnknownMsgFields": "N"},
+    ),
+    "no_trade_date": Personality(
+        "execution reports without TradeDate (75)",
+        config={"trade_date": False},
+    ),
+}
+# The SimConfig values personalities set: switching personality resets them first.
+PERSONALITY_KEYS = frozenset(k for p in PERSONALITIES.values() for k in p.config)
+
+
+def personality(name: str) -> Personality:
+    try:
+        return PERSONALITIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown personality {name!r}; known: {', '.join(sorted(PERSONALITIES))}"
+        ) from None
 
 
 class BrokerSimulator(fix.Application):
@@ -93,6 +168,9 @@ class BrokerSimulator(fix.Application):
         self.received: dict[str, int] = {}  # NewOrderSingle count per ClOrdID
         self.dk_received: list[dict] = []
         self.rejects_received: list[dict] = []  # session-level Rejects (35=3) from the OMS
+        self.personality = "standard"
+        self.fast_rejects = 0
+        self.status_refused = 0
         self.sessions: set = set()
         self.ids = itertools.count(1)
         self.exec_ids = itertools.count(1)
@@ -179,6 +257,11 @@ class BrokerSimulator(fix.Application):
             if "=" in part:
                 k, v = part.split("=", 1)
                 params[k] = v
+        for name, tag in self.config.param_tags.items():
+            if get(message, int(tag)):
+                params[name] = get(message, int(tag))
+        if self.config.reject_with != "8" and self._rejected_at_once(message, session):
+            return
         order = SimOrder(
             session=session,
             cl_ord_id=cl,
@@ -189,8 +272,9 @@ class BrokerSimulator(fix.Application):
             ord_type=get(message, 40),
             price=Decimal(get(message, 44)) if get(message, 44) else None,
             tif=get(message, 59) or "0",
-            strategy=get(message, 847),
+            strategy=get(message, int(self.config.strategy_tag)),
             params=params,
+            tags=_algo_tags(message),
         )
         self.orders[cl] = order
         self.by_order_id[order.order_id] = order
@@ -198,11 +282,50 @@ class BrokerSimulator(fix.Application):
             order.status = "8"
             self._send_er(order, exec_type="8", text="simulated reject")
             return
-        if self.config.ack:
+        if self.config.send_new and self.config.ack:
             self._send_er(order, exec_type="0")
         self._plan_fills(order)
-        if not self.config.ack:
+        if self.config.send_new and not self.config.ack:
             self._send_er(order, exec_type="0")
+
+    def _rejected_at_once(self, message, session) -> bool:
+        """Reject a new order by a session Reject (35=3: RefSeqNum only) or a business reject
+        (35=j), sent from inside the callback that received it, before the order is booked."""
+        if not (self.config.reject_rate and self.rng.random() < self.config.reject_rate):
+            return False
+        seq = get(message.getHeader(), 34)
+        if self.config.reject_with == "3":
+            self._session_reject(session, seq, "D", reason="99", text="simulated fast reject")
+        else:
+            self._business_reject(
+                session, seq, "D", get(message, 11), reason="0", text="simulated fast reject"
+            )
+        self.fast_rejects += 1
+        return True
+
+    def _session_reject(
+        self, session, ref_seq: str, ref_type: str, *, reason: str, text: str, tag: str = ""
+    ) -> None:
+        reply = fixmsg.new_message("3")
+        reply.setField(45, ref_seq)
+        if tag:
+            reply.setField(371, tag)
+        reply.setField(372, ref_type)
+        reply.setField(373, reason)
+        reply.setField(58, text)
+        fix.Session.sendToTarget(reply, session)
+
+    def _business_reject(
+        self, session, ref_seq: str, ref_type: str, ref_id: str, *, reason: str, text: str
+    ) -> None:
+        reply = fixmsg.new_message("j")
+        reply.setField(45, ref_seq)
+        reply.setField(372, ref_type)
+        if ref_id:
+            reply.setField(379, ref_id)
+        reply.setField(380, reason)
+        reply.setField(58, text)
+        fix.Session.sendToTarget(reply, session)
 
     def _plan_fills(self, order: SimOrder) -> None:
         price = self._fill_price(order)
@@ -303,6 +426,16 @@ class BrokerSimulator(fix.Application):
 
     def _on_replace(self, message, session) -> None:
         orig, cl = get(message, 41), get(message, 11)
+        if not self.config.replaces:
+            self._business_reject(
+                session,
+                get(message.getHeader(), 34),
+                "G",
+                cl,
+                reason="3",
+                text="cancel/replace not supported: cancel and send a new order",
+            )
+            return
         order = self.orders.get(orig)
         qty = Decimal(get(message, 38))
         if order is None or order.leaves <= 0 or qty < order.cum or self.config.refuse_cancels:
@@ -320,6 +453,17 @@ class BrokerSimulator(fix.Application):
             self._plan_fills(order)
 
     def _on_status(self, message, session) -> None:
+        if not self.config.status_requests:
+            self.status_refused += 1
+            self._business_reject(
+                session,
+                get(message.getHeader(), 34),
+                "H",
+                get(message, 11),
+                reason="3",
+                text="OrderStatusRequest not supported",
+            )
+            return
         order = self.orders.get(get(message, 11)) or self.by_order_id.get(get(message, 37))
         if order is None:
             ghost = SimOrder(
@@ -407,7 +551,8 @@ class BrokerSimulator(fix.Application):
         er.setField(151, str(order.leaves))
         er.setField(14, str(order.cum))
         er.setField(6, str(order.avg))
-        er.setField(75, datetime.now(UTC).strftime("%Y%m%d"))
+        if self.config.trade_date:
+            er.setField(75, datetime.now(UTC).strftime("%Y%m%d"))
         er.setField(60, fixmsg.fix_time(datetime.now(UTC)))
         if text:
             er.setField(58, text)
@@ -432,10 +577,30 @@ class BrokerSimulator(fix.Application):
 
     def _cmd_config(self, **values) -> dict:
         for key, value in values.items():
+            if not hasattr(self.config, key):
+                raise KeyError(f"no such setting {key!r}")
             if key in ("liquidity", "default_price") and value is not None:
                 value = Decimal(str(value))
             setattr(self.config, key, value)
         return {"ok": True}
+
+    def _cmd_personality(self, name: str) -> dict:
+        """Behave as the named counterparty from now on (its run-time part; what belongs to
+        the engine was set when the acceptor started)."""
+        self.personality_apply(name)
+        return {"personality": name, "doc": PERSONALITIES[name].doc}
+
+    def personality_apply(self, name: str) -> None:
+        chosen = personality(name)
+        defaults = SimConfig()
+        for key in PERSONALITY_KEYS:
+            setattr(self.config, key, getattr(defaults, key))
+        for key, value in chosen.config.items():
+            setattr(self.config, key, value)
+        self.personality = name
+
+    def _cmd_personalities(self) -> dict:
+        return {name: p.doc for name, p in PERSONALITIES.items()}
 
     def _cmd_state(self) -> dict:
         seen = {}
@@ -448,6 +613,8 @@ class BrokerSimulator(fix.Application):
                 "status": order.status,
                 "fills": len(order.fills),
                 "strategy": order.strategy,
+                "params": order.params,
+                "tags": order.tags,
             }
         return {
             "orders": list(seen.values()),
@@ -456,6 +623,9 @@ class BrokerSimulator(fix.Application):
             "rejects": len(self.rejects_received),
             "sessions": sorted(self.sessions),
             "pending_fills": len(self.schedule),
+            "personality": self.personality,
+            "fast_rejects": self.fast_rejects,
+            "status_refused": self.status_refused,
         }
 
     def _cmd_fill(self, cl_ord_id: str, quantity: str, price: str | None = None) -> dict:
@@ -675,9 +845,27 @@ class BrokerSimulator(fix.Application):
             self.wake.notify_all()
 
 
+def _algo_tags(message) -> dict:
+    """The algo instruction as it arrived: 847, 848 and any tag of the broker's own (5000+)."""
+    found = {}
+    for tag, value in re.findall(r"\x01(\d+)=([^\x01]*)", "\x01" + message.toString()):
+        if tag in ("847", "848") or int(tag) >= 5000:
+            found[tag] = value
+    return found
+
+
 def acceptor_settings(
-    sessions: list[dict], store_dir: Path, log_dir: Path | None = None
+    sessions: list[dict],
+    store_dir: Path,
+    log_dir: Path | None = None,
+    personalities: list[str] | tuple[str, ...] = (),
 ) -> fix.SessionSettings:
+    """The acceptor's settings: one session per entry ({"port", "sender", "target",
+    "fix_version", "settings": {extra QuickFIX settings}}), with the engine side of the
+    personalities (e.g. ResetOnLogon, AllowUnknownMsgFields=N) on every session."""
+    engine: dict = {}
+    for name in personalities:
+        engine.update(personality(name).session)
     store_dir.mkdir(parents=True, exist_ok=True)
     default = {
         "ConnectionType": "acceptor",
@@ -705,6 +893,8 @@ def acceptor_settings(
                 "DataDictionary": fixmsg.open_enum_dictionary(
                     s.get("fix_version", "FIX.4.4"), store_dir
                 ),
+                **engine,
+                **{k: str(v) for k, v in (s.get("settings") or {}).items()},
             }
         )
     return fixmsg.session_settings(default, values)

@@ -33,11 +33,20 @@ class Sim:
     """The simulator engine and its application, stopped at teardown (QuickFIX must stop
     before Python exits)."""
 
-    def __init__(self, tmp: Path, sessions: list[dict]):
+    def __init__(
+        self,
+        tmp: Path,
+        sessions: list[dict],
+        personalities: tuple[str, ...] = (),
+        store: str = "sim-store",
+    ):
         from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
 
         self.app = BrokerSimulator(SimConfig(prices={"AAPL": "190.00", "MSFT": "410.00"}))
-        cfg = acceptor_settings(sessions, tmp / "sim-store", tmp / "sim-log")
+        for name in personalities:
+            self.app.personality_apply(name)
+        # A fresh `store` is a broker whose numbering starts again at 1.
+        cfg = acceptor_settings(sessions, tmp / store, tmp / "sim-log", personalities)
         self.acceptor = fix.ThreadedSocketAcceptor(
             self.app, fix.FileStoreFactory(cfg), cfg, fix.FileLogFactory(cfg)
         )
@@ -161,6 +170,7 @@ def routed_block(
     strategy="DMA",
     strategy_params=None,
     security=None,
+    as_of=None,
 ):
     """Staged orders (one per quantity, alternating the two accounts) blocked and routed."""
     from django.utils import timezone
@@ -170,7 +180,7 @@ def routed_block(
     from orders.models import Order
 
     security = security or desk.aapl
-    now = timezone.now()
+    now = as_of or timezone.now()
     ids = []
     for i, qty in enumerate(quantities):
         account, pm = (desk.acct1, desk.pm1) if i % 2 == 0 else (desk.acct2, desk.pm2)

@@ -12,11 +12,21 @@ import quickfix as fix
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings, control_server
+from fixgateway.simulator import (
+    PERSONALITIES,
+    BrokerSimulator,
+    SimConfig,
+    acceptor_settings,
+    control_server,
+    personality,
+)
 
 
 class Command(BaseCommand):
-    help = "Stand in for the brokers: one acceptor session per active Broker row (or --session)."
+    help = (
+        "Stand in for the brokers: one acceptor session per active Broker row (or --session), "
+        "behaving as the --personality given (see --list-personalities)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -32,8 +42,21 @@ class Command(BaseCommand):
         parser.add_argument("--reject-rate", type=float, default=0.0)
         parser.add_argument("--prices-from-db", action="store_true", default=True)
         parser.add_argument("--no-db-prices", dest="prices_from_db", action="store_false")
+        parser.add_argument(
+            "--personality",
+            action="append",
+            default=[],
+            choices=sorted(PERSONALITIES),
+            help="behave as this kind of counterparty; repeatable (later ones win)",
+        )
+        parser.add_argument("--list-personalities", action="store_true")
 
     def handle(self, *args, **opts):
+        if opts["list_personalities"]:
+            for name, chosen in PERSONALITIES.items():
+                self.stdout.write(f"{name:22} {chosen.doc}")
+            return
+        chosen = [personality(name) for name in opts["personality"]]
         sessions = []
         for spec in opts["session"]:
             port, sender, target, *version = spec.split(":")
@@ -74,8 +97,18 @@ class Command(BaseCommand):
         sim = BrokerSimulator(
             SimConfig(fill_mode=opts["fill_mode"], reject_rate=opts["reject_rate"]), lookup
         )
+        for name in opts["personality"]:
+            sim.personality_apply(name)
         store = Path(opts["store"])
-        cfg = acceptor_settings(sessions, store / "store", store / "log")
+        if any(p.fresh_store for p in chosen):
+            # A broker that restarts with its numbering at 1 (and, being a new process, an
+            # empty book): the acceptor's message store goes.
+            for old in (store / "store").glob("*"):
+                if old.suffix in (".body", ".header", ".seqnums", ".session"):
+                    old.unlink()
+        cfg = acceptor_settings(
+            sessions, store / "store", store / "log", personalities=opts["personality"]
+        )
         acceptor = fix.ThreadedSocketAcceptor(
             sim, fix.FileStoreFactory(cfg), cfg, fix.FileLogFactory(cfg)
         )
@@ -84,7 +117,11 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: done.set())
         server = control_server(sim, opts["control_port"])
         acceptor.start()
-        ready = {"control_port": server.server_address[1], "sessions": sessions}
+        ready = {
+            "control_port": server.server_address[1],
+            "sessions": sessions,
+            "personalities": opts["personality"],
+        }
         if opts["ready_file"]:
             Path(opts["ready_file"]).write_text(json.dumps(ready))
         self.stdout.write(f"broker simulator ready: {json.dumps(ready)}")
