@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +38,7 @@ from django.db import (
 )
 
 from . import fixmsg, services
+from .algo import algo_fields
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, OutboxMessage
 from .selectors import InboundMark, fix_orders_working
@@ -44,6 +47,19 @@ log = logging.getLogger("fixgateway.session")
 alerts = logging.getLogger("fixgateway.alerts")
 
 DB_UNAVAILABLE = (OperationalError, InterfaceError)
+ADMIN_MSG_TYPES = frozenset({"0", "1", "2", "4", "5", "A"})
+# How many sent messages the process remembers by MsgSeqNum (for matching rejects).
+SENT_INDEX_SIZE = 100_000
+# "tag 847", "Tag #6403", "tag=848" in a business reject's text.
+TAG_IN_TEXT = re.compile(r"\btag\s*[#=:]?\s*(\d{1,5})\b", re.IGNORECASE)
+CXL_REJECT_REASONS = {
+    "0": "Too late to cancel",
+    "1": "Unknown order",
+    "2": "Broker option",
+    "3": "Already pending cancel or replace",
+    "6": "Duplicate ClOrdID",
+    "99": "Other",
+}
 # How long a callback waits on a full queue before it looks whether the engine is stopping.
 PUT_WAIT_SECONDS = 0.5
 
@@ -76,7 +92,11 @@ class GatewayApplication(fix.Application):
         self.logged_on = threading.Event()
         self.logon_generation = 0
         self.last_message_at: datetime | None = None
-        self.last_sent_seq: int | None = None
+        # What this process sent, by (sequence epoch, MsgSeqNum): MsgType and ClOrdID, written
+        # in toApp before the bytes leave, so a reject (35=3 / 35=j) naming a RefSeqNum is
+        # matched whatever its speed, including status requests that are no outbox row.
+        self.sent_index: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
+        self._sent_lock = threading.Lock()
         self.stale_seconds = getattr(settings, "OMS_FIX_STALE_ORDER_SECONDS", 120)
         self.stats = {"applied": 0, "duplicate": 0, "quarantined": 0, "unknown": 0}
         # Inbound: callbacks (QuickFIX's thread) -> queue -> applier thread.
@@ -125,27 +145,72 @@ class GatewayApplication(fix.Application):
     def fromAdmin(self, message, sessionID):  # noqa: N802, N803
         try:
             self.last_message_at = _now()
-            if fixmsg.msg_type(message) == "3" and get(message, 372) in ("D", "F", "G"):
+            if fixmsg.msg_type(message) == "3" and self._about_app_message(message):
                 self._enqueue(message)
         except BaseException:  # noqa: BLE001
             log.exception("fromAdmin failed")
             self.inbound_failed.set()
 
+    def _about_app_message(self, reject) -> bool:
+        """A session Reject of one of our application messages (an order, a cancel, a status
+        request...), not of a heartbeat or a logon."""
+        ref_type = get(reject, 372)
+        if ref_type:
+            return ref_type not in ADMIN_MSG_TYPES
+        seq = get(reject, 45)
+        # Without RefMsgType: ours if we sent an application message with that number (or we
+        # cannot tell, as after a restart: the service then matches it, or opens an exception).
+        return (
+            not seq.isdigit()
+            or (self.store_created, int(seq)) in self.sent_index
+            or (not self.sent_index)
+        )
+
     def toApp(self, message, sessionID):  # noqa: N802, N803
-        # DoNotSend must reach QuickFIX (it turns the resend into a gap fill); nothing else may.
-        stale = False
+        # DoNotSend must reach QuickFIX (it turns the resend into a gap fill, or keeps a
+        # message we could not record off the wire); nothing else may.
+        refuse = False
         try:
             header = message.getHeader()
-            self.last_sent_seq = int(header.getField(34)) if header.isSetField(34) else None
-            if get(header, 43) == "Y" and fixmsg.msg_type(message) in ("D", "G"):
-                sent = fixmsg.parse_fix_time(get(header, 122) or get(header, 52))
-                stale = sent is None or _now() - sent > timedelta(seconds=self.stale_seconds)
-                if stale:
-                    log.warning("not re-sending stale order %s", get(message, 11))
+            kind = fixmsg.msg_type(message)
+            if get(header, 43) == "Y":
+                if kind in ("D", "G"):
+                    sent = fixmsg.parse_fix_time(get(header, 122) or get(header, 52))
+                    refuse = sent is None or _now() - sent > timedelta(seconds=self.stale_seconds)
+                    if refuse:
+                        log.warning("not re-sending stale order %s", get(message, 11))
+            else:
+                refuse = not self._record_sent(message, kind, header)
         except BaseException:  # noqa: BLE001
             log.exception("toApp failed")
-        if stale:
+        if refuse:
             raise fix.DoNotSend()
+
+    def _record_sent(self, message, kind: str, header) -> bool:
+        """Record what is about to leave, before QuickFIX writes it (toApp runs first): the
+        MsgSeqNum and epoch of an order message go on its outbox row. False (do not send)
+        when that cannot be recorded: a reject of it could not be matched."""
+        seq = int(get(header, 34) or 0)
+        cl_ord_id = get(message, 11)
+        with self._sent_lock:
+            self.sent_index[(self.store_created, seq)] = (kind, cl_ord_id)
+            while len(self.sent_index) > SENT_INDEX_SIZE:
+                self.sent_index.popitem(last=False)
+        if kind not in ("D", "F", "G") or not cl_ord_id:
+            return True
+        try:
+            services.outbox_record_sent(
+                broker_id=self.broker.pk,
+                msg_type=kind,
+                cl_ord_id=cl_ord_id,
+                seq_num=seq,
+                seq_epoch=self.store_created,
+                as_of=_now(),
+            )
+        except DB_UNAVAILABLE:
+            log.error("%s: database unavailable: %s %s not sent", self.broker, kind, cl_ord_id)
+            return False
+        return True
 
     def fromApp(self, message, sessionID):  # noqa: N802, N803
         try:
@@ -232,8 +297,41 @@ class GatewayApplication(fix.Application):
             text=get(message, 58),
             ref_seq_num=int(get(message, 45)) if get(message, 45).isdigit() else None,
             business_ref_id=get(message, 379),
+            seq_epoch=self.store_created,
             raw=fixmsg.raw_text(message),
+            **self._reject_fields(message),
         )
+
+    def _reject_fields(self, message) -> dict:
+        """A reject's references, readable by a trader: the tag it names (371, or "tag NNN" in
+        the text of a business reject) with its field name from the data dictionary, the
+        reason (373 / 380 / 102) in words, and what we sent with that RefSeqNum."""
+        kind = fixmsg.msg_type(message)
+        if kind not in ("3", "j", "9"):
+            return {}
+        fields: dict = {"ref_msg_type": get(message, 372), "extra": {}}
+        tag_text = get(message, 371)
+        if not tag_text:
+            found = TAG_IN_TEXT.search(get(message, 58))
+            tag_text = found.group(1) if found else ""
+        if tag_text.isdigit():
+            fields["ref_tag"] = int(tag_text)
+            fields["ref_tag_label"] = fixmsg.tag_label(int(tag_text), self.broker.fix_version)
+        reason_tag, names = {
+            "3": (373, fixmsg.SESSION_REJECT_REASONS),
+            "j": (380, fixmsg.BUSINESS_REJECT_REASONS),
+            "9": (102, CXL_REJECT_REASONS),
+        }[kind]
+        reason = get(message, reason_tag)
+        if reason:
+            fields["reject_reason"] = reason
+            fields["reject_reason_text"] = names.get(reason, f"reason {reason}")
+        seq = get(message, 45)
+        with self._sent_lock:
+            sent = self.sent_index.get((self.store_created, int(seq))) if seq.isdigit() else None
+        if sent is not None:
+            fields["extra"] = {"sent_msg_type": sent[0], "sent_cl_ord_id": sent[1]}
+        return fields
 
     # -- inbound: the applier thread -------------------------------------------------------------
 
@@ -425,7 +523,6 @@ class GatewayApplication(fix.Application):
 
     def build(self, row: OutboxMessage) -> fix.Message:
         p = row.payload
-        extra = self.broker.extra_config or {}
         kind = {"NEW": "D", "CANCEL": "F", "REPLACE": "G"}[row.kind]
         message = fixmsg.new_message(kind)
         message.setField(11, row.cl_ord_id)
@@ -450,44 +547,45 @@ class GatewayApplication(fix.Application):
         if kind == "D":
             if p.get("currency"):
                 message.setField(15, p["currency"])
-            self._strategy_fields(message, p, extra)
+            for tag, value in self._algo(p):
+                message.setField(int(tag), str(value))
         return message
 
-    def _strategy_fields(self, message, payload: dict, extra: dict) -> None:
-        strategy = (payload.get("strategy") or "").upper()
-        if not strategy or strategy == "DMA":
-            return
-        codes = {**fixmsg.DEFAULT_STRATEGY_CODES, **extra.get("strategy_codes", {})}
-        message.setField(847, str(codes.get(strategy, strategy)))
-        params = payload.get("strategy_params") or {}
-        tags = extra.get("strategy_tags") or {}
-        plain = []
-        for name, value in sorted(params.items()):
-            if name in tags:
-                message.setField(int(tags[name]), str(value))
-            else:
-                plain.append(f"{name}={value}")
-        if plain:
-            message.setField(848, ";".join(plain))
+    def _algo(self, payload: dict) -> list:
+        if "algo_fields" in payload:
+            return payload["algo_fields"]  # decided when it was routed
+        # A row queued before routing decided them: the same rules, now.
+        return algo_fields(
+            broker_code=self.broker.code,
+            fix_version=self.broker.fix_version,
+            extra_config=self.broker.extra_config,
+            strategy=payload.get("strategy") or "",
+            params=payload.get("strategy_params") or {},
+        )
 
     def send_outbox(self) -> int:
-        """Send what the outbox holds for this broker, oldest first. Returns how many."""
+        """Send what the outbox holds for this broker, oldest first. Returns how many.
+
+        Each message is claimed first (QUEUED -> SENDING, `services.outbox_send_claim`): a
+        trader's cancel withdraws a message only while it is unclaimed, so a cancelled order
+        never leaves. A NewOrderSingle queued longer than the broker allows is held for the
+        trader instead. toApp records each message as sent before QuickFIX writes it."""
         if not self.logged_on.is_set() or self.session_id is None:
             return 0
-        sent = 0
         close_old_connections()
-        rows = list(
-            OutboxMessage.objects.filter(broker=self.broker, sent_at__isnull=True).order_by("id")[
-                :500
-            ]
-        )
-        for row in rows:
-            self.last_sent_seq = None
+        claim = services.outbox_send_claim(broker=self.broker, as_of=_now())
+        if claim.held:
+            log.warning("%s: %d queued orders held for a trader", self.broker, len(claim.held))
+        sent = 0
+        for i, row in enumerate(claim.send):
             if not fix.Session.sendToTarget(self.build(row), self.session_id):
+                # Not handed to QuickFIX (the session dropped, or toApp refused): queued again.
+                services.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
                 break
-            # QuickFIX has persisted the message in its store before writing it to the socket;
-            # if we die before this update, start-up finds it in the store (see runner).
-            services.outbox_mark_sent(message_id=row.pk, seq_num=self.last_sent_seq, as_of=_now())
+            # Recorded in toApp already; this only covers a toApp that failed unexpectedly.
+            services.outbox_mark_sent(
+                message_id=row.pk, seq_num=None, as_of=_now(), seq_epoch=self.store_created
+            )
             sent += 1
         return sent
 

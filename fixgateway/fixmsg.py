@@ -18,8 +18,46 @@ SOH = "\x01"
 SIDE_TO_FIX = {"BUY": "1", "SELL": "2", "SELL_SHORT": "5", "BUY_TO_COVER": "1"}
 ORD_TYPE_TO_FIX = {"MARKET": "1", "LIMIT": "2", "STOP": "3", "STOP_LIMIT": "4"}
 TIF_TO_FIX = {"DAY": "0", "GTC": "1", "OPG": "2", "IOC": "3", "FOK": "4", "GTD": "6", "CLS": "7"}
-# TargetStrategy (847): 1 VWAP and 2 Participate are standard; TWAP is in the user range.
-DEFAULT_STRATEGY_CODES = {"VWAP": "1", "POV": "2", "TWAP": "1001"}
+MSG_TYPE_NAMES = {
+    "D": "NewOrderSingle",
+    "F": "OrderCancelRequest",
+    "G": "OrderCancelReplaceRequest",
+    "H": "OrderStatusRequest",
+    "Q": "DontKnowTrade",
+}
+# SessionRejectReason (373) and BusinessRejectReason (380), as the trader reads them.
+SESSION_REJECT_REASONS = {
+    "0": "Invalid tag number",
+    "1": "Required tag missing",
+    "2": "Tag not defined for this message type",
+    "3": "Undefined tag",
+    "4": "Tag specified without a value",
+    "5": "Value is incorrect (out of range) for this tag",
+    "6": "Incorrect data format for value",
+    "7": "Decryption problem",
+    "8": "Signature problem",
+    "9": "CompID problem",
+    "10": "SendingTime accuracy problem",
+    "11": "Invalid MsgType",
+    "12": "XML validation error",
+    "13": "Tag appears more than once",
+    "14": "Tag specified out of required order",
+    "15": "Repeating group fields out of order",
+    "16": "Incorrect NumInGroup count for repeating group",
+    "17": "Non data value includes field delimiter",
+    "99": "Other",
+}
+BUSINESS_REJECT_REASONS = {
+    "0": "Other",
+    "1": "Unknown ID",
+    "2": "Unknown security",
+    "3": "Unsupported message type",
+    "4": "Application not available",
+    "5": "Conditionally required field missing",
+    "6": "Not authorized",
+    "7": "DeliverTo firm not available at this time",
+    "18": "Invalid price increment",
+}
 
 
 def data_dictionary_path(begin_string: str) -> str:
@@ -28,6 +66,40 @@ def data_dictionary_path(begin_string: str) -> str:
         if (root / name).exists():
             return str(root / name)
     raise FileNotFoundError(f"QuickFIX data dictionary {name} not found")
+
+
+_DICTIONARIES: dict[str, fix.DataDictionary] = {}
+
+
+def _dictionary(begin_string: str) -> fix.DataDictionary | None:
+    if begin_string not in _DICTIONARIES:
+        try:
+            _DICTIONARIES[begin_string] = fix.DataDictionary(data_dictionary_path(begin_string))
+        except Exception:  # a missing or unreadable dictionary names no field
+            return None
+    return _DICTIONARIES[begin_string]
+
+
+def field_name(tag: int, begin_string: str = "FIX.4.4") -> str:
+    """The field's name in the QuickFIX data dictionary of the session's version, else in a
+    later one (a FIX 4.2 broker refusing 847 names a 4.4 field): "TargetStrategy"; "" when no
+    dictionary knows the tag (a broker's own tag)."""
+    for version in dict.fromkeys((begin_string, "FIX.4.4", "FIX.5.0SP2")):
+        dictionary = _dictionary(version)
+        if dictionary is None or not dictionary.isField(tag):
+            continue
+        found = dictionary.getFieldName(tag, "")
+        # The SWIG binding hands the output argument back as {0: name} (or the name).
+        name = found.get(0, "") if isinstance(found, dict) else found
+        if isinstance(name, str) and name:
+            return name
+    return ""
+
+
+def tag_label(tag: int, begin_string: str = "FIX.4.4") -> str:
+    """How a trader reads a tag: "847 (TargetStrategy)", or "6403" for a broker's own."""
+    name = field_name(tag, begin_string)
+    return f"{tag} ({name})" if name else str(tag)
 
 
 # Fields whose standard enumeration real counterparties extend (the user range, 1000+).

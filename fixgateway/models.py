@@ -23,8 +23,15 @@ class Broker(models.Model):
     active = models.BooleanField(default=True)
     commission_bps = MoneyField(default=0, help_text="Commission in basis points of gross")
     commission_per_share = MoneyField(default=0)
-    # Per-broker extras: e.g. {"strategy_tags": {"participation": 6403}}.
+    # Per-broker extras: the algo tag map ({"strategy_tag": 6000, "strategy_tags":
+    # {"participation": 6403}, ...}: see fixgateway.algo) and QuickFIX session settings
+    # ({"session": {"ResetOnLogon": "Y"}}).
     extra_config = models.JSONField(default=dict, blank=True)
+    max_queued_seconds = models.PositiveIntegerField(
+        default=30,
+        help_text="A NewOrderSingle still unsent this long after it was routed (the session was "
+        "down) is held until a trader releases or cancels it.",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -47,6 +54,13 @@ class FixOrder(models.Model):
     cl_ord_id = models.CharField(max_length=64)
     broker_order_id = models.CharField(max_length=64, blank=True)
     next_suffix = models.PositiveIntegerField(default=1)
+    # Where the NewOrderSingle is, for the blotter: "queued" (in the outbox, not sent yet),
+    # "held" (queued too long: waits for a trader), "withdrawn" (cancelled before it was sent),
+    # "" once it is on the wire.
+    outbox_state = models.CharField(max_length=10, blank=True)
+    # The broker's last refusal of a message about this order (session or business reject,
+    # order or cancel reject), as the trader reads it: {"message", "text", "tag", ...}.
+    last_reject = models.JSONField(default=dict, blank=True)
     # A cancel or replace sent and not yet answered: its ClOrdID, kind, and what to restore.
     pending_cl_ord_id = models.CharField(max_length=64, blank=True)
     pending_kind = models.CharField(max_length=8, blank=True)
@@ -59,12 +73,24 @@ class FixOrder(models.Model):
 
 
 class OutboxMessage(models.Model):
-    """An order message to send, written in the transaction that decided to send it."""
+    """An order message to send, written in the transaction that decided to send it.
+
+    Its status moves by compare-and-swap only (services): QUEUED -> SENDING (the session owner
+    claims it) -> SENT (recorded in QuickFIX's toApp, before the bytes leave); QUEUED or HELD ->
+    WITHDRAWN (the trader cancelled it before it was sent); QUEUED -> HELD (a NewOrderSingle
+    older than the broker's max_queued_seconds) -> QUEUED (released by a trader)."""
 
     class Kind(models.TextChoices):
         NEW = "NEW", "NewOrderSingle"
         CANCEL = "CANCEL", "OrderCancelRequest"
         REPLACE = "REPLACE", "OrderCancelReplaceRequest"
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        HELD = "HELD", "Held for the trader"
+        SENDING = "SENDING", "Sending"
+        SENT = "SENT", "Sent"
+        WITHDRAWN = "WITHDRAWN", "Withdrawn"
 
     broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="outbox")
     fix_order = models.ForeignKey(FixOrder, on_delete=models.PROTECT, related_name="messages")
@@ -74,8 +100,15 @@ class OutboxMessage(models.Model):
     # Field values for the message builder (strings: Decimals and dates kept exact).
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    held_at = models.DateTimeField(null=True, blank=True)
+    # A trader confirmed a held message: it is sent whatever its age.
+    released_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     sent_seq_num = models.PositiveIntegerField(null=True, blank=True)
+    # The QuickFIX store (its creation time) the MsgSeqNum belongs to: a reset renumbers the
+    # session, so a reject's RefSeqNum is matched within its epoch.
+    sent_seq_epoch = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -84,7 +117,12 @@ class OutboxMessage(models.Model):
                 fields=["broker", "id"],
                 name="outbox_unsent",
                 condition=models.Q(sent_at__isnull=True),
-            )
+            ),
+            models.Index(
+                fields=["broker", "sent_seq_num"],
+                name="outbox_sent_seq",
+                condition=models.Q(sent_seq_num__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -192,6 +230,7 @@ class KillSwitch(models.Model):
     released_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    release_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-engaged_at"]

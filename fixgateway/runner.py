@@ -157,21 +157,34 @@ def store_sent_cl_ord_ids(broker: Broker) -> dict[str, int]:
 
 
 def outbox_reconcile_with_store(broker: Broker) -> int:
+    """At start-up, before the engine runs: an unsent or claimed outbox row whose ClOrdID is
+    in QuickFIX's store left already (marked SENT, with its MsgSeqNum and the store as its
+    epoch); a row claimed by a process that died before handing it over is queued again."""
     unsent = dict(
-        OutboxMessage.objects.filter(broker=broker, sent_at__isnull=True).values_list(
-            "cl_ord_id", "pk"
-        )
+        OutboxMessage.objects.filter(
+            broker=broker,
+            sent_at__isnull=True,
+            status__in=(OutboxMessage.Status.QUEUED, OutboxMessage.Status.SENDING),
+        ).values_list("cl_ord_id", "pk")
     )
     if not unsent:
         return 0
     stored = store_sent_cl_ord_ids(broker)
+    epoch = store_created(broker)
     marked = 0
     for cl_ord_id, pk in unsent.items():
         if cl_ord_id in stored:
-            services.outbox_mark_sent(message_id=pk, seq_num=stored[cl_ord_id], as_of=_now())
+            services.outbox_mark_sent(
+                message_id=pk, seq_num=stored[cl_ord_id], as_of=_now(), seq_epoch=epoch
+            )
             marked += 1
     if marked:
         log.warning("%s: %d outbox rows were in the FIX store already: marked sent", broker, marked)
+    requeued = services.outbox_send_unclaim(
+        message_ids=[pk for cl, pk in unsent.items() if cl not in stored]
+    )
+    if requeued:
+        log.warning("%s: %d claimed outbox rows never left: queued again", broker, requeued)
     return marked
 
 

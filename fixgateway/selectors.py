@@ -22,6 +22,29 @@ from .models import (
 )
 
 
+def _silent(state: SessionState | None, heartbeat_seconds: int, now) -> bool:
+    return bool(
+        state
+        and state.logged_on
+        and state.last_message_at is not None
+        and now - state.last_message_at > timedelta(seconds=2 * heartbeat_seconds)
+    )
+
+
+def broker_session_up(*, broker_id: int) -> bool:
+    """Whether the broker's session is logged on and heard from (as broker_sessions shows it):
+    what routing tells the trader ("queued: session down" otherwise). One query."""
+    row = (
+        Broker.objects.filter(pk=broker_id)
+        .values("heartbeat_seconds", "session_state__logged_on", "session_state__last_message_at")
+        .first()
+    )
+    if row is None or not row["session_state__logged_on"]:
+        return False
+    last = row["session_state__last_message_at"]
+    return last is None or timezone.now() - last <= timedelta(seconds=2 * row["heartbeat_seconds"])
+
+
 def broker_sessions() -> list[dict]:
     """One row per active broker: what its FIX worker last wrote to the session table.
 
@@ -33,12 +56,7 @@ def broker_sessions() -> list[dict]:
     rows = []
     for broker in Broker.objects.filter(active=True).order_by("code"):
         state = states.get(broker.pk)
-        silent = bool(
-            state
-            and state.logged_on
-            and state.last_message_at is not None
-            and now - state.last_message_at > timedelta(seconds=2 * broker.heartbeat_seconds)
-        )
+        silent = _silent(state, broker.heartbeat_seconds, now)
         rows.append(
             {
                 "broker": broker.code,
@@ -83,6 +101,89 @@ def fix_orders_working(*, broker_id: int) -> QuerySet[FixOrder]:
 
 def kill_switches_engaged() -> QuerySet[KillSwitch]:
     return KillSwitch.objects.filter(released_at__isnull=True).order_by("engaged_at")
+
+
+_SCOPE_LABELS = dict(KillSwitch.Scope.choices)
+
+
+def kill_switch_scopes() -> list[dict]:
+    """Every engaged kill switch, oldest first, as the blotter header shows them: what it
+    stops ("Broker SIMT", "Everything"), since when and by whom. One query."""
+    rows = kill_switches_engaged().values(
+        "id", "scope", "value", "engaged_at", "engaged_by__username"
+    )
+    return [
+        {
+            "id": r["id"],
+            "scope": r["scope"],
+            "value": r["value"],
+            "label": f"{_SCOPE_LABELS[r['scope']]} {r['value']}".strip(),
+            "engaged_at": r["engaged_at"],
+            "engaged_by": r["engaged_by__username"] or "",
+        }
+        for r in rows
+    ]
+
+
+def kill_switch_history(*, limit: int = 100) -> list[dict]:
+    """The latest kill switches, engaged or released, newest first (one query)."""
+    rows = KillSwitch.objects.order_by("-engaged_at", "-id").values(
+        "id",
+        "scope",
+        "value",
+        "engaged_at",
+        "engaged_by__username",
+        "released_at",
+        "released_by__username",
+        "release_reason",
+    )[:limit]
+    return [
+        {
+            "id": r["id"],
+            "scope": r["scope"],
+            "value": r["value"],
+            "label": f"{_SCOPE_LABELS[r['scope']]} {r['value']}".strip(),
+            "engaged": r["released_at"] is None,
+            "engaged_at": r["engaged_at"],
+            "engaged_by": r["engaged_by__username"] or "",
+            "released_at": r["released_at"],
+            "released_by": r["released_by__username"] or "",
+            "release_reason": r["release_reason"],
+        }
+        for r in rows
+    ]
+
+
+def held_orders() -> list[dict]:
+    """NewOrderSingles held for a trader (queued longer than their broker allows), oldest
+    first: the block, the broker, what it asks for and since when it waits. One query."""
+    rows = (
+        OutboxMessage.objects.filter(status=OutboxMessage.Status.HELD)
+        .order_by("created_at", "id")
+        .values(
+            "cl_ord_id",
+            "created_at",
+            "held_at",
+            "payload",
+            "broker__code",
+            "fix_order__block_id",
+        )
+    )
+    return [
+        {
+            "block_id": r["fix_order__block_id"],
+            "cl_ord_id": r["cl_ord_id"],
+            "broker": r["broker__code"],
+            "symbol": r["payload"].get("symbol"),
+            "side": r["payload"].get("side"),
+            "quantity": r["payload"].get("quantity"),
+            "order_type": r["payload"].get("order_type"),
+            "limit_price": r["payload"].get("limit_price"),
+            "routed_at": r["created_at"],
+            "held_at": r["held_at"],
+        }
+        for r in rows
+    ]
 
 
 def quarantine_open() -> QuerySet[Quarantine]:

@@ -34,11 +34,14 @@ from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
-from oms.errors import Conflict, DomainError, NotFound
+from oms.errors import Conflict, DomainError, NotFound, NotPermitted
+from oms.roles import ADMIN, TRADER, has_role
+from oms.services import exception_open, exceptions_resolve_for
 from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
 from orders.models import Block, Order
 from orders.services import order_transition, orders_lock
 
+from .algo import algo_fields
 from .models import (
     Broker,
     Execution,
@@ -61,6 +64,18 @@ BLOCK_LIVE = frozenset(
     {BS.ROUTED, BS.WORKING, BS.PARTIALLY_FILLED, BS.DONE_FOR_DAY, BS.PENDING_REPLACE}
 )
 BLOCK_FINAL = frozenset({BS.FILLED, BS.CANCELLED, BS.REJECTED, BS.EXPIRED})
+OS = OutboxMessage.Status
+# A NewOrderSingle in one of these has not left: cancelling the block withdraws it.
+NOT_SENT = (OS.QUEUED, OS.HELD)
+KIND_MSG_TYPE = {"NEW": "D", "CANCEL": "F", "REPLACE": "G"}
+MSG_TYPE_NAMES = {
+    "D": "NewOrderSingle",
+    "F": "OrderCancelRequest",
+    "G": "OrderCancelReplaceRequest",
+    "H": "OrderStatusRequest",
+    "Q": "DontKnowTrade",
+}
+HELD_ORDER = "held_order"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,11 +130,16 @@ def kill_switch_blocking(*, block: Block) -> KillSwitch | None:
 
 
 def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
-    """Write the NewOrderSingle for a block into the outbox, in the caller's transaction."""
+    """Write the NewOrderSingle for a block into the outbox, in the caller's transaction.
+    The algo instruction must fit the broker's FIX version and tag map, or nothing is written
+    (AlgoNotSupported, a 400). It is sent after commit if the session is up; otherwise it
+    waits, queued (`FixOrder.outbox_state`), and once older than the broker's
+    max_queued_seconds it is held for a trader (`outbox_send_claim`)."""
     if block.broker_id is None:
         raise Conflict(f"Block {block.pk} has no broker.", code="no_broker")
-    if not block.broker.active:
-        raise Conflict(f"Broker {block.broker.code} is not active.", code="broker_inactive")
+    broker = block.broker
+    if not broker.active:
+        raise Conflict(f"Broker {broker.code} is not active.", code="broker_inactive")
     switch = kill_switch_blocking(block=block)
     if switch is not None:
         raise Conflict(
@@ -128,9 +148,16 @@ def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
         )
     if FixOrder.objects.filter(block=block).exists():
         raise Conflict(f"Block {block.pk} was routed already.", code="already_routed")
+    algo = algo_fields(
+        broker_code=broker.code,
+        fix_version=broker.fix_version,
+        extra_config=broker.extra_config,
+        strategy=block.strategy or "",
+        params=block.strategy_params or {},
+    )
     cl_ord_id = f"{_clordid_prefix()}-B{block.pk}-1"
     fix_order = FixOrder.objects.create(
-        block=block, broker=block.broker, cl_ord_id=cl_ord_id, created_at=as_of
+        block=block, broker=broker, cl_ord_id=cl_ord_id, created_at=as_of, outbox_state="queued"
     )
     payload = {
         "symbol": block.security.symbol,
@@ -144,9 +171,11 @@ def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
         "expire_date": block.expire_date.isoformat() if block.expire_date else None,
         "strategy": block.strategy or "",
         "strategy_params": block.strategy_params or {},
+        # Exactly the tags the broker takes for the algo, decided here (see fixgateway.algo).
+        "algo_fields": [[tag, value] for tag, value in algo],
     }
     message = OutboxMessage.objects.create(
-        broker=block.broker,
+        broker=broker,
         fix_order=fix_order,
         kind=OutboxMessage.Kind.NEW,
         cl_ord_id=cl_ord_id,
@@ -158,9 +187,114 @@ def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
         action="fix.order_enqueue",
         obj=block,
         occurred_at=as_of,
-        after={"cl_ord_id": cl_ord_id, "broker": block.broker.code, "outbox": message.pk},
+        after={"cl_ord_id": cl_ord_id, "broker": broker.code, "outbox": message.pk},
     )
     _wake_sender_on_commit(block.broker_id)
+
+
+def _unsent_new(fix_order: FixOrder) -> OutboxMessage | None:
+    """The block's NewOrderSingle, locked, if it has not left yet (nor been claimed by the
+    sender); None otherwise. Never waits: a row the sender holds is on its way out."""
+    return (
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(fix_order=fix_order, kind=OutboxMessage.Kind.NEW, status__in=NOT_SENT)
+        .first()
+    )
+
+
+def _held_ref(block_id: int) -> str:
+    return f"block:{block_id}"
+
+
+def _withdraw_if_unsent(
+    *, block: Block, fix_order: FixOrder, actor: Any, as_of: datetime, reason: str
+) -> bool:
+    """Cancel a routed block whose NewOrderSingle has not been sent: it is withdrawn from the
+    outbox (nothing goes on the wire) and the block and its orders end CANCELLED at once.
+    False when the order has left (or the sender is sending it): the caller asks the broker."""
+    if block.status != BS.ROUTED:
+        return False
+    message = _unsent_new(fix_order)
+    if message is None:
+        return False
+    was = message.status
+    message.status = OS.WITHDRAWN
+    message.save(update_fields=["status"])
+    fix_order.outbox_state = "withdrawn"
+    fix_order.save(update_fields=["outbox_state"])
+    block.status = BS.CANCELLED
+    block.save(update_fields=["status", "updated_at"])
+    for order in _live_orders(block):
+        if can_transition(order.status, OrderStatus.CANCELLED):
+            order_transition(
+                order=order,
+                to_status=OrderStatus.CANCELLED,
+                as_of=as_of,
+                kind="withdrawn",
+                actor=actor,
+                details={"cl_ord_id": message.cl_ord_id, "reason": reason},
+                extra_fields={"leaves_qty": ZERO},
+            )
+    audit_record(
+        actor=actor,
+        action="fix.order_withdraw",
+        obj=block,
+        occurred_at=as_of,
+        before={"outbox": was},
+        after={"outbox": OS.WITHDRAWN, "cl_ord_id": message.cl_ord_id, "reason": reason},
+    )
+    if was == OS.HELD:
+        exceptions_resolve_for(
+            kind=HELD_ORDER,
+            ref=_held_ref(block.pk),
+            note=f"Cancelled before it was sent ({reason}).",
+            as_of=as_of,
+            actor=actor if getattr(actor, "pk", None) else None,
+        )
+    return True
+
+
+def _reduce_if_unsent(
+    *,
+    block: Block,
+    fix_order: FixOrder,
+    orders: list[Order],
+    new_quantity: Decimal,
+    actor: Any,
+    as_of: datetime,
+) -> bool:
+    """Cancel some orders of a routed block whose NewOrderSingle has not been sent: the queued
+    message and the block shrink by their quantity and the orders end CANCELLED at once."""
+    if block.status != BS.ROUTED:
+        return False
+    message = _unsent_new(fix_order)
+    if message is None:
+        return False
+    before = message.payload.get("quantity")
+    message.payload = {**message.payload, "quantity": _dec(new_quantity)}
+    message.save(update_fields=["payload"])
+    block.quantity = new_quantity
+    block.save(update_fields=["quantity", "updated_at"])
+    for order in orders:
+        order_transition(
+            order=order,
+            to_status=OrderStatus.CANCELLED,
+            as_of=as_of,
+            kind="withdrawn",
+            actor=actor,
+            details={"cl_ord_id": message.cl_ord_id, "reason": "cancelled before it was sent"},
+            extra_fields={"leaves_qty": ZERO},
+        )
+    audit_record(
+        actor=actor,
+        action="fix.order_reduce_unsent",
+        obj=block,
+        occurred_at=as_of,
+        before={"quantity": before},
+        after={"quantity": _dec(new_quantity), "cancelled_orders": [o.pk for o in orders]},
+    )
+    _allocation().allocation_plan_fix(block=block, actor=actor, as_of=as_of)
+    return True
 
 
 def _orders_move(
@@ -240,9 +374,14 @@ def _enqueue_change(
 
 
 def block_cancel_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
-    """Ask the broker to cancel the whole block; its orders wait in PENDING_CANCEL."""
+    """Ask the broker to cancel the whole block; its orders wait in PENDING_CANCEL. A block
+    whose NewOrderSingle has not been sent is withdrawn instead, and ends CANCELLED now."""
     block = _block_lock(block.pk)
     fix_order = _fix_order_lock(block)
+    if _withdraw_if_unsent(
+        block=block, fix_order=fix_order, actor=actor, as_of=as_of, reason="cancelled"
+    ):
+        return
     _enqueue_change(
         block=block,
         fix_order=fix_order,
@@ -345,6 +484,17 @@ def _block_reduce_enqueue(
     leaves = sum((o.quantity - o.cum_qty for o in orders), ZERO)
     others_live = block.orders.filter(status__in=AT_BROKER).exclude(pk__in=[o.pk for o in orders])
     new_quantity = block.quantity - leaves
+    if new_quantity > 0 and others_live.exists():
+        fix_order = _fix_order_lock(block)
+        if _reduce_if_unsent(
+            block=block,
+            fix_order=fix_order,
+            orders=orders,
+            new_quantity=new_quantity,
+            actor=actor,
+            as_of=as_of,
+        ):
+            return
     if not others_live.exists() or new_quantity <= block.cum_qty:
         if new_quantity <= block.cum_qty and others_live.exists():
             raise Conflict(
@@ -414,10 +564,201 @@ def order_replace_enqueue(
     )
 
 
-def outbox_mark_sent(*, message_id: int, seq_num: int | None, as_of: datetime) -> None:
-    OutboxMessage.objects.filter(pk=message_id, sent_at__isnull=True).update(
-        sent_at=as_of, sent_seq_num=seq_num
+def outbox_mark_sent(
+    *, message_id: int, seq_num: int | None, as_of: datetime, seq_epoch: str = ""
+) -> bool:
+    """A message is on the wire (or in QuickFIX's store, which resends it): SENT. A message
+    recorded as sent already (by `outbox_record_sent`) is left as it is."""
+    updated = OutboxMessage.objects.filter(
+        pk=message_id, sent_at__isnull=True, status__in=(OS.QUEUED, OS.SENDING)
+    ).update(status=OS.SENT, sent_at=as_of, sent_seq_num=seq_num, sent_seq_epoch=seq_epoch)
+    if updated:
+        FixOrder.objects.filter(
+            messages__pk=message_id, messages__kind=OutboxMessage.Kind.NEW, outbox_state="queued"
+        ).update(outbox_state="")
+    return bool(updated)
+
+
+def outbox_record_sent(
+    *,
+    broker_id: int,
+    msg_type: str,
+    cl_ord_id: str,
+    seq_num: int,
+    seq_epoch: str,
+    as_of: datetime,
+) -> bool:
+    """What QuickFIX is about to write, recorded from its toApp callback before the bytes
+    leave: the message's MsgSeqNum and the session's sequence epoch (its store). A reject of
+    it, however fast, finds it by RefSeqNum. False when the ClOrdID is not an unsent outbox
+    row (a resend, or not ours)."""
+    updated = OutboxMessage.objects.filter(
+        broker_id=broker_id, cl_ord_id=cl_ord_id, status__in=(OS.SENDING, OS.QUEUED)
+    ).update(status=OS.SENT, sent_at=as_of, sent_seq_num=seq_num, sent_seq_epoch=seq_epoch)
+    if updated and msg_type == "D":
+        FixOrder.objects.filter(
+            messages__broker_id=broker_id, messages__cl_ord_id=cl_ord_id, outbox_state="queued"
+        ).update(outbox_state="")
+    return bool(updated)
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    """What the session owner may send now (claimed: SENDING), and what it held back."""
+
+    send: list[OutboxMessage]
+    held: list[int]
+
+
+def outbox_send_claim(*, broker: Broker, as_of: datetime, limit: int = 500) -> OutboxClaim:
+    """Claim the broker's queued messages for sending, oldest first, in one transaction: each
+    moves QUEUED -> SENDING under a row lock, so a cancel that withdraws it cannot cross the
+    send. Stops at the first row someone else holds (a cancel in progress), so the order of
+    the outbox is kept. A NewOrderSingle queued longer than the broker's max_queued_seconds
+    (the session was down) is not sent without a trader: it moves to HELD (audited, an
+    exception `held_order` on the queue) until `held_order_release` or a cancel."""
+    queued = list(
+        OutboxMessage.objects.filter(broker=broker, sent_at__isnull=True, status=OS.QUEUED)
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
     )
+    if not queued:
+        return OutboxClaim(send=[], held=[])
+    max_age = broker.max_queued_seconds
+    with transaction.atomic(durable=True):
+        locked = {
+            m.pk: m
+            for m in OutboxMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("fix_order")
+            .filter(pk__in=queued, status=OS.QUEUED)
+        }
+        send: list[OutboxMessage] = []
+        held: list[int] = []
+        for pk in queued:
+            message = locked.get(pk)
+            if message is None:
+                break  # being withdrawn or changed right now: the rest waits for the next round
+            too_old = (as_of - message.created_at).total_seconds() > max_age
+            if message.kind == OutboxMessage.Kind.NEW and message.released_at is None and too_old:
+                _hold(broker=broker, message=message, as_of=as_of)
+                held.append(pk)
+            else:
+                send.append(message)
+        if send:
+            OutboxMessage.objects.filter(pk__in=[m.pk for m in send]).update(status=OS.SENDING)
+    return OutboxClaim(send=send, held=held)
+
+
+def _hold(*, broker: Broker, message: OutboxMessage, as_of: datetime) -> None:
+    message.status = OS.HELD
+    message.held_at = as_of
+    message.save(update_fields=["status", "held_at"])
+    fix_order = message.fix_order
+    FixOrder.objects.filter(pk=fix_order.pk).update(outbox_state="held")
+    age = int((as_of - message.created_at).total_seconds())
+    audit_record(
+        action="fix.order_hold",
+        obj=fix_order.block,
+        occurred_at=as_of,
+        after={
+            "cl_ord_id": message.cl_ord_id,
+            "queued_seconds": age,
+            "limit": broker.max_queued_seconds,
+        },
+    )
+    exception_open(
+        kind=HELD_ORDER,
+        ref=_held_ref(fix_order.block_id),
+        source="fixgateway",
+        summary=f"Block {fix_order.block_id}: the order for {broker.code} waited {age} s unsent "
+        f"(limit {broker.max_queued_seconds} s); release it to send it, or cancel it",
+        detail={
+            "cl_ord_id": message.cl_ord_id,
+            "queued_at": message.created_at,
+            "broker": broker.code,
+        },
+        block_id=fix_order.block_id,
+        broker_id=broker.pk,
+        as_of=as_of,
+    )
+
+
+def outbox_send_unclaim(*, message_ids: list[int]) -> int:
+    """Messages claimed but not handed to QuickFIX (the session dropped): queued again."""
+    return OutboxMessage.objects.filter(pk__in=message_ids, status=OS.SENDING).update(
+        status=OS.QUEUED
+    )
+
+
+def _require_desk(actor: Any) -> None:
+    if not has_role(actor, TRADER, ADMIN):
+        raise NotPermitted("Only traders and admins may do this.")
+
+
+@transaction.atomic(durable=True)
+def held_order_release(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
+    """A trader confirms a held NewOrderSingle: it is queued again and sent at once (it will
+    not be held again). Audited; the `held_order` exception is resolved."""
+    _require_desk(actor)
+    block = Block.objects.select_for_update(of=("self",)).filter(pk=block_id).first()
+    if block is None:
+        raise NotFound(f"Block {block_id} does not exist.")
+    fix_order = _fix_order_lock(block)
+    switch = kill_switch_blocking(block=block)
+    if switch is not None:
+        raise Conflict(
+            f"Routing is stopped by the kill switch ({switch.scope} {switch.value}).".strip(),
+            code="kill_switch_engaged",
+        )
+    message = (
+        OutboxMessage.objects.select_for_update()
+        .filter(fix_order=fix_order, kind=OutboxMessage.Kind.NEW, status=OS.HELD)
+        .first()
+    )
+    if message is None:
+        raise Conflict(f"Block {block.pk} has no held order.", code="not_held")
+    message.status = OS.QUEUED
+    message.released_at = as_of
+    message.save(update_fields=["status", "released_at"])
+    fix_order.outbox_state = "queued"
+    fix_order.save(update_fields=["outbox_state"])
+    note = " ".join((note or "").split())[:500]
+    audit_record(
+        actor=actor,
+        action="fix.order_release",
+        obj=block,
+        occurred_at=as_of,
+        before={"outbox": OS.HELD},
+        after={"outbox": OS.QUEUED, "cl_ord_id": message.cl_ord_id, "note": note},
+    )
+    exceptions_resolve_for(
+        kind=HELD_ORDER,
+        ref=_held_ref(block.pk),
+        note=f"Released by {actor.get_username()}" + (f": {note}" if note else "."),
+        as_of=as_of,
+        actor=actor,
+    )
+    _wake_sender_on_commit(fix_order.broker_id)
+    return {"block": block.pk, "cl_ord_id": message.cl_ord_id, "outbox": OS.QUEUED}
+
+
+@transaction.atomic(durable=True)
+def held_order_cancel(*, block_id: int, actor: Any, as_of: datetime) -> dict:
+    """A trader refuses a held NewOrderSingle: withdrawn, never sent; the block and its
+    orders end CANCELLED (audited as fix.order_withdraw)."""
+    _require_desk(actor)
+    block = Block.objects.select_for_update(of=("self",)).filter(pk=block_id).first()
+    if block is None:
+        raise NotFound(f"Block {block_id} does not exist.")
+    fix_order = _fix_order_lock(block)
+    held = OutboxMessage.objects.filter(
+        fix_order=fix_order, kind=OutboxMessage.Kind.NEW, status=OS.HELD
+    ).exists()
+    if not held or not _withdraw_if_unsent(
+        block=block, fix_order=fix_order, actor=actor, as_of=as_of, reason="held, cancelled"
+    ):
+        raise Conflict(f"Block {block.pk} has no held order.", code="not_held")
+    return {"block": block.pk, "status": block.status, "outbox": OS.WITHDRAWN}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,8 +788,16 @@ class InboundReport:
     text: str = ""
     ref_seq_num: int | None = None
     business_ref_id: str = ""
+    # Rejects (35=3, 35=j, 35=9): what they refer to and why, as read by the application.
+    ref_msg_type: str = ""
+    ref_tag: int | None = None
+    ref_tag_label: str = ""  # "847 (TargetStrategy)", from the QuickFIX data dictionary
+    reject_reason: str = ""  # 373, 380 or 102
+    reject_reason_text: str = ""
+    # The session's sequence epoch (its QuickFIX store) the message was numbered in.
+    seq_epoch: str = ""
     raw: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def content_hash(self) -> str:
         parts = [
@@ -690,14 +1039,18 @@ def _orders_of(block: Block) -> list[Order]:
     return orders_lock(order_ids=ids)
 
 
-def _orders_settle_pending(block: Block, as_of: datetime, kind: str) -> None:
+def _orders_settle_pending(
+    block: Block, as_of: datetime, kind: str, details: dict[str, Any] | None = None
+) -> None:
     """Orders waiting on a cancel/replace the broker refused go back to where their fills
     put them."""
     for order in _orders_of(block):
         if order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
             target = _order_status_by_fill(order)
             if can_transition(order.status, target):
-                order_transition(order=order, to_status=target, as_of=as_of, kind=kind)
+                order_transition(
+                    order=order, to_status=target, as_of=as_of, kind=kind, details=details
+                )
 
 
 def _status_report_apply(
@@ -734,6 +1087,8 @@ def _status_report_apply(
         _replaced_apply(fix_order=fix_order, block=block, report=report, as_of=as_of)
     elif et == "8":  # Rejected
         _set_block_status(block, BS.REJECTED if block.cum_qty == 0 else BS.CANCELLED)
+        reject = report.extra.get("reject") or _reject_info(report, what="NewOrderSingle")
+        fix_order.last_reject = reject
         for order in _orders_of(block):
             target = (
                 OrderStatus.REJECTED
@@ -746,7 +1101,7 @@ def _status_report_apply(
                     to_status=target,
                     as_of=as_of,
                     kind="rejected",
-                    details={"text": report.text},
+                    details={"text": reject["text"], "reject": reject},
                     extra_fields={"leaves_qty": ZERO},
                 )
     elif et in ("C", "3"):  # Expired, Done for day
@@ -1030,6 +1385,35 @@ def _apply_kind(
     return None
 
 
+def _reject_info(report: InboundReport, *, what: str) -> dict[str, Any]:
+    """A refusal as the trader reads it (kept on the FixOrder and the order events): which
+    message, which tag by number and field name, why, and the broker's own words."""
+    source = {
+        "3": "Session reject",
+        "j": "Business reject",
+        "9": "Cancel reject",
+        "8": "Order reject",
+    }.get(report.msg_type, "Reject")
+    parts = [f"{source} of the {what}"]
+    if report.ref_tag_label:
+        parts.append(f"tag {report.ref_tag_label}")
+    if report.reject_reason_text:
+        parts.append(report.reject_reason_text)
+    if report.text and report.text != report.reject_reason_text:
+        parts.append(report.text)
+    info: dict[str, Any] = {"message": what, "source": source, "text": ": ".join(parts)}
+    if report.ref_tag:
+        info["tag"] = report.ref_tag_label or str(report.ref_tag)
+        info["tag_number"] = report.ref_tag
+    if report.reject_reason:
+        info["reason"] = report.reject_reason
+    if report.ref_seq_num:
+        info["ref_seq_num"] = report.ref_seq_num
+    if report.cl_ord_id:
+        info["cl_ord_id"] = report.cl_ord_id
+    return info
+
+
 def cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
     """OrderCancelReject, or a Reject / BusinessMessageReject of a cancel or replace: the
     order goes back to where it was."""
@@ -1054,57 +1438,155 @@ def _cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: dateti
     if not fix_order.pending_kind:
         return ApplyResult("duplicate", detail="nothing pending")
     prior = fix_order.prior_status
+    what = (
+        "OrderCancelReplaceRequest"
+        if fix_order.pending_kind == OutboxMessage.Kind.REPLACE
+        else "OrderCancelRequest"
+    )
+    reject = report.extra.get("reject") or _reject_info(report, what=what)
     fix_order.pending_kind = fix_order.pending_cl_ord_id = ""
     fix_order.pending_values = {}
+    fix_order.last_reject = reject
     fix_order.save()
     if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE):
         restored = _block_status_by_fill(block)
         if restored == BS.WORKING and prior in (BS.ROUTED, BS.DONE_FOR_DAY):
             restored = prior
         _set_block_status(block, restored)
-    _orders_settle_pending(block, as_of, "cancel_rejected")
+    _orders_settle_pending(
+        block, as_of, "cancel_rejected", details={"text": reject["text"], "reject": reject}
+    )
     audit_record(
         action="fix.cancel_rejected",
         obj=block,
         occurred_at=as_of,
-        after={"cl_ord_id": report.cl_ord_id, "text": report.text},
+        after={"cl_ord_id": report.cl_ord_id, "text": report.text, "reject": reject},
     )
     return ApplyResult("applied")
 
 
 def message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
-    """A session Reject (35=3) or BusinessMessageReject (35=j) of one of our order messages."""
+    """A session Reject (35=3) or BusinessMessageReject (35=j) of one of our messages."""
     with transaction.atomic(durable=True):
         return _message_reject_apply(broker=broker, report=report, as_of=as_of)
 
 
-def _message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
-    message = None
-    if report.business_ref_id:
-        message = OutboxMessage.objects.filter(
-            broker=broker, cl_ord_id=report.business_ref_id
-        ).first()
-    if message is None and report.ref_seq_num:
-        message = (
-            OutboxMessage.objects.filter(broker=broker, sent_seq_num=report.ref_seq_num)
-            .order_by("-id")
-            .first()
+ORDER_MESSAGE_TYPES = frozenset(KIND_MSG_TYPE.values())
+
+
+def _rejected_message(*, broker: Broker, report: InboundReport) -> tuple[OutboxMessage | None, str]:
+    """The outbox message a 35=3 / 35=j refers to, and "" — or None and why not. By RefSeqNum
+    within its sequence epoch (recorded before the message left, so no reject outruns it),
+    checked against RefMsgType and the ClOrdID the reject names (BusinessRejectRefID):
+    a reject is applied only to the message it names, never to a neighbour."""
+    ref_type = report.ref_msg_type or report.extra.get("sent_msg_type", "")
+    by_seq = None
+    if report.ref_seq_num:
+        rows = OutboxMessage.objects.filter(broker=broker, sent_seq_num=report.ref_seq_num)
+        if report.seq_epoch:
+            rows = rows.filter(sent_seq_epoch=report.seq_epoch)
+        by_seq = rows.order_by("-id").first()
+    named = report.business_ref_id or report.extra.get("sent_cl_ord_id", "")
+    by_id = OutboxMessage.objects.filter(broker=broker, cl_ord_id=named).first() if named else None
+    if by_seq is not None and named and by_seq.cl_ord_id != named:
+        return None, (
+            f"RefSeqNum {report.ref_seq_num} is {by_seq.cl_ord_id}, but the reject names {named}"
         )
+    message = by_seq or by_id
+    if message is None:
+        return None, "no message of ours has that RefSeqNum or ClOrdID"
+    if ref_type and KIND_MSG_TYPE[message.kind] != ref_type:
+        return None, (
+            f"RefMsgType {ref_type}, but {message.cl_ord_id} was a {KIND_MSG_TYPE[message.kind]}"
+        )
+    if message.status != OS.SENT:
+        return None, f"{message.cl_ord_id} was never sent ({message.status})"
+    return message, ""
+
+
+def _message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
+    ref_type = report.ref_msg_type or report.extra.get("sent_msg_type", "")
+    if ref_type and ref_type not in ORDER_MESSAGE_TYPES:
+        return _other_message_rejected(broker=broker, report=report, ref_type=ref_type, as_of=as_of)
+    message, why = _rejected_message(broker=broker, report=report)
     quarantine_record(
         broker=broker,
         reason="message_rejected",
         report=report,
-        detail=f"{report.msg_type} refseq={report.ref_seq_num} text={report.text!r}",
+        detail=f"{report.msg_type} refseq={report.ref_seq_num} reftype={ref_type or '?'} "
+        f"text={report.text!r}",
         as_of=as_of,
     )
     if message is None:
-        return ApplyResult("quarantined", detail="reject of a message we cannot match")
+        # Applied to nothing: a reject we cannot tie to exactly one message of ours must not
+        # move any order. A person looks at it.
+        exception_open(
+            kind="unmatched_reject",
+            ref=f"{broker.code}:{report.seq_epoch or '-'}:{report.ref_seq_num or '-'}:"
+            f"{report.msg_type}:{report.business_ref_id or '-'}",
+            source="fixgateway",
+            summary=f"{broker.code}: a {'session' if report.msg_type == '3' else 'business'} "
+            f"reject (RefSeqNum {report.ref_seq_num or '?'}, RefMsgType {ref_type or '?'}) "
+            f"matches no order message: {why}",
+            detail={
+                "why": why,
+                "ref_seq_num": report.ref_seq_num,
+                "ref_msg_type": ref_type,
+                "business_ref_id": report.business_ref_id,
+                "tag": report.ref_tag_label,
+                "reason": report.reject_reason_text,
+                "text": report.text,
+                "raw": report.raw[:2000],
+            },
+            broker_id=broker.pk,
+            as_of=as_of,
+        )
+        return ApplyResult("quarantined", detail=f"unmatched_reject: {why}")
     report.cl_ord_id = message.cl_ord_id
+    what = MSG_TYPE_NAMES.get(KIND_MSG_TYPE[message.kind], message.kind)
+    report.extra["reject"] = _reject_info(report, what=what)
     if message.kind == OutboxMessage.Kind.NEW:
         report.exec_type = "8"
         report.exec_id = f"REJ-{message.cl_ord_id}"
+        report.text = report.extra["reject"]["text"][:500]
         return _execution_report_apply(broker=broker, report=report, as_of=as_of)
     return _cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+
+
+def _other_message_rejected(
+    *, broker: Broker, report: InboundReport, ref_type: str, as_of: datetime
+) -> ApplyResult:
+    """A reject of a message that is about no order's terms (an OrderStatusRequest, a
+    DontKnowTrade): recorded for Operations, and no order moves."""
+    name = MSG_TYPE_NAMES.get(ref_type, f"35={ref_type}")
+    if ref_type != "H":
+        quarantine_record(
+            broker=broker,
+            reason="message_rejected",
+            report=report,
+            detail=f"{report.msg_type} of a {name}: {report.reject_reason_text} "
+            f"{report.text}".strip(),
+            as_of=as_of,
+        )
+    else:
+        # One exception per broker (each refusal counts an occurrence), not a row per order.
+        exception_open(
+            kind="status_request_refused",
+            ref=f"broker:{broker.code}",
+            source="fixgateway",
+            summary=f"{broker.code} refuses OrderStatusRequest: working orders are not "
+            "reconciled with it at logon",
+            detail={
+                "reason": report.reject_reason_text,
+                "text": report.text,
+                "cl_ord_id": report.business_ref_id,
+            },
+            broker_id=broker.pk,
+            as_of=as_of,
+        )
+    return ApplyResult(
+        "applied" if ref_type == "H" else "quarantined", detail=f"reject of a {name}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1331,17 +1813,43 @@ def _scope_check(scope: str, value: str | None) -> str:
         raise DomainError(f"Unknown kill switch scope {scope!r}.", code="invalid_scope")
     if scope == KillSwitch.Scope.ALL:
         return ""
+    value = (value or "").strip()
     if not value:
         raise DomainError(f"A {scope} kill switch needs a value.", code="invalid_scope")
     return value
+
+
+def _scope_exists(scope: str, value: str) -> None:
+    """A kill switch names something that exists: an account code, a broker code or a
+    trader's username. A typo would otherwise stop nothing while looking engaged."""
+    from django.contrib.auth import get_user_model
+
+    from oms.models import Account
+
+    known = {
+        KillSwitch.Scope.ALL: lambda: True,
+        KillSwitch.Scope.BROKER: lambda: Broker.objects.filter(code=value).exists(),
+        KillSwitch.Scope.ACCOUNT: lambda: Account.objects.filter(code=value).exists(),
+        KillSwitch.Scope.TRADER: lambda: (
+            get_user_model().objects.filter(username=value, is_active=True).exists()
+        ),
+    }[scope]()
+    if not known:
+        raise DomainError(
+            f"There is no {scope} {value!r}: nothing to stop.",
+            code="unknown_scope_value",
+            details={"scope": scope, "value": value},
+        )
 
 
 @transaction.atomic
 def kill_switch_engage(
     *, scope: str, value: str | None, actor: Any, as_of: datetime
 ) -> dict[str, Any]:
-    """Stop routing in scope and cancel every working order in it. Returns what was done."""
+    """Stop routing in scope and cancel every working order in it (one not sent yet is
+    withdrawn). Returns what was done. An unknown account, broker or trader is a 400."""
     value = _scope_check(scope, value)
+    _scope_exists(scope, value)
     switch, created = KillSwitch.objects.get_or_create(
         scope=scope,
         value=value,
@@ -1385,22 +1893,48 @@ def kill_switch_engage(
 
 
 @transaction.atomic
-def kill_switch_release(*, scope: str, value: str | None, actor: Any, as_of: datetime) -> None:
-    value = _scope_check(scope, value)
-    switch = (
-        KillSwitch.objects.select_for_update()
-        .filter(scope=scope, value=value, released_at__isnull=True)
-        .first()
-    )
+def kill_switch_release(
+    *,
+    actor: Any,
+    as_of: datetime,
+    reason: str,
+    switch_id: int | None = None,
+    scope: str | None = None,
+    value: str | None = None,
+) -> dict[str, Any]:
+    """Let routing in a scope go on again: the engaged switch, named by its id or by scope
+    and value, is released with the reason (required), audited. Orders it cancelled stay
+    cancelled. Traders and admins only."""
+    _require_desk(actor)
+    reason = " ".join((reason or "").split())[:500]
+    if not reason:
+        raise DomainError("Say why the kill switch is released.", code="reason_required")
+    switches = KillSwitch.objects.select_for_update().filter(released_at__isnull=True)
+    if switch_id is not None:
+        switch = switches.filter(pk=switch_id).first()
+        what = f"#{switch_id}"
+    else:
+        value = _scope_check(scope or "", value)
+        switch = switches.filter(scope=scope, value=value).first()
+        what = f"{scope} {value}".strip()
     if switch is None:
-        raise NotFound(f"No engaged kill switch for {scope} {value}.".strip())
+        raise NotFound(f"No engaged kill switch {what}.")
     switch.released_at = as_of
     switch.released_by = actor if getattr(actor, "pk", None) else None
-    switch.save(update_fields=["released_at", "released_by"])
+    switch.release_reason = reason
+    switch.save(update_fields=["released_at", "released_by", "release_reason"])
     audit_record(
         actor=actor,
         action="fix.kill_switch_release",
         obj=switch,
         occurred_at=as_of,
-        after={"scope": scope, "value": value},
+        before={"engaged_at": switch.engaged_at},
+        after={"scope": switch.scope, "value": switch.value, "reason": reason},
     )
+    return {
+        "switch": switch.pk,
+        "scope": switch.scope,
+        "value": switch.value,
+        "released_at": as_of,
+        "reason": reason,
+    }

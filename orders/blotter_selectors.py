@@ -46,6 +46,9 @@ ROW_FIELDS = {
     "block_status": "block__status",
     "broker": "block__broker__code",
     "strategy": "block__strategy",
+    # Where the block's NewOrderSingle is: "queued" / "held" in the outbox, "withdrawn", or
+    # "" once sent (fixgateway.FixOrder.outbox_state).
+    "send_state": "block__fix_order__outbox_state",
 }
 _DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price")
 # Leaves as the desk reads them: nothing left on a finished order, the rest on anything else.
@@ -153,13 +156,30 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
             "strategy_params",
             "security__symbol",
             "broker__code",
+            "broker_id",
+            "fix_order__outbox_state",
+            "fix_order__last_reject",
         )
         .first()
     )
     if row is not None:
         for name in _BLOCK_DECIMALS:
             row[name] = None if row[name] is None else _plain(row[name])
+        # Routing to a session that is down only queues the order: the desk must see that.
+        row["send_state"] = row.pop("fix_order__outbox_state") or ""
+        row["queued"] = row["send_state"] in ("queued", "held")
+        row["session_down"] = bool(row["queued"]) and not _session_up(row["broker_id"])
+        row["last_reject"] = row.pop("fix_order__last_reject") or None
+        row.pop("broker_id")
     return row
+
+
+def _session_up(broker_id: int | None) -> bool:
+    if broker_id is None:
+        return False
+    from fixgateway.selectors import broker_session_up
+
+    return broker_session_up(broker_id=broker_id)
 
 
 def blotter_layout(*, user) -> dict[str, Any]:
