@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from fixgateway.models import OutboxMessage
+from fixgateway.services import outbox_mark_sent
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.roles import user_roles
 from orders import block_services as bs
@@ -197,6 +198,9 @@ def test_cancel_of_a_routed_block_shows_pending_until_the_broker_answers(refdata
     with pytest.raises(Conflict):
         bs.block_cancel(block_id=block.pk, actor=refdata.trader, as_of=timezone.now())
     _route(block, sim_broker, refdata.trader)
+    # The gateway has sent the order (one not sent yet is withdrawn instead: tests/fix).
+    new = OutboxMessage.objects.get(fix_order__block=block)
+    outbox_mark_sent(message_id=new.pk, seq_num=2, as_of=timezone.now())
     bs.block_cancel(block_id=block.pk, actor=refdata.trader, as_of=timezone.now())
     block.refresh_from_db()
     assert block.status == "PENDING_CANCEL"

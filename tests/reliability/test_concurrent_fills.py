@@ -30,13 +30,15 @@ def _one_round(desk, broker, n: int, rng: random.Random) -> dict:
     from django.utils import timezone
 
     from fixgateway.models import Execution
-    from fixgateway.services import execution_report_apply
+    from fixgateway.services import execution_report_apply, outbox_mark_sent
     from oms.errors import DomainError
     from orders.block_services import block_cancel
     from orders.models import Block, Order, OrderEvent
 
     block = routed_block(desk, broker, "5000", "3000")
     block = Block.objects.select_related("fix_order").get(pk=block.pk)
+    # The broker fills only what it was sent (a cancel of an order not sent yet withdraws it).
+    outbox_mark_sent(message_id=block.fix_order.messages.get().pk, seq_num=2, as_of=timezone.now())
     distinct = [
         (f"R{n}-F{i}", Decimal(rng.randint(1, 60)), Decimal("190.00") + i) for i in range(36)
     ]

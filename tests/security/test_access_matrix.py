@@ -59,6 +59,13 @@ API = [
     ("blotter-brokers",    "GET",   "/api/blotter/brokers/",                    403, 403, 200, 403, 403, 200, 403),
     ("blotter-cross",      "POST",  "/api/blotter/cross/",                      403, 403, 400, 403, 403, 400, 403),
     ("blotter-kill-switch", "POST", "/api/blotter/kill-switch/",                403, 403, 400, 403, 403, 400, 403),
+    # Kill switches and held orders may name any account: the desk acts, compliance and
+    # operations read, PMs neither. A release needs a reason (400 without one).
+    ("kill-switch-list",   "GET",   "/api/kill-switches/",                      403, 403, 200, 200, 200, 200, 403),
+    ("kill-switch-release", "POST", "/api/kill-switches/{missing}/release/",    403, 403, 400, 403, 403, 400, 403),
+    ("held-order-list",    "GET",   "/api/held-orders/",                        403, 403, 200, 200, 200, 200, 403),
+    ("held-order-release", "POST",  "/api/held-orders/{missing}/release/",      403, 403, 404, 403, 403, 404, 403),
+    ("held-order-cancel",  "POST",  "/api/held-orders/{missing}/cancel/",       403, 403, 404, 403, 403, 404, 403),
     ("block-create",       "POST",  "/api/blocks/",                             403, 403, 400, 403, 403, 400, 403),
     ("block-detail",       "GET",   "/api/blocks/{block}/",                     403, 403, 200, 403, 403, 200, 403),
     ("block-route",        "POST",  "/api/blocks/{block}/route/",               403, 403, 400, 403, 403, 400, 403),
@@ -143,6 +150,9 @@ BODIES = {
     ("blotter-layout", "PUT"): ["not", "an", "object"],
     ("blotter-cross", "POST"): {},
     ("blotter-kill-switch", "POST"): {},
+    ("kill-switch-release", "POST"): {},
+    ("held-order-release", "POST"): {},
+    ("held-order-cancel", "POST"): {},
     ("block-create", "POST"): {},
     ("block-route", "POST"): {},
     ("block-cancel", "POST"): {},

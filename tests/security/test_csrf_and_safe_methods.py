@@ -62,6 +62,8 @@ API_VALID = {
     ("block-create", "POST"): {"order_ids": ["{order2}"]},
     ("block-dissolve", "POST"): {},
     ("blotter-kill-switch", "POST"): {"scope": "all"},
+    ("kill-switch-release", "POST"): {"reason": "released from another site"},
+    ("held-order-release", "POST"): {"note": "released from another site"},
     ("exception-resolve", "POST"): {"note": "resolved from another site"},
 }
 
