@@ -97,6 +97,8 @@ class GatewayApplication(fix.Application):
         # matched whatever its speed, including status requests that are no outbox row.
         self.sent_index: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
         self._sent_lock = threading.Lock()
+        # Set when the broker's MsgSeqNum went below what we expect (read by the runner).
+        self.sequence_problem = ""
         self.stale_seconds = getattr(settings, "OMS_FIX_STALE_ORDER_SECONDS", 120)
         self.stats = {"applied": 0, "duplicate": 0, "quarantined": 0, "unknown": 0}
         # Inbound: callbacks (QuickFIX's thread) -> queue -> applier thread.
@@ -140,7 +142,13 @@ class GatewayApplication(fix.Application):
             log.exception("onLogout failed")
 
     def toAdmin(self, message, sessionID):  # noqa: N802, N803
-        pass
+        try:
+            # The broker's numbering went back (it restarted with a fresh store): QuickFIX
+            # refuses it and logs out, again at every reconnect. A person must decide.
+            if fixmsg.msg_type(message) == "5" and get(message, 58).startswith("MsgSeqNum too low"):
+                self.sequence_problem = get(message, 58)
+        except BaseException:  # noqa: BLE001
+            log.exception("toAdmin failed")
 
     def fromAdmin(self, message, sessionID):  # noqa: N802, N803
         try:

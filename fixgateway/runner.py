@@ -188,6 +188,26 @@ def outbox_reconcile_with_store(broker: Broker) -> int:
     return marked
 
 
+def outbox_requeue_unpersisted(broker: Broker) -> int:
+    """At start-up, with the engine created and not started: a message is recorded as sent in
+    toApp, just before QuickFIX stores it. One recorded in this store's epoch at a MsgSeqNum
+    the store has not reached never left (the process died in between): queued again."""
+    session = _registered_session(broker)
+    epoch = store_created(broker)
+    if session is None or not epoch:
+        return 0
+    requeued = services.outbox_requeue_unpersisted(
+        broker=broker, seq_epoch=epoch, next_sender_seq_num=session.getExpectedSenderNum()
+    )
+    if requeued:
+        log.warning(
+            "%s: %d messages recorded as sent never reached the store: queued again",
+            broker,
+            requeued,
+        )
+    return requeued
+
+
 def initiator_settings(broker: Broker) -> fix.SessionSettings:
     store, logs = _store_dir(), _log_dir()
     store.mkdir(parents=True, exist_ok=True)
@@ -291,6 +311,7 @@ class BrokerSession(threading.Thread):
         # The session and its store exist now (created with the engine); nothing is connected.
         inbound_rewind(broker)
         self.app.refresh_store_created()
+        outbox_requeue_unpersisted(broker)
         self.app.applier_start()
         self.initiator.start()
         services.session_state_update(
@@ -306,8 +327,13 @@ class BrokerSession(threading.Thread):
                 raise RuntimeError(f"{broker}: an inbound message could not be queued")
             if app.logged_on.is_set() and app.logon_generation != seen_generation:
                 seen_generation = app.logon_generation
+                services.session_sequence_resolved(broker=broker, as_of=_now())
                 asked = app.request_status()
                 log.info("%s: asked the status of %d working orders", broker, asked)
+            problem = app.sequence_problem
+            if problem:
+                app.sequence_problem = ""
+                services.session_sequence_refused(broker=broker, text=problem, as_of=_now())
             app.send_outbox()
             if time.monotonic() - last_state > 1:
                 last_state = time.monotonic()

@@ -1780,6 +1780,60 @@ def inbound_batch_apply(
 # ---------------------------------------------------------------------------------------------
 
 
+SESSION_SEQUENCE = "session_sequence"
+
+
+def session_sequence_refused(*, broker: Broker, text: str, as_of: datetime) -> None:
+    """The broker logs on with a MsgSeqNum below what we expect: it restarted its numbering
+    (a fresh store). QuickFIX refuses the logon, at every reconnect, until both sides agree:
+    for Operations (idempotent: one open exception per broker, an occurrence per refusal)."""
+    with transaction.atomic():
+        exception_open(
+            kind=SESSION_SEQUENCE,
+            ref=f"broker:{broker.code}",
+            source="fixgateway",
+            summary=f"{broker.code} restarted its sequence numbers ({text}): the session stays "
+            "down until the numbering is agreed (ResetOnLogon=Y in its extra_config session, or "
+            "a reset of both stores)",
+            detail={"text": text},
+            broker_id=broker.pk,
+            as_of=as_of,
+        )
+
+
+def session_sequence_resolved(*, broker: Broker, as_of: datetime) -> None:
+    with transaction.atomic():
+        exceptions_resolve_for(
+            kind=SESSION_SEQUENCE,
+            ref=f"broker:{broker.code}",
+            note="The session logged on again.",
+            as_of=as_of,
+        )
+
+
+def outbox_requeue_unpersisted(*, broker: Broker, seq_epoch: str, next_sender_seq_num: int) -> int:
+    """Messages recorded as sent (toApp) in this store's epoch at a MsgSeqNum the store has
+    not reached: QuickFIX never stored them, so they never left. Queued again (start-up only,
+    by the session's owner, before the engine runs)."""
+    with transaction.atomic():
+        rows = OutboxMessage.objects.select_for_update().filter(
+            broker=broker,
+            status=OS.SENT,
+            sent_seq_epoch=seq_epoch,
+            sent_seq_num__gte=next_sender_seq_num,
+        )
+        ids = list(rows.values_list("pk", flat=True))
+        if not ids:
+            return 0
+        OutboxMessage.objects.filter(pk__in=ids).update(
+            status=OS.QUEUED, sent_at=None, sent_seq_num=None, sent_seq_epoch=""
+        )
+        FixOrder.objects.filter(
+            messages__pk__in=ids, messages__kind=OutboxMessage.Kind.NEW, outbox_state=""
+        ).update(outbox_state="queued")
+    return len(ids)
+
+
 def session_state_update(
     *,
     broker_id: int,

@@ -342,3 +342,26 @@ def test_a_refused_status_request_names_the_broker_and_moves_no_order(refdata, b
     assert Block.objects.get(pk=block.pk).status == "ROUTED"
     exception = OpsException.objects.get(kind="status_request_refused")
     assert exception.occurrences == 2 and "BRKA" in exception.summary
+
+
+def test_a_message_recorded_as_sent_that_never_reached_the_store_is_queued_again(refdata, broker):
+    """toApp records a message just before QuickFIX stores it: a crash in between leaves a row
+    SENT at a MsgSeqNum the store never reached. Start-up queues it again."""
+    block = _route(refdata, broker, "100")
+    _send(broker, _new(block), seq=5, epoch="E1")
+    assert (
+        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=6)
+        == 0
+    )  # stored: seq 5 is behind the store's next number
+    assert (
+        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E0", next_sender_seq_num=5)
+        == 0
+    )  # another store's numbering says nothing about this one
+    assert (
+        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=5)
+        == 1
+    )
+    new = _new(block)
+    assert (new.status, new.sent_at, new.sent_seq_num) == ("QUEUED", None, None)
+    assert FixOrder.objects.get(block=block).outbox_state == "queued"
+    assert [m.pk for m in _claim(broker).send] == [new.pk]

@@ -283,6 +283,34 @@ def test_a_broker_that_restarts_with_its_numbering_reset_and_an_empty_book(world
     assert not OpsException.objects.filter(kind="unmatched_reject").exists()
 
 
+def test_a_broker_that_restarts_its_numbering_unannounced_is_flagged_until_agreed(world, desk):
+    from fixgateway.models import Broker
+    from oms.models import OpsException
+
+    broker = world.make()
+    world.sim.stop()
+    world.sim_start(personalities=("reset_on_restart",), store="sim-store-2")
+    wait_until(
+        lambda: OpsException.objects.filter(
+            kind="session_sequence", resolved_at__isnull=True
+        ).exists(),
+        what="the refused numbering flagged",
+    )
+    exception = OpsException.objects.get(kind="session_sequence")
+    assert "MsgSeqNum too low" in exception.summary and exception.broker_id == broker.pk
+    # Operations agree a reset with the broker: ResetOnLogon, and the gateway restarted.
+    Broker.objects.filter(pk=broker.pk).update(extra_config={"session": {"ResetOnLogon": "Y"}})
+    world.gateway.stop_all()
+    world.gateway.start()
+    world.wait_logon()
+    wait_until(
+        lambda: OpsException.objects.get(pk=exception.pk).resolved_at is not None,
+        what="resolved at logon",
+    )
+    block = routed_block(desk, broker, "10")
+    wait_until(lambda: _block(block.pk).status == "FILLED", what="trading again")
+
+
 # -- tags by version and broker -------------------------------------------------------------
 
 
