@@ -99,6 +99,7 @@ class GatewayApplication(fix.Application):
         self._sent_lock = threading.Lock()
         # Set when the broker's MsgSeqNum went below what we expect (read by the runner).
         self.sequence_problem = ""
+        self.last_recorded = ""  # the ClOrdID toApp last recorded as sent
         self.stale_seconds = getattr(settings, "OMS_FIX_STALE_ORDER_SECONDS", 120)
         self.stats = {"applied": 0, "duplicate": 0, "quarantined": 0, "unknown": 0}
         # Inbound: callbacks (QuickFIX's thread) -> queue -> applier thread.
@@ -218,6 +219,7 @@ class GatewayApplication(fix.Application):
         except DB_UNAVAILABLE:
             log.error("%s: database unavailable: %s %s not sent", self.broker, kind, cl_ord_id)
             return False
+        self.last_recorded = cl_ord_id
         return True
 
     def fromApp(self, message, sessionID):  # noqa: N802, N803
@@ -590,10 +592,11 @@ class GatewayApplication(fix.Application):
                 # Not handed to QuickFIX (the session dropped, or toApp refused): queued again.
                 services.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
                 break
-            # Recorded in toApp already; this only covers a toApp that failed unexpectedly.
-            services.outbox_mark_sent(
-                message_id=row.pk, seq_num=None, as_of=_now(), seq_epoch=self.store_created
-            )
+            if self.last_recorded != row.cl_ord_id:
+                # toApp failed unexpectedly before recording it: sent, number unknown.
+                services.outbox_mark_sent(
+                    message_id=row.pk, seq_num=None, as_of=_now(), seq_epoch=self.store_created
+                )
             sent += 1
         return sent
 

@@ -37,6 +37,7 @@ from oms.bulk_rows import rows_update
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.roles import ADMIN, TRADER, has_role
 from oms.services import exception_open, exceptions_resolve_for
+from orders.broadcast import order_changed_on_commit
 from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
 from orders.models import Block, Order
 from orders.services import order_transition, orders_lock
@@ -655,6 +656,7 @@ def _hold(*, broker: Broker, message: OutboxMessage, as_of: datetime) -> None:
     message.save(update_fields=["status", "held_at"])
     fix_order = message.fix_order
     FixOrder.objects.filter(pk=fix_order.pk).update(outbox_state="held")
+    _push_block_orders(fix_order.block_id)
     age = int((as_of - message.created_at).total_seconds())
     audit_record(
         action="fix.order_hold",
@@ -690,6 +692,13 @@ def outbox_send_unclaim(*, message_ids: list[int]) -> int:
     )
 
 
+def _push_block_orders(block_id: int) -> None:
+    """The blotter rows show the block's send state: push its orders after commit (their
+    version does not move; the grid takes a row of the same version)."""
+    for order_id in Order.objects.filter(block_id=block_id).values_list("pk", flat=True):
+        order_changed_on_commit(order_id)
+
+
 def _require_desk(actor: Any) -> None:
     if not has_role(actor, TRADER, ADMIN):
         raise NotPermitted("Only traders and admins may do this.")
@@ -722,6 +731,7 @@ def held_order_release(*, block_id: int, actor: Any, as_of: datetime, note: str 
     message.save(update_fields=["status", "released_at"])
     fix_order.outbox_state = "queued"
     fix_order.save(update_fields=["outbox_state"])
+    _push_block_orders(block.pk)
     note = " ".join((note or "").split())[:500]
     audit_record(
         actor=actor,
