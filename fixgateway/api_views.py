@@ -40,11 +40,11 @@ class KillSwitchListView(APIView):
 class KillSwitchReleaseView(APIView):
     permission_classes = [DESK]
 
-    class ReleaseInput(serializers.Serializer):
+    class KillSwitchReleaseInput(serializers.Serializer):
         reason = serializers.CharField(max_length=500)
 
     @extend_schema(
-        request=ReleaseInput,
+        request=KillSwitchReleaseInput,
         responses={
             200: OpenApiTypes.OBJECT,
             400: OpenApiResponse(description="no reason"),
@@ -52,7 +52,7 @@ class KillSwitchReleaseView(APIView):
         },
     )
     def post(self, request, switch_id: int):
-        data = self.ReleaseInput(data=request.data)
+        data = self.KillSwitchReleaseInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.kill_switch_release(
             switch_id=switch_id,
@@ -76,11 +76,11 @@ class HeldOrderListView(APIView):
 class HeldOrderReleaseView(APIView):
     permission_classes = [DESK]
 
-    class ReleaseInput(serializers.Serializer):
+    class HeldOrderReleaseInput(serializers.Serializer):
         note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     @extend_schema(
-        request=ReleaseInput,
+        request=HeldOrderReleaseInput,
         responses={
             200: OpenApiTypes.OBJECT,
             404: OpenApiResponse(description="no such block"),
@@ -88,7 +88,7 @@ class HeldOrderReleaseView(APIView):
         },
     )
     def post(self, request, block_id: int):
-        data = self.ReleaseInput(data=request.data)
+        data = self.HeldOrderReleaseInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.held_order_release(
             block_id=block_id,
