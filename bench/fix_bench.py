@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,13 +156,18 @@ class _Desk:
     sec: object
 
 
-def _desk(prefix: str, port: int = 1) -> _Desk:
+def _desk(prefix: str, port: int = 1, commission_bps: str = "0") -> _Desk:
     from fixgateway.models import Broker
     from tests import factories
 
     tag = f"{prefix}{uuid.uuid4().hex[:6]}"
     broker = Broker.objects.create(
-        code=f"B{tag}", name="bench", port=port, sender_comp_id=f"O{tag}", target_comp_id=f"T{tag}"
+        code=f"B{tag}",
+        name="bench",
+        port=port,
+        sender_comp_id=f"O{tag}",
+        target_comp_id=f"T{tag}",
+        commission_bps=Decimal(commission_bps),
     )
     return _Desk(
         tag=tag,
@@ -354,57 +360,96 @@ def _report(cl_ord_id: str, exec_id: str, qty: int, px: str):
 WIDE_SLICE, OTHER_SLICE = 100, 10
 
 
-def _in_process_width(orders: int, batches: int = 4, batch: int = 500) -> dict:
-    """inbound_batch_apply called directly (no QuickFIX), `batch` reports a transaction as the
-    gateway's applier commits them: one wide block of `orders` orders (one account each) takes
-    a stream of algo slices, every fifth report going to one of three other blocks of two
-    orders. One batch first as a warm-up (it creates the positions and cash rows), then
-    `batches` measured, then one more with its statements counted."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-    from django.utils import timezone
+class _WideStream:
+    """One wide block of `orders` orders (one account each) taking a stream of algo slices,
+    every fifth report going to one of three other blocks of two orders, cut into batches of
+    `batch` reports as the gateway's applier commits them (`inbound_batch_apply`, no QuickFIX).
+    """
 
-    from fixgateway.services import inbound_batch_apply
+    def __init__(self, orders: int, batches: int, batch: int) -> None:
+        self.orders, self.batch = orders, batch
+        self.desk = desk = _desk("W")
+        total = batches * batch
+        wide_reports = total - total // 5
+        per_order = -(-wide_reports * WIDE_SLICE * 5 // 4 // orders)  # a quarter left over
+        wide = _routed_block(desk, _accounts(desk, orders, "W"), per_order)
+        others = [
+            _routed_block(desk, _accounts(desk, 2, f"O{k}x"), total * OTHER_SLICE) for k in range(3)
+        ]
+        reports = []
+        for i in range(total):
+            px = f"10.{i % 7:02d}"
+            if i % 5 == 4:
+                other = others[(i // 5) % 3]
+                reports.append(_report(other.cl_ord_id, f"W{i}", OTHER_SLICE, px))
+            else:
+                reports.append(_report(wide.cl_ord_id, f"W{i}", WIDE_SLICE, px))
+        self.batches = [reports[k : k + batch] for k in range(0, total, batch)]
+        self.walls: list[float] = []
+        self.cpu = 0.0
+        self.statements = 0
 
-    desk = _desk("W")
-    total = (batches + 2) * batch
-    wide_reports = total - total // 5
-    per_order = -(-wide_reports * WIDE_SLICE * 5 // 4 // orders)  # a quarter left over
-    wide = _routed_block(desk, _accounts(desk, orders, "W"), per_order)
-    others = [
-        _routed_block(desk, _accounts(desk, 2, f"O{k}x"), total * OTHER_SLICE) for k in range(3)
-    ]
-    reports = []
-    for i in range(total):
-        px = f"10.{i % 7:02d}"
-        if i % 5 == 4:
-            other = others[(i // 5) % 3]
-            reports.append(_report(other.cl_ord_id, f"W{i}", OTHER_SLICE, px))
-        else:
-            reports.append(_report(wide.cl_ord_id, f"W{i}", WIDE_SLICE, px))
+    def apply(self, *, timed: bool = True, counted: bool = False) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+        from django.utils import timezone
 
-    def apply(chunk) -> None:
-        results = inbound_batch_apply(broker=desk.broker, reports=chunk, as_of=timezone.now())
+        from fixgateway.services import inbound_batch_apply
+
+        chunk = self.batches.pop(0)
+        started, cpu = time.perf_counter(), time.process_time()
+        with CaptureQueriesContext(connection) if counted else _nothing() as ctx:
+            results = inbound_batch_apply(
+                broker=self.desk.broker, reports=chunk, as_of=timezone.now()
+            )
+        if timed:
+            self.walls.append(time.perf_counter() - started)
+            self.cpu += time.process_time() - cpu
+        if counted:
+            self.statements = len(ctx.captured_queries)
         assert all(r.outcome == "applied" for r in results), results[:3]
 
-    apply(reports[:batch])
-    measured = reports[batch : (batches + 1) * batch]
-    started, cpu = time.perf_counter(), time.process_time()
-    for k in range(0, len(measured), batch):
-        apply(measured[k : k + batch])
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    with CaptureQueriesContext(connection) as ctx:
-        apply(reports[(batches + 1) * batch :])
-    return {
-        "orders_in_wide_block": orders,
-        "reports": len(measured),
-        "batch": batch,
-        "ms_per_report": round(1000 * wall / len(measured), 3),
-        "cpu_ms_per_report": round(1000 * cpu / len(measured), 3),
-        "reports_per_s": round(len(measured) / wall, 1),
-        "ms_per_batch": round(1000 * wall / batches, 1),
-        "statements_per_batch": len(ctx.captured_queries),
-    }
+    def figures(self) -> dict:
+        wall = statistics.median(self.walls)
+        reports = self.batch * len(self.walls)
+        return {
+            "orders_in_wide_block": self.orders,
+            "batches": len(self.walls),
+            "batch": self.batch,
+            "ms_per_report": round(1000 * wall / self.batch, 3),
+            "cpu_ms_per_report": round(1000 * self.cpu / reports, 3),
+            "reports_per_s": round(self.batch / wall, 1),
+            "ms_per_batch_median": round(1000 * wall, 1),
+            "ms_per_batch_min_max": [
+                round(1000 * min(self.walls), 1),
+                round(1000 * max(self.walls), 1),
+            ],
+            "statements_per_batch": self.statements,
+        }
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _in_process_width(widths, rounds: int = 5, batch: int = 500) -> list[dict]:
+    """The wide-block streams of every width side by side: each gets a warm-up batch (it
+    creates the positions and cash rows), then `rounds` rounds of one timed batch per width,
+    taken in turn so that the machine's load weighs on every width alike (each width's figure
+    is its median batch), then one batch with its statements counted."""
+    streams = [_WideStream(orders, rounds + 2, batch) for orders in widths]
+    for stream in streams:
+        stream.apply(timed=False)
+    for _ in range(rounds):
+        for stream in streams:
+            stream.apply()
+    for stream in streams:
+        stream.apply(timed=False, counted=True)
+    return [stream.figures() for stream in streams]
 
 
 def _finalise(accounts: int, passes: int) -> dict:
@@ -422,7 +467,7 @@ def _finalise(accounts: int, passes: int) -> dict:
     from fixgateway.services import inbound_batch_apply
     from orders.models import Block
 
-    desk = _desk("F")
+    desk = _desk("F", commission_bps="5")  # each allocation pays commission: a cash movement
     per_order = 100 * passes
     block = _routed_block(desk, _accounts(desk, accounts, "F"), per_order)
     per_report = 1000
@@ -536,7 +581,7 @@ def main(argv: list[str]) -> dict:
     load = os.getloadavg()
     floor = _commit_floor()
     in_process = [_in_process(orders, 300) for orders in (1, 3)]
-    width = [_in_process_width(orders) for orders in WIDTHS]
+    width = _in_process_width(WIDTHS)
     finalise = [_finalise(FINALISE_ACCOUNTS, p) for p in passes]
     with tempfile.TemporaryDirectory() as tmp:
         raw = _raw(n, Path(tmp))
