@@ -213,15 +213,16 @@ class FillBooking:
 
 
 def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[PositionFill]:
-    """position_fill_apply for several bookings at once (the slices of one execution), with
-    the same ledger rows, cash movements and balances as calling it once per booking in this
-    order, but a fixed number of round trips: positions and cash rows are locked in one
-    statement each (pk order), and rows are written with one INSERT or UPDATE per table.
+    """position_fill_apply for several bookings at once (the slices of one execution, a
+    block's shares), with the same ledger rows, cash movements and balances as calling it once
+    per booking in this order, but a fixed number of round trips: positions and cash rows are
+    locked in one statement each (pk order), and rows are written with one INSERT or UPDATE
+    per table.
 
-    A batch of reversals only (quantity < 0: a booking day reversed before it is booked
-    again) goes set-wise too (_reversals_apply); a batch mixing bookings and reversals is
-    applied one booking at a time (_fills_apply_with_reversals).
-    Runs inside the caller's transaction. Returns the ledger rows it wrote (bookings only)."""
+    Reversals (quantity < 0) that come before every booking (a booking day taken back, then
+    booked again) go the same way (_fills_apply); a reversal after a booking goes one booking
+    at a time (_fills_apply_with_reversals).
+    Runs inside the caller's transaction. Returns the ledger rows of the bookings."""
     if not bookings:
         return []
     for b in bookings:
@@ -232,17 +233,36 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             trade_date=b.trade_date,
             settle_date=b.settle_date,
         )
-    if all(b.quantity < 0 for b in bookings):
-        _reversals_apply(bookings=bookings, as_of=as_of)
-        return []
-    if any(b.quantity < 0 for b in bookings):
+    split = next((i for i, b in enumerate(bookings) if b.quantity > 0), len(bookings))
+    if any(b.quantity < 0 for b in bookings[split:]):
         _fills_apply_with_reversals(bookings, as_of=as_of)
         return []
+    return _fills_apply(reversals=bookings[:split], bookings=bookings[split:], as_of=as_of)
+
+
+def _fills_apply(
+    *, reversals: list[FillBooking], bookings: list[FillBooking], as_of: datetime
+) -> list[PositionFill]:
+    """The reversals, then the bookings, set-wise. Each reversal takes back the latest
+    booking of its size and price under its reference that nothing has reversed yet (a
+    Conflict if there is none), with a ledger row and a cash movement undoing it; a position
+    with reversals is then where a replay of its ledger puts it (replayed once, not once per
+    reversal), and the bookings apply on top."""
+    everything = [*reversals, *bookings]
     positions = _rows_lock(
-        Position, "security_id", {(b.account_id, b.security_id) for b in bookings}
+        Position, "security_id", {(b.account_id, b.security_id) for b in everything}
     )
-    currencies = _currencies(bookings)
-    seen = _fills_counted(bookings)
+    seen = _fills_counted(everything)
+    reversal_rows, originals = _reversal_rows(reversals, seen, as_of) if reversals else ([], [])
+    if reversal_rows:
+        bulk_insert(reversal_rows)
+        # Exact undo: each position becomes what it would be had those bookings never happened.
+        replayed = _positions_replay(
+            [positions[(f.account_id, f.security_id)] for f in reversal_rows]
+        )
+        for key, state in replayed.items():
+            _position_set(positions[key], state)
+    currencies = _currencies(bookings) if bookings else {}
     fills: list[PositionFill] = []
     for b in bookings:
         key = (b.account_id, b.security_id, b.fill_ref)
@@ -271,7 +291,8 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             price=b.price,
         )
         _position_set(position, state)
-    bulk_insert(fills)
+    if fills:
+        bulk_insert(fills)
     now = timezone.now()
     for position in positions.values():
         position.updated_at = now
@@ -279,10 +300,18 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
         list(positions.values()),
         ["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"],
     )
-    balances = _rows_lock(CashBalance, "currency", {(f.account_id, f.currency) for f in fills})
+    balances = _rows_lock(
+        CashBalance, "currency", {(f.account_id, f.currency) for f in [*reversal_rows, *fills]}
+    )
     settled_by = as_of.date()
     movements = []
-    for fill in fills:
+    for fill, reason in [
+        *(
+            (r, f"reverses {o.fill_ref}#{o.seq}")
+            for r, o in zip(reversal_rows, originals, strict=True)
+        ),
+        *((f, f"{f.side} {f.quantity} @ {f.price}") for f in fills),
+    ]:
         settled_now = fill.settle_date <= settled_by
         movements.append(
             CashMovement(
@@ -290,9 +319,11 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
                 currency=fill.currency,
                 amount=fill.net_money,
                 settle_date=fill.settle_date,
-                kind=CashMovementKind.TRADE,
+                kind=CashMovementKind.TRADE
+                if fill.quantity > 0
+                else CashMovementKind.TRADE_REVERSAL,
                 ref=fill.fill_ref,
-                reason=f"{fill.side} {fill.quantity} @ {fill.price}",
+                reason=reason,
                 fill=fill,
                 is_settled=settled_now,
                 booked_at=as_of,
@@ -307,9 +338,60 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
         balance.updated_at = now
     bulk_insert(movements)
     rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
-    for account_id in sorted({b.account_id for b in bookings}):
+    for account_id in sorted({b.account_id for b in everything}):
         broadcast.position_changed_on_commit(account_id)
     return fills
+
+
+def _reversal_rows(
+    reversals: list[FillBooking], seen: dict[tuple, int], as_of: datetime
+) -> tuple[list[PositionFill], list[_Open]]:
+    """The ledger rows of reversals in order (`seen` counts the rows under each reference)
+    and the bookings they take back."""
+    open_bookings: dict[tuple, list[_Open]] = {}
+    for row in _open_bookings({(b.account_id, b.security_id, b.fill_ref) for b in reversals}):
+        open_bookings.setdefault(row.key, []).append(row)  # latest first
+    rows: list[PositionFill] = []
+    originals: list[_Open] = []
+    for b in reversals:
+        quantity = -b.quantity
+        candidates = open_bookings.get((b.account_id, b.security_id, b.fill_ref), [])
+        at = next(
+            (
+                i
+                for i, f in enumerate(candidates)
+                if f.side == b.side and f.quantity == quantity and f.price == b.price
+            ),
+            None,
+        )
+        if at is None:
+            raise Conflict(
+                f"No booking of {b.side} {quantity} @ {b.price} under {b.fill_ref!r} is left "
+                "to reverse.",
+                code="nothing_to_reverse",
+            )
+        original = candidates.pop(at)
+        key = (b.account_id, b.security_id, b.fill_ref)
+        seen[key] = seen.get(key, 0) + 1
+        rows.append(
+            PositionFill(
+                account_id=b.account_id,
+                security_id=b.security_id,
+                fill_ref=b.fill_ref,
+                seq=seen[key],
+                side=b.side,
+                quantity=-quantity,
+                price=b.price,
+                trade_date=original.trade_date,
+                settle_date=original.settle_date,
+                currency=original.currency,
+                net_money=-original.net_money,
+                reverses_id=original.id,
+                booked_at=as_of,
+            )
+        )
+        originals.append(original)
+    return rows, originals
 
 
 def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime) -> None:
@@ -345,99 +427,6 @@ def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime)
         for key in sorted(reversed_positions):
             position = _position_lock(account_id=key[0], security_id=key[1])
             _position_save(position, position_replay(position))
-    for account_id in sorted({b.account_id for b in bookings}):
-        broadcast.position_changed_on_commit(account_id)
-
-
-def _reversals_apply(*, bookings: list[FillBooking], as_of: datetime) -> None:
-    """position_fill_apply for reversals (quantity < 0), one after the other in this order,
-    set-wise: each takes back the latest booking of its size and price under its reference
-    that nothing has reversed yet (a Conflict if there is none), with a ledger row and a cash
-    movement undoing it; each position ends where a replay of its ledger puts it, replayed
-    once for all the reversals instead of once per reversal."""
-    keys = {(b.account_id, b.security_id) for b in bookings}
-    positions = _rows_lock(Position, "security_id", keys)
-    open_bookings: dict[tuple, list[_Open]] = {}
-    for row in _open_bookings({(b.account_id, b.security_id, b.fill_ref) for b in bookings}):
-        open_bookings.setdefault(row.key, []).append(row)  # latest first
-    seen = _fills_counted(bookings)
-    reversals: list[PositionFill] = []
-    originals: list[_Open] = []
-    for b in bookings:
-        quantity = -b.quantity
-        candidates = open_bookings.get((b.account_id, b.security_id, b.fill_ref), [])
-        at = next(
-            (
-                i
-                for i, f in enumerate(candidates)
-                if f.side == b.side and f.quantity == quantity and f.price == b.price
-            ),
-            None,
-        )
-        if at is None:
-            raise Conflict(
-                f"No booking of {b.side} {quantity} @ {b.price} under {b.fill_ref!r} is left "
-                "to reverse.",
-                code="nothing_to_reverse",
-            )
-        original = candidates.pop(at)
-        key = (b.account_id, b.security_id, b.fill_ref)
-        seen[key] = seen.get(key, 0) + 1
-        reversals.append(
-            PositionFill(
-                account_id=b.account_id,
-                security_id=b.security_id,
-                fill_ref=b.fill_ref,
-                seq=seen[key],
-                side=b.side,
-                quantity=-quantity,
-                price=b.price,
-                trade_date=original.trade_date,
-                settle_date=original.settle_date,
-                currency=original.currency,
-                net_money=-original.net_money,
-                reverses_id=original.id,
-                booked_at=as_of,
-            )
-        )
-        originals.append(original)
-    bulk_insert(reversals)
-    # Exact undo: every position becomes what it would be had those bookings never happened.
-    states = _positions_replay(list(positions.values()))
-    now = timezone.now()
-    for key, position in positions.items():
-        _position_set(position, states[key])
-        position.updated_at = now
-    rows_update(
-        list(positions.values()),
-        ["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"],
-    )
-    balances = _rows_lock(CashBalance, "currency", {(f.account_id, f.currency) for f in reversals})
-    settled_by = as_of.date()
-    movements = []
-    for reversal, original in zip(reversals, originals, strict=True):
-        settled_now = original.settle_date <= settled_by
-        movements.append(
-            CashMovement(
-                account_id=reversal.account_id,
-                currency=original.currency,
-                amount=-original.net_money,
-                settle_date=original.settle_date,
-                kind=CashMovementKind.TRADE_REVERSAL,
-                ref=reversal.fill_ref,
-                reason=f"reverses {original.fill_ref}#{original.seq}",
-                fill=reversal,
-                is_settled=settled_now,
-                booked_at=as_of,
-            )
-        )
-        balance = balances[(reversal.account_id, original.currency)]
-        balance.projected += -original.net_money
-        if settled_now:
-            balance.settled += -original.net_money
-        balance.updated_at = now
-    bulk_insert(movements)
-    rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
     for account_id in sorted({b.account_id for b in bookings}):
         broadcast.position_changed_on_commit(account_id)
 

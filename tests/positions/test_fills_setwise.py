@@ -1,7 +1,7 @@
 """The set-wise writers leave exactly what the one-at-a-time calls leave: position_fills_apply
-with a batch of reversals (a booking day taken back before it is booked again) against
-position_fill_apply per reversal, and cash_adjust_many against cash_adjust per adjustment.
-Two identical worlds get the same calls, one each way; every row is compared."""
+with reversals (a booking day taken back), alone or followed by the bookings that book it
+again, against position_fill_apply per booking, and cash_adjust_many against cash_adjust per
+adjustment. Two identical worlds get the same calls, one each way; every row is compared."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
@@ -180,6 +180,30 @@ def test_a_batch_of_reversals_leaves_what_reversing_one_by_one_leaves(refdata):
     assert x["positions"][0][2:] == (0, 0, 0, 0)
     # The third: its opening balance (40 at 7.5), less 30 sold at 9 (45 realized).
     assert x["positions"][3][2:] == (D(10), D("7.5"), D(75), D(45))
+
+
+def test_reversals_then_bookings_in_one_call_leave_what_one_by_one_leaves(refdata):
+    worlds = [_world("R"), _world("W")]
+    scripts = [_script(*w) for w in worlds]
+    for (accounts, securities), (bookings, reversals) in zip(worlds, scripts, strict=True):
+        position_fills_apply(bookings=bookings, as_of=AS_OF)
+        a, b, c = accounts
+        s, t = securities
+        # The day booked again at its average: the same references (their seq goes on),
+        # and a final booking of its own.
+        reversals += [
+            _booking(a, s, "BUY", "233", "10.00", "B1:O1"),
+            _booking(b, s, "BUY", "80", "10.5", "B2:O3"),
+            _booking(b, s, "SELL_SHORT", "50", "10.9", "A2:v2", net=D("545.01")),
+            _booking(c, t, "BUY", "5", "99", "A3:v2"),
+        ]
+    position_fills_apply(bookings=scripts[0][1], as_of=AS_OF)  # set-wise, one call
+    _one_by_one(scripts[1][1])
+
+    x, y = (_state(*w) for w in worlds)
+    assert x == y
+    assert len(x["fills"]) == 1 + 8 + 6 + 4
+    assert [m[4] for m in x["movements"][-10:]] == ["TRADE_REVERSAL"] * 6 + ["TRADE"] * 4
 
 
 def test_a_reversal_with_nothing_left_to_take_back_is_refused_and_writes_nothing(refdata):
