@@ -522,7 +522,10 @@ class _DayBooks:
         self.changed_shares[id(share)] = share
 
     def reverse_live(self, day: BlockDay) -> None:
-        """Reverse every live booking of the day (positions and cash exactly undone)."""
+        """Reverse every live booking of the day (positions and cash exactly undone). The
+        reversals are written by the next flush, before what is booked after them, so the
+        positions and cash of a day booked again are written once (position_fills_apply takes
+        reversals followed by bookings in one pass)."""
         self.flush()  # reversals need their originals in the ledger
         # The day is locked by the caller, so its bookings cannot change under us.
         live = Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True).order_by(
@@ -540,7 +543,6 @@ class _DayBooks:
                 ref=original.fill_ref,
             )
             reversal.reverses = original
-        self.flush()
 
     def flush(self) -> None:
         """Write what is gathered: order figures, positions and cash, the ledger, shares."""
@@ -700,6 +702,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
         )
         day.avg_price, day.street_gross = avg, street_gross
     else:
+        books.flush()
         day.avg_price, day.street_gross = None, ZERO
     day.status = BlockDay.Status.FINALISED
     day.finalised_at = as_of
