@@ -32,8 +32,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TypeVar
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_update
@@ -60,6 +61,7 @@ from .models import (
 )
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=models.Model)
 
 PRICE_PLACES = Decimal("0.00000001")
 VALUE_PLACES = Decimal(1).scaleb(-16)
@@ -379,18 +381,24 @@ class _DayBooks:
         """What each order may hold on `day`: its quantity (or, closed, what it had filled when
         it closed) less what earlier days gave it. `late`: a closed order may take up to its
         quantity too (fills the broker reports after confirming a cancel of the whole block)."""
+        # One walk over the shares (not one per order and day): what each order holds before
+        # the day, and on every day.
+        earlier: dict[int, Decimal] = defaultdict(Decimal)
+        total: dict[int, Decimal] = defaultdict(Decimal)
+        before = {d.pk for d in self.days if d.trade_date < day.trade_date}
+        for (day_id, oid), share in self.shares.items():
+            total[oid] += share.quantity
+            if day_id in before:
+                earlier[oid] += share.quantity
         result = []
         for oid in self.order_ids:
             order = self.orders[oid]
-            earlier = sum(
-                (self.held(d, oid) for d in self.days if d.trade_date < day.trade_date), ZERO
-            )
-            total = sum((self.held(d, oid) for d in self.days), ZERO)
+            held = total.get(oid, ZERO)
             if order.status in CLOSED_ORDERS and not late:
-                weight = max(total, self.closed_with.get(oid, ZERO))
+                weight = max(held, self.closed_with.get(oid, ZERO))
             else:
-                weight = max(order.quantity, total)
-            result.append(max(weight - earlier, ZERO))
+                weight = max(order.quantity, held)
+            result.append(max(weight - earlier.get(oid, ZERO), ZERO))
         return result
 
     def targets(self, day: BlockDay) -> list[Decimal]:
@@ -514,7 +522,10 @@ class _DayBooks:
         self.changed_shares[id(share)] = share
 
     def reverse_live(self, day: BlockDay) -> None:
-        """Reverse every live booking of the day (positions and cash exactly undone)."""
+        """Reverse every live booking of the day (positions and cash exactly undone). The
+        reversals are written by the next flush, before what is booked after them, so the
+        positions and cash of a day booked again are written once (position_fills_apply takes
+        reversals followed by bookings in one pass)."""
         self.flush()  # reversals need their originals in the ledger
         # The day is locked by the caller, so its bookings cannot change under us.
         live = Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True).order_by(
@@ -532,7 +543,6 @@ class _DayBooks:
                 ref=original.fill_ref,
             )
             reversal.reverses = original
-        self.flush()
 
     def flush(self) -> None:
         """Write what is gathered: order figures, positions and cash, the ledger, shares."""
@@ -544,15 +554,26 @@ class _DayBooks:
             position_services.position_fills_apply(
                 bookings=self.position_bookings, as_of=self.as_of
             )
-        if self.bookings:
-            Booking.objects.bulk_create(self.bookings)
-        if self.new_shares:
-            OrderShare.objects.bulk_create(self.new_shares)
-        changed = [s for s in self.changed_shares.values() if s not in self.new_shares]
+        _insert(self.bookings)
+        _insert(self.new_shares)
+        new = {id(s) for s in self.new_shares}
+        changed = [s for key, s in self.changed_shares.items() if key not in new]
         if changed:
             rows_update(changed, ["quantity", "value"])
         self.order_fills, self.position_bookings, self.bookings = [], [], []
         self.new_shares, self.changed_shares = [], {}
+
+
+# From this many rows on, an insert goes by COPY (audit.services.bulk_insert: the same rows
+# and keys as bulk_create, without its cost per value on a wide block); below, one INSERT is
+# one round trip where COPY takes two (the keys, then the data).
+COPY_FROM = 20
+
+
+def _insert(rows: list[M]) -> list[M]:
+    if len(rows) >= COPY_FROM:
+        return bulk_insert(rows)
+    return type(rows[0]).objects.bulk_create(rows) if rows else rows
 
 
 def _split_value(value: Decimal, quantities: list[Decimal]) -> list[Decimal]:
@@ -665,20 +686,23 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
                 )
             )
         books.flush()
-        for alloc in Allocation.objects.bulk_create(allocations):
-            paid = alloc.commission + alloc.fees
-            if paid:
-                position_services.cash_adjust(
+        position_services.cash_adjust_many(
+            adjustments=[
+                position_services.CashAdjustment(
                     account_id=alloc.account_id,
                     currency=currency,
-                    amount=-paid,
+                    amount=-(alloc.commission + alloc.fees),
                     settle_date=alloc.settle_date,
                     reason=f"commission and fees, block {block.pk} on {day.trade_date}",
                     ref=f"allocation:{alloc.pk}",
-                    as_of=as_of,
                 )
+                for alloc in _insert(allocations)
+            ],
+            as_of=as_of,
+        )
         day.avg_price, day.street_gross = avg, street_gross
     else:
+        books.flush()
         day.avg_price, day.street_gross = None, ZERO
     day.status = BlockDay.Status.FINALISED
     day.finalised_at = as_of
@@ -705,18 +729,21 @@ def _day_reopen(day: BlockDay, *, block: Block, as_of: datetime, why: str) -> No
     booked again under the next version; blocks_book finalises it again in the same
     transaction, since its trading is over."""
     current = list(Allocation.objects.select_for_update().filter(day=day, replaced_at__isnull=True))
-    for alloc in current:
-        paid = alloc.commission + alloc.fees
-        if paid:
-            position_services.cash_adjust(
+    position_services.cash_adjust_many(
+        adjustments=[
+            position_services.CashAdjustment(
                 account_id=alloc.account_id,
                 currency=alloc.currency,
-                amount=paid,
+                amount=alloc.commission + alloc.fees,
                 settle_date=alloc.settle_date,
                 reason=f"reverses commission and fees of allocation {alloc.pk}",
                 ref=f"allocation:{alloc.pk}:reversal",
-                as_of=as_of,
             )
+            for alloc in current
+        ],
+        as_of=as_of,
+    )
+    for alloc in current:
         alloc.replaced_at = as_of
     rows_update(current, ["replaced_at"])
     audit_record(

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -156,19 +157,23 @@ def bulk_insert(objs: Sequence[M]) -> list[M]:
             for f in fields
             if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
         }
-        # (DecimalFields too: Django rounds them to the field's places half-even.)
+        # A DecimalField takes a finite Decimal as it is too (get_db_prep_save returns it
+        # unchanged; the column's type rounds it, as it does for an INSERT).
         plain = [not isinstance(f, models.JSONField | models.DecimalField) for f in fields]
+        decimal = [isinstance(f, models.DecimalField) for f in fields]
         with cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for key, obj in zip(keys, objs, strict=True):
                 obj._prepare_related_fields_for_save(operation_name="bulk_insert")
                 setattr(obj, pk.attname, key)
                 row = [key]
-                for field, is_plain in zip(fields, plain, strict=True):
+                for field, is_plain, is_decimal in zip(fields, plain, decimal, strict=True):
                     if field.attname in auto:
                         value = field.pre_save(obj, add=True)
                     else:
                         value = getattr(obj, field.attname)
-                    if not (is_plain and type(value) in _COPY_AS_IS):
+                    if is_decimal and type(value) is Decimal and value.is_finite():
+                        pass
+                    elif not (is_plain and type(value) in _COPY_AS_IS):
                         value = field.get_db_prep_save(value, conn)
                     row.append(value)
                 copy.write_row(row)

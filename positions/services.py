@@ -9,8 +9,8 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
@@ -213,14 +213,16 @@ class FillBooking:
 
 
 def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[PositionFill]:
-    """position_fill_apply for several bookings at once (the slices of one execution), with
-    the same ledger rows, cash movements and balances as calling it once per booking in this
-    order, but a fixed number of round trips: positions and cash rows are locked in one
-    statement each (pk order), and rows are written with one INSERT or UPDATE per table.
+    """position_fill_apply for several bookings at once (the slices of one execution, a
+    block's shares), with the same ledger rows, cash movements and balances as calling it once
+    per booking in this order, but a fixed number of round trips: positions and cash rows are
+    locked in one statement each (pk order), and rows are written with one INSERT or UPDATE
+    per table.
 
-    Only bookings (quantity > 0) go this way; a batch holding a reversal is applied one
-    booking at a time through position_fill_apply, since a reversal replays the ledger.
-    Runs inside the caller's transaction. Returns the ledger rows it wrote (bookings only)."""
+    Reversals (quantity < 0) that come before every booking (a booking day taken back, then
+    booked again) go the same way (_fills_apply); a reversal after a booking goes one booking
+    at a time (_fills_apply_with_reversals).
+    Runs inside the caller's transaction. Returns the ledger rows of the bookings."""
     if not bookings:
         return []
     for b in bookings:
@@ -231,14 +233,36 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             trade_date=b.trade_date,
             settle_date=b.settle_date,
         )
-    if any(b.quantity < 0 for b in bookings):
+    split = next((i for i, b in enumerate(bookings) if b.quantity > 0), len(bookings))
+    if any(b.quantity < 0 for b in bookings[split:]):
         _fills_apply_with_reversals(bookings, as_of=as_of)
         return []
+    return _fills_apply(reversals=bookings[:split], bookings=bookings[split:], as_of=as_of)
+
+
+def _fills_apply(
+    *, reversals: list[FillBooking], bookings: list[FillBooking], as_of: datetime
+) -> list[PositionFill]:
+    """The reversals, then the bookings, set-wise. Each reversal takes back the latest
+    booking of its size and price under its reference that nothing has reversed yet (a
+    Conflict if there is none), with a ledger row and a cash movement undoing it; a position
+    with reversals is then where a replay of its ledger puts it (replayed once, not once per
+    reversal), and the bookings apply on top."""
+    everything = [*reversals, *bookings]
     positions = _rows_lock(
-        Position, "security_id", {(b.account_id, b.security_id) for b in bookings}
+        Position, "security_id", {(b.account_id, b.security_id) for b in everything}
     )
-    currencies = _currencies(bookings)
-    seen = _fills_counted(bookings)
+    seen = _fills_counted(everything)
+    reversal_rows, originals = _reversal_rows(reversals, seen, as_of) if reversals else ([], [])
+    if reversal_rows:
+        bulk_insert(reversal_rows)
+        # Exact undo: each position becomes what it would be had those bookings never happened.
+        replayed = _positions_replay(
+            [positions[(f.account_id, f.security_id)] for f in reversal_rows]
+        )
+        for key, state in replayed.items():
+            _position_set(positions[key], state)
+    currencies = _currencies(bookings) if bookings else {}
     fills: list[PositionFill] = []
     for b in bookings:
         key = (b.account_id, b.security_id, b.fill_ref)
@@ -267,7 +291,8 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             price=b.price,
         )
         _position_set(position, state)
-    bulk_insert(fills)
+    if fills:
+        bulk_insert(fills)
     now = timezone.now()
     for position in positions.values():
         position.updated_at = now
@@ -275,10 +300,18 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
         list(positions.values()),
         ["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"],
     )
-    balances = _rows_lock(CashBalance, "currency", {(f.account_id, f.currency) for f in fills})
+    balances = _rows_lock(
+        CashBalance, "currency", {(f.account_id, f.currency) for f in [*reversal_rows, *fills]}
+    )
     settled_by = as_of.date()
     movements = []
-    for fill in fills:
+    for fill, reason in [
+        *(
+            (r, f"reverses {o.fill_ref}#{o.seq}")
+            for r, o in zip(reversal_rows, originals, strict=True)
+        ),
+        *((f, f"{f.side} {f.quantity} @ {f.price}") for f in fills),
+    ]:
         settled_now = fill.settle_date <= settled_by
         movements.append(
             CashMovement(
@@ -286,9 +319,11 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
                 currency=fill.currency,
                 amount=fill.net_money,
                 settle_date=fill.settle_date,
-                kind=CashMovementKind.TRADE,
+                kind=CashMovementKind.TRADE
+                if fill.quantity > 0
+                else CashMovementKind.TRADE_REVERSAL,
                 ref=fill.fill_ref,
-                reason=f"{fill.side} {fill.quantity} @ {fill.price}",
+                reason=reason,
                 fill=fill,
                 is_settled=settled_now,
                 booked_at=as_of,
@@ -303,9 +338,60 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
         balance.updated_at = now
     bulk_insert(movements)
     rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
-    for account_id in sorted({b.account_id for b in bookings}):
+    for account_id in sorted({b.account_id for b in everything}):
         broadcast.position_changed_on_commit(account_id)
     return fills
+
+
+def _reversal_rows(
+    reversals: list[FillBooking], seen: dict[tuple, int], as_of: datetime
+) -> tuple[list[PositionFill], list[_Open]]:
+    """The ledger rows of reversals in order (`seen` counts the rows under each reference)
+    and the bookings they take back."""
+    open_bookings: dict[tuple, list[_Open]] = {}
+    for row in _open_bookings({(b.account_id, b.security_id, b.fill_ref) for b in reversals}):
+        open_bookings.setdefault(row.key, []).append(row)  # latest first
+    rows: list[PositionFill] = []
+    originals: list[_Open] = []
+    for b in reversals:
+        quantity = -b.quantity
+        candidates = open_bookings.get((b.account_id, b.security_id, b.fill_ref), [])
+        at = next(
+            (
+                i
+                for i, f in enumerate(candidates)
+                if f.side == b.side and f.quantity == quantity and f.price == b.price
+            ),
+            None,
+        )
+        if at is None:
+            raise Conflict(
+                f"No booking of {b.side} {quantity} @ {b.price} under {b.fill_ref!r} is left "
+                "to reverse.",
+                code="nothing_to_reverse",
+            )
+        original = candidates.pop(at)
+        key = (b.account_id, b.security_id, b.fill_ref)
+        seen[key] = seen.get(key, 0) + 1
+        rows.append(
+            PositionFill(
+                account_id=b.account_id,
+                security_id=b.security_id,
+                fill_ref=b.fill_ref,
+                seq=seen[key],
+                side=b.side,
+                quantity=-quantity,
+                price=b.price,
+                trade_date=original.trade_date,
+                settle_date=original.settle_date,
+                currency=original.currency,
+                net_money=-original.net_money,
+                reverses_id=original.id,
+                booked_at=as_of,
+            )
+        )
+        originals.append(original)
+    return rows, originals
 
 
 def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime) -> None:
@@ -343,6 +429,73 @@ def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime)
             _position_save(position, position_replay(position))
     for account_id in sorted({b.account_id for b in bookings}):
         broadcast.position_changed_on_commit(account_id)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """A booking (quantity > 0) of the ledger that no reversal points at."""
+
+    id: int
+    account_id: int
+    security_id: int
+    fill_ref: str
+    seq: int
+    side: str
+    quantity: Decimal
+    price: Decimal
+    trade_date: date
+    settle_date: date
+    currency: str
+    net_money: Decimal
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.account_id, self.security_id, self.fill_ref)
+
+
+def _open_bookings(keys: set[tuple[int, int, str]]) -> list[_Open]:
+    """The open bookings under these (account, security, fill_ref) keys, latest first: one
+    probe of the ledger's unique index per key (see _fills_counted)."""
+    keys = sorted(keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT f.id, f.account_id, f.security_id, f.fill_ref, f.seq, f.side, f.quantity, "
+            "f.price, f.trade_date, f.settle_date, f.currency, f.net_money "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS k(account_id, security_id, "
+            "fill_ref) JOIN positions_positionfill f ON f.account_id = k.account_id "
+            "AND f.security_id = k.security_id AND f.fill_ref = k.fill_ref "
+            "WHERE f.quantity > 0 AND NOT EXISTS "
+            "(SELECT 1 FROM positions_positionfill r WHERE r.reverses_id = f.id) "
+            "ORDER BY f.id DESC",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
+        )
+        return [_Open(*row) for row in cursor.fetchall()]
+
+
+def _positions_replay(positions: list[Position]) -> dict[tuple[int, int], PositionState]:
+    """position_replay for several positions, reading their ledgers in one query."""
+    states = {
+        (p.account_id, p.security_id): PositionState.opening(
+            quantity=p.opening_quantity, avg_cost=p.opening_avg_cost
+        )
+        for p in positions
+    }
+    opening = {(p.account_id, p.security_id): p.opening_ledger_id for p in positions}
+    first = min(opening.values())
+    rows = PositionFill.objects.filter(
+        account_id__in={p.account_id for p in positions},
+        security_id__in={p.security_id for p in positions},
+        id__gt=first,
+    ).exclude(
+        # A reversal of a booking after every position's opening replays nowhere (replays()).
+        quantity__lt=0,
+        reverses_id__gt=max(opening.values()),
+    )
+    for fill_id, account_id, security_id, delta, price, reverses_id in replay_rows(rows):
+        key = (account_id, security_id)
+        if key in states and replays(fill_id, reverses_id, opening[key]):
+            states[key] = position_state_apply(states[key], delta=delta, price=price)
+    return states
 
 
 def _fill_check(*, quantity, price, side, trade_date, settle_date) -> None:
@@ -390,17 +543,22 @@ def _currencies(bookings: list[FillBooking]) -> dict[int, str]:
 
 
 def _fills_counted(bookings: list[FillBooking]) -> dict[tuple, int]:
-    """How many ledger rows each (account, security, fill_ref) has already: the next seq."""
-    rows = (
-        PositionFill.objects.filter(
-            account_id__in={b.account_id for b in bookings},
-            security_id__in={b.security_id for b in bookings},
-            fill_ref__in={b.fill_ref for b in bookings},
+    """How many ledger rows each (account, security, fill_ref) has already: the next seq.
+
+    One probe of the ledger's unique index per key, joined to the keys' arrays: a filter of
+    IN lists on account, security and fill_ref makes PostgreSQL (before 17) walk the index
+    for every combination of the three lists, millions of probes for a wide block."""
+    keys = sorted({(b.account_id, b.security_id, b.fill_ref) for b in bookings})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT f.account_id, f.security_id, f.fill_ref, count(*) "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS k(account_id, security_id, "
+            "fill_ref) JOIN positions_positionfill f ON f.account_id = k.account_id "
+            "AND f.security_id = k.security_id AND f.fill_ref = k.fill_ref "
+            "GROUP BY f.account_id, f.security_id, f.fill_ref",
+            [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
         )
-        .values_list("account_id", "security_id", "fill_ref")
-        .annotate(n=Count("id"))
-    )
-    return {(a, s, r): n for a, s, r, n in rows}
+        return {(a, s, r): n for a, s, r, n in cursor.fetchall()}
 
 
 def _book(
@@ -586,6 +744,63 @@ def cash_adjust(
             as_of=as_of,
         )
     broadcast.position_changed_on_commit(account_id)
+
+
+@dataclass(frozen=True)
+class CashAdjustment:
+    """One cash_adjust for cash_adjust_many."""
+
+    account_id: int
+    currency: str
+    amount: Decimal
+    settle_date: date
+    reason: str
+    ref: str
+
+
+def cash_adjust_many(*, adjustments: list[CashAdjustment], as_of: datetime) -> None:
+    """cash_adjust for several adjustments (a block's commission and fees, one per account),
+    with the same movements and balances as calling it once for each in this order: the
+    balances locked in one statement (pk order), the movements written with one COPY, the
+    balances with one UPDATE. Runs inside the caller's transaction."""
+    adjustments = [a for a in adjustments if a.amount != 0]
+    for a in adjustments:
+        if not (len(a.currency) == 3 and a.currency.isalpha() and a.currency.isupper()):
+            raise DomainError(
+                f"{a.currency!r} is not an ISO currency code.", code="invalid_currency"
+            )
+    if not adjustments:
+        return
+    balances = _rows_lock(
+        CashBalance, "currency", {(a.account_id, a.currency) for a in adjustments}
+    )
+    settled_by = as_of.date()
+    now = timezone.now()
+    movements = []
+    for a in adjustments:
+        settled_now = a.settle_date <= settled_by
+        movements.append(
+            CashMovement(
+                account_id=a.account_id,
+                currency=a.currency,
+                amount=a.amount,
+                settle_date=a.settle_date,
+                kind=CashMovementKind.ADJUSTMENT,
+                ref=a.ref,
+                reason=a.reason,
+                is_settled=settled_now,
+                booked_at=as_of,
+            )
+        )
+        balance = balances[(a.account_id, a.currency)]
+        balance.projected += a.amount
+        if settled_now:
+            balance.settled += a.amount
+        balance.updated_at = now
+    bulk_insert(movements)
+    rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
+    for account_id in sorted({a.account_id for a in adjustments}):
+        broadcast.position_changed_on_commit(account_id)
 
 
 def cash_settle_due(*, as_of: datetime) -> int:
