@@ -14,7 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
-from oms.bulk_rows import rows_update
+from oms.bulk_rows import any_of, rows_insert, rows_update
 from oms.errors import Conflict, DomainError, NotFound
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
@@ -212,7 +212,7 @@ class FillBooking:
     net_money: Decimal | None = None
 
 
-def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[PositionFill]:
+def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[int]:
     """position_fill_apply for several bookings at once (the slices of one execution, a
     block's shares), with the same ledger rows, cash movements and balances as calling it once
     per booking in this order, but a fixed number of round trips: positions and cash rows are
@@ -222,7 +222,7 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
     Reversals (quantity < 0) that come before every booking (a booking day taken back, then
     booked again) go the same way (_fills_apply); a reversal after a booking goes one booking
     at a time (_fills_apply_with_reversals).
-    Runs inside the caller's transaction. Returns the ledger rows of the bookings."""
+    Runs inside the caller's transaction. Returns the ids of the bookings' ledger rows."""
     if not bookings:
         return []
     for b in bookings:
@@ -240,36 +240,109 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
     return _fills_apply(reversals=bookings[:split], bookings=bookings[split:], as_of=as_of)
 
 
+# The rows of one call follow the accounts of a block (not the number of its fills): COPY
+# pays its second round trip from this many on.
+COPY_FROM = 20
+# The ledger's and the cash ladder's columns, in the order rows_insert takes them.
+_FILL_FIELDS = (
+    "account_id",
+    "security_id",
+    "fill_ref",
+    "seq",
+    "side",
+    "quantity",
+    "price",
+    "trade_date",
+    "settle_date",
+    "currency",
+    "net_money",
+    "reverses_id",
+    "booked_at",
+)
+_MOVEMENT_FIELDS = (
+    "account_id",
+    "currency",
+    "amount",
+    "settle_date",
+    "kind",
+    "reason",
+    "ref",
+    "fill_id",
+    "is_settled",
+    "in_opening",
+    "booked_at",
+)
+
+
+@dataclass
+class _Row:
+    """A ledger row to write (a booking or a reversal), with what its cash movement says."""
+
+    account_id: int
+    security_id: int
+    fill_ref: str
+    seq: int
+    side: str
+    quantity: Decimal
+    price: Decimal
+    trade_date: date
+    settle_date: date
+    currency: str
+    net_money: Decimal
+    reverses_id: int | None
+    reason: str
+
+    def values(self, as_of: datetime) -> tuple:
+        return (
+            self.account_id,
+            self.security_id,
+            self.fill_ref,
+            self.seq,
+            self.side,
+            self.quantity,
+            self.price,
+            self.trade_date,
+            self.settle_date,
+            self.currency,
+            self.net_money,
+            self.reverses_id,
+            as_of,
+        )
+
+
 def _fills_apply(
     *, reversals: list[FillBooking], bookings: list[FillBooking], as_of: datetime
-) -> list[PositionFill]:
+) -> list[int]:
     """The reversals, then the bookings, set-wise. Each reversal takes back the latest
     booking of its size and price under its reference that nothing has reversed yet (a
     Conflict if there is none), with a ledger row and a cash movement undoing it; a position
     with reversals is then where a replay of its ledger puts it (replayed once, not once per
-    reversal), and the bookings apply on top."""
+    reversal), and the bookings apply on top. The rows go in as values (rows_insert), not
+    model instances: a wide block books thousands. Returns the bookings' ledger ids."""
     everything = [*reversals, *bookings]
     positions = _rows_lock(
         Position, "security_id", {(b.account_id, b.security_id) for b in everything}
     )
     seen = _fills_counted(everything)
-    reversal_rows, originals = _reversal_rows(reversals, seen, as_of) if reversals else ([], [])
+    reversal_rows = _reversal_rows(reversals, seen) if reversals else []
+    reversal_ids = rows_insert(
+        PositionFill, _FILL_FIELDS, [r.values(as_of) for r in reversal_rows], copy_from=COPY_FROM
+    )
     if reversal_rows:
-        bulk_insert(reversal_rows)
         # Exact undo: each position becomes what it would be had those bookings never happened.
         replayed = _positions_replay(
-            [positions[(f.account_id, f.security_id)] for f in reversal_rows]
+            [positions[(r.account_id, r.security_id)] for r in reversal_rows]
         )
         for key, state in replayed.items():
             _position_set(positions[key], state)
     currencies = _currencies(bookings) if bookings else {}
-    fills: list[PositionFill] = []
+    rows: list[_Row] = []
     for b in bookings:
         key = (b.account_id, b.security_id, b.fill_ref)
         seen[key] = seen.get(key, 0) + 1
         delta = signed_quantity(side=b.side, quantity=b.quantity)
-        fills.append(
-            PositionFill(
+        rows.append(
+            _Row(
                 account_id=b.account_id,
                 security_id=b.security_id,
                 fill_ref=b.fill_ref,
@@ -281,7 +354,8 @@ def _fills_apply(
                 settle_date=b.settle_date,
                 currency=currencies[b.security_id],
                 net_money=q8(-delta * b.price) if b.net_money is None else b.net_money,
-                booked_at=as_of,
+                reverses_id=None,
+                reason=f"{b.side} {b.quantity} @ {b.price}",
             )
         )
         position = positions[(b.account_id, b.security_id)]
@@ -291,8 +365,9 @@ def _fills_apply(
             price=b.price,
         )
         _position_set(position, state)
-    if fills:
-        bulk_insert(fills)
+    fill_ids = rows_insert(
+        PositionFill, _FILL_FIELDS, [r.values(as_of) for r in rows], copy_from=COPY_FROM
+    )
     now = timezone.now()
     for position in positions.values():
         position.updated_at = now
@@ -300,59 +375,48 @@ def _fills_apply(
         list(positions.values()),
         ["quantity", "avg_cost", "cost_basis", "realized_pnl", "updated_at"],
     )
-    balances = _rows_lock(
-        CashBalance, "currency", {(f.account_id, f.currency) for f in [*reversal_rows, *fills]}
-    )
+    written = [*zip(reversal_rows, reversal_ids, strict=True), *zip(rows, fill_ids, strict=True)]
+    balances = _rows_lock(CashBalance, "currency", {(r.account_id, r.currency) for r, _ in written})
     settled_by = as_of.date()
     movements = []
-    for fill, reason in [
-        *(
-            (r, f"reverses {o.fill_ref}#{o.seq}")
-            for r, o in zip(reversal_rows, originals, strict=True)
-        ),
-        *((f, f"{f.side} {f.quantity} @ {f.price}") for f in fills),
-    ]:
-        settled_now = fill.settle_date <= settled_by
+    for row, fill_id in written:
+        settled_now = row.settle_date <= settled_by
         movements.append(
-            CashMovement(
-                account_id=fill.account_id,
-                currency=fill.currency,
-                amount=fill.net_money,
-                settle_date=fill.settle_date,
-                kind=CashMovementKind.TRADE
-                if fill.quantity > 0
-                else CashMovementKind.TRADE_REVERSAL,
-                ref=fill.fill_ref,
-                reason=reason,
-                fill=fill,
-                is_settled=settled_now,
-                booked_at=as_of,
+            (
+                row.account_id,
+                row.currency,
+                row.net_money,
+                row.settle_date,
+                CashMovementKind.TRADE if row.quantity > 0 else CashMovementKind.TRADE_REVERSAL,
+                row.reason,
+                row.fill_ref,
+                fill_id,
+                settled_now,
+                False,
+                as_of,
             )
         )
         # The rows are locked and were read under the lock: adding here is what F() + amount
         # would do in the database.
-        balance = balances[(fill.account_id, fill.currency)]
-        balance.projected += fill.net_money
+        balance = balances[(row.account_id, row.currency)]
+        balance.projected += row.net_money
         if settled_now:
-            balance.settled += fill.net_money
+            balance.settled += row.net_money
         balance.updated_at = now
-    bulk_insert(movements)
+    rows_insert(CashMovement, _MOVEMENT_FIELDS, movements, copy_from=COPY_FROM)
     rows_update(list(balances.values()), ["projected", "settled", "updated_at"])
     for account_id in sorted({b.account_id for b in everything}):
         broadcast.position_changed_on_commit(account_id)
-    return fills
+    return fill_ids
 
 
-def _reversal_rows(
-    reversals: list[FillBooking], seen: dict[tuple, int], as_of: datetime
-) -> tuple[list[PositionFill], list[_Open]]:
-    """The ledger rows of reversals in order (`seen` counts the rows under each reference)
-    and the bookings they take back."""
+def _reversal_rows(reversals: list[FillBooking], seen: dict[tuple, int]) -> list[_Row]:
+    """The ledger rows of reversals in order (`seen` counts the rows under each reference),
+    each taking back the latest open booking of its size and price."""
     open_bookings: dict[tuple, list[_Open]] = {}
     for row in _open_bookings({(b.account_id, b.security_id, b.fill_ref) for b in reversals}):
         open_bookings.setdefault(row.key, []).append(row)  # latest first
-    rows: list[PositionFill] = []
-    originals: list[_Open] = []
+    rows: list[_Row] = []
     for b in reversals:
         quantity = -b.quantity
         candidates = open_bookings.get((b.account_id, b.security_id, b.fill_ref), [])
@@ -374,7 +438,7 @@ def _reversal_rows(
         key = (b.account_id, b.security_id, b.fill_ref)
         seen[key] = seen.get(key, 0) + 1
         rows.append(
-            PositionFill(
+            _Row(
                 account_id=b.account_id,
                 security_id=b.security_id,
                 fill_ref=b.fill_ref,
@@ -387,11 +451,10 @@ def _reversal_rows(
                 currency=original.currency,
                 net_money=-original.net_money,
                 reverses_id=original.id,
-                booked_at=as_of,
+                reason=f"reverses {original.fill_ref}#{original.seq}",
             )
         )
-        originals.append(original)
-    return rows, originals
+    return rows
 
 
 def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime) -> None:
@@ -483,8 +546,8 @@ def _positions_replay(positions: list[Position]) -> dict[tuple[int, int], Positi
     opening = {(p.account_id, p.security_id): p.opening_ledger_id for p in positions}
     first = min(opening.values())
     rows = PositionFill.objects.filter(
-        account_id__in={p.account_id for p in positions},
-        security_id__in={p.security_id for p in positions},
+        any_of(PositionFill, "account_id", sorted({p.account_id for p in positions})),
+        any_of(PositionFill, "security_id", sorted({p.security_id for p in positions})),
         id__gt=first,
     ).exclude(
         # A reversal of a booking after every position's opening replays nowhere (replays()).
@@ -518,7 +581,9 @@ def _rows_lock(model, second: str, keys: set[tuple]) -> dict[tuple, Any]:
             by_second.setdefault(other, []).append(account_id)
         condition = Q()
         for other, account_ids in by_second.items():
-            condition |= Q(account_id__in=account_ids, **{second: other})
+            # One array parameter, not a placeholder per account (any_of): a wide block's
+            # thousands of accounts.
+            condition |= Q(any_of(model, "account_id", sorted(account_ids)), **{second: other})
         rows = model.objects.select_for_update(of=("self",)).filter(condition).order_by("pk")
         return {(r.account_id, getattr(r, second)): r for r in rows}
 
