@@ -37,7 +37,7 @@ from typing import TypeVar
 from django.db import connection, models, transaction
 
 from audit.services import audit_record, bulk_insert
-from oms.bulk_rows import rows_update
+from oms.bulk_rows import rows_insert, rows_update
 from oms.calendars import settlement_date
 from oms.csvio import write_csv
 from oms.errors import Conflict, DomainError, NotFound
@@ -334,6 +334,21 @@ def street_fill_bust(
 # --- booking ----------------------------------------------------------------------------------
 
 
+# A Booking's columns as _DayBooks gathers them for rows_insert.
+BOOKING_FIELDS = (
+    "day_id",
+    "account_id",
+    "order_id",
+    "kind",
+    "fill_ref",
+    "quantity",
+    "price",
+    "net_money",
+    "reverses_id",
+    "booked_at",
+)
+
+
 class _DayBooks:
     """One block's days, shares and orders, locked, with what a booking pass writes gathered
     to be written set-wise."""
@@ -357,7 +372,7 @@ class _DayBooks:
         }
         self.order_fills: list[order_services.OrderFill] = []
         self.position_bookings: list[position_services.FillBooking] = []
-        self.bookings: list[Booking] = []
+        self.bookings: list[tuple] = []  # BOOKING_FIELDS
         self.new_shares: list[OrderShare] = []
         self.changed_shares: dict[int, OrderShare] = {}
 
@@ -428,19 +443,25 @@ class _DayBooks:
 
     # - writing
 
-    def _position(self, *, day, account_id, order_id, quantity, price, net_money, kind, ref):
-        booking = Booking(
-            day=day,
-            account_id=account_id,
-            order_id=order_id,
-            kind=kind,
-            fill_ref=ref,
-            quantity=quantity,
-            price=price,
-            net_money=net_money,
-            booked_at=self.as_of,
+    def _position(
+        self, *, day, account_id, order_id, quantity, price, net_money, kind, ref, reverses=None
+    ) -> None:
+        """A booking of the ledger (as the values rows_insert writes: a wide block books
+        thousands) and the position and cash booking it stands for."""
+        self.bookings.append(
+            (
+                day.pk,
+                account_id,
+                order_id,
+                kind,
+                ref,
+                quantity,
+                price,
+                net_money,
+                reverses,
+                self.as_of,
+            )
         )
-        self.bookings.append(booking)
         self.position_bookings.append(
             position_services.FillBooking(
                 account_id=account_id,
@@ -455,7 +476,6 @@ class _DayBooks:
                 net_money=net_money,
             )
         )
-        return booking
 
     def _cash(self, value: Decimal) -> Decimal:
         """What a booking of `value` does to cash: buys pay, sells receive."""
@@ -528,21 +548,25 @@ class _DayBooks:
         reversals followed by bookings in one pass)."""
         self.flush()  # reversals need their originals in the ledger
         # The day is locked by the caller, so its bookings cannot change under us.
-        live = Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True).order_by(
-            "pk"
-        )
-        for original in live:
-            reversal = self._position(
-                day=day,
-                account_id=original.account_id,
-                order_id=original.order_id,
-                quantity=-original.quantity,
-                price=original.price,
-                net_money=-original.net_money,
-                kind=Booking.Kind.REVERSAL,
-                ref=original.fill_ref,
+        live = (
+            Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True)
+            .order_by("pk")
+            .values_list(
+                "pk", "account_id", "order_id", "quantity", "price", "net_money", "fill_ref"
             )
-            reversal.reverses = original
+        )
+        for pk, account_id, order_id, quantity, price, net_money, fill_ref in live:
+            self._position(
+                day=day,
+                account_id=account_id,
+                order_id=order_id,
+                quantity=-quantity,
+                price=price,
+                net_money=-net_money,
+                kind=Booking.Kind.REVERSAL,
+                ref=fill_ref,
+                reverses=pk,
+            )
 
     def flush(self) -> None:
         """Write what is gathered: order figures, positions and cash, the ledger, shares."""
@@ -554,7 +578,7 @@ class _DayBooks:
             position_services.position_fills_apply(
                 bookings=self.position_bookings, as_of=self.as_of
             )
-        _insert(self.bookings)
+        rows_insert(Booking, BOOKING_FIELDS, self.bookings, copy_from=COPY_FROM)
         _insert(self.new_shares)
         new = {id(s) for s in self.new_shares}
         changed = [s for key, s in self.changed_shares.items() if key not in new]
