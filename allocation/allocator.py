@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from decimal import Decimal
-from fractions import Fraction
 
 SCALE = 10**8  # oms.fields keeps 8 decimal places
 
@@ -33,6 +32,17 @@ def allocation_unit(*, lot: Decimal, amounts: Sequence[Decimal]) -> Decimal:
 
 def _tie_rank(index: int, count: int, rotation: int) -> int:
     return (index - rotation) % count
+
+
+def _whole(value: Decimal, scale: int) -> int:
+    """value x 10**scale as an integer, exactly (whatever the decimal context's precision);
+    scale is at least the number of value's decimal places."""
+    sign, digits, exponent = value.as_tuple()
+    number = int("".join(map(str, digits)))
+    if number == 0:
+        return 0  # a zero may carry more places than `scale`
+    number *= 10 ** (exponent + scale)
+    return -number if sign else number
 
 
 def pro_rata(
@@ -60,12 +70,20 @@ def pro_rata(
         raise ValueError(f"cannot allocate {executed} of {total_weight}")
     unit = allocation_unit(lot=lot, amounts=[*weights, executed, *(floors or [])])
     lots = int(executed / unit)
-    exact = [Fraction(lots) * Fraction(w) / Fraction(total_weight) for w in weights]
-    low = [math.floor(x) for x in exact]
-    high = [math.ceil(x) for x in exact]
-    order = sorted(
-        range(count), key=lambda i: (-(exact[i] - low[i]), _tie_rank(i, count, rotation))
-    )
+    # Each exact share is lots x w / total: in integers (the weights scaled to whole numbers
+    # by one power of ten), its floor is a quotient and its fraction the remainder over one
+    # common denominator, so the remainders order the shares as the fractions would. Exact,
+    # like Fraction arithmetic, at a fraction of its cost for a block of thousands of orders.
+    scale = max([0, *(-w.as_tuple().exponent for w in weights if w)])
+    scaled = [_whole(w, scale) for w in weights]
+    denominator = sum(scaled)
+    low, rest = [], []
+    for w in scaled:
+        q, r = divmod(lots * w, denominator)
+        low.append(q)
+        rest.append(r)
+    high = [lo + (1 if r else 0) for lo, r in zip(low, rest, strict=True)]
+    order = sorted(range(count), key=lambda i: (-rest[i], _tie_rank(i, count, rotation)))
 
     def spread(start: list[int]) -> list[int] | None:
         left = lots - sum(start)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from fractions import Fraction
 
 from oms.errors import DomainError
 
@@ -73,6 +72,17 @@ def money_round(amount: Decimal, currency: str) -> Decimal:
     return _as_decimal(amount, "amount").quantize(_quantum(currency), rounding=ROUNDING)
 
 
+def _whole(value: Decimal, scale: int) -> int:
+    """value x 10**scale as an integer, exactly (whatever the decimal context's precision);
+    scale is at least the number of value's decimal places."""
+    sign, digits, exponent = value.as_tuple()
+    number = int("".join(map(str, digits)))
+    if number == 0:
+        return 0  # a zero may carry more places than `scale`
+    number *= 10 ** (exponent + scale)
+    return -number if sign else number
+
+
 def money_split(*, total: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:
     """Split `total` (already in the currency's minor units) into parts proportional to
     `weights` that add up to `total` exactly.
@@ -90,21 +100,29 @@ def money_split(*, total: Decimal, weights: Sequence[Decimal], currency: str) ->
             f"{total} has more decimal places than {currency} has (round it first).",
             code="invalid_amount",
         )
-    shares = [Fraction(_as_decimal(w, "weight")) for w in weights]
-    if any(w < 0 for w in shares):
+    decimals = [_as_decimal(w, "weight") for w in weights]
+    if any(w < 0 for w in decimals):
         raise DomainError("Split weights cannot be negative.", code="invalid_weights")
-    whole = sum(shares, Fraction(0))
+    # In integers: the weights scaled to whole numbers by one power of ten, each exact share
+    # units x w / whole is a quotient (the floor) and a remainder over one common denominator
+    # (the fraction), exactly as in Fraction arithmetic and far cheaper for thousands of parts.
+    scale = max([0, *(-w.as_tuple().exponent for w in decimals if w)])
+    shares = [_whole(w, scale) for w in decimals]
+    whole = sum(shares)
     if whole == 0:
         raise DomainError("Split weights cannot all be zero.", code="invalid_weights")
     units = int(total.scaleb(places))  # exact: total is a whole number of minor units
     sign, units = (-1 if units < 0 else 1), abs(units)
-    exact = [units * w / whole for w in shares]
-    parts = [int(e) for e in exact]  # floor: every share is >= 0 here
+    parts, rest = [], []
+    for w in shares:
+        q, r = divmod(units * w, whole)  # floor: every share is >= 0 here
+        parts.append(q)
+        rest.append(r)
     residual = units - sum(parts)
     # Largest remainder first, earlier index on a tie. The remainders add up to `residual` and
     # each is below one, so more than `residual` of them are positive: a zero weight (remainder
     # zero) is never reached.
-    order = sorted(range(len(parts)), key=lambda i: (-(exact[i] - parts[i]), i))
+    order = sorted(range(len(parts)), key=lambda i: (-rest[i], i))
     for i in order[:residual]:
         parts[i] += 1
     return [(Decimal(sign * p) * quantum).quantize(quantum) for p in parts]
