@@ -22,10 +22,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # block; COMMIT; and the blotter's read after commit. (It was 25 with the per-order plan of
 # round 1, which could not follow an amended order or a second day; 44 before that.)
 STATEMENTS_PER_FILL = 31
-# A block of several orders writes its order events, ledger fills and cash movements by COPY
-# (audit.services.bulk_insert), which first takes the rows' keys: three statements more, the
-# same for three orders or six.
-COPY_KEYS = 3
+# A block of several orders writes its order events by COPY (oms.bulk_rows.rows_insert), which
+# first takes the rows' keys: one statement more, the same for three orders or six. Its ledger
+# fills and cash movements go by one INSERT each below 20 rows (from 20 on by COPY too: one
+# statement more each).
+COPY_KEYS = 1
 # The audit chain's own: its lock, its head, and the rows (audit.services decides how).
 AUDIT_STATEMENTS_AT_MOST = 4
 
