@@ -15,7 +15,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole
+from oms.api import HasRole, id_field
 from oms.errors import DomainError, NotFound
 from oms.roles import ADMIN, TRADER
 
@@ -100,9 +100,7 @@ class BlockCreateView(APIView):
     permission_classes = [DESK]
 
     class BlockCreateInput(serializers.Serializer):
-        order_ids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), min_length=1, max_length=5000
-        )
+        order_ids = serializers.ListField(child=id_field(), min_length=1, max_length=5000)
 
     @extend_schema(request=BlockCreateInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):
@@ -129,7 +127,7 @@ class BlockRouteView(APIView):
     permission_classes = [DESK]
 
     class BlockRouteInput(serializers.Serializer):
-        broker_id = serializers.IntegerField(min_value=1)
+        broker_id = id_field()
         order_type = serializers.ChoiceField(choices=OrderType.choices)
         limit_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
         stop_price = serializers.DecimalField(required=False, allow_null=True, **PRICE)
@@ -191,8 +189,8 @@ class CrossView(APIView):
     permission_classes = [DESK]
 
     class CrossInput(serializers.Serializer):
-        buy_order_id = serializers.IntegerField(min_value=1)
-        sell_order_id = serializers.IntegerField(min_value=1)
+        buy_order_id = id_field()
+        sell_order_id = id_field()
 
     @extend_schema(request=CrossInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from oms.api import id_field
 from oms.fields import DECIMAL_PLACES, MAX_DIGITS
 
 from .lifecycle import OrderStatus
@@ -189,7 +190,7 @@ class BasketPreviewSerializer(serializers.Serializer):
     lines = BasketLineSerializer(many=True)
     orders = BasketLineSerializer(many=True, required=False, help_text="Rebalance only")
     basket = BasketSerializer(required=False, allow_null=True)
-    order_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    order_ids = serializers.ListField(child=id_field(), required=False)
 
 
 def preview_data(preview, basket=None) -> dict:

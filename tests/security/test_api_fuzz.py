@@ -35,3 +35,21 @@ def test_no_server_error_for_any_request(case, fuzz_tokens):
     for token in fuzz_tokens.values():
         response = case.call(headers={"Authorization": f"Token {token}"})
         case.validate_response(response, checks=[not_a_server_error])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/blocks/", {"order_ids": [469680531508599980032]}),
+        ("/api/blotter/cross/", {"buy_order_id": 1, "sell_order_id": 32952006773066640130048}),
+    ],
+)
+def test_an_id_past_bigint_is_a_400_naming_the_field(refdata, path, body):
+    """Found by the fuzzer: an id larger than a bigint reached the database (a 500)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(refdata.trader)
+    response = client.post(path, body, format="json")
+    assert response.status_code == 400
+    assert set(body) & set(str(response.json()).split("'"))
