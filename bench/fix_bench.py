@@ -6,13 +6,18 @@ Targets, each printed with its ratio to a limit measured in the same run:
 - end to end over FIX, blocks of 1, 3 and 100 orders: >= 1,000 reports/s each (raw QuickFIX
   and the Postgres commit floor measured alongside);
 - in-process batched apply (`inbound_batch_apply`, 500 reports a transaction, as the gateway's
-  applier) with one wide block of 1, 10, 100 and 1,000 orders taking a stream of fills among
-  a few other blocks: each within 2x of the 1-order figure, per report;
-- finalising one trading day of a 2,000-account block (`allocation_day_finalise`): <= 1 s.
+  applier) with one wide block of 1, 3, 10, 100 and 1,000 orders taking a stream of fills
+  among a few other blocks: each within 2x of the 1-order figure, per report (the widths are
+  measured in turn, batch by batch, each figure its median batch, and a batch includes its
+  after-commit pushes to the blotter and positions pages);
+- finalising one trading day of a 2,000-account block (`allocation_day_finalise`): <= 1 s, for
+  a day booked in one pass and in ten (every pass books every account: the more passes, the
+  more intraday bookings the finalisation reverses).
 
-OMS_BENCH_FIX_REPORTS sets how many reports end to end (default 20,000). It writes its own
-brokers, users, accounts and orders into the database it runs on (make bench uses a scratch
-database).
+OMS_BENCH_FIX_REPORTS sets how many reports end to end (default 20,000),
+OMS_BENCH_FINALISE_PASSES the booking passes of the finalised days (default "1,10"). It writes
+its own brokers, users, accounts and orders into the database it runs on (make bench uses a
+scratch database).
 """
 
 from __future__ import annotations
