@@ -43,7 +43,24 @@ def _exceptions() -> dict:
     return {"ok": True, "open": sum(by_kind.values()), "by_kind": by_kind}
 
 
+def _database_pool() -> dict:
+    """How full this process's connection pool is (None: no pool configured)."""
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        return {"ok": True, "pool": None}
+    stats = pool.get_stats()
+    return {
+        "ok": True,
+        "max": pool.max_size,
+        "open": stats.get("pool_size", 0),
+        "idle": stats.get("pool_available", 0),
+        "waiting": stats.get("requests_waiting", 0),
+        "timeouts": stats.get("requests_errors", 0),
+    }
+
+
 register_probe("database", _database)
+register_probe("database_pool", _database_pool)
 register_probe("redis", _redis)
 register_probe("exceptions", _exceptions)
 

@@ -45,3 +45,9 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     *[path("", include(f"{app}.urls")) for app in APPS],
 ]
+
+# Never Django's debug or bare pages: JSON under /api/, the site's page elsewhere.
+handler400 = "oms.error_views.bad_request"
+handler403 = "oms.error_views.permission_denied"
+handler404 = "oms.error_views.page_not_found"
+handler500 = "oms.error_views.server_error"

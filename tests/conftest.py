@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,16 +89,17 @@ def _test_database_url() -> str:
     return f"postgresql://{quote(user)}{password}@{quote(host, safe='')}{port}/{settings['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def oms_server(django_db_setup, django_db_blocker):
-    """A real Daphne serving the test database (tests that use it need transactional_db)."""
+@contextmanager
+def daphne_serving(database_url: str, **extra_env: str):
+    """A real Daphne serving `database_url` with the test settings (and `extra_env`): its
+    address while it runs."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    with django_db_blocker.unblock():
-        env["DATABASE_URL"] = _test_database_url()
+    env["DATABASE_URL"] = database_url
     env["DJANGO_SETTINGS_MODULE"] = "oms.settings.test"
     env["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1,localhost"
     env["DJANGO_CSRF_TRUSTED_ORIGINS"] = f"http://127.0.0.1:{port}"
+    env.update(extra_env)
     log = (
         open(ROOT / ".run" / f"daphne-test-{port}.log", "w")
         if (ROOT / ".run").is_dir()
@@ -119,24 +121,34 @@ def oms_server(django_db_setup, django_db_blocker):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("daphne exited during start-up") from None
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("daphne did not start within 30 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("daphne exited during start-up") from None
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("daphne did not start within 30 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def oms_server(django_db_setup, django_db_blocker):
+    """A real Daphne serving the test database (tests that use it need transactional_db)."""
+    with django_db_blocker.unblock():
+        database_url = _test_database_url()
+    with daphne_serving(database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

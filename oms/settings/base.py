@@ -113,15 +113,44 @@ WSGI_APPLICATION = None
 ASGI_APPLICATION = "oms.asgi.application"
 
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://root@127.0.0.1:5432/oms")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A pool per process with a ceiling (psycopg_pool through Django): under Daphne every request
+# runs on a thread of its own, and persistent connections stayed open on idle threads until
+# the server ran out. A request that finds the pool busy waits OMS_DB_POOL_TIMEOUT seconds,
+# then gets 503 with Retry-After (oms.views.server_error). OMS_DB_POOL_SIZE=0: no pool, one
+# connection per request, closed after it.
+DB_POOL_SIZE = env_int("OMS_DB_POOL_SIZE", 10)
+DB_POOL_TIMEOUT = float(env_str("OMS_DB_POOL_TIMEOUT", "5"))
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = env_str(
+    "OMS_DB_APPLICATION_NAME", "oms"
+)
+if DB_POOL_SIZE > 0:
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": DB_POOL_TIMEOUT,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("OMS_CHANNEL_PREFIX", "oms")},
+        "CONFIG": {
+            # The layer's receive is a blocking pop of up to 5 s: the client's read timeout
+            # must outlast it, or every idle websocket is dropped (the redis-py 8 default of
+            # 5 s did). Health checks find a connection the network dropped before using it.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 15,
+                }
+            ],
+            "prefix": env_str("OMS_CHANNEL_PREFIX", "oms"),
+        },
     }
 }
 CACHES = {

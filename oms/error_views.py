@@ -1,0 +1,71 @@
+"""What a request that fails outside a view's own handling gets: never a debug page, JSON under
+/api/ and a page elsewhere, and 503 with Retry-After when the database is only busy (the pool
+had no free connection in time, the server had no slot, a deadlock outlived its retries)."""
+
+from __future__ import annotations
+
+import sys
+
+from django.db import DatabaseError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
+
+RETRY_AFTER_SECONDS = 2
+# SQLSTATEs of a server that is busy rather than broken: too many connections, serialization
+# failure, deadlock, lock not available, cannot connect now (starting up or shutting down).
+_BUSY_SQLSTATES = {"53300", "40001", "40P01", "55P03", "57P03"}
+
+
+def database_busy(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) says the database is busy: worth retrying later."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if type(exc).__name__ == "PoolTimeout":
+            return True
+        if getattr(exc, "sqlstate", None) in _BUSY_SQLSTATES:
+            return True
+        if isinstance(exc, OperationalError) and "too many clients" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _answer(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(
+            {"error": {"code": code, "message": message}}, status=status
+        )
+    else:
+        template = loader.get_template("error.html")
+        response = HttpResponse(
+            template.render({"status": status, "message": message}), status=status
+        )
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    exc = sys.exc_info()[1]
+    if database_busy(exc):
+        response = _answer(
+            request, 503, "busy", "The OMS is busy right now; try again in a moment."
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    if isinstance(exc, DatabaseError):
+        response = _answer(request, 503, "unavailable", "The database is unavailable.")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return _answer(request, 500, "error", "Something went wrong; it has been logged.")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _answer(request, 400, "invalid", "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _answer(request, 403, "permission_denied", "You do not have access to this page.")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    return _answer(request, 404, "not_found", "There is nothing at this address.")
