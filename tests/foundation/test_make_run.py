@@ -111,3 +111,28 @@ def test_make_run_with_embedded_services_serves_the_login_page(tmp_path):
     body = _serve_and_stop(env, port, tmp_path / "embedded.log")
     assert "Log in" in body
     assert "embedded servers: postgres, redis" in (tmp_path / "embedded.log").read_text()
+
+
+def test_a_bare_honcho_start_creates_what_beat_needs(tmp_path, django_db_setup):
+    """A fresh checkout has no run directory: beat makes it instead of crashing (which
+    stopped every other process of `honcho start`)."""
+    run_dir = tmp_path / "fresh" / ".run"
+    env = {**os.environ, "OMS_RUN_DIR": str(run_dir), "DJANGO_SETTINGS_MODULE": "oms.settings.test"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "beat"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(run_dir.glob("celerybeat-schedule*")):
+            assert proc.poll() is None, proc.stdout.read().decode()[-4000:]
+            time.sleep(0.5)
+        assert list(run_dir.glob("celerybeat-schedule*")), "beat wrote no schedule"
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
