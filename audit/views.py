@@ -35,11 +35,16 @@ def _parse_when(raw: str, *, end: bool = False) -> datetime | None:
     raw = (raw or "").strip()
     if not raw:
         return None
-    moment = parse_datetime(raw)
+    # A well-formed but impossible date (2026-13-45) raises ValueError; a malformed one parses
+    # to None: both are the user's mistake, said as such (never ignored, never a 500).
+    try:
+        moment = parse_datetime(raw)
+        day = None if moment else parse_date(raw)
+    except ValueError:
+        moment = day = None
     if moment is None:
-        day = parse_date(raw)
         if day is None:
-            return None
+            raise ValueError(f"{raw!r} is not a date (YYYY-MM-DD) or a date and time.")
         moment = datetime.combine(day, time.max if end else time.min)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment, UTC)
@@ -62,7 +67,16 @@ def _filters(request) -> dict:
 def events(request):
     if not has_role(request.user, COMPLIANCE, ADMIN):
         raise PermissionDenied
-    qs = audit_events(**_filters(request))
+    try:
+        filters = _filters(request)
+    except ValueError as exc:
+        return render(
+            request,
+            "audit/events.html",
+            {"page": None, "filters": request.GET, "query": "", "error": str(exc)},
+            status=400,
+        )
+    qs = audit_events(**filters)
     if request.GET.get("format") == "csv":
         rows = (
             [

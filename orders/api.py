@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -54,6 +54,20 @@ def _detail(order) -> dict:
     order = selectors.order_with_events(order_id=order.pk)
     context = {"compliance": selectors.order_compliance(order_id=order.pk)}
     return OrderDetailSerializer(order, context=context).data
+
+
+class TicketInfoSerializer(serializers.Serializer):
+    """What the order ticket shows next to the entry; decimals as strings, as everywhere."""
+
+    account = serializers.CharField()
+    symbol = serializers.CharField()
+    name = serializers.CharField()
+    currency = serializers.CharField()
+    reference_price = serializers.DecimalField(28, 8, allow_null=True)
+    lot_size = serializers.DecimalField(28, 8)
+    tick_size = serializers.DecimalField(28, 8)
+    active = serializers.BooleanField()
+    position = serializers.DecimalField(28, 8)
 
 
 class OrderViewSet(viewsets.GenericViewSet):
@@ -130,20 +144,7 @@ class OrderViewSet(viewsets.GenericViewSet):
             OpenApiParameter("account", str, required=True),
             OpenApiParameter("symbol", str, required=True),
         ],
-        responses=inline_serializer(
-            "TicketInfo",
-            {
-                "account": serializers.CharField(),
-                "symbol": serializers.CharField(),
-                "name": serializers.CharField(),
-                "currency": serializers.CharField(),
-                "reference_price": serializers.DecimalField(28, 8, allow_null=True),
-                "lot_size": serializers.DecimalField(28, 8),
-                "tick_size": serializers.DecimalField(28, 8),
-                "active": serializers.BooleanField(),
-                "position": serializers.DecimalField(28, 8),
-            },
-        ),
+        responses=TicketInfoSerializer,
     )
     @action(detail=False, methods=["get"], url_path="ticket-info")
     def ticket_info(self, request):
@@ -155,17 +156,19 @@ class OrderViewSet(viewsets.GenericViewSet):
         if account is None or security is None:
             raise NotFound("Unknown account or symbol.")
         return Response(
-            {
-                "account": account.code,
-                "symbol": security.symbol,
-                "name": security.name,
-                "currency": security.currency,
-                "reference_price": security.reference_price,
-                "lot_size": security.lot_size,
-                "tick_size": security.tick_size,
-                "active": security.active,
-                "position": position_quantity(account_id=account.pk, security_id=security.pk),
-            }
+            TicketInfoSerializer(
+                {
+                    "account": account.code,
+                    "symbol": security.symbol,
+                    "name": security.name,
+                    "currency": security.currency,
+                    "reference_price": security.reference_price,
+                    "lot_size": security.lot_size,
+                    "tick_size": security.tick_size,
+                    "active": security.active,
+                    "position": position_quantity(account_id=account.pk, security_id=security.pk),
+                }
+            ).data
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from oms.api import id_field
+from oms.api import StrictSerializer, id_field
 from oms.fields import DECIMAL_PLACES, MAX_DIGITS
 
 from .lifecycle import OrderStatus
@@ -49,7 +49,9 @@ class OrderInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class OrderAmendSerializer(serializers.Serializer):
+class OrderAmendSerializer(StrictSerializer):
+    """What an amend may change; any other field (side, account, symbol...) is a 400."""
+
     quantity = _decimal(required=False)
     limit_price = _decimal(required=False, allow_null=True)
     stop_price = _decimal(required=False, allow_null=True)

@@ -217,9 +217,16 @@ WHITENOISE_AUTOREFRESH = True
 MEDIA_ROOT = Path(env_str("OMS_MEDIA_ROOT", str(BASE_DIR / ".run" / "media")))
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes missing credentials a 401 (a session
+    # without the right is still a 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "oms.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "oms.api.StandardPagination",
