@@ -2132,8 +2132,8 @@ def _referred_cl_ord_ids(broker: Broker, reports: list[InboundReport]) -> dict[t
 
 
 def fix_messages_received(*, broker: Broker, reports: list[InboundReport], as_of: datetime) -> None:
-    """Keep the inbound batch's messages for the monitor, in the batch's transaction: one
-    statement for the batch (COPY from 20 rows). A reject that carries no ClOrdID is kept
+    """Keep the inbound batch's messages for the monitor, in the batch's transaction, at a
+    cost that does not grow with the batch (rows_insert: COPY from two rows). A reject that carries no ClOrdID is kept
     under the ClOrdID of the message it refers to, so it shows in that order's history."""
     referred = _referred_cl_ord_ids(broker, reports)
     rows = [
@@ -2157,7 +2157,7 @@ def fix_messages_received(*, broker: Broker, reports: list[InboundReport], as_of
         )
         for report in reports
     ]
-    rows_insert(FixMessage, FIX_MESSAGE_FIELDS, rows, copy_from=20)
+    rows_insert(FixMessage, FIX_MESSAGE_FIELDS, rows)
 
 
 # ---------------------------------------------------------------------------------------------
