@@ -300,3 +300,16 @@ def test_no_fix_order_means_empty_history(refdata, broker):
     assert (body["executions"], body["messages"], body["cl_ord_ids"]) == ([], [], [])
     assert not FixOrder.objects.filter(block=block).exists()
     assert not FixMessage.objects.exists()
+
+
+def test_a_message_s_text_is_shown_as_text(refdata, broker):
+    hostile = "<script>alert(1)</script>"
+    services.fix_message_sent(
+        broker_id=broker.pk,
+        message=SentMessage(
+            msg_type="Q", seq_num=1, seq_epoch="E1", raw=f"8=FIX.4.4|35=Q|58={hostile}|10=000|"
+        ),
+        as_of=timezone.now(),
+    )
+    html = as_user(refdata.ops).get("/fix/messages/").content.decode()
+    assert hostile not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
