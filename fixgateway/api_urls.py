@@ -20,4 +20,5 @@ urlpatterns: list = [
         v.HeldOrderCancelView.as_view(),
         name="held-order-cancel",
     ),
+    path("fix/messages/", v.FixMessageListView.as_view(), name="fix-message-list"),
 ]

@@ -1,20 +1,22 @@
-"""The gateway's API: kill switches (the engaged ones, their history, release) and orders held
-in the outbox (list, release, cancel). Thin: check the input, make one domain call, shape the
+"""The gateway's API: kill switches (the engaged ones, their history, release), orders held
+in the outbox (list, release, cancel) and the FIX message monitor. Thin: check the input, make one domain call, shape the
 output. Traders and admins act; compliance and operations read."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole
+from oms.api import HasRole, form_or_400
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 
 from . import selectors, services
+from .forms import FixMessageFilterForm
+from .models import FixMessage
 
 DESK = HasRole.of(TRADER, ADMIN)
 READERS = HasRole.of(TRADER, ADMIN, COMPLIANCE, OPERATIONS)
@@ -118,3 +120,69 @@ class HeldOrderCancelView(APIView):
             block_id=block_id, actor=request.user, as_of=timezone.now()
         )
         return Response({"withdrawn": True, **result})
+
+
+MESSAGE_FILTERS = [
+    OpenApiParameter("broker", str, description="the broker's code (one FIX session)"),
+    OpenApiParameter("direction", str, enum=["IN", "OUT"], description="default both"),
+    OpenApiParameter(
+        "msg_type",
+        str,
+        enum=sorted(selectors.MONITORED_MSG_TYPES),
+        description="MsgType (35): D, F, G, H, Q, 8, 9, 3, j",
+    ),
+    OpenApiParameter("cl_ord_id", str, description="ClOrdID (11) or OrigClOrdID (41)"),
+    OpenApiParameter("order_id", str, description="the broker's OrderID (37)"),
+    OpenApiParameter("exec_id", str, description="ExecID (17)"),
+    OpenApiParameter(
+        "since", OpenApiTypes.DATETIME, description="at or after (a date: its midnight UTC)"
+    ),
+    OpenApiParameter(
+        "until", OpenApiTypes.DATETIME, description="before (a date: the whole day counts)"
+    ),
+]
+
+
+class FixFieldSerializer(serializers.Serializer):
+    tag = serializers.IntegerField()
+    name = serializers.CharField(help_text="from the QuickFIX data dictionary; empty if unknown")
+    value = serializers.CharField()
+    meaning = serializers.CharField(help_text="an enumerated value's name, else empty")
+
+
+class FixMessageSerializer(serializers.Serializer):
+    """A message as sent or received (`selectors.fix_message_row`)."""
+
+    id = serializers.IntegerField()
+    broker = serializers.CharField()
+    direction = serializers.ChoiceField(choices=FixMessage.Direction.choices)
+    msg_type = serializers.CharField()
+    msg_type_name = serializers.CharField()
+    seq_num = serializers.IntegerField(allow_null=True)
+    cl_ord_id = serializers.CharField()
+    orig_cl_ord_id = serializers.CharField()
+    order_id = serializers.CharField()
+    exec_id = serializers.CharField()
+    at = serializers.DateTimeField()
+    raw = serializers.CharField(help_text="the message, SOH shown as |")
+    fields = FixFieldSerializer(many=True)
+
+    def to_representation(self, instance):
+        return selectors.fix_message_row(instance)
+
+
+class FixMessageListView(generics.ListAPIView):
+    """The FIX message monitor: application messages sent and received, newest first, paged,
+    each field named. A bad filter is a 400 naming the parameter."""
+
+    permission_classes = [READERS]
+    serializer_class = FixMessageSerializer
+    filter_backends: list = []  # FixMessageFilterForm reads and checks the query parameters
+
+    def get_queryset(self):
+        form = form_or_400(FixMessageFilterForm(self.request.query_params))
+        return selectors.fix_messages(**form.selector_kwargs())
+
+    @extend_schema(parameters=MESSAGE_FILTERS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

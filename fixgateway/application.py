@@ -205,7 +205,9 @@ class GatewayApplication(fix.Application):
             self.sent_index[(self.store_created, seq)] = (kind, cl_ord_id)
             while len(self.sent_index) > SENT_INDEX_SIZE:
                 self.sent_index.popitem(last=False)
+        raw = fixmsg.raw_text(message)
         if kind not in ("D", "F", "G") or not cl_ord_id:
+            self._keep_sent(message, kind, seq, raw)
             return True
         try:
             services.outbox_record_sent(
@@ -215,12 +217,34 @@ class GatewayApplication(fix.Application):
                 seq_num=seq,
                 seq_epoch=self.store_created,
                 as_of=_now(),
+                raw=raw,
+                orig_cl_ord_id=get(message, 41),
             )
         except DB_UNAVAILABLE:
             log.error("%s: database unavailable: %s %s not sent", self.broker, kind, cl_ord_id)
             return False
         self.last_recorded = cl_ord_id
         return True
+
+    def _keep_sent(self, message, kind: str, seq: int, raw: str) -> None:
+        """Keep a message that is no outbox row for the monitor; it goes out even when the
+        database cannot take it (a status request must not wait for the monitor)."""
+        try:
+            services.fix_message_sent(
+                broker_id=self.broker.pk,
+                message=services.SentMessage(
+                    msg_type=kind,
+                    seq_num=seq,
+                    seq_epoch=self.store_created,
+                    raw=raw,
+                    cl_ord_id=get(message, 11),
+                    order_id=get(message, 37),
+                    exec_id=get(message, 17),
+                ),
+                as_of=_now(),
+            )
+        except DB_UNAVAILABLE:
+            log.warning("%s: database unavailable: %s %s not kept", self.broker, kind, seq)
 
     def fromApp(self, message, sessionID):  # noqa: N802, N803
         try:
@@ -269,9 +293,10 @@ class GatewayApplication(fix.Application):
                 raw=fixmsg.raw_text(message),
                 extra={"parse_error": f"{type(exc).__name__}: {exc}"},
             )
+        report.seq_num = int(seq) if seq.isdigit() else None
         return InboundItem(
             report=report,
-            seq_num=int(seq) if seq.isdigit() else None,
+            seq_num=report.seq_num,
             store_created=self.store_created,
             symbol=get(message, 55),
             side=get(message, 54),

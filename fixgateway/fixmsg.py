@@ -80,20 +80,41 @@ def _dictionary(begin_string: str) -> fix.DataDictionary | None:
     return _DICTIONARIES[begin_string]
 
 
-def field_name(tag: int, begin_string: str = "FIX.4.4") -> str:
-    """The field's name in the QuickFIX data dictionary of the session's version, else in a
-    later one (a FIX 4.2 broker refusing 847 names a 4.4 field): "TargetStrategy"; "" when no
-    dictionary knows the tag (a broker's own tag)."""
+def _dictionary_lookup(tag: int, begin_string: str, look) -> str:
+    """The first non-empty answer of `look(dictionary)` in the data dictionary of the
+    session's version, else in a later one (a FIX 4.2 broker refusing 847 names a 4.4
+    field); "" when none knows the tag."""
     for version in dict.fromkeys((begin_string, "FIX.4.4", "FIX.5.0SP2")):
         dictionary = _dictionary(version)
         if dictionary is None or not dictionary.isField(tag):
             continue
-        found = dictionary.getFieldName(tag, "")
+        found = look(dictionary)
         # The SWIG binding hands the output argument back as {0: name} (or the name).
         name = found.get(0, "") if isinstance(found, dict) else found
         if isinstance(name, str) and name:
             return name
     return ""
+
+
+def field_name(tag: int, begin_string: str = "FIX.4.4") -> str:
+    """The field's name in the QuickFIX data dictionary: "TargetStrategy"; "" when no
+    dictionary knows the tag (a broker's own tag)."""
+    return _dictionary_lookup(tag, begin_string, lambda d: d.getFieldName(tag, ""))
+
+
+def value_name(tag: int, value: str, begin_string: str = "FIX.4.4") -> str:
+    """What an enumerated value means in the data dictionary: 35=D is "ORDER_SINGLE", 54=1
+    "BUY"; "" for a free value or one the dictionary does not list."""
+
+    def look(dictionary) -> str:
+        if not dictionary.hasFieldValue(tag) or not dictionary.isFieldValue(tag, value):
+            return ""
+        return dictionary.getValueName(tag, value, "")
+
+    try:
+        return _dictionary_lookup(tag, begin_string, look)
+    except Exception:  # a binding without value names names none
+        return ""
 
 
 def tag_label(tag: int, begin_string: str = "FIX.4.4") -> str:

@@ -32,6 +32,11 @@ class Broker(models.Model):
         help_text="A NewOrderSingle still unsent this long after it was routed (the session was "
         "down) is held until a trader releases or cancels it.",
     )
+    ack_timeout_seconds = models.PositiveIntegerField(
+        default=10,
+        help_text="A NewOrderSingle sent this long ago without an ExecutionReport from the "
+        "broker opens an 'unacknowledged order' exception.",
+    )
 
     class Meta:
         ordering = ["code"]
@@ -244,3 +249,40 @@ class KillSwitch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.value}"
+
+
+class FixMessage(models.Model):
+    """An application message as it crossed the wire, for the FIX message monitor: QuickFIX's
+    FileLog keeps the same text, but a file cannot be searched by ClOrdID or time. Written
+    set-wise with what the gateway records anyway (the inbound batch, toApp's sent mark)."""
+
+    class Direction(models.TextChoices):
+        IN = "IN", "Inbound"
+        OUT = "OUT", "Outbound"
+
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="fix_messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    msg_type = models.CharField(max_length=4)
+    seq_num = models.PositiveIntegerField(null=True, blank=True)
+    seq_epoch = models.CharField(max_length=32, blank=True)
+    # For a reject without ClOrdID (35=3), the ClOrdID of the message it refers to.
+    cl_ord_id = models.CharField(max_length=64, blank=True)
+    orig_cl_ord_id = models.CharField(max_length=64, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
+    exec_id = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField()
+    raw = models.TextField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["broker", "at"], name="fixmessage_broker_at"),
+            models.Index(fields=["at"], name="fixmessage_at"),
+            models.Index(fields=["cl_ord_id"], name="fixmessage_cl_ord_id"),
+            models.Index(fields=["orig_cl_ord_id"], name="fixmessage_orig_cl_ord_id"),
+            models.Index(fields=["order_id"], name="fixmessage_order_id"),
+            models.Index(fields=["exec_id"], name="fixmessage_exec_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.msg_type} {self.cl_ord_id}"

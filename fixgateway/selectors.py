@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from orders.models import Block
 
+from . import fixmsg
 from .models import (
     Broker,
     Execution,
+    FixMessage,
     FixOrder,
     KillSwitch,
     OutboxMessage,
@@ -219,3 +221,151 @@ def executed_by_block() -> dict[int, tuple[Decimal, Decimal]]:
         .annotate(quantity=Sum("last_qty"), value=Sum(F("last_qty") * F("last_px")))
     )
     return {r["fix_order__block_id"]: (r["quantity"], r["value"]) for r in rows}
+
+
+# --- The FIX message monitor --------------------------------------------------------------------
+
+# The application messages the monitor can be asked about (35=...), and what they are called.
+MONITORED_MSG_TYPES = {
+    **fixmsg.MSG_TYPE_NAMES,
+    "8": "ExecutionReport",
+    "9": "OrderCancelReject",
+    "3": "Reject",
+    "j": "BusinessMessageReject",
+}
+
+
+def fix_messages(
+    *,
+    broker_id: int | None = None,
+    direction: str = "",
+    cl_ord_id: str = "",
+    order_id: str = "",
+    exec_id: str = "",
+    msg_type: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[FixMessage]:
+    """Messages sent and received, newest first. cl_ord_id matches the ClOrdID or the
+    OrigClOrdID (a cancel names the order it cancels by the latter); since is inclusive,
+    until exclusive."""
+    qs = FixMessage.objects.select_related("broker")
+    if broker_id is not None:
+        qs = qs.filter(broker_id=broker_id)
+    if direction:
+        qs = qs.filter(direction=direction)
+    if cl_ord_id:
+        qs = qs.filter(Q(cl_ord_id=cl_ord_id) | Q(orig_cl_ord_id=cl_ord_id))
+    if order_id:
+        qs = qs.filter(order_id=order_id)
+    if exec_id:
+        qs = qs.filter(exec_id=exec_id)
+    if msg_type:
+        qs = qs.filter(msg_type=msg_type)
+    if since:
+        qs = qs.filter(at__gte=since)
+    if until:
+        qs = qs.filter(at__lt=until)
+    return qs.order_by("-at", "-id")
+
+
+def fix_message_fields(raw: str, *, begin_string: str = "") -> list[dict]:
+    """A message's fields in wire order, each with its name from the QuickFIX data dictionary
+    of the message's own version (a broker's own tag has none) and, for an enumerated value,
+    the value's name: [{"tag": 35, "name": "MsgType", "value": "D", "meaning": "ORDER_SINGLE"}]."""
+    fields = []
+    for part in raw.split("|"):
+        tag, sep, value = part.partition("=")
+        if not sep or not tag.isdigit():
+            continue
+        number = int(tag)
+        if number == 8 and not begin_string:
+            begin_string = value
+        fields.append(
+            {
+                "tag": number,
+                "name": fixmsg.field_name(number, begin_string or "FIX.4.4"),
+                "value": value,
+                "meaning": fixmsg.value_name(number, value, begin_string or "FIX.4.4"),
+            }
+        )
+    return fields
+
+
+def fix_message_row(message: FixMessage, *, with_fields: bool = True) -> dict:
+    row = {
+        "id": message.pk,
+        "broker": message.broker.code,
+        "direction": message.direction,
+        "msg_type": message.msg_type,
+        "msg_type_name": MONITORED_MSG_TYPES.get(message.msg_type, ""),
+        "seq_num": message.seq_num,
+        "cl_ord_id": message.cl_ord_id,
+        "orig_cl_ord_id": message.orig_cl_ord_id,
+        "order_id": message.order_id,
+        "exec_id": message.exec_id,
+        "at": message.at,
+        "raw": message.raw,
+    }
+    if with_fields:
+        row["fields"] = fix_message_fields(message.raw, begin_string=message.broker.fix_version)
+    return row
+
+
+# --- A block as the broker knows it ---------------------------------------------------------
+
+
+def block_fix_history(*, block_id: int) -> dict:
+    """What the FIX side knows of a block: its ClOrdIDs (the NewOrderSingle's and every
+    cancel's and replace's, with where each is in the outbox), the broker's OrderID, the last
+    reject with its tag and field name, the executions, and every message about it, oldest
+    first. Empty lists for a block never routed. Four queries."""
+    fix_order = (
+        FixOrder.objects.filter(block_id=block_id)
+        .values("id", "broker_id", "cl_ord_id", "broker_order_id", "last_reject")
+        .first()
+    )
+    if fix_order is None:
+        return {
+            "cl_ord_id": "",
+            "broker_order_id": "",
+            "last_reject": None,
+            "cl_ord_ids": [],
+            "executions": [],
+            "messages": [],
+        }
+    cl_ord_ids = list(
+        OutboxMessage.objects.filter(fix_order_id=fix_order["id"])
+        .order_by("id")
+        .values("kind", "cl_ord_id", "orig_cl_ord_id", "status", "created_at", "sent_at")
+    )
+    executions = list(
+        Execution.objects.filter(fix_order_id=fix_order["id"])
+        .order_by("received_at", "id")
+        .values(
+            "exec_id",
+            "exec_type",
+            "ord_status",
+            "cl_ord_id",
+            "last_qty",
+            "last_px",
+            "cum_qty",
+            "avg_px",
+            "state",
+            "received_at",
+        )
+    )
+    ids = {fix_order["cl_ord_id"], *(r["cl_ord_id"] for r in cl_ord_ids)}
+    messages = FixMessage.objects.filter(broker_id=fix_order["broker_id"]).filter(
+        Q(cl_ord_id__in=ids) | Q(orig_cl_ord_id__in=ids)
+    )
+    return {
+        "cl_ord_id": fix_order["cl_ord_id"],
+        "broker_order_id": fix_order["broker_order_id"],
+        "last_reject": fix_order["last_reject"] or None,
+        "cl_ord_ids": cl_ord_ids,
+        "executions": executions,
+        "messages": [
+            fix_message_row(m) for m in messages.select_related("broker").order_by("at", "id")[:500]
+        ],
+    }

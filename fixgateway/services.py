@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import (
     Case,
+    DurationField,
     Exists,
+    ExpressionWrapper,
     F,
     IntegerField,
     OuterRef,
@@ -30,11 +32,13 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
-from oms.bulk_rows import rows_update
+from oms.bulk_rows import rows_insert, rows_update
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
+from oms.models import ExceptionKind, OpsException
 from oms.roles import ADMIN, TRADER, has_role
 from oms.services import exception_open, exceptions_resolve_for
 from orders.broadcast import order_changed_on_commit
@@ -46,6 +50,7 @@ from .algo import algo_fields
 from .models import (
     Broker,
     Execution,
+    FixMessage,
     FixOrder,
     KillSwitch,
     OutboxMessage,
@@ -588,14 +593,35 @@ def outbox_record_sent(
     seq_num: int,
     seq_epoch: str,
     as_of: datetime,
+    raw: str = "",
+    orig_cl_ord_id: str = "",
 ) -> bool:
     """What QuickFIX is about to write, recorded from its toApp callback before the bytes
     leave: the message's MsgSeqNum and the session's sequence epoch (its store). A reject of
-    it, however fast, finds it by RefSeqNum. False when the ClOrdID is not an unsent outbox
-    row (a resend, or not ours)."""
-    updated = OutboxMessage.objects.filter(
+    it, however fast, finds it by RefSeqNum. With its text (`raw`) the message is also kept
+    for the message monitor, in the same statement. False when the ClOrdID is not an unsent
+    outbox row (a resend, or not ours)."""
+    mark = OutboxMessage.objects.filter(
         broker_id=broker_id, cl_ord_id=cl_ord_id, status__in=(OS.SENDING, OS.QUEUED)
-    ).update(status=OS.SENT, sent_at=as_of, sent_seq_num=seq_num, sent_seq_epoch=seq_epoch)
+    )
+    values = {
+        "status": OS.SENT,
+        "sent_at": as_of,
+        "sent_seq_num": seq_num,
+        "sent_seq_epoch": seq_epoch,
+    }
+    if raw:
+        row = SentMessage(
+            msg_type=msg_type,
+            seq_num=seq_num,
+            seq_epoch=seq_epoch,
+            cl_ord_id=cl_ord_id,
+            orig_cl_ord_id=orig_cl_ord_id,
+            raw=raw,
+        )
+        updated = _update_with_message(mark, values, row.values(broker_id=broker_id, at=as_of))
+    else:
+        updated = mark.update(**values)
     if updated and msg_type == "D":
         FixOrder.objects.filter(
             messages__broker_id=broker_id, messages__cl_ord_id=cl_ord_id, outbox_state="queued"
@@ -806,6 +832,7 @@ class InboundReport:
     reject_reason_text: str = ""
     # The session's sequence epoch (its QuickFIX store) the message was numbered in.
     seq_epoch: str = ""
+    seq_num: int | None = None  # its MsgSeqNum (34), for the message monitor
     raw: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -1774,6 +1801,7 @@ def inbound_batch_apply(
             # Not a plain trade, or the one the run stopped at: judged alone.
             results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
             i += 1
+        fix_messages_received(broker=broker, reports=reports, as_of=as_of)
         if mark is not None:
             SessionState.objects.update_or_create(
                 broker=broker,
@@ -2002,3 +2030,231 @@ def kill_switch_release(
         "released_at": as_of,
         "reason": reason,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The message monitor: application messages kept as they crossed the wire
+# ---------------------------------------------------------------------------------------------
+
+# FixMessage's columns in rows_insert's order (every field but the key).
+FIX_MESSAGE_FIELDS = (
+    "broker_id",
+    "direction",
+    "msg_type",
+    "seq_num",
+    "seq_epoch",
+    "cl_ord_id",
+    "orig_cl_ord_id",
+    "order_id",
+    "exec_id",
+    "at",
+    "raw",
+)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An application message QuickFIX is about to write (toApp), as the monitor keeps it."""
+
+    msg_type: str
+    seq_num: int | None
+    seq_epoch: str
+    raw: str
+    cl_ord_id: str = ""
+    orig_cl_ord_id: str = ""
+    order_id: str = ""
+    exec_id: str = ""
+
+    def values(self, *, broker_id: int, at: datetime) -> tuple:
+        return (
+            broker_id,
+            FixMessage.Direction.OUT.value,
+            self.msg_type,
+            self.seq_num,
+            self.seq_epoch,
+            self.cl_ord_id[:64],
+            self.orig_cl_ord_id[:64],
+            self.order_id[:64],
+            self.exec_id[:64],
+            at,
+            self.raw,
+        )
+
+
+def _update_with_message(queryset, values: dict[str, Any], message: tuple) -> int:
+    """queryset.update(**values) and the insert of one FixMessage row in one statement (a
+    data-modifying WITH): toApp runs before every order leaves, so keeping the message must
+    not cost it a round trip. Returns the number of rows updated."""
+    update = queryset.query.chain(UpdateQuery)
+    update.add_update_values(values)
+    compiler = update.get_compiler(queryset.db)
+    compiler.pre_sql_setup()
+    update_sql, update_params = compiler.as_sql()
+    quote = connection.ops.quote_name
+    meta = FixMessage._meta
+    columns = ", ".join(quote(meta.get_field(f).column) for f in FIX_MESSAGE_FIELDS)
+    placeholders = ", ".join(["%s"] * len(FIX_MESSAGE_FIELDS))
+    sql = (
+        f"WITH kept AS (INSERT INTO {quote(meta.db_table)} ({columns}) "
+        f"VALUES ({placeholders})) {update_sql}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*message, *update_params])
+        return cursor.rowcount
+
+
+def fix_message_sent(*, broker_id: int, message: SentMessage, as_of: datetime) -> None:
+    """Keep an application message that is no outbox row (a status request, a
+    DontKnowTrade): one INSERT."""
+    rows_insert(FixMessage, FIX_MESSAGE_FIELDS, [message.values(broker_id=broker_id, at=as_of)])
+
+
+def _referred_cl_ord_ids(broker: Broker, reports: list[InboundReport]) -> dict[tuple, str]:
+    """For rejects naming no ClOrdID (35=3, and 35=j without BusinessRejectRefID) that the
+    application could not place either (sent before a restart): the ClOrdID of the outbox
+    message with that epoch and RefSeqNum. No query when there are none."""
+    wanted = {
+        (r.seq_epoch, r.ref_seq_num)
+        for r in reports
+        if r.msg_type in ("3", "j")
+        and r.ref_seq_num
+        and not (r.cl_ord_id or r.business_ref_id or r.extra.get("sent_cl_ord_id"))
+    }
+    if not wanted:
+        return {}
+    match = Q()
+    for epoch, seq in wanted:
+        match |= Q(sent_seq_epoch=epoch, sent_seq_num=seq)
+    rows = OutboxMessage.objects.filter(match, broker=broker).values_list(
+        "sent_seq_epoch", "sent_seq_num", "cl_ord_id"
+    )
+    return {(epoch, seq): cl_ord_id for epoch, seq, cl_ord_id in rows}
+
+
+def fix_messages_received(*, broker: Broker, reports: list[InboundReport], as_of: datetime) -> None:
+    """Keep the inbound batch's messages for the monitor, in the batch's transaction, at a
+    cost that does not grow with the batch (rows_insert: COPY from two rows). A reject that carries no ClOrdID is kept
+    under the ClOrdID of the message it refers to, so it shows in that order's history."""
+    referred = _referred_cl_ord_ids(broker, reports)
+    rows = [
+        (
+            broker.pk,
+            FixMessage.Direction.IN.value,
+            report.msg_type[:4],
+            report.seq_num,
+            report.seq_epoch,
+            (
+                report.cl_ord_id
+                or report.extra.get("sent_cl_ord_id", "")
+                or (report.business_ref_id if report.msg_type == "j" else "")
+                or referred.get((report.seq_epoch, report.ref_seq_num), "")
+            )[:64],
+            report.orig_cl_ord_id[:64],
+            report.order_id[:64],
+            report.exec_id[:64],
+            as_of,
+            report.raw,
+        )
+        for report in reports
+    ]
+    rows_insert(FixMessage, FIX_MESSAGE_FIELDS, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders the broker never acknowledged
+# ---------------------------------------------------------------------------------------------
+
+# A block in one of these no longer waits for the broker's word on its NewOrderSingle.
+_ACK_NOT_AWAITED = (
+    Block.Status.FILLED,
+    Block.Status.CANCELLED,
+    Block.Status.REJECTED,
+    Block.Status.EXPIRED,
+    Block.Status.DONE_FOR_DAY,
+)
+UNACKNOWLEDGED = ExceptionKind.UNACKNOWLEDGED_ORDER
+
+
+def _unacknowledged_ref(block_id: int) -> str:
+    return f"block:{block_id}"
+
+
+def unacknowledged_orders_check(*, as_of: datetime) -> dict[str, int]:
+    """The periodic check (Celery beat): a NewOrderSingle sent longer ago than its broker's
+    ack_timeout_seconds with no ExecutionReport at all opens an `unacknowledged_order`
+    exception for its block; one that has been answered since (or whose block no longer
+    waits: rejected by a session reject, cancelled...) is resolved automatically. Two
+    queries when nothing changes."""
+    answered = Execution.objects.filter(fix_order_id=OuterRef("fix_order_id"))
+    already_open = OpsException.objects.filter(
+        kind=UNACKNOWLEDGED, block_id=OuterRef("fix_order__block_id"), resolved_at__isnull=True
+    )
+    late = (
+        OutboxMessage.objects.filter(kind=OutboxMessage.Kind.NEW, status=OS.SENT)
+        .exclude(fix_order__block__status__in=_ACK_NOT_AWAITED)
+        .alias(
+            deadline=F("sent_at")
+            + ExpressionWrapper(
+                F("broker__ack_timeout_seconds") * timedelta(seconds=1),
+                output_field=DurationField(),
+            )
+        )
+        .filter(deadline__lte=as_of)
+        .filter(~Exists(answered), ~Exists(already_open))
+        .order_by("sent_at", "id")
+        .values(
+            "cl_ord_id",
+            "sent_at",
+            "broker_id",
+            "broker__code",
+            "broker__ack_timeout_seconds",
+            "fix_order__block_id",
+            "fix_order__block__side",
+            "fix_order__block__quantity",
+            "fix_order__block__security__symbol",
+        )
+    )
+    stale = list(
+        OpsException.objects.filter(kind=UNACKNOWLEDGED, resolved_at__isnull=True)
+        .filter(
+            Exists(Execution.objects.filter(fix_order__block_id=OuterRef("block_id")))
+            | Exists(Block.objects.filter(pk=OuterRef("block_id"), status__in=_ACK_NOT_AWAITED))
+        )
+        .order_by("pk")
+        .values_list("ref", flat=True)
+    )
+    opened = 0
+    with transaction.atomic():
+        for row in late:
+            block_id = row["fix_order__block_id"]
+            waited = int((as_of - row["sent_at"]).total_seconds())
+            exception_open(
+                kind=UNACKNOWLEDGED,
+                ref=_unacknowledged_ref(block_id),
+                summary=(
+                    f"Block {block_id} ({row['fix_order__block__side']} "
+                    f"{_dec(row['fix_order__block__quantity'])} "
+                    f"{row['fix_order__block__security__symbol']}): {row['broker__code']} has "
+                    f"not acknowledged ClOrdID {row['cl_ord_id']} sent {waited} s ago "
+                    f"(limit {row['broker__ack_timeout_seconds']} s)."
+                ),
+                detail={
+                    "cl_ord_id": row["cl_ord_id"],
+                    "broker": row["broker__code"],
+                    "sent_at": row["sent_at"],
+                    "ack_timeout_seconds": row["broker__ack_timeout_seconds"],
+                },
+                source="fixgateway",
+                block_id=block_id,
+                broker_id=row["broker_id"],
+                as_of=as_of,
+            )
+            opened += 1
+        for ref in stale:
+            exceptions_resolve_for(
+                kind=UNACKNOWLEDGED,
+                ref=ref,
+                note="The broker answered the order (or it no longer waits for an answer).",
+                as_of=as_of,
+            )
+    return {"opened": opened, "resolved": len(stale)}

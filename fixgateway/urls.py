@@ -1,3 +1,9 @@
+from django.urls import path
+
+from . import views
+
 app_name = "fixgateway"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("fix/messages/", views.messages_page, name="messages"),
+]

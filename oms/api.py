@@ -72,6 +72,19 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+def form_or_400(form):
+    """A Django form reading query parameters, checked: a bad value is a 400 naming the
+    parameter, in the API's error format."""
+    if not form.is_valid():
+        raise serializers.ValidationError(
+            {
+                field: [e["message"] for e in errors]
+                for field, errors in form.errors.get_json_data().items()
+            }
+        )
+    return form
+
+
 class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from audit.services import audit_record
 
 from . import services
-from .api import HasRole
+from .api import HasRole, form_or_400
 from .errors import NotFound
 from .forms import ExceptionFilterForm
 from .models import OpsException, Security
@@ -142,14 +142,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=EXCEPTION_FILTERS, responses=OpsExceptionSerializer(many=True))
     def list(self, request):
-        form = ExceptionFilterForm(request.query_params)
-        if not form.is_valid():
-            raise serializers.ValidationError(
-                {
-                    field: [e["message"] for e in errors]
-                    for field, errors in form.errors.get_json_data().items()
-                }
-            )
+        form = form_or_400(ExceptionFilterForm(request.query_params))
         page = self.paginate_queryset(exceptions_list(**form.selector_kwargs()))
         return self.get_paginated_response(OpsExceptionSerializer(page, many=True).data)
 

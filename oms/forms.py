@@ -14,10 +14,10 @@ from .selectors import EXCEPTION_STATUSES
 from .services import CODE_RE, NOTE_MAX
 
 _code = RegexValidator(CODE_RE, "A lower-case code, e.g. booking_failed.")
-_WHEN_HELP = "Give a date (YYYY-MM-DD) or an ISO 8601 date-time."
+WHEN_HELP = "Give a date (YYYY-MM-DD) or an ISO 8601 date-time."
 
 
-def _parse_when(raw: str, *, end: bool) -> datetime | None:
+def parse_when(raw: str, *, end: bool) -> datetime | None:
     """A date or a date-time (UTC unless it says otherwise). A bare date covers its whole day:
     as the start of a range its midnight, as the end the next midnight (the end is exclusive)."""
     raw = (raw or "").strip()
@@ -35,35 +35,26 @@ def _parse_when(raw: str, *, end: bool) -> datetime | None:
         else:
             moment = parse_datetime(raw)
             if moment is None:
-                raise forms.ValidationError(_WHEN_HELP, code="invalid")
+                raise forms.ValidationError(WHEN_HELP, code="invalid")
         if timezone.is_naive(moment):
             moment = timezone.make_aware(moment, UTC)
         # In UTC: Postgres refuses offsets Python allows (beyond 15:59), and an offset that
         # puts the moment outside the calendar fails here.
         moment = moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
-        raise forms.ValidationError(_WHEN_HELP, code="invalid") from exc
+        raise forms.ValidationError(WHEN_HELP, code="invalid") from exc
     return moment
 
 
-class ExceptionFilterForm(forms.Form):
-    status = forms.ChoiceField(
-        choices=[(s, s.capitalize()) for s in EXCEPTION_STATUSES], required=False
-    )
-    kind = forms.CharField(max_length=64, required=False, validators=[_code])
-    source = forms.CharField(max_length=32, required=False, validators=[_code])
-    q = forms.CharField(max_length=200, required=False, label="Search")
-    since = forms.CharField(required=False, label="Opened from", help_text=_WHEN_HELP)
-    until = forms.CharField(required=False, label="to", help_text=_WHEN_HELP)
-
-    def clean_status(self) -> str:
-        return self.cleaned_data["status"] or "all"
+class TimeRangeForm(forms.Form):
+    """A filter with a time range: `since` and `until` fields (declared by the subclass), each a
+    date or a date-time, the end after the start."""
 
     def clean_since(self) -> datetime | None:
-        return _parse_when(self.cleaned_data["since"], end=False)
+        return parse_when(self.cleaned_data["since"], end=False)
 
     def clean_until(self) -> datetime | None:
-        return _parse_when(self.cleaned_data["until"], end=True)
+        return parse_when(self.cleaned_data["until"], end=True)
 
     def clean(self):
         data = super().clean()
@@ -71,6 +62,20 @@ class ExceptionFilterForm(forms.Form):
         if since and until and until <= since:
             self.add_error("until", "Must be after the start of the range.")
         return data
+
+
+class ExceptionFilterForm(TimeRangeForm):
+    status = forms.ChoiceField(
+        choices=[(s, s.capitalize()) for s in EXCEPTION_STATUSES], required=False
+    )
+    kind = forms.CharField(max_length=64, required=False, validators=[_code])
+    source = forms.CharField(max_length=32, required=False, validators=[_code])
+    q = forms.CharField(max_length=200, required=False, label="Search")
+    since = forms.CharField(required=False, label="Opened from", help_text=WHEN_HELP)
+    until = forms.CharField(required=False, label="to", help_text=WHEN_HELP)
+
+    def clean_status(self) -> str:
+        return self.cleaned_data["status"] or "all"
 
     def selector_kwargs(self) -> dict:
         """The cleaned filters as exceptions_list's arguments."""

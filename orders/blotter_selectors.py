@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Q, QuerySet
 
+from oms.errors import NotFound
 from oms.fields import ZERO
 from oms.roles import ADMIN, TRADER, has_role, sees_all_accounts
 from oms.selectors import accounts_visible_to
@@ -213,3 +214,32 @@ def brokers_routable() -> list[dict[str, Any]]:
     from fixgateway.models import Broker
 
     return list(Broker.objects.filter(active=True).order_by("code").values("id", "code", "name"))
+
+
+def blotter_header() -> dict[str, Any]:
+    """What the blotter's header shows, polled every few seconds: every engaged kill switch,
+    the open exceptions (a count per kind) and each FIX session's state."""
+    from fixgateway.selectors import kill_switch_scopes
+    from oms.selectors import exceptions_open_counts
+
+    by_kind = exceptions_open_counts()
+    return {
+        "kill_switches": kill_switch_scopes(),
+        "exceptions": {"open": sum(by_kind.values()), "by_kind": by_kind},
+        "sessions": broker_sessions(),
+    }
+
+
+def block_history(*, user, block_id: int) -> dict[str, Any]:
+    """The block with what the broker did with it (fixgateway.selectors.block_fix_history),
+    for the blotter's side panel. A PM sees only blocks holding an order of an account they
+    manage; any other block is NotFound, as is a missing one."""
+    from fixgateway.selectors import block_fix_history
+
+    visible = Order.objects.filter(block_id=block_id)
+    if not sees_all_accounts(user):
+        visible = visible.filter(account__in=accounts_visible_to(user).values("pk"))
+    block = block_detail(block_id=block_id) if visible.exists() else None
+    if block is None:
+        raise NotFound(f"Block {block_id} does not exist.")
+    return {**block, **block_fix_history(block_id=block_id)}

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from oms.api import HasRole, id_field
 from oms.errors import DomainError, NotFound
-from oms.roles import ADMIN, TRADER
+from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 
 from . import block_services, blotter_selectors
 from .broadcast import sequence_current
@@ -74,6 +74,16 @@ class SessionsView(APIView):
         return Response({"sessions": blotter_selectors.broker_sessions()})
 
 
+class HeaderView(APIView):
+    """The blotter header: engaged kill switches, open exceptions, FIX sessions."""
+
+    permission_classes = [HasRole.of(TRADER, ADMIN, COMPLIANCE, OPERATIONS)]
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response(blotter_selectors.blotter_header())
+
+
 class BrokersView(APIView):
     permission_classes = [DESK]
 
@@ -121,6 +131,21 @@ class BlockDetailView(APIView):
         if block is None:
             raise NotFound(f"Block {block_id} does not exist.")
         return Response(block)
+
+
+class BlockHistoryView(APIView):
+    """A block with its executions, ClOrdIDs, broker OrderID, last reject and FIX messages.
+    A PM reads only blocks holding their accounts' orders (any other is a 404)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiResponse(description="no such block")},
+    )
+    def get(self, request, block_id: int):
+        detail = blotter_selectors.block_history(user=request.user, block_id=block_id)
+        return Response(_exact(detail))
 
 
 class BlockRouteView(APIView):

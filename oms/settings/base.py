@@ -177,6 +177,15 @@ CELERY_BEAT_SCHEDULE["compliance-post-trade-after-close"] = {
     "schedule": crontab(hour=21, minute=45, day_of_week="mon-fri"),
 }
 
+# FIX (issue 14): NewOrderSingles the broker has not acknowledged within its ack_timeout_seconds
+# become exceptions, and are resolved once answered. The default queue: the fix worker's
+# solo pool belongs to the sessions.
+CELERY_BEAT_SCHEDULE["fix-unacknowledged-orders"] = {
+    "task": "fixgateway.tasks.unacknowledged_orders_check",
+    "schedule": 2.0,
+    "options": {"queue": "default"},
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -130,6 +130,10 @@
       }
     },
     onModelUpdated: () => scheduleGroupChips(),
+    // A block number opens the block's side panel (static/js/blotter/operator.js).
+    onCellClicked: (e) => {
+      if (e.column.getColId() === "block_id" && e.value != null) window.OMSBlockPanel.open(e.value);
+    },
     onColumnMoved: (e) => { if (e.finished) saveLayoutSoon(); },
     onColumnResized: (e) => { if (e.finished) saveLayoutSoon(); },
     onColumnVisible: () => saveLayoutSoon(),
@@ -246,27 +250,6 @@
     if (layout.filters) api.setFilterModel(layout.filters);
     setGroupBy(layout.group_by || "", false);
     layoutLoaded = true;
-  }
-
-  // ---- FIX sessions in the header ----
-  const sessionsEl = $("[data-testid=fix-sessions]");
-  async function refreshSessions() {
-    const resp = await OMS.api("/api/blotter/sessions/").catch(() => ({ ok: false }));
-    sessionsEl.replaceChildren();
-    if (!resp.ok) return;
-    for (const s of resp.body.sessions) {
-      const chip = document.createElement("span");
-      const on = s.logged_on;
-      chip.className = "session " + (on === true ? "up" : on === false ? "down" : "");
-      chip.dataset.broker = s.broker;
-      let text = s.broker + ": " + (on === true ? "logged on" : on === false ? "down" : "unknown");
-      if (s.next_sender_seq_num != null || s.next_target_seq_num != null) {
-        text += " (out " + (s.next_sender_seq_num ?? "?") + ", in " + (s.next_target_seq_num ?? "?") + ")";
-      }
-      if (s.last_message_at) text += " · " + new Date(s.last_message_at).toLocaleTimeString();
-      chip.textContent = text;
-      sessionsEl.append(chip);
-    }
   }
 
   // ---- the desk's actions ----
@@ -399,6 +382,13 @@
     return "Crossed " + result.quantity + " at " + result.price;
   }));
 
+  $("[data-action=block-panel]").addEventListener("click", () => act(async () => {
+    const ids = blockIds(selected());
+    if (ids.length !== 1) throw new Error("Select orders of one block.");
+    window.OMSBlockPanel.open(ids[0]);
+    return "";
+  }));
+
   $("[data-action=kill]").addEventListener("click", () => act(async () => {
     const dialog = $("#kill-dialog");
     const form = dialog.querySelector("form");
@@ -411,7 +401,7 @@
   }));
 
   loadLayout().finally(() => feed.start());
-  refreshSessions();
-  setInterval(refreshSessions, 3000);
-  window.OMSBlotter = { api: api, feed: feed, known: known };
+  window.OMSBlotter = {
+    api: api, feed: feed, known: known, say: say, failure: failure, askDialog: askDialog,
+  };
 })();
