@@ -199,7 +199,7 @@ def test_bad_filters_are_a_400_naming_the_parameter(refdata, traded, query, fiel
         ("compliance", 200, 200),
         ("ops", 200, 200),
         ("admin", 200, 200),
-        (None, 403, 302),
+        (None, 401, 302),
     ],
 )
 def test_who_may_read_the_monitor(refdata, traded, role, api, page):
@@ -272,7 +272,7 @@ def test_a_pm_reads_only_blocks_of_their_accounts(refdata, traded):
     assert refused.json()["error"]["message"] == f"Block {others} does not exist."
     assert as_user(refdata.pm2).get(f"/api/blocks/{own}/detail/").status_code == 404
     assert as_user(refdata.compliance).get(f"/api/blocks/{others}/detail/").status_code == 200
-    assert as_user(None).get(f"/api/blocks/{own}/detail/").status_code == 403
+    assert as_user(None).get(f"/api/blocks/{own}/detail/").status_code == 401
     assert as_user(refdata.trader).get("/api/blocks/999999/detail/").status_code == 404
 
 
