@@ -136,6 +136,41 @@ def _session_alive(session_key: str | None) -> bool:
     return store().exists(session_key)
 
 
+def _token_user(key: str):
+    """The active user an API token belongs to, or an anonymous one (a refused connection)."""
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return AnonymousUser()
+    return token.user
+
+
+class TokenAuthMiddleware:
+    """API-token clients follow the feeds too, with `Authorization: Token <key>` on the
+    handshake (never the token in the URL, where logs and proxies keep it). A header present
+    decides who connects, whatever session cookie comes with it."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
+        if header is not None:
+            kind, _, key = header.decode("latin1").partition(" ")
+            key = key.strip() if kind.lower() == "token" else ""
+            user = await database_sync_to_async(_token_user)(key)
+            scope = {**scope, "user": user, "auth_token": key, "session": None}
+        return await self.inner(scope, receive, send)
+
+
+def _token_alive(key: str, user_id: int) -> bool:
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.filter(key=key, user_id=user_id).exists()
+
+
 def _fresh_user(user_id: int):
     """The user as the database has them now (roles are cached on the scope's user object)."""
     return get_user_model().objects.filter(pk=user_id, is_active=True).first()
@@ -177,7 +212,11 @@ class AccessCheckedConsumer(AsyncWebsocketConsumer):
     def _still_allowed(self) -> tuple[bool, str]:
         user = self.scope["user"]
         session = self.scope.get("session")
-        if session is not None and not _session_alive(session.session_key):
+        token = self.scope.get("auth_token")
+        if token is not None:
+            if not _token_alive(token, user.pk):
+                return False, "token revoked"
+        elif session is not None and not _session_alive(session.session_key):
             return False, "session ended"
         fresh = _fresh_user(user.pk)
         if fresh is None:
