@@ -130,10 +130,12 @@ def test_orders_a_reset_broker_cannot_confirm_are_flagged_for_the_trader(world, 
     world.sim_start(personalities=("reset_on_restart", "no_status_requests"), store="sim-store-2")
     world.wait_logon()
     wait_until(
-        lambda: OpsException.objects.filter(
-            kind="unconfirmed_at_broker", resolved_at__isnull=True
-        ).count()
-        == 2,
+        lambda: (
+            OpsException.objects.filter(
+                kind="unconfirmed_at_broker", resolved_at__isnull=True
+            ).count()
+            == 2
+        ),
         what="both blocks flagged",
     )
     assert world.sim("state")["status_refused"] == 0  # not asked: known to refuse
@@ -145,10 +147,16 @@ def test_orders_a_reset_broker_cannot_confirm_are_flagged_for_the_trader(world, 
     trader.force_login(desk.trader)
     compliance.force_login(make_user("unconfirmed-reader", "Compliance"))
     listed = compliance.get("/api/unconfirmed-orders/").json()["unconfirmed"]
-    assert [(r["block_id"], r["leaves_qty"]) for r in listed] == [(gone.pk, "100"), (partly.pk, "200")]
+    assert [(r["block_id"], r["leaves_qty"]) for r in listed] == [
+        (gone.pk, "100"),
+        (partly.pk, "200"),
+    ]
     shown = trader.get(f"/api/blocks/{gone.pk}/").json()
     assert shown["unconfirmed_at_broker"] and "reset" in shown["unconfirmed_reason"]
-    assert _post(compliance, f"/api/unconfirmed-orders/{gone.pk}/cancel/", {"reason": "x"}).status_code == 403
+    assert (
+        _post(compliance, f"/api/unconfirmed-orders/{gone.pk}/cancel/", {"reason": "x"}).status_code
+        == 403
+    )
 
     # Cancel locally: nothing on the wire, the block and its order CANCELLED, audited.
     assert _post(trader, f"/api/unconfirmed-orders/{gone.pk}/cancel/").status_code == 400
@@ -214,7 +222,10 @@ def test_a_counterparty_sequence_reset_stops_logons_until_an_operator_resets(
     assert _post(operations, url, {"reason": "agreed"}).status_code == 403
     assert _post(trader, url).status_code == 400
     assert _post(trader, url, {"reason": "x", "next_sender_seq_num": 0}).status_code == 400
-    assert _post(trader, "/api/fix-sessions/999999/reset-sequence/", {"reason": "x"}).status_code == 404
+    assert (
+        _post(trader, "/api/fix-sessions/999999/reset-sequence/", {"reason": "x"}).status_code
+        == 404
+    )
     response = _post(trader, url, {"reason": "agreed with the broker's desk"})
     assert response.status_code == 202, response.content
 
