@@ -1968,7 +1968,8 @@ def session_sequence_reset_take(*, broker_id: int, as_of: datetime) -> SequenceR
     """The owner takes the operator's pending reset (once), to carry it out: the session's
     logons may start again. None when nothing is pending."""
     state = (
-        SessionState.objects.select_for_update()
+        SessionState.objects.select_for_update(of=("self",))
+        .select_related("broker")
         .filter(broker_id=broker_id, sequence_reset_requested_at__isnull=False)
         .first()
     )
@@ -1981,6 +1982,13 @@ def session_sequence_reset_take(*, broker_id: int, as_of: datetime) -> SequenceR
     state.sequence_problem_at = None
     state.updated_at = as_of
     state.save()
+    # The operator acted on it; a reset that does not cure it opens a new one.
+    exceptions_resolve_for(
+        kind=SESSION_SEQUENCE,
+        ref=f"broker:{state.broker.code}",
+        note="The sequence numbers were reset by an operator.",
+        as_of=as_of,
+    )
     return reset
 
 
