@@ -34,6 +34,11 @@ urlpatterns: list = [
         name="unconfirmed-cancel",
     ),
     path(
+        "unconfirmed-orders/<int:block_id>/confirm/",
+        v.UnconfirmedConfirmView.as_view(),
+        name="unconfirmed-confirm",
+    ),
+    path(
         "unconfirmed-orders/<int:block_id>/resend/",
         v.UnconfirmedResendView.as_view(),
         name="unconfirmed-resend",

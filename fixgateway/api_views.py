@@ -300,3 +300,32 @@ class UnconfirmedResendView(APIView):
             as_of=timezone.now(),
         )
         return Response({"resent": True, **result})
+
+
+class UnconfirmedConfirmView(APIView):
+    """The broker confirmed the order another way: it stays as it is, the flag goes."""
+
+    permission_classes = [DESK]
+
+    class UnconfirmedConfirmInput(serializers.Serializer):
+        note = serializers.CharField(max_length=500)
+
+    @extend_schema(
+        request=UnconfirmedConfirmInput,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiResponse(description="no note"),
+            404: OpenApiResponse(description="no such block"),
+            409: OpenApiResponse(description="not unconfirmed"),
+        },
+    )
+    def post(self, request, block_id: int):
+        data = self.UnconfirmedConfirmInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.unconfirmed_confirm(
+            block_id=block_id,
+            note=data.validated_data["note"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        return Response({"confirmed": True, **result})

@@ -2213,6 +2213,29 @@ def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of:
 
 
 @transaction.atomic(durable=True)
+def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime) -> dict:
+    """The trader confirmed the order with the broker another way (by phone, on its
+    screen): it stays as it is and the flag goes. Audited with the note."""
+    note = _reason(note, "confirmed")
+    block, fix_order = _unconfirmed_lock(block_id=block_id, actor=actor)
+    audit_record(
+        actor=actor,
+        action="fix.unconfirmed_confirm",
+        obj=block,
+        occurred_at=as_of,
+        before={"unconfirmed_since": fix_order.unconfirmed_since},
+        after={"note": note},
+    )
+    _unconfirmed_clear(
+        fix_order=fix_order,
+        as_of=as_of,
+        actor=actor,
+        note=f"Confirmed by {actor.get_username()}: {note}",
+    )
+    return {"block": block.pk, "status": block.status}
+
+
+@transaction.atomic(durable=True)
 def unconfirmed_resend(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
     """The trader sends an order the broker cannot confirm again, as a new order: a new
     ClOrdID, a NewOrderSingle for what is left (quantity less filled). Fills under the old

@@ -76,7 +76,7 @@ def test_a_broker_that_answers_status_requests_is_remembered(world, desk):
     assert _block(block.pk).fix_order.unconfirmed_since is None
 
 
-def test_a_broker_that_refuses_status_requests_is_asked_once(world, desk):
+def test_a_broker_that_refuses_status_requests_is_asked_once(world, desk, client):
     from fixgateway.models import Broker
     from oms.models import OpsException
 
@@ -94,6 +94,14 @@ def test_a_broker_that_refuses_status_requests_is_asked_once(world, desk):
     assert _block(block.pk).status == "WORKING"
     refused = world.sim("state")["status_refused"]
     assert refused == 1
+    # The trader checked with the broker: the order stays, the flag goes.
+    client.force_login(desk.trader)
+    url = f"/api/unconfirmed-orders/{block.pk}/confirm/"
+    assert _post(client, url).status_code == 400
+    assert _post(client, url, {"note": "on the broker's screen"}).status_code == 200
+    assert _block(block.pk).fix_order.unconfirmed_since is None
+    assert OpsException.objects.get(kind="unconfirmed_at_broker").resolved_at is not None
+    assert _post(client, url, {"note": "again"}).status_code == 409
 
     world.gateway.stop_all()
     world.gateway.start()
