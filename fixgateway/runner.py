@@ -396,6 +396,8 @@ class BrokerSession(threading.Thread):
         beating = threading.Event()
         self.heartbeat_stop = beating
 
+        pooled = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+
         def beat() -> None:
             try:
                 while not beating.wait(interval):
@@ -404,6 +406,10 @@ class BrokerSession(threading.Thread):
                     except Exception:
                         log.exception("%s: heartbeat not written", broker)
                         close_old_connections()
+                    if pooled:
+                        # Back to the pool between beats: a slot held per broker for one
+                        # UPDATE a second would crowd out the threads that need one.
+                        connection.close()
             finally:
                 connection.close()
 
