@@ -21,4 +21,26 @@ urlpatterns: list = [
         name="held-order-cancel",
     ),
     path("fix/messages/", v.FixMessageListView.as_view(), name="fix-message-list"),
+    path("fix-sessions/", v.SessionListView.as_view(), name="fix-session-list"),
+    path(
+        "fix-sessions/<int:broker_id>/reset-sequence/",
+        v.SessionSequenceResetView.as_view(),
+        name="fix-session-reset-sequence",
+    ),
+    path("unconfirmed-orders/", v.UnconfirmedOrderListView.as_view(), name="unconfirmed-list"),
+    path(
+        "unconfirmed-orders/<int:block_id>/cancel/",
+        v.UnconfirmedCancelView.as_view(),
+        name="unconfirmed-cancel",
+    ),
+    path(
+        "unconfirmed-orders/<int:block_id>/confirm/",
+        v.UnconfirmedConfirmView.as_view(),
+        name="unconfirmed-confirm",
+    ),
+    path(
+        "unconfirmed-orders/<int:block_id>/resend/",
+        v.UnconfirmedResendView.as_view(),
+        name="unconfirmed-resend",
+    ),
 ]

@@ -1,5 +1,7 @@
 """The gateway's API: kill switches (the engaged ones, their history, release), orders held
-in the outbox (list, release, cancel) and the FIX message monitor. Thin: check the input, make one domain call, shape the
+in the outbox (list, release, cancel), the FIX message monitor, FIX sessions (status,
+reset of sequence numbers) and orders unconfirmed at their broker (list, cancel locally,
+resend, confirm). Thin: check the input, make one domain call, shape the
 output. Traders and admins act; compliance and operations read."""
 
 from __future__ import annotations
@@ -186,3 +188,144 @@ class FixMessageListView(generics.ListAPIView):
     @extend_schema(parameters=MESSAGE_FILTERS)
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class SessionListView(APIView):
+    """GET: every active broker's FIX session: "up", "down" (within seconds of its gateway
+    dying) or "sequence_reset_required", why, and its sequence numbers."""
+
+    permission_classes = [READERS]
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"sessions": selectors.session_statuses()})
+
+
+class SessionSequenceResetView(APIView):
+    """Reset a session's sequence numbers (agreed with the broker): a new store, both numbers
+    at 1 unless given, and logons again. Audited."""
+
+    permission_classes = [DESK]
+
+    class SessionSequenceResetInput(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+        next_sender_seq_num = serializers.IntegerField(
+            min_value=1, max_value=2_147_483_647, required=False
+        )
+        next_target_seq_num = serializers.IntegerField(
+            min_value=1, max_value=2_147_483_647, required=False
+        )
+
+    @extend_schema(
+        request=SessionSequenceResetInput,
+        responses={
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiResponse(description="no reason, or a number below 1"),
+            404: OpenApiResponse(description="no such broker"),
+        },
+    )
+    def post(self, request, broker_id: int):
+        data = self.SessionSequenceResetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.session_sequence_reset_request(
+            broker_id=broker_id, actor=request.user, as_of=timezone.now(), **data.validated_data
+        )
+        return Response({"requested": True, **result}, status=202)
+
+
+class UnconfirmedOrderListView(APIView):
+    """Orders the broker cannot confirm (it reset its session, or refused a status request)."""
+
+    permission_classes = [READERS]
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"unconfirmed": selectors.unconfirmed_orders()})
+
+
+class UnconfirmedCancelView(APIView):
+    """Cancel an unconfirmed order here only (nothing is sent): the block ends CANCELLED."""
+
+    permission_classes = [DESK]
+
+    class UnconfirmedCancelInput(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(
+        request=UnconfirmedCancelInput,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiResponse(description="no reason"),
+            404: OpenApiResponse(description="no such block"),
+            409: OpenApiResponse(description="not unconfirmed"),
+        },
+    )
+    def post(self, request, block_id: int):
+        data = self.UnconfirmedCancelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.unconfirmed_cancel_locally(
+            block_id=block_id,
+            reason=data.validated_data["reason"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        return Response({"cancelled": True, **result})
+
+
+class UnconfirmedResendView(APIView):
+    """Send an unconfirmed order again as a new order (new ClOrdID, for what is left)."""
+
+    permission_classes = [DESK]
+
+    class UnconfirmedResendInput(serializers.Serializer):
+        note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        request=UnconfirmedResendInput,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            404: OpenApiResponse(description="no such block"),
+            409: OpenApiResponse(
+                description="not unconfirmed, nothing left, or a kill switch stops it"
+            ),
+        },
+    )
+    def post(self, request, block_id: int):
+        data = self.UnconfirmedResendInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.unconfirmed_resend(
+            block_id=block_id,
+            note=data.validated_data["note"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        return Response({"resent": True, **result})
+
+
+class UnconfirmedConfirmView(APIView):
+    """The broker confirmed the order another way: it stays as it is, the flag goes."""
+
+    permission_classes = [DESK]
+
+    class UnconfirmedConfirmInput(serializers.Serializer):
+        note = serializers.CharField(max_length=500)
+
+    @extend_schema(
+        request=UnconfirmedConfirmInput,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiResponse(description="no note"),
+            404: OpenApiResponse(description="no such block"),
+            409: OpenApiResponse(description="not unconfirmed"),
+        },
+    )
+    def post(self, request, block_id: int):
+        data = self.UnconfirmedConfirmInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.unconfirmed_confirm(
+            block_id=block_id,
+            note=data.validated_data["note"],
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+        return Response({"confirmed": True, **result})

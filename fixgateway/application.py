@@ -41,7 +41,7 @@ from . import fixmsg, services
 from .algo import algo_fields
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, OutboxMessage
-from .selectors import InboundMark, fix_orders_working
+from .selectors import InboundMark, fix_orders_working, inbound_mark
 
 log = logging.getLogger("fixgateway.session")
 alerts = logging.getLogger("fixgateway.alerts")
@@ -60,6 +60,7 @@ CXL_REJECT_REASONS = {
     "6": "Duplicate ClOrdID",
     "99": "Other",
 }
+SEQUENCE_TOO_LOW = re.compile(r"MsgSeqNum too low|sequence (number )?too low", re.IGNORECASE)
 # How long a callback waits on a full queue before it looks whether the engine is stopping.
 PUT_WAIT_SECONDS = 0.5
 
@@ -97,8 +98,14 @@ class GatewayApplication(fix.Application):
         # matched whatever its speed, including status requests that are no outbox row.
         self.sent_index: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
         self._sent_lock = threading.Lock()
-        # Set when the broker's MsgSeqNum went below what we expect (read by the runner).
+        # Set when either side's MsgSeqNum went below what the other expects (read by the
+        # runner, which stops logging on until an operator resets the numbers).
         self.sequence_problem = ""
+        # Whether the latest logon followed a reset of the numbering (a new store, the
+        # broker's ResetSeqNumFlag): what was in flight is not resent, so working orders
+        # must be confirmed again. Set in onLogon, read by the runner with the generation.
+        self.logon_after_reset = False
+        self._reset_flag_seen = False
         self.last_recorded = ""  # the ClOrdID toApp last recorded as sent
         self.stale_seconds = getattr(settings, "OMS_FIX_STALE_ORDER_SECONDS", 120)
         self.stats = {"applied": 0, "duplicate": 0, "quarantined": 0, "unknown": 0}
@@ -128,12 +135,28 @@ class GatewayApplication(fix.Application):
         try:
             # A logon may have reset the store (ResetOnLogon, a new session day): what comes
             # next is numbered in the new one.
+            before = self.store_created
             self.refresh_store_created()
+            self.logon_after_reset = self._numbering_restarted(before)
+            self._reset_flag_seen = False
             self.logon_generation += 1
             self.logged_on.set()
             log.info("FIX logon %s (store created %s)", sessionID.toString(), self.store_created)
         except BaseException:  # noqa: BLE001 (see module docstring)
             log.exception("onLogon failed")
+
+    def _numbering_restarted(self, store_before: str) -> bool:
+        """Whether this logon's numbering starts again: the broker sent ResetSeqNumFlag, our
+        store was reset at logon, or the last report we committed was numbered in another
+        store (reset while this process was not running)."""
+        if self._reset_flag_seen or (store_before and store_before != self.store_created):
+            return True
+        try:
+            mark = inbound_mark(broker_id=self.broker.pk)
+        except DB_UNAVAILABLE:
+            log.error("%s: database unavailable at logon: reset not checked", self.broker)
+            return False
+        return mark is not None and mark.store_created != self.store_created
 
     def onLogout(self, sessionID):  # noqa: N802, N803
         try:
@@ -146,14 +169,22 @@ class GatewayApplication(fix.Application):
         try:
             # The broker's numbering went back (it restarted with a fresh store): QuickFIX
             # refuses it and logs out, again at every reconnect. A person must decide.
-            if fixmsg.msg_type(message) == "5" and get(message, 58).startswith("MsgSeqNum too low"):
-                self.sequence_problem = get(message, 58)
+            self._sequence_problem_check(message, "we refused the broker's logon")
         except BaseException:  # noqa: BLE001
             log.exception("toAdmin failed")
+
+    def _sequence_problem_check(self, message, who: str) -> None:
+        """A Logout saying "MsgSeqNum too low" (QuickFIX's words, and most engines'): one
+        side restarted its numbering and every logon will fail the same way."""
+        if fixmsg.msg_type(message) == "5" and SEQUENCE_TOO_LOW.search(get(message, 58)):
+            self.sequence_problem = f"{who}: {get(message, 58)}"
 
     def fromAdmin(self, message, sessionID):  # noqa: N802, N803
         try:
             self.last_message_at = _now()
+            self._sequence_problem_check(message, "the broker refused our logon")
+            if fixmsg.msg_type(message) == "A" and get(message, 141) == "Y":
+                self._reset_flag_seen = True
             if fixmsg.msg_type(message) == "3" and self._about_app_message(message):
                 self._enqueue(message)
         except BaseException:  # noqa: BLE001

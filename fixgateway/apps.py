@@ -7,11 +7,17 @@ class FixgatewayConfig(AppConfig):
     def ready(self) -> None:
         from oms.health import register_probe
 
-        from .selectors import broker_sessions
+        from .selectors import session_statuses
 
         def fix_sessions() -> dict:
-            sessions = broker_sessions()
-            down = [s["broker"] for s in sessions if not s["logged_on"]]
-            return {"ok": not down, "down": down, "sessions": len(sessions)}
+            sessions = session_statuses()
+            down = [s["broker"] for s in sessions if s["status"] != "up"]
+            return {
+                "ok": not down,
+                "down": down,
+                "sessions": len(sessions),
+                "status": {s["broker"]: s["status"] for s in sessions},
+                "reasons": {s["broker"]: s["reason"] for s in sessions if s["reason"]},
+            }
 
         register_probe("fix_sessions", fix_sessions)

@@ -38,6 +38,18 @@ class Broker(models.Model):
         "broker opens an 'unacknowledged order' exception.",
     )
 
+    class StatusRequests(models.TextChoices):
+        UNKNOWN = "unknown", "Not known yet"
+        ANSWERED = "answered", "Answers OrderStatusRequest"
+        REFUSED = "refused", "Refuses OrderStatusRequest"
+
+    # Learned from the wire: a 35=j refusing a 35=H makes it "refused", a status report (150=I)
+    # "answered". A broker that refuses is not asked at every logon.
+    status_requests = models.CharField(
+        max_length=8, choices=StatusRequests.choices, default=StatusRequests.UNKNOWN
+    )
+    status_requests_learned_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["code"]
         constraints = [
@@ -71,6 +83,13 @@ class FixOrder(models.Model):
     pending_kind = models.CharField(max_length=8, blank=True)
     pending_values = models.JSONField(default=dict, blank=True)
     prior_status = models.CharField(max_length=20, blank=True)
+    # Set when the broker may have lost the order (it reset its session, or a status request
+    # failed) and nothing has confirmed it since: a trader cancels locally or resends.
+    unconfirmed_since = models.DateTimeField(null=True, blank=True)
+    unconfirmed_reason = models.CharField(max_length=200, blank=True)
+    # Filled under ClOrdIDs before the current one (a resend as a new order): the broker's
+    # CumQty for the current ClOrdID plus this is the block's.
+    carried_cum_qty = QuantityField(default=0)
     created_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -211,6 +230,17 @@ class SessionState(models.Model):
     # wound back to it, so the broker resends whatever was received but never committed.
     inbound_store_created = models.CharField(max_length=32, blank=True)
     inbound_applied_seq_num = models.PositiveIntegerField(default=0)
+    # Written by the owning process about every second: a reader that sees it older than
+    # OMS_FIX_OWNER_STALE_SECONDS takes the owner for dead (kill -9 writes nothing).
+    owner_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The counterparty's numbering does not fit ours ("MsgSeqNum too low"): logons stopped
+    # until an operator resets the sequence numbers.
+    sequence_problem = models.CharField(max_length=300, blank=True)
+    sequence_problem_at = models.DateTimeField(null=True, blank=True)
+    # An operator's reset waiting for the owner; the numbers to continue at (None: 1).
+    sequence_reset_requested_at = models.DateTimeField(null=True, blank=True)
+    sequence_reset_next_sender = models.PositiveIntegerField(null=True, blank=True)
+    sequence_reset_next_target = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.broker_id} {'up' if self.logged_on else 'down'}"

@@ -30,7 +30,6 @@ import os
 import re
 import socket
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -256,6 +255,7 @@ class BrokerSession(threading.Thread):
         self.app: GatewayApplication | None = None
         self.initiator = None
         self.owning = threading.Event()
+        self.heartbeat_stop = threading.Event()
 
     def run(self) -> None:
         try:
@@ -313,12 +313,15 @@ class BrokerSession(threading.Thread):
         self.app.refresh_store_created()
         outbox_requeue_unpersisted(broker)
         self.app.applier_start()
-        self.initiator.start()
         services.session_state_update(
-            broker_id=broker.pk, as_of=_now(), logged_on=False, owner=self.owner
+            broker_id=broker.pk, as_of=_now(), logged_on=False, owner=self.owner, heartbeat=True
         )
+        self._heartbeat_start(broker)
+        # A reset an operator asked for while no process owned the session.
+        self._sequence_reset(broker)
+        self.initiator.start()
         seen_generation = 0
-        last_state = 0.0
+        reset_notice = f"{services.SESSION_RESET_NOTICE}:{broker.pk}"
         while not self.stop_event.is_set():
             app = self.app
             if app.inbound_failed.is_set():
@@ -327,35 +330,107 @@ class BrokerSession(threading.Thread):
                 raise RuntimeError(f"{broker}: an inbound message could not be queued")
             if app.logged_on.is_set() and app.logon_generation != seen_generation:
                 seen_generation = app.logon_generation
-                services.session_sequence_resolved(broker=broker, as_of=_now())
-                asked = app.request_status()
-                log.info("%s: asked the status of %d working orders", broker, asked)
+                self._after_logon(broker, counterparty_reset=app.logon_after_reset)
             problem = app.sequence_problem
             if problem:
                 app.sequence_problem = ""
-                services.session_sequence_refused(broker=broker, text=problem, as_of=_now())
+                self._logons_stop(broker, problem)
             app.send_outbox()
-            if time.monotonic() - last_state > 1:
-                last_state = time.monotonic()
-                self._write_state(broker)
-            # Wake on an outbox notification, or poll twice a second; also proves the lock
-            # connection (and so our ownership) is alive.
-            for _ in lock_conn.notifies(timeout=0.5, stop_after=1):
-                pass
+            # Wake on an outbox notification (or an operator's reset), or poll twice a
+            # second; also proves the lock connection (and so our ownership) is alive.
+            for notice in lock_conn.notifies(timeout=0.5, stop_after=1):
+                if notice.payload == reset_notice:
+                    self._sequence_reset(broker)
 
-    def _write_state(self, broker: Broker) -> None:
-        session = fix.Session.lookupSession(self.app.session_id) if self.app.session_id else None
+    def _after_logon(self, broker: Broker, *, counterparty_reset: bool) -> None:
+        services.session_sequence_resolved(broker=broker, as_of=_now())
+        ask = services.session_logon_reconcile(
+            broker_id=broker.pk, counterparty_reset=counterparty_reset, as_of=_now()
+        )
+        if not ask:
+            log.info("%s: refuses status requests: working orders not asked about", broker)
+            return
+        asked = self.app.request_status()
+        log.info("%s: asked the status of %d working orders", broker, asked)
+
+    def _logons_stop(self, broker: Broker, problem: str) -> None:
+        """Every logon would fail the same way: stop trying (a storm of refused logons helps
+        no one) until an operator resets the sequence numbers. A restart tries once more."""
+        session = _registered_session(broker)
+        if session is not None:
+            session.logout(problem[:200])  # disables it: the initiator stops reconnecting
+        log.error("%s: logons stopped until the sequence numbers are reset: %s", broker, problem)
+        services.session_sequence_refused(broker=broker, text=problem, as_of=_now())
+
+    def _sequence_reset(self, broker: Broker) -> None:
+        """Carry out an operator's reset of the sequence numbers, if one is pending: a new
+        store (both numbers at 1, a new sequence epoch), the numbers given if any, and logons
+        again."""
+        session = _registered_session(broker)
+        if session is None:
+            return
+        reset = services.session_sequence_reset_take(broker_id=broker.pk, as_of=_now())
+        if reset is None:
+            return
+        session.reset()
+        if reset.next_sender_seq_num:
+            session.setNextSenderMsgSeqNum(reset.next_sender_seq_num)
+        if reset.next_target_seq_num:
+            session.setNextTargetMsgSeqNum(reset.next_target_seq_num)
+        self.app.refresh_store_created()
+        self.app.sequence_problem = ""
+        session.logon()
+        log.warning(
+            "%s: sequence numbers reset by an operator (store %s, next out %d, next in %d)",
+            broker,
+            self.app.store_created,
+            session.getExpectedSenderNum(),
+            session.getExpectedTargetNum(),
+        )
+
+    def _heartbeat_start(self, broker: Broker) -> None:
+        """The owner's heartbeat, on its own thread so a busy sender never makes a live owner
+        look dead: the session state (logon, numbers) about every second."""
+        interval = float(getattr(settings, "OMS_FIX_OWNER_HEARTBEAT_SECONDS", 1))
+        app = self.app
+        beating = threading.Event()
+        self.heartbeat_stop = beating
+
+        pooled = bool(connection.settings_dict.get("OPTIONS", {}).get("pool"))
+
+        def beat() -> None:
+            try:
+                while not beating.wait(interval):
+                    try:
+                        self._write_state(broker, app)
+                    except Exception:
+                        log.exception("%s: heartbeat not written", broker)
+                        close_old_connections()
+                    if pooled:
+                        # Back to the pool between beats: a slot held per broker for one
+                        # UPDATE a second would crowd out the threads that need one.
+                        connection.close()
+            finally:
+                connection.close()
+
+        threading.Thread(target=beat, name=f"fix-heartbeat-{broker.code}", daemon=True).start()
+
+    def _write_state(self, broker: Broker, app: GatewayApplication) -> None:
+        session = fix.Session.lookupSession(app.session_id) if app.session_id else None
         services.session_state_update(
             broker_id=broker.pk,
             as_of=_now(),
-            logged_on=self.app.logged_on.is_set(),
+            logged_on=app.logged_on.is_set(),
             next_sender_seq_num=session.getExpectedSenderNum() if session else None,
             next_target_seq_num=session.getExpectedTargetNum() if session else None,
-            last_message_at=self.app.last_message_at,
+            last_message_at=app.last_message_at,
             owner=self.owner,
+            heartbeat=True,
         )
 
     def _stop_engine(self) -> None:
+        # The heartbeat stops first: it must not outlive the engine it reports on.
+        self.heartbeat_stop.set()
         initiator, self.initiator = self.initiator, None
         had_engine = initiator is not None
         app = self.app

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -24,60 +25,170 @@ from .models import (
 )
 
 
-def _silent(state: SessionState | None, heartbeat_seconds: int, now) -> bool:
+def _silent(logged_on: bool, last_message_at, heartbeat_seconds: int, now) -> bool:
     return bool(
-        state
-        and state.logged_on
-        and state.last_message_at is not None
-        and now - state.last_message_at > timedelta(seconds=2 * heartbeat_seconds)
+        logged_on
+        and last_message_at is not None
+        and now - last_message_at > timedelta(seconds=2 * heartbeat_seconds)
     )
+
+
+def owner_stale_seconds() -> int:
+    return int(getattr(settings, "OMS_FIX_OWNER_STALE_SECONDS", 3))
+
+
+def _owner_alive(heartbeat_at, now) -> bool:
+    return heartbeat_at is not None and now - heartbeat_at <= timedelta(
+        seconds=owner_stale_seconds()
+    )
+
+
+_SESSION_FIELDS = (
+    "id",
+    "code",
+    "fix_version",
+    "heartbeat_seconds",
+    "status_requests",
+    "session_state__logged_on",
+    "session_state__last_message_at",
+    "session_state__owner",
+    "session_state__owner_heartbeat_at",
+    "session_state__updated_at",
+    "session_state__next_sender_seq_num",
+    "session_state__next_target_seq_num",
+    "session_state__sequence_problem",
+    "session_state__sequence_problem_at",
+    "session_state__sequence_reset_requested_at",
+)
+
+
+def _session_status(row: dict, now) -> dict:
+    """One broker's session as an operator reads it. "down" when no live process owns it (its
+    heartbeat row is stale: a killed gateway writes nothing), when it is not logged on, or
+    when the broker has been silent for two heartbeat intervals; "sequence_reset_required"
+    when logons stopped on a counterparty's sequence reset until an operator acts."""
+    heartbeat_at = row["session_state__owner_heartbeat_at"]
+    alive = _owner_alive(heartbeat_at, now)
+    reported_on = bool(row["session_state__logged_on"])
+    silent = _silent(
+        reported_on, row["session_state__last_message_at"], row["heartbeat_seconds"], now
+    )
+    logged_on = alive and reported_on and not silent
+    problem = row["session_state__sequence_problem"] or ""
+    if logged_on:
+        status, reason = "up", ""
+    elif problem:
+        status, reason = "sequence_reset_required", problem
+    elif heartbeat_at is None:
+        status, reason = "down", "no gateway has owned this session"
+    elif not alive:
+        status, reason = "down", f"the gateway ({row['session_state__owner']}) stopped"
+    elif silent:
+        status, reason = "down", "nothing heard from the broker for two heartbeat intervals"
+    else:
+        status, reason = "down", "not logged on"
+    return {
+        "broker": row["code"],
+        "broker_id": row["id"],
+        "fix_version": row["fix_version"],
+        "status": status,
+        "reason": reason,
+        "logged_on": logged_on,
+        "heartbeat_overdue": silent,
+        "owner": row["session_state__owner"] or "",
+        "owner_alive": alive,
+        "owner_heartbeat_at": heartbeat_at,
+        "next_sender_seq_num": row["session_state__next_sender_seq_num"],
+        "next_target_seq_num": row["session_state__next_target_seq_num"],
+        "last_message_at": row["session_state__last_message_at"],
+        "updated_at": row["session_state__updated_at"],
+        "sequence_problem": problem,
+        "sequence_problem_at": row["session_state__sequence_problem_at"],
+        "sequence_reset_requested_at": row["session_state__sequence_reset_requested_at"],
+        "status_requests": row["status_requests"],
+    }
+
+
+def session_statuses(*, broker_id: int | None = None) -> list[dict]:
+    """Every active broker's FIX session (or one broker's), by code: "up", "down" or
+    "sequence_reset_required", why, and the numbers behind it. One query; what /healthz, the
+    blotter header and the session API show."""
+    brokers = Broker.objects.filter(active=True)
+    if broker_id is not None:
+        brokers = Broker.objects.filter(pk=broker_id)
+    now = timezone.now()
+    return [_session_status(r, now) for r in brokers.order_by("code").values(*_SESSION_FIELDS)]
 
 
 def broker_session_up(*, broker_id: int) -> bool:
-    """Whether the broker's session is logged on and heard from (as broker_sessions shows it):
-    what routing tells the trader ("queued: session down" otherwise). One query."""
-    row = (
-        Broker.objects.filter(pk=broker_id)
-        .values("heartbeat_seconds", "session_state__logged_on", "session_state__last_message_at")
-        .first()
-    )
-    if row is None or not row["session_state__logged_on"]:
-        return False
-    last = row["session_state__last_message_at"]
-    return last is None or timezone.now() - last <= timedelta(seconds=2 * row["heartbeat_seconds"])
+    """Whether the broker's session is up (as session_statuses shows it): what routing tells
+    the trader ("queued: session down" otherwise). One query."""
+    rows = session_statuses(broker_id=broker_id)
+    return bool(rows) and rows[0]["logged_on"]
 
 
 def broker_sessions() -> list[dict]:
-    """One row per active broker: what its FIX worker last wrote to the session table.
+    """One row per active broker (session_statuses): the blotter's session list."""
+    return session_statuses()
 
-    A session that has heard nothing from the broker for two heartbeat intervals is shown down
-    at once: the engine itself only drops it after its TestRequest times out (about 2.4
-    intervals), and a worker killed outright never writes "down" at all."""
-    states = {s.broker_id: s for s in SessionState.objects.all()}
-    now = timezone.now()
-    rows = []
-    for broker in Broker.objects.filter(active=True).order_by("code"):
-        state = states.get(broker.pk)
-        silent = _silent(state, broker.heartbeat_seconds, now)
-        rows.append(
-            {
-                "broker": broker.code,
-                "broker_id": broker.pk,
-                "fix_version": broker.fix_version,
-                "logged_on": bool(state and state.logged_on) and not silent,
-                "heartbeat_overdue": silent,
-                "next_sender_seq_num": state.next_sender_seq_num if state else None,
-                "next_target_seq_num": state.next_target_seq_num if state else None,
-                "last_message_at": state.last_message_at if state else None,
-                "owner": state.owner if state else "",
-                "updated_at": state.updated_at if state else None,
-            }
+
+def unconfirmed_orders() -> list[dict]:
+    """Blocks the broker may have lost (it reset its session, or a status request failed),
+    oldest first, for the trader's decision: cancel locally or resend. One query."""
+    rows = (
+        FixOrder.objects.filter(unconfirmed_since__isnull=False)
+        .order_by("unconfirmed_since", "pk")
+        .values(
+            "block_id",
+            "cl_ord_id",
+            "broker_order_id",
+            "unconfirmed_since",
+            "unconfirmed_reason",
+            "broker__code",
+            "block__status",
+            "block__side",
+            "block__quantity",
+            "block__cum_qty",
+            "block__security__symbol",
         )
-    return rows
+    )
+    return [
+        {
+            "block_id": r["block_id"],
+            "cl_ord_id": r["cl_ord_id"],
+            "broker_order_id": r["broker_order_id"],
+            "broker": r["broker__code"],
+            "symbol": r["block__security__symbol"],
+            "side": r["block__side"],
+            "status": r["block__status"],
+            "quantity": decimal_text(r["block__quantity"]),
+            "cum_qty": decimal_text(r["block__cum_qty"]),
+            "leaves_qty": decimal_text(r["block__quantity"] - r["block__cum_qty"]),
+            "unconfirmed_since": r["unconfirmed_since"],
+            "reason": r["unconfirmed_reason"],
+        }
+        for r in rows
+    ]
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A quantity or price as the API writes it: "100", "150.25" (None stays None)."""
+    return None if value is None else format(value.normalize(), "f")
 
 
 def outbox_unsent(*, broker_id: int) -> QuerySet[OutboxMessage]:
     return OutboxMessage.objects.filter(broker_id=broker_id, sent_at__isnull=True).order_by("id")
+
+
+# Blocks a broker should still be working (once their NewOrderSingle has left).
+WORKING_AT_BROKER = (
+    Block.Status.ROUTED,
+    Block.Status.WORKING,
+    Block.Status.PARTIALLY_FILLED,
+    Block.Status.PENDING_CANCEL,
+    Block.Status.PENDING_REPLACE,
+    Block.Status.DONE_FOR_DAY,
+)
 
 
 def fix_orders_working(*, broker_id: int) -> QuerySet[FixOrder]:
@@ -85,14 +196,7 @@ def fix_orders_working(*, broker_id: int) -> QuerySet[FixOrder]:
     return (
         FixOrder.objects.filter(
             broker_id=broker_id,
-            block__status__in=[
-                Block.Status.ROUTED,
-                Block.Status.WORKING,
-                Block.Status.PARTIALLY_FILLED,
-                Block.Status.PENDING_CANCEL,
-                Block.Status.PENDING_REPLACE,
-                Block.Status.DONE_FOR_DAY,
-            ],
+            block__status__in=WORKING_AT_BROKER,
             messages__sent_at__isnull=False,
         )
         .distinct()

@@ -57,7 +57,8 @@ from .models import (
     Quarantine,
     SessionState,
 )
-from .selectors import InboundMark
+from .selectors import WORKING_AT_BROKER, InboundMark, fix_orders_working
+from .selectors import decimal_text as _dec
 
 log = logging.getLogger("fixgateway")
 alerts = logging.getLogger("fixgateway.alerts")
@@ -93,10 +94,14 @@ def _clordid_prefix() -> str:
     return getattr(settings, "OMS_FIX_CLORDID_PREFIX", "OMS")
 
 
-def _wake_sender_on_commit(broker_id: int) -> None:
+def _wake_sender_on_commit(broker_id: int, what: str = "") -> None:
+    """After commit, wake the session owner: the outbox has work (or, with `what`, something
+    else: the payload is "<what>:<broker id>")."""
+    payload = f"{what}:{broker_id}" if what else str(broker_id)
+
     def notify() -> None:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(broker_id)])
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, payload])
 
     transaction.on_commit(notify)
 
@@ -117,10 +122,6 @@ def _next_cl_ord_id(fix_order: FixOrder) -> str:
     return f"{_clordid_prefix()}-B{fix_order.block_id}-{fix_order.next_suffix}"
 
 
-def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
-
-
 def _block_accounts(block: Block) -> set[str]:
     return set(block.orders.values_list("account__code", flat=True))
 
@@ -135,6 +136,43 @@ def kill_switch_blocking(*, block: Block) -> KillSwitch | None:
     return KillSwitch.objects.filter(scope_q, released_at__isnull=True).first()
 
 
+def _new_order_payload(*, block: Block, broker: Broker, quantity: Decimal) -> dict[str, Any]:
+    """A NewOrderSingle's fields for the outbox. Raises AlgoNotSupported when the algo does
+    not fit the broker's FIX version and tag map."""
+    algo = algo_fields(
+        broker_code=broker.code,
+        fix_version=broker.fix_version,
+        extra_config=broker.extra_config,
+        strategy=block.strategy or "",
+        params=block.strategy_params or {},
+    )
+    return {
+        "symbol": block.security.symbol,
+        "currency": block.security.currency,
+        "side": block.side,
+        "quantity": _dec(quantity),
+        "order_type": block.order_type,
+        "limit_price": _dec(block.limit_price),
+        "stop_price": _dec(block.stop_price),
+        "time_in_force": block.time_in_force,
+        "expire_date": block.expire_date.isoformat() if block.expire_date else None,
+        "strategy": block.strategy or "",
+        "strategy_params": block.strategy_params or {},
+        # Exactly the tags the broker takes for the algo, decided here (see fixgateway.algo).
+        "algo_fields": [[tag, value] for tag, value in algo],
+    }
+
+
+def _kill_switch_refuse(block: Block) -> None:
+    """Conflict (409) when an engaged kill switch covers the block: nothing may be sent."""
+    switch = kill_switch_blocking(block=block)
+    if switch is not None:
+        raise Conflict(
+            f"Routing is stopped by the kill switch ({switch.scope} {switch.value}).".strip(),
+            code="kill_switch_engaged",
+        )
+
+
 def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
     """Write the NewOrderSingle for a block into the outbox, in the caller's transaction.
     The algo instruction must fit the broker's FIX version and tag map, or nothing is written
@@ -146,40 +184,14 @@ def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
     broker = block.broker
     if not broker.active:
         raise Conflict(f"Broker {broker.code} is not active.", code="broker_inactive")
-    switch = kill_switch_blocking(block=block)
-    if switch is not None:
-        raise Conflict(
-            f"Routing is stopped by the kill switch ({switch.scope} {switch.value}).".strip(),
-            code="kill_switch_engaged",
-        )
+    _kill_switch_refuse(block)
     if FixOrder.objects.filter(block=block).exists():
         raise Conflict(f"Block {block.pk} was routed already.", code="already_routed")
-    algo = algo_fields(
-        broker_code=broker.code,
-        fix_version=broker.fix_version,
-        extra_config=broker.extra_config,
-        strategy=block.strategy or "",
-        params=block.strategy_params or {},
-    )
+    payload = _new_order_payload(block=block, broker=broker, quantity=block.quantity)
     cl_ord_id = f"{_clordid_prefix()}-B{block.pk}-1"
     fix_order = FixOrder.objects.create(
         block=block, broker=broker, cl_ord_id=cl_ord_id, created_at=as_of, outbox_state="queued"
     )
-    payload = {
-        "symbol": block.security.symbol,
-        "currency": block.security.currency,
-        "side": block.side,
-        "quantity": _dec(block.quantity),
-        "order_type": block.order_type,
-        "limit_price": _dec(block.limit_price),
-        "stop_price": _dec(block.stop_price),
-        "time_in_force": block.time_in_force,
-        "expire_date": block.expire_date.isoformat() if block.expire_date else None,
-        "strategy": block.strategy or "",
-        "strategy_params": block.strategy_params or {},
-        # Exactly the tags the broker takes for the algo, decided here (see fixgateway.algo).
-        "algo_fields": [[tag, value] for tag, value in algo],
-    }
     message = OutboxMessage.objects.create(
         broker=broker,
         fix_order=fix_order,
@@ -739,12 +751,7 @@ def held_order_release(*, block_id: int, actor: Any, as_of: datetime, note: str 
     if block is None:
         raise NotFound(f"Block {block_id} does not exist.")
     fix_order = _fix_order_lock(block)
-    switch = kill_switch_blocking(block=block)
-    if switch is not None:
-        raise Conflict(
-            f"Routing is stopped by the kill switch ({switch.scope} {switch.value}).".strip(),
-            code="kill_switch_engaged",
-        )
+    _kill_switch_refuse(block)
     message = (
         OutboxMessage.objects.select_for_update()
         .filter(fix_order=fix_order, kind=OutboxMessage.Kind.NEW, status=OS.HELD)
@@ -1230,8 +1237,11 @@ def _reconcile_status(
 ) -> str:
     """An OrderStatusRequest's answer: the broker's cum must equal ours. Anything else is
     for a human: fills we never received cannot be invented from a cum and an average."""
-    if report.cum_qty != block.cum_qty:
-        return f"broker reports cum {report.cum_qty}, we have {block.cum_qty}"
+    if report.cum_qty + fix_order.carried_cum_qty != block.cum_qty:
+        carried = f" (+{fix_order.carried_cum_qty} before a resend)" * bool(
+            fix_order.carried_cum_qty
+        )
+        return f"broker reports cum {report.cum_qty}{carried}, we have {block.cum_qty}"
     terminal = {"4": "4", "8": "8", "C": "C", "3": "3"}
     if report.ord_status in terminal and block.status not in BLOCK_FINAL:
         _status_report_apply(
@@ -1304,7 +1314,16 @@ def _execution_report_apply(
         return ApplyResult("unknown", dont_know=report.exec_type in TRADE_TYPES | {"G"})
     block = fix_order.block
     if report.exec_type == "I":
+        broker_status_requests_learned(
+            broker=broker, status_requests=Broker.StatusRequests.ANSWERED, as_of=as_of
+        )
         mismatch = _reconcile_status(fix_order=fix_order, block=block, report=report, as_of=as_of)
+        if not mismatch and fix_order.unconfirmed_since is not None:
+            _unconfirmed_clear(
+                fix_order=fix_order,
+                as_of=as_of,
+                note=f"The broker confirmed it (status report {report.exec_id}).",
+            )
         if mismatch:
             quarantine_record(
                 broker=broker,
@@ -1606,9 +1625,26 @@ def _other_message_rejected(
             as_of=as_of,
         )
     else:
+        # Learned once: the broker is not asked again at every logon. The order asked about
+        # stays unconfirmed for the trader.
+        broker_status_requests_learned(
+            broker=broker, status_requests=Broker.StatusRequests.REFUSED, as_of=as_of
+        )
+        # A status request names the order by its current ClOrdID.
+        named = report.business_ref_id or report.extra.get("sent_cl_ord_id", "")
+        asked = list(
+            FixOrder.objects.filter(broker=broker, cl_ord_id=named).values_list("pk", flat=True)
+        )
+        if named and asked:
+            unconfirmed_flag(
+                broker=broker,
+                fix_order_ids=asked,
+                reason="the broker refused an OrderStatusRequest for it",
+                as_of=as_of,
+            )
         # One exception per broker (each refusal counts an occurrence), not a row per order.
         exception_open(
-            kind="status_request_refused",
+            kind=ExceptionKind.STATUS_REQUEST_REFUSED,
             ref=f"broker:{broker.code}",
             source="fixgateway",
             summary=f"{broker.code} refuses OrderStatusRequest: working orders are not "
@@ -1818,21 +1854,28 @@ def inbound_batch_apply(
 # ---------------------------------------------------------------------------------------------
 
 
-SESSION_SEQUENCE = "session_sequence"
+SESSION_SEQUENCE = ExceptionKind.SESSION_SEQUENCE
+UNCONFIRMED_AT_BROKER = ExceptionKind.UNCONFIRMED_AT_BROKER
 
 
 def session_sequence_refused(*, broker: Broker, text: str, as_of: datetime) -> None:
-    """The broker logs on with a MsgSeqNum below what we expect: it restarted its numbering
-    (a fresh store). QuickFIX refuses the logon, at every reconnect, until both sides agree:
-    for Operations (idempotent: one open exception per broker, an occurrence per refusal)."""
+    """The counterparty's numbering does not fit ours ("MsgSeqNum too low": it restarted with
+    a fresh store, or we did): QuickFIX would refuse every logon until both sides agree. The
+    owner stops logging on; the session shows "sequence_reset_required" until an operator
+    resets the sequence numbers (session_sequence_reset_request). For Operations too
+    (idempotent: one open exception per broker, an occurrence per refusal)."""
+    text = text[:300]
     with transaction.atomic():
+        SessionState.objects.update_or_create(
+            broker=broker, defaults={"sequence_problem": text, "sequence_problem_at": as_of}
+        )
         exception_open(
             kind=SESSION_SEQUENCE,
             ref=f"broker:{broker.code}",
             source="fixgateway",
-            summary=f"{broker.code} restarted its sequence numbers ({text}): the session stays "
-            "down until the numbering is agreed (ResetOnLogon=Y in its extra_config session, or "
-            "a reset of both stores)",
+            summary=f"{broker.code} restarted its sequence numbers ({text}): logons stopped "
+            "until an operator resets the session's sequence numbers (or ResetOnLogon=Y in its "
+            "extra_config session)",
             detail={"text": text},
             broker_id=broker.pk,
             as_of=as_of,
@@ -1841,12 +1884,112 @@ def session_sequence_refused(*, broker: Broker, text: str, as_of: datetime) -> N
 
 def session_sequence_resolved(*, broker: Broker, as_of: datetime) -> None:
     with transaction.atomic():
+        SessionState.objects.filter(broker=broker).exclude(sequence_problem="").update(
+            sequence_problem="", sequence_problem_at=None
+        )
         exceptions_resolve_for(
             kind=SESSION_SEQUENCE,
             ref=f"broker:{broker.code}",
             note="The session logged on again.",
             as_of=as_of,
         )
+
+
+@transaction.atomic(durable=True)
+def session_sequence_reset_request(
+    *,
+    broker_id: int,
+    reason: str,
+    actor: Any,
+    as_of: datetime,
+    next_sender_seq_num: int | None = None,
+    next_target_seq_num: int | None = None,
+) -> dict:
+    """An operator resets a session's sequence numbers (after agreeing it with the broker):
+    the owning gateway starts a new store (both numbers at 1, or at the ones given), a new
+    sequence epoch, and logs on again. Audited; carried out by the owner after commit."""
+    _require_desk(actor)
+    reason = " ".join((reason or "").split())[:500]
+    if not reason:
+        raise DomainError("Say why the sequence numbers are reset.", code="reason_required")
+    for name, value in (
+        ("next_sender_seq_num", next_sender_seq_num),
+        ("next_target_seq_num", next_target_seq_num),
+    ):
+        if value is not None and value < 1:
+            raise DomainError(f"{name} must be 1 or more.", code="invalid")
+    broker = Broker.objects.filter(pk=broker_id).first()
+    if broker is None:
+        raise NotFound(f"Broker {broker_id} does not exist.")
+    state, _ = SessionState.objects.select_for_update().get_or_create(broker=broker)
+    before = {
+        "next_sender_seq_num": state.next_sender_seq_num,
+        "next_target_seq_num": state.next_target_seq_num,
+        "sequence_problem": state.sequence_problem,
+    }
+    state.sequence_reset_requested_at = as_of
+    state.sequence_reset_next_sender = next_sender_seq_num
+    state.sequence_reset_next_target = next_target_seq_num
+    state.save(
+        update_fields=[
+            "sequence_reset_requested_at",
+            "sequence_reset_next_sender",
+            "sequence_reset_next_target",
+        ]
+    )
+    after = {
+        "next_sender_seq_num": next_sender_seq_num or 1,
+        "next_target_seq_num": next_target_seq_num or 1,
+        "reason": reason,
+    }
+    audit_record(
+        actor=actor,
+        action="fix.session_sequence_reset",
+        obj=broker,
+        occurred_at=as_of,
+        before=before,
+        after=after,
+    )
+    _wake_sender_on_commit(broker.pk, what=SESSION_RESET_NOTICE)
+    return {"broker": broker.code, "requested_at": as_of, **after}
+
+
+SESSION_RESET_NOTICE = "session"
+
+
+@dataclass(frozen=True)
+class SequenceReset:
+    next_sender_seq_num: int | None
+    next_target_seq_num: int | None
+
+
+@transaction.atomic(durable=True)
+def session_sequence_reset_take(*, broker_id: int, as_of: datetime) -> SequenceReset | None:
+    """The owner takes the operator's pending reset (once), to carry it out: the session's
+    logons may start again. None when nothing is pending."""
+    state = (
+        SessionState.objects.select_for_update(of=("self",))
+        .select_related("broker")
+        .filter(broker_id=broker_id, sequence_reset_requested_at__isnull=False)
+        .first()
+    )
+    if state is None:
+        return None
+    reset = SequenceReset(state.sequence_reset_next_sender, state.sequence_reset_next_target)
+    state.sequence_reset_requested_at = None
+    state.sequence_reset_next_sender = state.sequence_reset_next_target = None
+    state.sequence_problem = ""
+    state.sequence_problem_at = None
+    state.updated_at = as_of
+    state.save()
+    # The operator acted on it; a reset that does not cure it opens a new one.
+    exceptions_resolve_for(
+        kind=SESSION_SEQUENCE,
+        ref=f"broker:{state.broker.code}",
+        note="The sequence numbers were reset by an operator.",
+        as_of=as_of,
+    )
+    return reset
 
 
 def outbox_requeue_unpersisted(*, broker: Broker, seq_epoch: str, next_sender_seq_num: int) -> int:
@@ -1881,8 +2024,14 @@ def session_state_update(
     next_target_seq_num: int | None = None,
     last_message_at: datetime | None = None,
     owner: str | None = None,
+    heartbeat: bool = False,
 ) -> None:
+    """What the session's owner sees, written about every second (`heartbeat` also renews
+    the owner's heartbeat: readers take a stale one for a dead owner). One UPDATE; the row
+    is created the first time."""
     values: dict[str, Any] = {"updated_at": as_of}
+    if heartbeat:
+        values["owner_heartbeat_at"] = as_of
     for name, value in (
         ("logged_on", logged_on),
         ("next_sender_seq_num", next_sender_seq_num),
@@ -1892,7 +2041,256 @@ def session_state_update(
     ):
         if value is not None:
             values[name] = value
-    SessionState.objects.update_or_create(broker_id=broker_id, defaults=values)
+    if not SessionState.objects.filter(broker_id=broker_id).update(**values):
+        SessionState.objects.update_or_create(broker_id=broker_id, defaults=values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation: orders the broker may have lost
+# ---------------------------------------------------------------------------------------------
+
+
+def broker_status_requests_learned(
+    *, broker: Broker, status_requests: str, as_of: datetime
+) -> bool:
+    """Remember whether the broker answers OrderStatusRequest (one answer or one refusal is
+    enough). Compare-and-swap: True, and audited, only when it changed."""
+    if broker.status_requests == status_requests:
+        return False
+    changed = (
+        Broker.objects.filter(pk=broker.pk)
+        .exclude(status_requests=status_requests)
+        .update(status_requests=status_requests, status_requests_learned_at=as_of)
+    )
+    before = broker.status_requests
+    broker.status_requests = status_requests
+    if changed:
+        audit_record(
+            action="fix.broker_status_requests",
+            obj=broker,
+            occurred_at=as_of,
+            before={"status_requests": before},
+            after={"status_requests": status_requests},
+        )
+    return bool(changed)
+
+
+def unconfirmed_flag(
+    *, broker: Broker, fix_order_ids: list[int], reason: str, as_of: datetime
+) -> int:
+    """Flag working orders the broker cannot confirm ("unconfirmed at broker" on the blotter)
+    and open one exception per block for the trader: cancel locally or resend. Blocks no
+    longer working, and orders flagged already, are left alone. Returns how many it flagged."""
+    with transaction.atomic():
+        block_ids = FixOrder.objects.filter(pk__in=fix_order_ids).values("block_id")
+        blocks = list(
+            Block.objects.select_for_update(of=("self",))
+            .filter(pk__in=block_ids, status__in=WORKING_AT_BROKER)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        fix_orders = list(
+            FixOrder.objects.select_for_update()
+            .filter(block_id__in=blocks, unconfirmed_since__isnull=True)
+            .order_by("pk")
+        )
+        for fix_order in fix_orders:
+            fix_order.unconfirmed_since = as_of
+            fix_order.unconfirmed_reason = reason[:200]
+            exception_open(
+                kind=UNCONFIRMED_AT_BROKER,
+                ref=f"block:{fix_order.block_id}",
+                source="fixgateway",
+                summary=f"{broker.code} cannot confirm block {fix_order.block_id} "
+                f"({fix_order.cl_ord_id}): {reason}. Cancel it locally or resend it.",
+                detail={"cl_ord_id": fix_order.cl_ord_id, "reason": reason},
+                block_id=fix_order.block_id,
+                broker_id=broker.pk,
+                as_of=as_of,
+            )
+            _push_block_orders(fix_order.block_id)
+        rows_update(fix_orders, ["unconfirmed_since", "unconfirmed_reason"])
+    if fix_orders:
+        alerts.warning("%s: %d working orders unconfirmed: %s", broker, len(fix_orders), reason)
+    return len(fix_orders)
+
+
+def _unconfirmed_clear(
+    *, fix_order: FixOrder, as_of: datetime, note: str, actor: Any = None
+) -> None:
+    fix_order.unconfirmed_since = None
+    fix_order.unconfirmed_reason = ""
+    fix_order.save(update_fields=["unconfirmed_since", "unconfirmed_reason"])
+    exceptions_resolve_for(
+        kind=UNCONFIRMED_AT_BROKER,
+        ref=f"block:{fix_order.block_id}",
+        note=note,
+        as_of=as_of,
+        actor=actor,
+    )
+    _push_block_orders(fix_order.block_id)
+
+
+def session_logon_reconcile(*, broker_id: int, counterparty_reset: bool, as_of: datetime) -> bool:
+    """After a logon: whether to ask the broker the status of its working orders. A broker
+    known to refuse OrderStatusRequest is not asked (nor quarantined for) at every logon;
+    after a reset of the numbering (nothing lost in between is resent) its working orders are
+    flagged unconfirmed instead, for the trader."""
+    broker = Broker.objects.get(pk=broker_id)
+    if broker.status_requests != Broker.StatusRequests.REFUSED:
+        return True
+    if counterparty_reset:
+        unconfirmed_flag(
+            broker=broker,
+            fix_order_ids=list(
+                fix_orders_working(broker_id=broker_id).values_list("pk", flat=True)
+            ),
+            reason="the session's sequence numbers were reset and the broker does not answer "
+            "status requests",
+            as_of=as_of,
+        )
+    return False
+
+
+def _unconfirmed_lock(*, block_id: int, actor: Any) -> tuple[Block, FixOrder]:
+    _require_desk(actor)
+    block = Block.objects.select_for_update(of=("self",)).filter(pk=block_id).first()
+    if block is None:
+        raise NotFound(f"Block {block_id} does not exist.")
+    fix_order = _fix_order_lock(block)
+    if fix_order.unconfirmed_since is None:
+        raise Conflict(
+            f"Block {block.pk} is not unconfirmed at its broker.", code="not_unconfirmed"
+        )
+    fix_order.block = block
+    return block, fix_order
+
+
+def _withdraw_unsent(fix_order: FixOrder) -> int:
+    """Messages about the order not sent yet (a cancel or replace for the ClOrdID the broker
+    may not know) never leave. By status: one the sender claimed is on its way."""
+    return OutboxMessage.objects.filter(fix_order=fix_order, status__in=NOT_SENT).update(
+        status=OS.WITHDRAWN
+    )
+
+
+def _reason(text: str, what: str) -> str:
+    text = " ".join((text or "").split())[:500]
+    if not text:
+        raise DomainError(f"Say why the order is {what}.", code="reason_required")
+    return text
+
+
+@transaction.atomic(durable=True)
+def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of: datetime) -> dict:
+    """The trader gives up an order the broker cannot confirm: the block and its orders end
+    CANCELLED here, nothing goes on the wire. Audited with the reason."""
+    reason = _reason(reason, "cancelled locally")
+    block, fix_order = _unconfirmed_lock(block_id=block_id, actor=actor)
+    before = block.status
+    withdrawn = _withdraw_unsent(fix_order)
+    _status_report_apply(
+        fix_order=fix_order,
+        block=block,
+        report=InboundReport(msg_type="8", exec_type="4", text=f"cancelled locally: {reason}"),
+        as_of=as_of,
+    )
+    audit_record(
+        actor=actor,
+        action="fix.unconfirmed_cancel_locally",
+        obj=block,
+        occurred_at=as_of,
+        before={"status": before, "cl_ord_id": fix_order.cl_ord_id},
+        after={"status": block.status, "reason": reason, "withdrawn": withdrawn},
+    )
+    _unconfirmed_clear(
+        fix_order=fix_order,
+        as_of=as_of,
+        actor=actor,
+        note=f"Cancelled locally by {actor.get_username()}: {reason}",
+    )
+    return {"block": block.pk, "status": block.status}
+
+
+@transaction.atomic(durable=True)
+def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime) -> dict:
+    """The trader confirmed the order with the broker another way (by phone, on its
+    screen): it stays as it is and the flag goes. Audited with the note."""
+    note = _reason(note, "confirmed")
+    block, fix_order = _unconfirmed_lock(block_id=block_id, actor=actor)
+    audit_record(
+        actor=actor,
+        action="fix.unconfirmed_confirm",
+        obj=block,
+        occurred_at=as_of,
+        before={"unconfirmed_since": fix_order.unconfirmed_since},
+        after={"note": note},
+    )
+    _unconfirmed_clear(
+        fix_order=fix_order,
+        as_of=as_of,
+        actor=actor,
+        note=f"Confirmed by {actor.get_username()}: {note}",
+    )
+    return {"block": block.pk, "status": block.status}
+
+
+@transaction.atomic(durable=True)
+def unconfirmed_resend(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
+    """The trader sends an order the broker cannot confirm again, as a new order: a new
+    ClOrdID, a NewOrderSingle for what is left (quantity less filled). Fills under the old
+    ClOrdIDs stay on the block. Audited."""
+    block, fix_order = _unconfirmed_lock(block_id=block_id, actor=actor)
+    _kill_switch_refuse(block)
+    leaves = block.quantity - block.cum_qty
+    if leaves <= 0:
+        raise Conflict(f"Block {block.pk} has nothing left to send.", code="nothing_left")
+    broker = fix_order.broker
+    payload = _new_order_payload(block=block, broker=broker, quantity=leaves)
+    withdrawn = _withdraw_unsent(fix_order)
+    before = {"cl_ord_id": fix_order.cl_ord_id, "broker_order_id": fix_order.broker_order_id}
+    cl_ord_id = _next_cl_ord_id(fix_order)
+    message = OutboxMessage.objects.create(
+        broker=broker,
+        fix_order=fix_order,
+        kind=OutboxMessage.Kind.NEW,
+        cl_ord_id=cl_ord_id,
+        payload=payload,
+        created_at=as_of,
+    )
+    fix_order.cl_ord_id = cl_ord_id
+    fix_order.broker_order_id = ""
+    fix_order.carried_cum_qty = block.cum_qty
+    fix_order.outbox_state = "queued"
+    fix_order.pending_cl_ord_id = fix_order.pending_kind = ""
+    fix_order.pending_values = {}
+    fix_order.save()
+    if block.status in (BS.PENDING_CANCEL, BS.PENDING_REPLACE):
+        _set_block_status(block, _block_status_by_fill(block))
+        _orders_settle_pending(block, as_of, kind="resent")
+    note = " ".join((note or "").split())[:500]
+    audit_record(
+        actor=actor,
+        action="fix.unconfirmed_resend",
+        obj=block,
+        occurred_at=as_of,
+        before=before,
+        after={
+            "cl_ord_id": cl_ord_id,
+            "quantity": _dec(leaves),
+            "outbox": message.pk,
+            "withdrawn": withdrawn,
+            "note": note,
+        },
+    )
+    _unconfirmed_clear(
+        fix_order=fix_order,
+        as_of=as_of,
+        actor=actor,
+        note=f"Resent as {cl_ord_id} by {actor.get_username()}" + (f": {note}" if note else "."),
+    )
+    _wake_sender_on_commit(broker.pk)
+    return {"block": block.pk, "cl_ord_id": cl_ord_id, "quantity": _dec(leaves), "outbox": "queued"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -171,6 +171,7 @@ class BrokerSimulator(fix.Application):
         self.personality = "standard"
         self.fast_rejects = 0
         self.status_refused = 0
+        self.logons_received = 0  # Logon messages (35=A) from the OMS, accepted or not
         self.sessions: set = set()
         self.ids = itertools.count(1)
         self.exec_ids = itertools.count(1)
@@ -198,6 +199,9 @@ class BrokerSimulator(fix.Application):
 
     def fromAdmin(self, message, sessionID):  # noqa: N802, N803
         try:
+            if fixmsg.msg_type(message) == "A":
+                with self.lock:
+                    self.logons_received += 1
             if fixmsg.msg_type(message) == "3":
                 with self.lock:
                     self.rejects_received.append(
@@ -626,6 +630,7 @@ class BrokerSimulator(fix.Application):
             "personality": self.personality,
             "fast_rejects": self.fast_rejects,
             "status_refused": self.status_refused,
+            "logons_received": self.logons_received,
         }
 
     def _cmd_fill(self, cl_ord_id: str, quantity: str, price: str | None = None) -> dict:

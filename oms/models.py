@@ -140,12 +140,21 @@ class ExceptionKind:
     UNMATCHED_REJECT = "unmatched_reject"
     UNCONFIRMED_ORDER = "unconfirmed_order"
     UNACKNOWLEDGED_ORDER = "unacknowledged_order"
+    # A working order the broker cannot confirm (it reset its session, or a status request
+    # failed): the trader cancels it locally or resends it.
+    UNCONFIRMED_AT_BROKER = "unconfirmed_at_broker"
+    # The counterparty's sequence numbers do not fit ours: logons stopped until reset.
+    SESSION_SEQUENCE = "session_sequence"
+    STATUS_REQUEST_REFUSED = "status_request_refused"
     KNOWN = (
         BOOKING_FAILED,
         QUARANTINED_REPORT,
         UNMATCHED_REJECT,
         UNCONFIRMED_ORDER,
         UNACKNOWLEDGED_ORDER,
+        UNCONFIRMED_AT_BROKER,
+        SESSION_SEQUENCE,
+        STATUS_REQUEST_REFUSED,
     )
 
 

@@ -50,6 +50,9 @@ ROW_FIELDS = {
     # Where the block's NewOrderSingle is: "queued" / "held" in the outbox, "withdrawn", or
     # "" once sent (fixgateway.FixOrder.outbox_state).
     "send_state": "block__fix_order__outbox_state",
+    # Since when the broker cannot confirm the block (it reset its session, or a status request
+    # failed); None when confirmed (fixgateway.FixOrder.unconfirmed_since).
+    "unconfirmed_at_broker": "block__fix_order__unconfirmed_since",
 }
 _DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price")
 # Leaves as the desk reads them: nothing left on a finished order, the rest on anything else.
@@ -92,6 +95,8 @@ def _row(values: dict[str, Any]) -> dict[str, Any]:
         value = row[name]
         row[name] = None if value is None else _plain(value)
     row["received_at"] = row["received_at"].isoformat()
+    if row["unconfirmed_at_broker"] is not None:
+        row["unconfirmed_at_broker"] = row["unconfirmed_at_broker"].isoformat()
     row["updated_at"] = row["updated_at"].isoformat()
     return row
 
@@ -160,6 +165,8 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
             "broker_id",
             "fix_order__outbox_state",
             "fix_order__last_reject",
+            "fix_order__unconfirmed_since",
+            "fix_order__unconfirmed_reason",
         )
         .first()
     )
@@ -171,6 +178,8 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
         row["queued"] = row["send_state"] in ("queued", "held")
         row["session_down"] = bool(row["queued"]) and not _session_up(row["broker_id"])
         row["last_reject"] = row.pop("fix_order__last_reject") or None
+        row["unconfirmed_at_broker"] = row.pop("fix_order__unconfirmed_since")
+        row["unconfirmed_reason"] = row.pop("fix_order__unconfirmed_reason") or ""
         row.pop("broker_id")
     return row
 

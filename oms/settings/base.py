@@ -272,6 +272,11 @@ OMS_FIX_LOG_DIR = Path(env_str("OMS_FIX_LOG_DIR", str(OMS_RUN_DIR / "fix" / "log
 # and are committed up to OMS_FIX_APPLY_BATCH at a time, with the inbound sequence mark.
 OMS_FIX_INBOUND_QUEUE = env_int("OMS_FIX_INBOUND_QUEUE", 5000)
 OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
+# The process owning a FIX session writes its heartbeat row every OMS_FIX_OWNER_HEARTBEAT_SECONDS;
+# readers take the owner for dead (the session down) once the row is older than the stale time,
+# so a killed gateway shows down within stale + one beat (4 s by default).
+OMS_FIX_OWNER_HEARTBEAT_SECONDS = env_int("OMS_FIX_OWNER_HEARTBEAT_SECONDS", 1)
+OMS_FIX_OWNER_STALE_SECONDS = env_int("OMS_FIX_OWNER_STALE_SECONDS", 3)
 
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
 # $27.80 per million), and the after-close job that finalises done blocks and writes the

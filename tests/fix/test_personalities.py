@@ -8,90 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import _free_port
-from tests.fix.conftest import GatewayProcess, Sim, routed_block, wait_until
+from tests.fix.conftest import routed_block, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class World:
-    """A broker row, its simulator (started now or later) and the gateway subprocess."""
-
-    def __init__(self, tmp_path, gateway_env):
-        self.tmp, self.env = tmp_path, gateway_env
-        self.sims: list[Sim] = []
-        self.gateway: GatewayProcess | None = None
-        self.broker = None
-        self.personalities: tuple[str, ...] = ()
-
-    def make(self, *, fix_version="FIX.4.4", extra_config=None, personalities=(), sim=True):
-        from fixgateway.models import Broker
-
-        self.broker = Broker.objects.create(
-            code="SIMP",
-            name="Personality simulator",
-            host="127.0.0.1",
-            port=_free_port(),
-            fix_version=fix_version,
-            sender_comp_id="OMS",
-            target_comp_id="SIMP",
-            heartbeat_seconds=5,
-            extra_config=extra_config or {},
-        )
-        self.personalities = tuple(personalities)
-        if sim:
-            self.sim_start()
-        self.gateway = GatewayProcess(self.tmp, self.env)
-        self.gateway.start()
-        if sim:
-            self.wait_logon()
-        else:
-            wait_until(self.owned, timeout=30, what="the gateway owns the session")
-        return self.broker
-
-    def sim_start(self, personalities=None, store="sim-store") -> Sim:
-        spec = {
-            "port": self.broker.port,
-            "sender": "SIMP",
-            "target": "OMS",
-            "fix_version": self.broker.fix_version,
-        }
-        chosen = self.personalities if personalities is None else tuple(personalities)
-        sim = Sim(self.tmp, [spec], chosen, store=store)
-        self.sims.append(sim)
-        return sim
-
-    @property
-    def sim(self) -> Sim:
-        return self.sims[-1]
-
-    def owned(self) -> bool:
-        from fixgateway.models import SessionState
-
-        return SessionState.objects.filter(broker=self.broker).exclude(owner="").exists()
-
-    def wait_logon(self, timeout=30) -> None:
-        from fixgateway.models import SessionState
-
-        wait_until(
-            lambda: SessionState.objects.filter(broker=self.broker, logged_on=True).exists(),
-            timeout=timeout,
-            what="gateway logon",
-        )
-
-    def close(self) -> None:
-        if self.gateway is not None:
-            self.gateway.stop_all()
-        for sim in self.sims:
-            if sim.acceptor is not None:
-                sim.stop()
-
-
-@pytest.fixture
-def world(transactional_db, tmp_path, gateway_env):
-    w = World(tmp_path, gateway_env)
-    yield w
-    w.close()
 
 
 def _block(pk):
