@@ -110,7 +110,7 @@ def test_who_may_read_and_release(refdata, broker):
     assert (
         _as(refdata.admin).post(release, body, content_type="application/json").status_code == 200
     )
-    assert Client().get("/api/kill-switches/").status_code == 403
+    assert Client().get("/api/kill-switches/").status_code == 401
 
 
 def test_the_release_service_checks_the_actor_and_the_reason(refdata, broker):
