@@ -11,7 +11,9 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .db import is_conflict
 from .errors import DomainError
+from .middleware import busy_response
 from .roles import has_role
 
 # Primary keys are bigint: a larger number is a 400 at the edge, not a database error.
@@ -101,6 +103,8 @@ def _error_body(code: str, message: str, fields: dict | None = None, details: di
 
 def exception_handler(exc, context):
     """Every error leaves the API as {"error": {"code", "message", "fields"?, "details"?}}."""
+    if is_conflict(exc):
+        return busy_response(json=True)
     if isinstance(exc, DomainError):
         return Response(
             _error_body(exc.code, exc.message, details=exc.details), status=exc.status_code

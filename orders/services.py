@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit.services import audit_record, audit_record_many, bulk_insert
 from oms import roles
 from oms.bulk_rows import any_of
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
@@ -283,7 +284,7 @@ def order_fill_apply(
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_set_status(
     *,
     order_id: int,
@@ -638,7 +639,7 @@ def orders_check_and_stage(*, order_ids: list[int], actor, as_of: datetime) -> d
     return verdicts
 
 
-@transaction.atomic
+@retry_on_conflict
 def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]:
     """Put approved orders on the trading desk (APPROVED -> STAGED)."""
     orders = orders_lock(order_ids=order_ids)
@@ -746,7 +747,7 @@ def _order_for_actor(*, order_id: int, actor) -> Order:
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, Any]) -> Order:
     """Change quantity, prices or time in force. Before routing the change applies at once and
     the order goes back through compliance; at the broker it becomes a cancel/replace request
@@ -876,7 +877,7 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> Order:
     """Cancel at once before routing; at the broker, ask the FIX gateway to cancel (it moves
     the order to PENDING_CANCEL and sends the request)."""
