@@ -12,14 +12,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many, bulk_insert
 from oms import roles
 from oms.bulk_rows import any_of
-from oms.db import retry_on_conflict
+from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
@@ -688,16 +688,20 @@ def order_create(
         if replay is not None:
             return replay, False
     item = order_input_validate(pm=pm, data=data, as_of=as_of)
+
+    def insert_and_check() -> Order:
+        order = order_insert(
+            pm=pm,
+            item=item,
+            as_of=as_of,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint,
+        )
+        orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
+        return order
+
     try:
-        with transaction.atomic():
-            order = order_insert(
-                pm=pm,
-                item=item,
-                as_of=as_of,
-                idempotency_key=idempotency_key,
-                idempotency_fingerprint=fingerprint,
-            )
-            orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
+        order = in_transaction(insert_and_check)
     except IntegrityError as exc:
         # Two retries raced: the other one inserted first and its order is the answer.
         if idempotency_key and "order_idempotency_key_unique" in str(exc):
