@@ -5,7 +5,7 @@ blocks' orders and booking rows, positions, cash), the audit chain last. The cha
 construction: in_transaction holds the use case's audit events and links them at its end
 (audit.services.audit_chain_last). What the order cannot rule out (two batches locking blocks
 in arrival order, say) Postgres breaks as a deadlock; the outermost transaction then runs again,
-a few times, before the error goes up (the API answers it with 503 and Retry-After).
+a few times, before the error goes up (answered with 503 and Retry-After: oms.error_views).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ log = logging.getLogger("oms.db")
 # succeed as it is when run again.
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 ATTEMPTS = 3
-RETRY_AFTER_SECONDS = 1
 
 P = ParamSpec("P")
 T = TypeVar("T")

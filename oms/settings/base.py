@@ -91,8 +91,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as its docs require: turns a locked-out login into a 429 page.
     "axes.middleware.AxesMiddleware",
-    # A deadlock that outlived its retries is a 503 with Retry-After, never a 500.
-    "oms.middleware.ConflictMiddleware",
 ]
 
 ROOT_URLCONF = "oms.urls"
