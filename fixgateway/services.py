@@ -1911,7 +1911,7 @@ def session_sequence_resolved(*, broker: Broker, as_of: datetime) -> None:
         )
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def session_sequence_reset_request(
     *,
     broker_id: int,
@@ -1979,7 +1979,7 @@ class SequenceReset:
     next_target_seq_num: int | None
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def session_sequence_reset_take(*, broker_id: int, as_of: datetime) -> SequenceReset | None:
     """The owner takes the operator's pending reset (once), to carry it out: the session's
     logons may start again. None when nothing is pending."""
@@ -2197,7 +2197,7 @@ def _reason(text: str, what: str) -> str:
     return text
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of: datetime) -> dict:
     """The trader gives up an order the broker cannot confirm: the block and its orders end
     CANCELLED here, nothing goes on the wire. Audited with the reason."""
@@ -2228,7 +2228,7 @@ def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of:
     return {"block": block.pk, "status": block.status}
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime) -> dict:
     """The trader confirmed the order with the broker another way (by phone, on its
     screen): it stays as it is and the flag goes. Audited with the note."""
@@ -2251,7 +2251,7 @@ def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime
     return {"block": block.pk, "status": block.status}
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_resend(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
     """The trader sends an order the broker cannot confirm again, as a new order: a new
     ClOrdID, a NewOrderSingle for what is left (quantity less filled). Fills under the old
