@@ -40,6 +40,7 @@ from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_insert, rows_update
 from oms.calendars import settlement_date
 from oms.csvio import write_csv
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound
 from oms.models import Custodian
 from oms.money import money_round, money_split
@@ -841,7 +842,7 @@ def day_finalisable(day: BlockDay, block: Block, as_of: datetime) -> bool:
     return block.status in DONE_STATUSES or day.trade_date < as_of.date()
 
 
-@transaction.atomic
+@retry_on_conflict
 def allocation_day_finalise(
     *, block_id: int, trade_date: date, as_of: datetime, actor=None
 ) -> list[Allocation]:
@@ -939,7 +940,7 @@ def allocations_finalise_due(*, as_of: datetime, actor=None) -> FinaliseOutcome:
     return outcome
 
 
-@transaction.atomic
+@retry_on_conflict
 def allocation_adjust(
     *,
     block_id: int,
@@ -1105,7 +1106,7 @@ def _rows_of(content: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(content)))
 
 
-@transaction.atomic
+@retry_on_conflict
 def settlement_file_generate(
     *, custodian_id: int, trade_date: date, as_of: datetime, actor=None
 ) -> tuple[SettlementFile, bool]:
@@ -1168,7 +1169,7 @@ def settlement_files_generate(
     ]
 
 
-@transaction.atomic
+@retry_on_conflict
 def settlement_file_download(*, file_id: int, actor, as_of: datetime) -> SettlementFile:
     """The file to hand out, with the download on the audit trail."""
     sf = SettlementFile.objects.select_related("custodian").filter(pk=file_id).first()

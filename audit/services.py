@@ -1,11 +1,13 @@
-"""Writing the audit trail. Call audit_record inside the caller's transaction, late in it:
-the chain lock it takes is held until that transaction ends."""
+"""Writing the audit trail. Call audit_record inside the caller's transaction. The chain lock
+it takes is held until that transaction ends, so it must be the transaction's last lock: use
+cases run in oms.db.in_transaction, whose audit_chain_last links their events at the end."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -193,9 +195,103 @@ def _chain_head() -> tuple[int, str]:
     return (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
 
 
-def _linked(fields: dict[str, Any], *, seq: int, prev_hash: str) -> AuditEvent:
-    linked = {"chain_seq": seq, **fields, "prev_hash": prev_hash}
-    return AuditEvent(**linked, hash=event_digest(**linked))
+def _link(prepared: list[dict[str, Any]]) -> tuple[list[int], list[tuple]]:
+    """Take the chain lock, link the events after its head in the given order and insert
+    them (one INSERT, or COPY): their keys and stored values."""
+    seq, prev_hash = _chain_head()
+    rows = []
+    for fields in prepared:
+        linked = {"chain_seq": seq, **fields, "prev_hash": prev_hash}
+        linked["hash"] = event_digest(**linked)
+        rows.append(tuple(linked[name] for name in _EVENT_FIELDS))
+        seq, prev_hash = seq + 1, linked["hash"]
+    # As values, not model instances: an event of each of a wide block's thousand orders.
+    return rows_insert(AuditEvent, _EVENT_FIELDS, rows), rows
+
+
+class _Alive:
+    """Registered with transaction.on_commit for a batch of held events. Django drops it from
+    the connection's commit callbacks when the savepoint it was registered in rolls back, which
+    is how the scope knows those events were undone with it. Calling it does nothing."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        return None
+
+
+class _Held:
+    """Events recorded inside audit_chain_last, waiting for the scope's end to be linked."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[_Alive, list[dict[str, Any]], list[AuditEvent]]] = []
+
+    def hold(self, prepared: list[dict[str, Any]], events: list[AuditEvent]) -> None:
+        alive = _Alive()
+        transaction.on_commit(alive, using=router.db_for_write(AuditEvent))
+        self.batches.append((alive, prepared, events))
+
+    def link(self, conn) -> None:
+        alive = {id(entry[1]) for entry in conn.run_on_commit}
+        kept = [(p, e) for a, p, e in self.batches if id(a) in alive]
+        self.batches = []
+        prepared = [fields for p, _ in kept for fields in p]
+        if not prepared:
+            return
+        keys, rows = _link(prepared)
+        stored = iter(zip(keys, rows, strict=True))
+        for batch, events in kept:
+            fresh = not events  # audit_record_many's list: filled here
+            for _ in batch:
+                key, row = next(stored)
+                if fresh:
+                    events.append(AuditEvent.from_db(conn.alias, _EVENT_COLUMNS, (key, *row)))
+                    continue
+                event = events[0]
+                for name, value in zip(_EVENT_COLUMNS, (key, *row), strict=True):
+                    setattr(event, name, value)
+                event._state.adding, event._state.db = False, conn.alias
+
+
+@contextmanager
+def audit_chain_last() -> Iterator[None]:
+    """Inside a transaction: hold the events audit_record and audit_record_many record until
+    the block ends, then link them to the chain, in the order recorded, with one lock and one
+    INSERT. The chain lock is then the last lock the transaction takes (after every row lock),
+    so it cannot close a cycle with them: the lock order is rows first, the chain last.
+
+    Events recorded in a savepoint that rolls back are dropped with it. The events returned
+    meanwhile get their chain position, hash and key when the block ends. Nested scopes hold
+    for the outermost. oms.db.in_transaction opens one for every use case it runs."""
+    conn = connections[router.db_for_write(AuditEvent)]
+    if getattr(conn, "audit_held", None) is not None:
+        yield
+        return
+    if not conn.in_atomic_block:
+        raise transaction.TransactionManagementError("audit_chain_last needs a transaction.")
+    held = conn.audit_held = _Held()
+    try:
+        yield
+    finally:
+        conn.audit_held = None
+    held.link(conn)
+
+
+def _append(prepared: list[dict[str, Any]], *, single: bool) -> list[AuditEvent]:
+    held: _Held | None = getattr(connections[router.db_for_write(AuditEvent)], "audit_held", None)
+    if held is not None:
+        events = [AuditEvent(**prepared[0])] if single else []
+        held.hold(prepared, events)
+        return events
+    # No savepoint: a failed insert aborts the caller's transaction anyway, and a savepoint
+    # costs two round trips on every audited change.
+    with transaction.atomic(savepoint=False):
+        keys, rows = _link(prepared)
+    alias = router.db_for_write(AuditEvent)
+    return [
+        AuditEvent.from_db(alias, _EVENT_COLUMNS, (key, *row))
+        for key, row in zip(keys, rows, strict=True)
+    ]
 
 
 def audit_record(
@@ -211,7 +307,8 @@ def audit_record(
     occurred_at: datetime | None = None,
     actor_username: str = "",
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction (or its own if none)."""
+    """Append one event to the chain, in the caller's transaction (or its own if none); inside
+    audit_chain_last, when that scope ends."""
     fields = _event_fields(
         actor=actor,
         action=action,
@@ -224,13 +321,7 @@ def audit_record(
         occurred_at=occurred_at,
         actor_username=actor_username,
     )
-    # No savepoint: a failed insert aborts the caller's transaction anyway, and a savepoint
-    # costs two round trips on every audited change.
-    with transaction.atomic(savepoint=False):
-        seq, prev_hash = _chain_head()
-        event = _linked(fields, seq=seq, prev_hash=prev_hash)
-        event.save(force_insert=True)
-        return event
+    return _append([fields], single=True)[0]
 
 
 def audit_record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
@@ -239,24 +330,11 @@ def audit_record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
     audit_record would have made it, and the rows go in with one INSERT.
 
     Each dict holds audit_record's keyword arguments (action, actor, obj, before, after, ...).
-    Call it inside the caller's transaction, late in it, like audit_record."""
+    Call it inside the caller's transaction, like audit_record. Inside audit_chain_last the
+    list returned is filled when that scope ends."""
     if not events:
         return []
-    prepared = [_event_fields(**event) for event in events]
-    with transaction.atomic(savepoint=False):  # as in audit_record
-        seq, prev_hash = _chain_head()
-        rows = []
-        for fields in prepared:
-            linked = {"chain_seq": seq, **fields, "prev_hash": prev_hash}
-            linked["hash"] = event_digest(**linked)
-            rows.append(tuple(linked[name] for name in _EVENT_FIELDS))
-            seq, prev_hash = seq + 1, linked["hash"]
-        # As values, not model instances: an event of each of a wide block's thousand orders.
-        keys = rows_insert(AuditEvent, _EVENT_FIELDS, rows)
-        return [
-            AuditEvent.from_db(router.db_for_write(AuditEvent), _EVENT_COLUMNS, (key, *row))
-            for key, row in zip(keys, rows, strict=True)
-        ]
+    return _append([_event_fields(**event) for event in events], single=False)
 
 
 _EVENT_FIELDS = (

@@ -7,9 +7,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection
 
 from audit.services import audit_record, bulk_insert
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 from oms.roles import COMPLIANCE, has_role, sees_all_accounts
@@ -73,7 +74,7 @@ def rule_validate(*, rule: Rule, account_count: int | None = None) -> None:
         raise ValidationError(errors)
 
 
-@transaction.atomic
+@retry_on_conflict
 def rule_version_record(*, rule_id: int, actor, as_of: datetime) -> RuleVersion | None:
     """Freeze the rule as it now stands into a new version (None if nothing changed)."""
     rule = Rule.objects.select_for_update().get(pk=rule_id)
@@ -101,7 +102,7 @@ def rule_version_record(*, rule_id: int, actor, as_of: datetime) -> RuleVersion 
     return version
 
 
-@transaction.atomic
+@retry_on_conflict
 def rule_create(
     *,
     actor,
@@ -146,7 +147,7 @@ def rule_create(
     return rule
 
 
-@transaction.atomic
+@retry_on_conflict
 def rule_update(*, rule_id: int, actor, as_of: datetime, **changes: Any) -> Rule:
     """Change a rule's fields (account_ids for the listed accounts) and version it."""
     rule = Rule.objects.select_for_update().get(pk=rule_id)
@@ -165,7 +166,7 @@ def rule_update(*, rule_id: int, actor, as_of: datetime, **changes: Any) -> Rule
     return rule
 
 
-@transaction.atomic
+@retry_on_conflict
 def restricted_entry_add(
     *,
     actor,
@@ -251,7 +252,7 @@ TARGET = {
 }
 
 
-@transaction.atomic
+@retry_on_conflict
 def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
     """Check orders in PENDING_COMPLIANCE as one program and move each to APPROVED,
     AWAITING_OVERRIDE (a warning) or BLOCKED. Returns {order_id: "PASS"|"WARN"|"BLOCK"}.
@@ -414,7 +415,7 @@ def compliance_ticket_check(
 # --- overrides --------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@retry_on_conflict
 def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -> Override:
     """Lift a warning (the order's PM) or a block (a Compliance user who is not the order's PM),
     with a reason; the order is approved and sent to the desk."""
@@ -471,7 +472,7 @@ def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -
 # --- post-trade ---------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@retry_on_conflict
 def compliance_post_trade_run(*, actor, as_of: datetime, rule_id: int | None = None) -> CheckRun:
     """Run every rule in force (or one) against the portfolios as they stand and record the
     breaches, each with its likely cause: new since the last run with no trading in what it

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_insert, rows_update
+from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import ExceptionKind, OpsException
 from oms.roles import ADMIN, TRADER, has_role
@@ -742,7 +743,7 @@ def _require_desk(actor: Any) -> None:
         raise NotPermitted("Only traders and admins may do this.")
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def held_order_release(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
     """A trader confirms a held NewOrderSingle: it is queued again and sent at once (it will
     not be held again). Audited; the `held_order` exception is resolved."""
@@ -785,7 +786,7 @@ def held_order_release(*, block_id: int, actor: Any, as_of: datetime, note: str 
     return {"block": block.pk, "cl_ord_id": message.cl_ord_id, "outbox": OS.QUEUED}
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def held_order_cancel(*, block_id: int, actor: Any, as_of: datetime) -> dict:
     """A trader refuses a held NewOrderSingle: withdrawn, never sent; the block and its
     orders end CANCELLED (audited as fix.order_withdraw)."""
@@ -1293,8 +1294,9 @@ def execution_report_apply(
     *, broker: Broker, report: InboundReport, as_of: datetime
 ) -> ApplyResult:
     """Apply one ExecutionReport exactly once, in one transaction of its own."""
-    with transaction.atomic(durable=True):
-        return _execution_report_apply(broker=broker, report=report, as_of=as_of)
+    return in_transaction(
+        lambda: _execution_report_apply(broker=broker, report=report, as_of=as_of), durable=True
+    )
 
 
 def _execution_report_apply(
@@ -1473,8 +1475,9 @@ def _reject_info(report: InboundReport, *, what: str) -> dict[str, Any]:
 def cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
     """OrderCancelReject, or a Reject / BusinessMessageReject of a cancel or replace: the
     order goes back to where it was."""
-    with transaction.atomic(durable=True):
-        return _cancel_reject_apply(broker=broker, report=report, as_of=as_of)
+    return in_transaction(
+        lambda: _cancel_reject_apply(broker=broker, report=report, as_of=as_of), durable=True
+    )
 
 
 def _cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
@@ -1523,8 +1526,9 @@ def _cancel_reject_apply(*, broker: Broker, report: InboundReport, as_of: dateti
 
 def message_reject_apply(*, broker: Broker, report: InboundReport, as_of: datetime) -> ApplyResult:
     """A session Reject (35=3) or BusinessMessageReject (35=j) of one of our messages."""
-    with transaction.atomic(durable=True):
-        return _message_reject_apply(broker=broker, report=report, as_of=as_of)
+    return in_transaction(
+        lambda: _message_reject_apply(broker=broker, report=report, as_of=as_of), durable=True
+    )
 
 
 ORDER_MESSAGE_TYPES = frozenset(KIND_MSG_TYPE.values())
@@ -1805,47 +1809,59 @@ def inbound_batch_apply(
     crash before commit loses nothing (start-up winds the session back to the mark and the
     broker resends). Runs of plain trade reports are applied set-wise; anything else, one by
     one. A message that fails unexpectedly is quarantined with its raw text and the others
-    still apply; an unreachable database fails the whole batch, to be retried."""
+    still apply; an unreachable database fails the whole batch, to be retried. A deadlock
+    with another writer runs the batch again (oms.db.in_transaction); only when that keeps
+    failing does the error go up to the applier, which holds the batch and tries later."""
+    return in_transaction(
+        lambda: _inbound_batch(broker=broker, reports=reports, as_of=as_of, mark=mark),
+        durable=True,
+    )
+
+
+def _inbound_batch(
+    *,
+    broker: Broker,
+    reports: list[InboundReport],
+    as_of: datetime,
+    mark: InboundMark | None,
+) -> list[ApplyResult]:
     results: list[ApplyResult] = []
-    with transaction.atomic(durable=True):
-        i = 0
-        while i < len(reports):
-            end = i
-            while end < len(reports) and _is_plain_trade(reports[end]):
-                end += 1
-            if end > i:
-                try:
-                    with transaction.atomic():
-                        applied = _trade_run_apply(
-                            broker=broker, reports=reports[i:end], as_of=as_of
-                        )
-                except (InterfaceError, OperationalError):
-                    raise
-                except Exception as exc:
-                    # Needs judgement somewhere (or something unforeseen): this run goes one
-                    # by one, as it always could, each report judged and quarantined alone.
-                    if not isinstance(exc, DomainError):
-                        log.exception("set-wise apply failed; applying the run one by one")
-                    for report in reports[i:end]:
-                        results.append(_inbound_guarded(broker=broker, report=report, as_of=as_of))
-                    i = end
-                    continue
-                results.extend(ApplyResult("applied") for _ in range(applied))
-                i += applied
-                if i == end:
-                    continue
-            # Not a plain trade, or the one the run stopped at: judged alone.
-            results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
-            i += 1
-        fix_messages_received(broker=broker, reports=reports, as_of=as_of)
-        if mark is not None:
-            SessionState.objects.update_or_create(
-                broker=broker,
-                defaults={
-                    "inbound_store_created": mark.store_created,
-                    "inbound_applied_seq_num": mark.seq_num,
-                },
-            )
+    i = 0
+    while i < len(reports):
+        end = i
+        while end < len(reports) and _is_plain_trade(reports[end]):
+            end += 1
+        if end > i:
+            try:
+                with transaction.atomic():
+                    applied = _trade_run_apply(broker=broker, reports=reports[i:end], as_of=as_of)
+            except (InterfaceError, OperationalError):
+                raise
+            except Exception as exc:
+                # Needs judgement somewhere (or something unforeseen): this run goes one
+                # by one, as it always could, each report judged and quarantined alone.
+                if not isinstance(exc, DomainError):
+                    log.exception("set-wise apply failed; applying the run one by one")
+                for report in reports[i:end]:
+                    results.append(_inbound_guarded(broker=broker, report=report, as_of=as_of))
+                i = end
+                continue
+            results.extend(ApplyResult("applied") for _ in range(applied))
+            i += applied
+            if i == end:
+                continue
+        # Not a plain trade, or the one the run stopped at: judged alone.
+        results.append(_inbound_guarded(broker=broker, report=reports[i], as_of=as_of))
+        i += 1
+    fix_messages_received(broker=broker, reports=reports, as_of=as_of)
+    if mark is not None:
+        SessionState.objects.update_or_create(
+            broker=broker,
+            defaults={
+                "inbound_store_created": mark.store_created,
+                "inbound_applied_seq_num": mark.seq_num,
+            },
+        )
     return results
 
 
@@ -1895,7 +1911,7 @@ def session_sequence_resolved(*, broker: Broker, as_of: datetime) -> None:
         )
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def session_sequence_reset_request(
     *,
     broker_id: int,
@@ -1963,7 +1979,7 @@ class SequenceReset:
     next_target_seq_num: int | None
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def session_sequence_reset_take(*, broker_id: int, as_of: datetime) -> SequenceReset | None:
     """The owner takes the operator's pending reset (once), to carry it out: the session's
     logons may start again. None when nothing is pending."""
@@ -2181,7 +2197,7 @@ def _reason(text: str, what: str) -> str:
     return text
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of: datetime) -> dict:
     """The trader gives up an order the broker cannot confirm: the block and its orders end
     CANCELLED here, nothing goes on the wire. Audited with the reason."""
@@ -2212,7 +2228,7 @@ def unconfirmed_cancel_locally(*, block_id: int, reason: str, actor: Any, as_of:
     return {"block": block.pk, "status": block.status}
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime) -> dict:
     """The trader confirmed the order with the broker another way (by phone, on its
     screen): it stays as it is and the flag goes. Audited with the note."""
@@ -2235,7 +2251,7 @@ def unconfirmed_confirm(*, block_id: int, note: str, actor: Any, as_of: datetime
     return {"block": block.pk, "status": block.status}
 
 
-@transaction.atomic(durable=True)
+@retry_on_conflict(durable=True)
 def unconfirmed_resend(*, block_id: int, actor: Any, as_of: datetime, note: str = "") -> dict:
     """The trader sends an order the broker cannot confirm again, as a new order: a new
     ClOrdID, a NewOrderSingle for what is left (quantity less filled). Fills under the old
@@ -2332,7 +2348,7 @@ def _scope_exists(scope: str, value: str) -> None:
         )
 
 
-@transaction.atomic
+@retry_on_conflict
 def kill_switch_engage(
     *, scope: str, value: str | None, actor: Any, as_of: datetime
 ) -> dict[str, Any]:
@@ -2382,7 +2398,7 @@ def kill_switch_engage(
     return {"switch": switch.pk, "new": created, "cancelled": cancelled, "skipped": skipped}
 
 
-@transaction.atomic
+@retry_on_conflict
 def kill_switch_release(
     *,
     actor: Any,

@@ -11,6 +11,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .error_views import busy_response, database_busy
 from .errors import DomainError
 from .roles import has_role
 
@@ -101,6 +102,9 @@ def _error_body(code: str, message: str, fields: dict | None = None, details: di
 
 def exception_handler(exc, context):
     """Every error leaves the API as {"error": {"code", "message", "fields"?, "details"?}}."""
+    if database_busy(exc):
+        # A deadlock that outlived its retries (oms.db), a busy pool: 503, never a 500.
+        return busy_response(context["request"])
     if isinstance(exc, DomainError):
         return Response(
             _error_body(exc.code, exc.message, details=exc.details), status=exc.status_code

@@ -44,14 +44,17 @@ def _answer(request: HttpRequest, status: int, code: str, message: str) -> HttpR
     return response
 
 
+def busy_response(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After: nothing of the request was committed; it may simply be sent again."""
+    response = _answer(request, 503, "busy", "The OMS is busy right now; try again in a moment.")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     exc = sys.exc_info()[1]
     if database_busy(exc):
-        response = _answer(
-            request, 503, "busy", "The OMS is busy right now; try again in a moment."
-        )
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return busy_response(request)
     if isinstance(exc, DatabaseError):
         response = _answer(request, 503, "unavailable", "The database is unavailable.")
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.services import audit_record
 
+from .db import retry_on_conflict
 from .errors import Conflict, DomainError, NotFound
 from .models import AssetClass, Issuer, OpsException, Security
 
@@ -60,7 +61,7 @@ SECURITY_COLUMNS = [
 ]
 
 
-@transaction.atomic
+@retry_on_conflict
 def securities_load(*, text: str, as_of: datetime, overwrite: bool = False) -> ImportReport:
     """Create securities (and their issuers) from the reference CSV; existing symbols are kept
     as they are unless `overwrite`, so loading twice changes nothing."""

@@ -17,10 +17,10 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from audit.services import audit_record
+from oms.db import retry_on_conflict
 from oms.errors import DomainError, NotPermitted
 from oms.fields import ZERO
 from positions.selectors import account_navs, position_quantities
@@ -209,6 +209,7 @@ def basket_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
     return BasketPreview(sha256=sha256, lines=lines)
 
 
+@retry_on_conflict
 def basket_orders_create(
     *,
     pm,
@@ -222,27 +223,24 @@ def basket_orders_create(
     """Create the basket and all its orders, check them as one program, stage what passed."""
     if not items:
         raise DomainError("The basket has no valid lines to create.", code="empty_basket")
-    with transaction.atomic():
-        basket = Basket.objects.create(
-            name=name[:200] or filename[:200] or f"Basket {as_of:%Y-%m-%d %H:%M}",
-            kind=kind,
-            created_by=pm,
-            created_at=as_of,
-            source_filename=filename[:255],
-            source_sha256=sha256,
-            line_count=len(items),
-        )
-        order_ids = [
-            o.pk for o in orders_insert_bulk(pm=pm, items=items, as_of=as_of, basket=basket)
-        ]
-        audit_record(
-            actor=pm,
-            action="basket.create",
-            obj=basket,
-            occurred_at=as_of,
-            after={"kind": kind, "orders": len(order_ids), "sha256": sha256, "file": filename},
-        )
-        orders_check_and_stage(order_ids=order_ids, actor=pm, as_of=as_of)
+    basket = Basket.objects.create(
+        name=name[:200] or filename[:200] or f"Basket {as_of:%Y-%m-%d %H:%M}",
+        kind=kind,
+        created_by=pm,
+        created_at=as_of,
+        source_filename=filename[:255],
+        source_sha256=sha256,
+        line_count=len(items),
+    )
+    order_ids = [o.pk for o in orders_insert_bulk(pm=pm, items=items, as_of=as_of, basket=basket)]
+    audit_record(
+        actor=pm,
+        action="basket.create",
+        obj=basket,
+        occurred_at=as_of,
+        after={"kind": kind, "orders": len(order_ids), "sha256": sha256, "file": filename},
+    )
+    orders_check_and_stage(order_ids=order_ids, actor=pm, as_of=as_of)
     return basket
 
 

@@ -13,10 +13,9 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-
 from audit.services import audit_record
 from oms.calendars import settlement_date
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 
@@ -115,7 +114,7 @@ def _block_touch_orders(*, orders: list[Order], block: Block | None, kind: str, 
         broadcast.order_changed_on_commit(order.pk)
 
 
-@transaction.atomic
+@retry_on_conflict
 def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     """Aggregate staged orders in one security and side (across accounts and PMs) into a block;
     one order makes a block of one."""
@@ -173,7 +172,7 @@ def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     return block
 
 
-@transaction.atomic
+@retry_on_conflict
 def block_dissolve(*, block_id: int, actor, as_of: datetime) -> None:
     """Take an unrouted block apart; its orders stay staged."""
     _require_desk(actor)
@@ -270,7 +269,7 @@ def strategy_params_clean(*, strategy: str, params: dict[str, Any] | None) -> di
     return clean
 
 
-@transaction.atomic
+@retry_on_conflict
 def block_route(
     *,
     block_id: int,
@@ -379,7 +378,7 @@ def _allocation_plan_fix(*, block: Block, actor, as_of: datetime) -> None:
     allocation_plan_fix(block=block, actor=actor, as_of=as_of)
 
 
-@transaction.atomic
+@retry_on_conflict
 def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     """Ask the broker to cancel what is left of a routed block; the block and its unfinished
     orders show PENDING_CANCEL until the broker answers (the gateway moves them)."""
@@ -406,7 +405,7 @@ def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     return block
 
 
-@transaction.atomic
+@retry_on_conflict
 def block_replace(
     *,
     block_id: int,
@@ -484,7 +483,7 @@ def _compliance_recheck(*, orders: list[Order], actor, as_of: datetime) -> None:
         )
 
 
-@transaction.atomic
+@retry_on_conflict
 def orders_cross(
     *,
     buy_order_id: int,

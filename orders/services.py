@@ -12,13 +12,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many, bulk_insert
 from oms import roles
 from oms.bulk_rows import any_of
+from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
@@ -283,7 +284,7 @@ def order_fill_apply(
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_set_status(
     *,
     order_id: int,
@@ -638,7 +639,7 @@ def orders_check_and_stage(*, order_ids: list[int], actor, as_of: datetime) -> d
     return verdicts
 
 
-@transaction.atomic
+@retry_on_conflict
 def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]:
     """Put approved orders on the trading desk (APPROVED -> STAGED)."""
     orders = orders_lock(order_ids=order_ids)
@@ -687,16 +688,20 @@ def order_create(
         if replay is not None:
             return replay, False
     item = order_input_validate(pm=pm, data=data, as_of=as_of)
+
+    def insert_and_check() -> Order:
+        order = order_insert(
+            pm=pm,
+            item=item,
+            as_of=as_of,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=fingerprint,
+        )
+        orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
+        return order
+
     try:
-        with transaction.atomic():
-            order = order_insert(
-                pm=pm,
-                item=item,
-                as_of=as_of,
-                idempotency_key=idempotency_key,
-                idempotency_fingerprint=fingerprint,
-            )
-            orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
+        order = in_transaction(insert_and_check)
     except IntegrityError as exc:
         # Two retries raced: the other one inserted first and its order is the answer.
         if idempotency_key and "order_idempotency_key_unique" in str(exc):
@@ -746,7 +751,7 @@ def _order_for_actor(*, order_id: int, actor) -> Order:
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, Any]) -> Order:
     """Change quantity, prices or time in force. Before routing the change applies at once and
     the order goes back through compliance; at the broker it becomes a cancel/replace request
@@ -876,7 +881,7 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
     return order
 
 
-@transaction.atomic
+@retry_on_conflict
 def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> Order:
     """Cancel at once before routing; at the broker, ask the FIX gateway to cancel (it moves
     the order to PENDING_CANCEL and sends the request)."""

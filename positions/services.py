@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import any_of, rows_insert, rows_update
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
@@ -929,7 +930,7 @@ def _last_fill_id() -> int:
     return PositionFill.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
-@transaction.atomic
+@retry_on_conflict
 def opening_balances_load(
     *,
     positions: list[OpeningPosition],

@@ -11,7 +11,14 @@ from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
-from audit.services import audit_record, audit_record_many, digest_of
+from audit.services import (
+    CHAIN_LOCK_KEY,
+    GENESIS_HASH,
+    audit_chain_last,
+    audit_record,
+    audit_record_many,
+    digest_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +105,53 @@ def test_many_events_cost_the_same_few_queries_as_two(refdata):
     stored = list(AuditEvent.objects.filter(pk__in=[e.pk for e in events]).order_by("pk"))
     assert [e.chain_seq for e in stored] == [e.chain_seq for e in events]
     assert audit_record_many([]) == []
+
+
+def _chain_lock_held() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+            " AND ((classid::bigint << 32) | objid::bigint) = %s",
+            [CHAIN_LOCK_KEY],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_chain_last_scope_links_its_events_at_its_end_under_the_lock_taken_last(refdata):
+    prior = AuditEvent.objects.order_by("-chain_seq").first()
+    assert not _chain_lock_held()
+    with transaction.atomic(), audit_chain_last():
+        one = audit_record(actor=refdata.pm1, action="test.held", object_id=1)
+        many = _bulk(refdata.pm1, 3, tag="held")
+        try:
+            with transaction.atomic():
+                audit_record(actor=refdata.pm1, action="test.undone")
+                _bulk(refdata.pm1, 2, tag="undone")
+                raise ValueError
+        except ValueError:
+            pass
+        last = audit_record(actor=refdata.pm1, action="test.held", object_id=2)
+        # Held, not linked: no chain position yet, and the chain is not locked.
+        assert one.pk is None and one.chain_seq is None and many == []
+        assert not _chain_lock_held()
+    assert _chain_lock_held()  # taken at the end, held to the transaction's end
+    chain = [one, *many, last]
+    assert [e.action for e in chain] == ["test.held"] * 5
+    assert one.chain_seq == (prior.chain_seq + 1 if prior else 1)
+    assert one.prev_hash == (prior.hash if prior else GENESIS_HASH)
+    for earlier, later in zip(chain, chain[1:], strict=False):
+        assert later.chain_seq == earlier.chain_seq + 1
+        assert later.prev_hash == earlier.hash
+    stored = {e.pk: e for e in AuditEvent.objects.filter(pk__in=[e.pk for e in chain])}
+    assert all(digest_of(stored[e.pk]) == e.hash for e in chain)
+    assert not AuditEvent.objects.filter(action="test.undone").exists()
+    assert audit_chain_verify()[1] is None
+
+
+def test_a_chain_last_scope_that_fails_links_nothing(refdata):
+    head = audit_record(actor=refdata.pm1, action="test.single")
+    with pytest.raises(ValueError), transaction.atomic(), audit_chain_last():
+        audit_record(actor=refdata.pm1, action="test.lost")
+        raise ValueError
+    after = audit_record(actor=refdata.pm1, action="test.single")
+    assert after.chain_seq == head.chain_seq + 1 and after.prev_hash == head.hash
