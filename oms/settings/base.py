@@ -186,6 +186,19 @@ CELERY_BEAT_SCHEDULE["fix-unacknowledged-orders"] = {
     "options": {"queue": "default"},
 }
 
+# The audit chain's anchors (audit/anchors.py): signed with a key the database does not hold,
+# kept outside Postgres, every OMS_AUDIT_ANCHOR_SECONDS.
+OMS_AUDIT_KEY = env_str("OMS_AUDIT_KEY", "dev-audit-anchor-key-change-me")
+OMS_AUDIT_ANCHOR_DIR = env_str(
+    "OMS_AUDIT_ANCHOR_DIR",
+    str(Path(env_str("OMS_RUN_DIR", str(BASE_DIR / ".run"))) / "audit-anchors"),
+)
+CELERY_BEAT_SCHEDULE["audit-anchor"] = {
+    "task": "audit.anchor",
+    "schedule": float(env_int("OMS_AUDIT_ANCHOR_SECONDS", 60)),
+    "options": {"queue": "default"},
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -5,6 +5,7 @@ from .base import env_bool, env_int, env_list, env_str
 
 DEBUG = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+OMS_AUDIT_KEY = env_str("OMS_AUDIT_KEY")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -26,6 +26,7 @@ def test_check_deploy_is_clean_under_production_settings():
         {
             "DJANGO_SETTINGS_MODULE": "oms.settings.production",
             "DJANGO_SECRET_KEY": "t3st-Only-9fQ2xLr8WmZp4KsV7yHnB1cDe6GjA0uTo5RiXqSw",
+            "OMS_AUDIT_KEY": "t3st-audit-anchor-key",
             "DJANGO_ALLOWED_HOSTS": "oms.example.com",
         }
     )
