@@ -824,16 +824,37 @@ class BrokerSimulator(fix.Application):
             out.append(f"{head}{body}10={checksum:03d}\x01")
         return {"raw": out}
 
-    def _cmd_disconnect(self) -> dict:
-        """Log every connected OMS session out (the OMS must reconnect on its own)."""
-        names = sorted(self.sessions)
-        for name in names:
+    def _session_ids(self) -> list:
+        ids = []
+        for name in sorted(self.sessions):
             begin, rest = name.split(":", 1)
             sender, target = rest.split("->", 1)
-            session = fix.Session.lookupSession(fix.SessionID(begin, sender, target))
+            ids.append(fix.SessionID(begin, sender, target))
+        return ids
+
+    def _cmd_disconnect(self) -> dict:
+        """Log every connected OMS session out (the OMS must reconnect on its own)."""
+        for session_id in self._session_ids():
+            session = fix.Session.lookupSession(session_id)
             if session is not None:
                 session.disconnect()  # logout() would also disable it: no more logons
-        return {"sessions": names}
+        return {"sessions": sorted(self.sessions)}
+
+    def _cmd_business_reject(
+        self, ref_seq_num: int, ref_msg_type: str = "D", text: str = "rejected"
+    ) -> dict:
+        """A BusinessMessageReject (35=j) naming a sequence number of our choosing, with no
+        ClOrdID: what a counterparty sends about a message it numbered in an earlier epoch."""
+        sent = 0
+        for session_id in self._session_ids():
+            reject = fixmsg.new_message("j")
+            reject.setField(45, str(ref_seq_num))
+            reject.setField(372, ref_msg_type)
+            reject.setField(380, "0")
+            reject.setField(58, text)
+            fix.Session.sendToTarget(reject, session_id)
+            sent += 1
+        return {"sent": sent}
 
     def _cmd_done_for_day(self) -> dict:
         count = 0

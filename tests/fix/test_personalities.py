@@ -319,3 +319,27 @@ def test_a_session_reject_naming_847_reaches_the_trader_with_its_name(world, des
     )
     assert all("847 (TargetStrategy)" in d["text"] for d in texts)
     assert world.sim("state")["orders"] == []  # the engine refused it before the broker
+
+
+def test_a_filled_block_is_untouched_by_a_reject_numbered_before_a_sequence_reset(world, desk):
+    """With ResetOnLogon, a 35=j naming a sequence number from before the reset once matched
+    the order sent under that number in the old epoch: a FILLED block became CANCELLED."""
+    from fixgateway.models import OutboxMessage
+    from oms.models import OpsException
+
+    broker = world.make(extra_config={"session": {"ResetOnLogon": "Y"}})
+    filled = routed_block(desk, broker, "10")
+    wait_until(lambda: _block(filled.pk).status == "FILLED", what="filled")
+    sent_as = OutboxMessage.objects.get(fix_order__block_id=filled.pk, kind="NEW").sent_seq_num
+    assert sent_as
+    world.sim.stop()
+    world.sim_start(personalities=("reset_on_restart",), store="sim-store-2")
+    world.wait_logon()
+    world.sim("business_reject", ref_seq_num=sent_as, ref_msg_type="D", text="Unknown order")
+    wait_until(
+        lambda: OpsException.objects.filter(kind="unmatched_reject").exists(),
+        what="the reject kept for a person, matched to nothing",
+    )
+    block = _block(filled.pk)
+    assert block.status == "FILLED"
+    assert set(_statuses(filled.pk)) == {"FILLED"}
