@@ -32,39 +32,6 @@ def _cl(block, n=1):
 # -- the outbox obeys the trader ----------------------------------------------------------
 
 
-def test_an_order_routed_while_the_broker_is_down_and_cancelled_never_reaches_it(
-    world, desk, client
-):
-    from django.utils import timezone
-
-    from orders.block_services import block_cancel, block_create
-    from tests.blotter.helpers import staged_order
-
-    broker = world.make(sim=False)
-    order = staged_order(desk.acct1, desk.aapl)
-    block = block_create(order_ids=[order.pk], actor=desk.trader, as_of=timezone.now())
-    client.force_login(desk.trader)
-    routed = client.post(
-        f"/api/blocks/{block.pk}/route/",
-        {"broker_id": broker.pk, "order_type": "MARKET"},
-        content_type="application/json",
-    ).json()
-    assert (routed["status"], routed["queued"], routed["session_down"]) == (
-        "ROUTED",
-        True,
-        True,
-    )
-    block_cancel(block_id=block.pk, actor=desk.trader, as_of=timezone.now())
-    assert _block(block.pk).status == "CANCELLED"
-    assert _statuses(block.pk) == ["CANCELLED"]
-    # A second order, left alone, goes as soon as the broker is back: the line works.
-    other = routed_block(desk, broker, "10")
-    world.sim_start()
-    world.wait_logon()
-    wait_until(lambda: _block(other.pk).status == "FILLED", what="the other order filled")
-    assert world.sim("state")["received"] == {_cl(other): 1}
-
-
 def test_an_old_queued_order_is_held_until_the_trader_releases_it(world, desk, client):
     from django.utils import timezone
 
@@ -163,25 +130,6 @@ def test_a_broker_without_status_requests_leaves_orders_alone_and_says_so(world,
     assert world.sim("state")["status_refused"] >= 1
     assert _block(block.pk).status == "WORKING"
     assert _statuses(block.pk) == ["WORKING"]
-    assert not OpsException.objects.filter(kind="unmatched_reject").exists()
-
-
-def test_a_hundred_orders_rejected_within_microseconds_all_end_rejected(world, desk):
-    from oms.models import OpsException
-    from orders.models import Block, Order
-
-    broker = world.make(personalities=("fast_reject",))
-    blocks = [routed_block(desk, broker, "10") for _ in range(100)]
-    ids = [b.pk for b in blocks]
-    wait_until(
-        lambda: Block.objects.filter(pk__in=ids, status="REJECTED").count() == 100,
-        timeout=60,
-        what="100 rejects applied",
-    )
-    assert world.sim("state")["fast_rejects"] == 100
-    assert set(Order.objects.filter(block_id__in=ids).values_list("status", flat=True)) == {
-        "REJECTED"
-    }
     assert not OpsException.objects.filter(kind="unmatched_reject").exists()
 
 
@@ -321,25 +269,3 @@ def test_a_session_reject_naming_847_reaches_the_trader_with_its_name(world, des
     assert world.sim("state")["orders"] == []  # the engine refused it before the broker
 
 
-def test_a_filled_block_is_untouched_by_a_reject_numbered_before_a_sequence_reset(world, desk):
-    """With ResetOnLogon, a 35=j naming a sequence number from before the reset once matched
-    the order sent under that number in the old epoch: a FILLED block became CANCELLED."""
-    from fixgateway.models import OutboxMessage
-    from oms.models import OpsException
-
-    broker = world.make(extra_config={"session": {"ResetOnLogon": "Y"}})
-    filled = routed_block(desk, broker, "10")
-    wait_until(lambda: _block(filled.pk).status == "FILLED", what="filled")
-    sent_as = OutboxMessage.objects.get(fix_order__block_id=filled.pk, kind="NEW").sent_seq_num
-    assert sent_as
-    world.sim.stop()
-    world.sim_start(personalities=("reset_on_restart",), store="sim-store-2")
-    world.wait_logon()
-    world.sim("business_reject", ref_seq_num=sent_as, ref_msg_type="D", text="Unknown order")
-    wait_until(
-        lambda: OpsException.objects.filter(kind="unmatched_reject").exists(),
-        what="the reject kept for a person, matched to nothing",
-    )
-    block = _block(filled.pk)
-    assert block.status == "FILLED"
-    assert set(_statuses(filled.pk)) == {"FILLED"}

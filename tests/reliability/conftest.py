@@ -2,7 +2,8 @@
 gateway as real subprocesses), a scale switch, and the figures every case records.
 
 Each case injects faults and records what it tried and what it checked; the session ends with
-one summary of every case (cases tried, faults survived, fills lost, applied twice). `make test`
+one summary of every case (cases tried, faults survived, fills lost, applied twice, orders
+stuck). `make test`
 runs each case small; `make faults` (OMS_FAULTS_SCALE=full) runs the big versions.
 """
 
@@ -19,6 +20,7 @@ from tests.fix.conftest import (  # noqa: F401 (fixtures re-exported for this di
     gateway,
     gateway_env,
     sim,
+    world,
 )
 
 FULL = os.environ.get("OMS_FAULTS_SCALE", "small") == "full"
@@ -35,6 +37,7 @@ class Figure:
     checked: str
     lost: int = 0
     twice: int = 0
+    stuck: int = 0  # orders left pending (PENDING_NEW, PENDING_REPLACE...) for ever
     seconds: float | None = None
     note: str = ""
     passed: bool = False
@@ -44,7 +47,7 @@ class Figure:
         note = f"; {self.note}" if self.note else ""
         return (
             f"[faults] {self.case}: {self.faults} faults injected, {self.checked}, "
-            f"lost {self.lost}, applied twice {self.twice}{took}{note}"
+            f"lost {self.lost}, applied twice {self.twice}, stuck {self.stuck}{took}{note}"
         )
 
 
@@ -92,7 +95,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         f"cases tried: {len(FIGURES)}, "
         f"faults survived: {sum(f.faults for f in FIGURES if f.passed)}, "
         f"fills lost: {sum(f.lost for f in FIGURES)}, "
-        f"applied twice: {sum(f.twice for f in FIGURES)}"
+        f"applied twice: {sum(f.twice for f in FIGURES)}, "
+        f"orders stuck: {sum(f.stuck for f in FIGURES)}"
     )
 
 
