@@ -86,6 +86,19 @@ def form_or_400(form):
     return form
 
 
+# Query parameters every list takes besides its filters.
+PAGING_PARAMS = frozenset({"page", "page_size", "format"})
+
+
+def query_or_400(form_class, params):
+    """form_or_400 for a list's query string, where a name the list does not know is a 400
+    too (a misspelt filter once answered every row, as if it had been applied)."""
+    unknown = sorted(set(params) - set(form_class.base_fields) - PAGING_PARAMS)
+    if unknown:
+        raise serializers.ValidationError({name: ["Unknown filter."] for name in unknown})
+    return form_or_400(form_class(params))
+
+
 class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000

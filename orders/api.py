@@ -13,12 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms import roles
-from oms.api import HasRole
+from oms.api import HasRole, query_or_400
 from oms.errors import NotFound
 from oms.selectors import accounts_visible_to
 from positions.selectors import position_quantity
 
 from . import basket_services, selectors, services
+from .forms import OrderListQuery
 from .serializers import (
     BasketPreviewSerializer,
     BasketUploadSerializer,
@@ -85,7 +86,8 @@ class OrderViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=FILTER_PARAMS, responses=OrderSerializer(many=True))
     def list(self, request):
-        qs = selectors.order_list(user=request.user, filters=request.query_params)
+        query = query_or_400(OrderListQuery, request.query_params)
+        qs = selectors.order_list(user=request.user, filters=query.cleaned_data)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(OrderSerializer(page, many=True).data)
 

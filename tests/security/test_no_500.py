@@ -82,3 +82,26 @@ def test_an_unknown_address_is_a_404_page_or_json_never_a_debug_page(world):
     assert "Page not found" not in page.content.decode()  # Django's own page
     api = world.client("pm").get("/api/no-such-thing/")
     assert api.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "params, named",
+    [
+        ({"date": "2026-99-99"}, "date"),
+        ({"date_from": "yesterday"}, "date_from"),
+        ({"status": "WORKING,NOPE"}, "status"),
+        ({"side": "SIDEWAYS"}, "side"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_or_unknown_order_filter_is_a_400_naming_it(world, params, named):
+    response = world.client("pm").get("/api/orders/", params)
+    assert response.status_code == 400
+    assert named in response.json()["error"]["fields"]
+
+
+def test_good_order_filters_still_filter(world):
+    client = world.client("pm")
+    body = client.get("/api/orders/", {"side": "buy", "status": "staged,working", "page": 1}).json()
+    assert [o["id"] for o in body["results"]] == [world.order1.pk]
+    assert client.get("/api/orders/", {"side": "SELL"}).json()["results"] == []
