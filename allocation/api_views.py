@@ -52,7 +52,8 @@ def _error(description: str) -> OpenApiResponse:
 BAD_INPUT = _error(
     "a parameter or field is unknown, given twice or invalid: error.fields names each one"
 )
-REFUSED = _error("not signed in, or neither Operations nor Admin")
+UNAUTHENTICATED = _error("no credentials, or a token that is not valid (WWW-Authenticate: Token)")
+REFUSED = _error("signed in, but neither Operations nor Admin")
 PAGE_PAST_END = _error("the page asked for is past the last one")
 
 BLOCK_ID = OpenApiParameter("block_id", int, OpenApiParameter.PATH, description="block id")
@@ -117,6 +118,7 @@ class AllocationListView(_BackOfficeList):
         responses={
             200: AllocationOut(many=True),
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
             404: PAGE_PAST_END,
         },
@@ -142,6 +144,7 @@ class BlockDayListView(_BackOfficeList):
         responses={
             200: BlockDayOut(many=True),
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
             404: _error("no such block, or the page is past the last one"),
         },
@@ -167,6 +170,7 @@ class DayFinaliseView(APIView):
         responses={
             200: AllocationOut(many=True),
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
             404: _error("no such block, never routed, or it did not trade on that date"),
             409: _error(
@@ -202,6 +206,7 @@ class SettlementFileListView(_BackOfficeList):
         responses={
             200: SettlementFileOut(many=True),
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
             404: PAGE_PAST_END,
         },
@@ -232,6 +237,7 @@ class SettlementFileGenerateView(APIView):
                 description="nothing new: every file was up to date (or there were no trades)",
             ),
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
         },
     )
@@ -282,6 +288,7 @@ class SettlementFileDownloadView(APIView):
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             400: BAD_INPUT,
+            401: UNAUTHENTICATED,
             403: REFUSED,
             404: _error("no such file"),
         },
