@@ -86,9 +86,23 @@
   function formatAll(root) {
     (root || document).querySelectorAll("[data-fmt]").forEach(function (el) { formatCell(el); });
   }
+  // A wide table scrolls inside its own box, so the page itself never scrolls sideways.
+  function fitTables(root) {
+    (root || document).querySelectorAll("table.grid").forEach(function (table) {
+      if (table.parentElement.classList.contains("table-scroll")) return;
+      const box = document.createElement("div");
+      box.className = "table-scroll";
+      table.before(box);
+      box.append(table);
+    });
+  }
+  function enhance(root) {
+    formatAll(root);
+    fitTables(root);
+  }
   window.OMS = {
-    api: api, cookie: cookie, escape: text,
+    api: api, cookie: cookie, escape: text, enhance: enhance,
     fmt: { qty: qty, price: price, money: money, percent: percent, cell: formatCell, all: formatAll },
   };
-  formatAll(document);
+  enhance(document);
 })();
