@@ -369,6 +369,7 @@ def compliance_ticket_check(
     """The order ticket's Check button: what would this order get, saving nothing.
     {"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]}."""
     from orders.models import OrderType, Side
+    from orders.services import order_terms_validate
 
     errors: dict[str, list[str]] = {}
     if side not in Side.values:
@@ -379,9 +380,7 @@ def compliance_ticket_check(
     if qty is None and "quantity" not in errors:
         errors["quantity"] = ["Quantity is required."]
     limit = _decimal(limit_price, "limit_price", errors)
-    _decimal(stop_price, "stop_price", errors)
-    if order_type in ("LIMIT", "STOP_LIMIT") and limit is None and "limit_price" not in errors:
-        errors["limit_price"] = ["A limit order needs a limit price."]
+    stop = _decimal(stop_price, "stop_price", errors)
     acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
     if acct is None:
         errors["account"] = [f"No account {account!r} that you may trade."]
@@ -396,6 +395,12 @@ def compliance_ticket_check(
     security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()
     if security is None:
         errors["symbol"] = [f"Unknown symbol {symbol!r}."]
+    # Submit's own quantity and price checks: a field already refused keeps its first message.
+    terms = order_terms_validate(
+        security=security, order_type=order_type, quantity=qty, limit_price=limit, stop_price=stop
+    )
+    for field, messages in terms.items():
+        errors.setdefault(field, messages)
     if errors:
         raise ValidationError(errors)
     candidate = Candidate(
