@@ -474,6 +474,40 @@ def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -
     return override
 
 
+MAX_BULK_OVERRIDES = 500
+
+
+@transaction.atomic
+def compliance_override_many(
+    *, order_ids: list[int], actor, reason: str, as_of: datetime
+) -> tuple[list[int], dict[int, str]]:
+    """Override each order as compliance_override would, one audited override per order.
+    An order the actor may not override (or no longer awaiting) is refused on its own and the
+    rest go through: returns (overridden ids, {refused id: why})."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["An override needs a reason."]})
+    ids = sorted(set(order_ids))
+    if not ids:
+        raise ValidationError({"order_ids": ["Pick at least one order to override."]})
+    if len(ids) > MAX_BULK_OVERRIDES:
+        raise ValidationError(
+            {"order_ids": [f"At most {MAX_BULK_OVERRIDES} orders can be overridden at once."]}
+        )
+    done: list[int] = []
+    refused: dict[int, str] = {}
+    # Ascending ids: every bulk override locks its orders in the same order.
+    for order_id in ids:
+        try:
+            with transaction.atomic():
+                compliance_override(order_id=order_id, actor=actor, reason=reason, as_of=as_of)
+        except DomainError as exc:
+            refused[order_id] = exc.message
+        else:
+            done.append(order_id)
+    return done, refused
+
+
 # --- post-trade ---------------------------------------------------------------------------------
 
 
