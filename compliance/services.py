@@ -477,7 +477,7 @@ def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -
 MAX_BULK_OVERRIDES = 500
 
 
-@transaction.atomic
+@retry_on_conflict
 def compliance_override_many(
     *, order_ids: list[int], actor, reason: str, as_of: datetime
 ) -> tuple[list[int], dict[int, str]]:
@@ -498,9 +498,9 @@ def compliance_override_many(
     refused: dict[int, str] = {}
     # Ascending ids: every bulk override locks its orders in the same order.
     for order_id in ids:
+        # compliance_override runs in its own savepoint here: a refusal undoes only its order.
         try:
-            with transaction.atomic():
-                compliance_override(order_id=order_id, actor=actor, reason=reason, as_of=as_of)
+            compliance_override(order_id=order_id, actor=actor, reason=reason, as_of=as_of)
         except DomainError as exc:
             refused[order_id] = exc.message
         else:
