@@ -11,7 +11,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from oms.csvio import write_csv
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
-from .selectors import audit_events
+from .selectors import audit_changes, audit_events
 from .services import audit_record
 
 CSV_HEADER = [
@@ -105,5 +105,10 @@ def events(request):
     return render(
         request,
         "audit/events.html",
-        {"page": page, "filters": request.GET, "query": query.urlencode()},
+        {
+            "page": page,
+            "rows": [(e, audit_changes(before=e.before, after=e.after)) for e in page],
+            "filters": request.GET,
+            "query": query.urlencode(),
+        },
     )

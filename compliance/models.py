@@ -231,6 +231,7 @@ class Breach(models.Model):
 
     class Meta:
         ordering = ["rule", "account", "key"]
+        verbose_name_plural = "breaches"
 
     def __str__(self) -> str:
         return self.message

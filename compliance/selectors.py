@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
 from .models import Breach, CheckRun, OrderCheck, Override, Rule, RuleHit
 
@@ -56,16 +57,30 @@ def rules_with_hits(*, hits_per_rule: int = 20) -> list[dict[str, Any]]:
     return out
 
 
-def orders_awaiting_override() -> list[dict[str, Any]]:
-    """Warned and blocked orders, each with the reasons of its latest check."""
+def orders_awaiting_override(
+    *, account: str = "", rule_id: int | None = None, pm: str = ""
+) -> QuerySet:
+    """Warned and blocked orders, oldest first, narrowed by account code, a rule that warned or
+    blocked them, and the PM's username."""
     from orders.lifecycle import OrderStatus
     from orders.models import Order
 
-    orders = list(
-        Order.objects.filter(status__in=[OrderStatus.AWAITING_OVERRIDE, OrderStatus.BLOCKED])
-        .select_related("account", "security", "pm")
-        .order_by("received_at", "pk")[:500]
-    )
+    qs = Order.objects.filter(
+        status__in=[OrderStatus.AWAITING_OVERRIDE, OrderStatus.BLOCKED]
+    ).select_related("account", "security", "pm")
+    if account:
+        qs = qs.filter(account__code=account)
+    if pm:
+        qs = qs.filter(pm__username=pm)
+    if rule_id is not None:
+        hit = RuleHit.objects.filter(rule_id=rule_id).exclude(outcome="PASS")
+        qs = qs.filter(pk__in=hit.values("order_id"))
+    return qs.order_by("received_at", "pk")
+
+
+def override_reasons(*, orders: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each order with the messages of its latest check that did not pass (one query)."""
+    orders = list(orders)
     latest: dict[int, OrderCheck] = {}
     for check in OrderCheck.objects.filter(order_id__in=[o.pk for o in orders]).order_by("id"):
         latest[check.order_id] = check

@@ -369,6 +369,7 @@ def compliance_ticket_check(
     """The order ticket's Check button: what would this order get, saving nothing.
     {"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]}."""
     from orders.models import OrderType, Side
+    from orders.services import order_terms_validate
 
     errors: dict[str, list[str]] = {}
     if side not in Side.values:
@@ -379,9 +380,7 @@ def compliance_ticket_check(
     if qty is None and "quantity" not in errors:
         errors["quantity"] = ["Quantity is required."]
     limit = _decimal(limit_price, "limit_price", errors)
-    _decimal(stop_price, "stop_price", errors)
-    if order_type in ("LIMIT", "STOP_LIMIT") and limit is None and "limit_price" not in errors:
-        errors["limit_price"] = ["A limit order needs a limit price."]
+    stop = _decimal(stop_price, "stop_price", errors)
     acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
     if acct is None:
         errors["account"] = [f"No account {account!r} that you may trade."]
@@ -396,6 +395,12 @@ def compliance_ticket_check(
     security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()
     if security is None:
         errors["symbol"] = [f"Unknown symbol {symbol!r}."]
+    # Submit's own quantity and price checks: a field already refused keeps its first message.
+    terms = order_terms_validate(
+        security=security, order_type=order_type, quantity=qty, limit_price=limit, stop_price=stop
+    )
+    for field, messages in terms.items():
+        errors.setdefault(field, messages)
     if errors:
         raise ValidationError(errors)
     candidate = Candidate(
@@ -467,6 +472,40 @@ def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -
     )
     _stage(order_ids=[order.pk], actor=actor, as_of=as_of)
     return override
+
+
+MAX_BULK_OVERRIDES = 500
+
+
+@retry_on_conflict
+def compliance_override_many(
+    *, order_ids: list[int], actor, reason: str, as_of: datetime
+) -> tuple[list[int], dict[int, str]]:
+    """Override each order as compliance_override would, one audited override per order.
+    An order the actor may not override (or no longer awaiting) is refused on its own and the
+    rest go through: returns (overridden ids, {refused id: why})."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["An override needs a reason."]})
+    ids = sorted(set(order_ids))
+    if not ids:
+        raise ValidationError({"order_ids": ["Pick at least one order to override."]})
+    if len(ids) > MAX_BULK_OVERRIDES:
+        raise ValidationError(
+            {"order_ids": [f"At most {MAX_BULK_OVERRIDES} orders can be overridden at once."]}
+        )
+    done: list[int] = []
+    refused: dict[int, str] = {}
+    # Ascending ids: every bulk override locks its orders in the same order.
+    for order_id in ids:
+        # compliance_override runs in its own savepoint here: a refusal undoes only its order.
+        try:
+            compliance_override(order_id=order_id, actor=actor, reason=reason, as_of=as_of)
+        except DomainError as exc:
+            refused[order_id] = exc.message
+        else:
+            done.append(order_id)
+    return done, refused
 
 
 # --- post-trade ---------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from oms.errors import DomainError
+from oms.models import Account
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
 from . import selectors, services
@@ -17,20 +21,53 @@ def _require_compliance(user) -> None:
         raise PermissionDenied
 
 
+AWAITING_PER_PAGE = 50
+QUEUE_FILTERS = ("account", "rule", "pm")
+
+
+def _queue_filters(params) -> tuple[dict, str | None]:
+    """The queue's filters from a query string, or a message naming the one that is wrong."""
+    raw_rule = params.get("rule", "").strip()
+    if raw_rule and not raw_rule.isdigit():
+        return {}, f"Rule must be a rule id, not {raw_rule[:40]!r}."
+    return {
+        "account": params.get("account", "").strip()[:64],
+        "rule_id": int(raw_rule) if raw_rule else None,
+        "pm": params.get("pm", "").strip()[:150],
+    }, None
+
+
+def _queue_query(params) -> str:
+    query = QueryDict(mutable=True)
+    for name in QUEUE_FILTERS:
+        if params.get(name):
+            query[name] = params[name]
+    return query.urlencode()
+
+
 @login_required
 def dashboard(request):
     _require_compliance(request.user)
+    filters, error = _queue_filters(request.GET)
+    awaiting = [] if error else selectors.orders_awaiting_override(**filters)
+    page = Paginator(awaiting, AWAITING_PER_PAGE).get_page(request.GET.get("page"))
     run, breaches = selectors.post_trade_latest()
     return render(
         request,
         "compliance/dashboard.html",
         {
             "rules": selectors.rules_with_hits(),
-            "awaiting": selectors.orders_awaiting_override(),
+            "page": page,
+            "awaiting": selectors.override_reasons(orders=page),
+            "filters": request.GET,
+            "filter_error": error,
+            "query": _queue_query(request.GET),
+            "accounts": Account.objects.order_by("code").values_list("code", flat=True),
             "run": run,
             "breaches": breaches,
             "all_rules": Rule.objects.order_by("name"),
         },
+        status=400 if error else 200,
     )
 
 
@@ -70,3 +107,27 @@ def override(request):
     else:
         messages.success(request, f"Order {raw} approved by override.")
     return redirect("compliance:dashboard")
+
+
+@login_required
+@require_POST
+def override_bulk(request):
+    _require_compliance(request.user)
+    ids = [int(v) for v in request.POST.getlist("order_ids") if v.isdigit()]
+    try:
+        done, refused = services.compliance_override_many(
+            order_ids=ids,
+            reason=request.POST.get("reason", ""),
+            actor=request.user,
+            as_of=timezone.now(),
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        if done:
+            messages.success(request, f"{len(done)} order(s) approved by override.")
+        for order_id, why in refused.items():
+            messages.error(request, f"Order {order_id} not overridden: {why}")
+    # Back to the same filtered queue (only the known filters travel, never a free URL).
+    query = _queue_query(QueryDict(request.POST.get("filters", "")))
+    return redirect(reverse("compliance:dashboard") + (f"?{query}" if query else ""))

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -37,6 +38,12 @@ def account_detail(request, code: str):
     # A foreign account is a 404, not a 403: its existence is not the PM's business either.
     account = get_object_or_404(accounts_visible_to(request.user), code=code)
     return render(request, "oms/account_detail.html", {"account": account})
+
+
+@require_GET
+def favicon(request):
+    # Browsers ask for /favicon.ico on every page whatever the <link> says; send them to the icon.
+    return redirect(static("favicon.svg"))
 
 
 @require_GET

@@ -33,6 +33,9 @@ ROW_FIELDS = {
     "account": "account__code",
     "security_id": "security_id",
     "symbol": "security__symbol",
+    # The grid shows prices to the security's tick and quantities as the lot allows.
+    "tick_size": "security__tick_size",
+    "currency": "security__currency",
     "side": "side",
     "quantity": "quantity",
     "cum_qty": "cum_qty",
@@ -54,7 +57,7 @@ ROW_FIELDS = {
     # failed); None when confirmed (fixgateway.FixOrder.unconfirmed_since).
     "unconfirmed_at_broker": "block__fix_order__unconfirmed_since",
 }
-_DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price")
+_DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price", "tick_size")
 # Leaves as the desk reads them: nothing left on a finished order, the rest on anything else.
 _NOTHING_LEFT = frozenset(
     {

@@ -412,6 +412,59 @@ def _on_tick(price: Decimal, tick: Decimal) -> bool:
     return price % tick == 0
 
 
+def order_terms_validate(
+    *,
+    security: Security | None,
+    order_type: str,
+    quantity: Any,
+    limit_price: Decimal | None,
+    stop_price: Decimal | None,
+) -> dict[str, list[str]]:
+    """The quantity and price checks (size limit, lot size, which prices the type takes, tick),
+    as {field: [messages]}. Submit and the ticket's Check both use them, so Check never passes
+    an order that Submit refuses."""
+    errors: dict[str, list[str]] = {}
+
+    def bad(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    if not isinstance(quantity, Decimal) or not quantity.is_finite():
+        bad("quantity", "A quantity is required.")
+    elif quantity <= 0:
+        bad("quantity", "Quantity must be greater than zero.")
+    elif quantity > MAX_ORDER_QUANTITY:
+        bad(
+            "quantity",
+            f"Quantity {_num(quantity)} is above the limit of {MAX_ORDER_QUANTITY:,} per order.",
+        )
+    elif security is not None and quantity % security.lot_size != 0:
+        bad(
+            "quantity",
+            f"Quantity {_num(quantity)} is not a multiple of {security.symbol}'s lot size "
+            f"{_num(security.lot_size)}.",
+        )
+
+    prices = {"limit_price": limit_price, "stop_price": stop_price}
+    needs = {"limit_price": _NEEDS_LIMIT, "stop_price": _NEEDS_STOP}
+    for field, price in prices.items():
+        label = field.replace("_", " ")
+        if order_type not in OrderType.values:
+            continue
+        if order_type in needs[field] and price is None:
+            bad(field, f"A {order_type} order needs a {label}.")
+        elif order_type not in needs[field] and price is not None:
+            bad(field, f"A {order_type} order takes no {label}.")
+        elif price is not None and price <= 0:
+            bad(field, f"The {label} must be greater than zero.")
+        elif price is not None and security is not None and not _on_tick(price, security.tick_size):
+            bad(
+                field,
+                f"The {label} {_num(price)} is not on {security.symbol}'s tick size "
+                f"{_num(security.tick_size)}.",
+            )
+    return errors
+
+
 def order_input_validate(
     *,
     pm,
@@ -460,40 +513,12 @@ def order_input_validate(
         bad("time_in_force", f"Time in force must be one of {', '.join(TimeInForce.values)}.")
 
     quantity = data.get("quantity")
-    if not isinstance(quantity, Decimal) or not quantity.is_finite():
-        bad("quantity", "A quantity is required.")
-    elif quantity <= 0:
-        bad("quantity", "Quantity must be greater than zero.")
-    elif quantity > MAX_ORDER_QUANTITY:
-        bad(
-            "quantity",
-            f"Quantity {_num(quantity)} is above the limit of {MAX_ORDER_QUANTITY:,} per order.",
-        )
-    elif security is not None and quantity % security.lot_size != 0:
-        bad(
-            "quantity",
-            f"Quantity {_num(quantity)} is not a multiple of {security.symbol}'s lot size "
-            f"{_num(security.lot_size)}.",
-        )
-
     prices = {"limit_price": data.get("limit_price"), "stop_price": data.get("stop_price")}
-    needs = {"limit_price": _NEEDS_LIMIT, "stop_price": _NEEDS_STOP}
-    for field, price in prices.items():
-        label = field.replace("_", " ")
-        if order_type not in OrderType.values:
-            continue
-        if order_type in needs[field] and price is None:
-            bad(field, f"A {order_type} order needs a {label}.")
-        elif order_type not in needs[field] and price is not None:
-            bad(field, f"A {order_type} order takes no {label}.")
-        elif price is not None and price <= 0:
-            bad(field, f"The {label} must be greater than zero.")
-        elif price is not None and security is not None and not _on_tick(price, security.tick_size):
-            bad(
-                field,
-                f"The {label} {_num(price)} is not on {security.symbol}'s tick size "
-                f"{_num(security.tick_size)}.",
-            )
+    for field, messages in order_terms_validate(
+        security=security, order_type=order_type, quantity=quantity, **prices
+    ).items():
+        for message in messages:
+            bad(field, message)
 
     expire_date = data.get("expire_date")
     if tif == TimeInForce.GTD:

@@ -15,6 +15,7 @@
       const resp = await fetch(url, { credentials: "same-origin" });
       if (resp.ok) {
         box.innerHTML = await resp.text();
+        OMS.enhance(box);
         box.dataset.updatedAt = String(Date.now());
       }
     } finally {

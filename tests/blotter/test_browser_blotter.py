@@ -86,7 +86,7 @@ def test_fills_arrive_live_and_rows_are_coloured_by_status(refdata, login, oms_s
     )
     page.wait_for_selector(f"#blotter-grid [row-id='{order.pk}'].st-PARTIALLY_FILLED")
     assert _cell(page, order.pk, "leaves_qty").inner_text() == "750"
-    assert _cell(page, order.pk, "avg_price").inner_text() == "190.5"
+    assert _cell(page, order.pk, "avg_price").inner_text() == "190.50"
     assert _cell(page, order.pk, "pct_filled").inner_text() == "25%"
     # A new order appears too.
     fresh = staged_order(refdata.acct2, refdata.xom)

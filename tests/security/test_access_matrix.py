@@ -113,6 +113,7 @@ API = [
 PAGES = [
     ("home",               "GET",   "/",                                        200, 200, 200, 200, 200, 200, 302),
     ("healthz",            "GET",   "/healthz",                                 200, 200, 200, 200, 200, 200, 200),
+    ("favicon",            "GET",   "/favicon.ico",                             302, 302, 302, 302, 302, 302, 302),
     ("login",              "GET",   "/login/",                                  200, 200, 200, 200, 200, 200, 200),
     ("logout",             "GET",   "/logout/",                                 405, 405, 405, 405, 405, 405, 405),
     ("accounts",           "GET",   "/accounts/",                               200, 200, 200, 200, 200, 200, 302),
@@ -126,6 +127,7 @@ PAGES = [
     ("dashboard",          "GET",   "/compliance/",                             403, 403, 403, 200, 403, 200, 302),
     ("post_trade_run",     "GET",   "/compliance/post-trade/",                  405, 405, 405, 405, 405, 405, 302),
     ("override",           "POST",  "/compliance/override/",                    403, 403, 403, 302, 403, 302, 302),
+    ("override_bulk",      "POST",  "/compliance/override/bulk/",               403, 403, 403, 302, 403, 302, 302),
     ("positions",          "GET",   "/positions/",                              200, 200, 200, 200, 200, 200, 302),
     ("positions",          "GET",   "/positions/?account=ACCT1",                200, 404, 200, 200, 200, 200, 302),
     ("cash",               "GET",   "/positions/cash/",                         200, 200, 200, 200, 200, 200, 302),
@@ -177,6 +179,7 @@ BODIES = {
     ("block-replace", "POST"): {"quantity": "not a number"},
     ("block-dissolve", "POST"): {},
     ("override", "POST"): {"order_id": "{missing}", "reason": "x"},
+    ("override_bulk", "POST"): {"order_ids": "{missing}", "reason": "x"},
     ("finalise", "POST"): {},
     ("exception-resolve", "POST"): {},
     ("booking-day-finalise", "POST"): {},

@@ -25,15 +25,19 @@
     return text;
   }
   function asNumber(value) { return value == null || value === "" ? null : Number(value); }
-  function decimalCol(field, headerName, extra) {
-    return Object.assign({
+  function decimalCol(field, headerName, kind) {
+    return {
       field: field, headerName: headerName, type: "rightAligned",
       filter: "agNumberColumnFilter",
-      // Numbers only for sorting and filtering; the cell shows the exact decimal string.
+      // Numbers only for sorting and filtering; the cell formats the exact decimal string
+      // (OMS.fmt), and a CSV export takes the raw value.
       valueGetter: (p) => p.data ? asNumber(p.data[field]) : null,
-      valueFormatter: (p) => p.data && p.data[field] != null ? p.data[field] : "",
+      valueFormatter: (p) => {
+        if (!p.data || p.data[field] == null) return "";
+        return kind === "price" ? OMS.fmt.price(p.data[field], p.data.tick_size) : OMS.fmt.qty(p.data[field]);
+      },
       width: 110,
-    }, extra || {});
+    };
   }
 
   function FillBar() {}
@@ -81,8 +85,8 @@
         return q ? (100 * Number(p.data.cum_qty)) / q : 0;
       },
       cellRenderer: FillBar },
-    decimalCol("avg_price", "Avg price"),
-    decimalCol("limit_price", "Limit"),
+    decimalCol("avg_price", "Avg price", "price"),
+    decimalCol("limit_price", "Limit", "price"),
     { field: "order_type", headerName: "Type", width: 90 },
     { field: "status", headerName: "Status", width: 150 },
     { field: "block_id", headerName: "Block", width: 80, filter: "agNumberColumnFilter" },

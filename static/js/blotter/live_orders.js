@@ -19,8 +19,12 @@
   const firstPageUnfiltered = Array.from(params.values()).every((v) => v === "") &&
     (!params.get("page") || params.get("page") === "1");
 
-  function show(field, value) {
+  const PRICES = new Set(["limit_price", "avg_price"]);
+  const QUANTITIES = new Set(["quantity", "cum_qty", "leaves_qty"]);
+  function show(field, value, row) {
     if (value == null) return "";
+    if (PRICES.has(field)) return OMS.fmt.price(value, row.tick_size);
+    if (QUANTITIES.has(field)) return OMS.fmt.qty(value);
     if (field === "received_at") return value.slice(0, 19).replace("T", " ");
     return LABELS[value] && (field === "side" || field === "order_type") ? LABELS[value] : String(value);
   }
@@ -32,7 +36,7 @@
     for (const cell of tr.querySelectorAll("[data-field]")) {
       const field = cell.dataset.field;
       if (!(field in row)) continue;
-      const text = show(field, row[field]);
+      const text = show(field, row[field], row);
       if (cell.textContent !== text) {
         cell.textContent = text;
         cell.classList.remove("flash");
@@ -48,7 +52,7 @@
       const td = document.createElement("td");
       td.dataset.field = field;
       if (cls) td.className = cls;
-      td.textContent = show(field, row[field]);
+      td.textContent = show(field, row[field], row);
       tr.append(td);
     }
     const empty = tbody.querySelector("tr.empty");

@@ -17,7 +17,31 @@
   function fact(name, value) {
     form.parentElement.querySelector('[data-fact="' + name + '"]').textContent = value == null || value === "" ? "–" : value;
   }
+  // "10k", "1.5m", "2b": the multiplier shifts the decimal point of the typed digits, so the
+  // expansion is exact (no float), and the field shows the full number before anything is sent.
+  const SHORTHAND = { k: 3, m: 6, b: 9 };
+  function expandQuantity(raw) {
+    const m = /^\s*(\d+)(?:\.(\d+))?\s*([kmb])\s*$/i.exec(String(raw || "").replace(/,/g, ""));
+    if (!m) return null;
+    const places = SHORTHAND[m[3].toLowerCase()];
+    const fraction = (m[2] || "").padEnd(places, "0");
+    const whole = (m[1] + fraction.slice(0, places)).replace(/^0+(?=\d)/, "");
+    const rest = fraction.slice(places).replace(/0+$/, "");
+    return rest ? whole + "." + rest : whole;
+  }
+  const quantityHint = document.getElementById("quantity-expanded");
+  function showShorthand() {
+    const expanded = expandQuantity(form.elements.quantity.value);
+    quantityHint.textContent = expanded ? "= " + OMS.fmt.qty(expanded) : "";
+    quantityHint.hidden = !expanded;
+  }
+  function applyShorthand() {
+    const expanded = expandQuantity(form.elements.quantity.value);
+    if (expanded) form.elements.quantity.value = expanded;
+    showShorthand();
+  }
   function fields() {
+    applyShorthand();
     const data = {};
     ["account", "symbol", "side", "quantity", "order_type", "limit_price", "stop_price", "time_in_force", "expire_date", "instructions"].forEach(function (name) {
       const value = (form.elements[name].value || "").trim();
@@ -52,10 +76,10 @@
   }
   function updateNotional() {
     if (!info) { fact("notional", ""); return; }
-    const qty = parseFloat(form.elements.quantity.value);
+    const qty = parseFloat(expandQuantity(form.elements.quantity.value) || form.elements.quantity.value);
     const price = parseFloat(form.elements.limit_price.value) || parseFloat(info.reference_price);
     // Display only: the server computes the stored notional in Decimal.
-    fact("notional", qty > 0 && price > 0 ? (qty * price).toLocaleString(undefined, { maximumFractionDigits: 2 }) + " " + info.currency : "");
+    fact("notional", qty > 0 && price > 0 ? OMS.fmt.money(String(qty * price), info.currency) + " " + info.currency : "");
   }
   let infoSeq = 0;
   async function loadInfo() {
@@ -73,29 +97,74 @@
     }
     info = r.body;
     fact("name", info.symbol + " · " + info.name + (info.active ? "" : " (inactive)"));
-    fact("reference_price", info.reference_price ? Number(info.reference_price) + " " + info.currency : "none");
-    fact("lot_tick", Number(info.lot_size) + " / " + Number(info.tick_size));
-    fact("position", Number(info.position).toLocaleString());
+    fact("reference_price", info.reference_price ? OMS.fmt.price(info.reference_price, info.tick_size) + " " + info.currency : "none");
+    fact("lot_tick", OMS.fmt.qty(info.lot_size) + " / " + OMS.fmt.qty(info.tick_size));
+    fact("position", OMS.fmt.qty(info.position));
     updateNotional();
   }
+  let searchSeq = 0;
   async function search() {
     const q = symbolInput.value.trim();
     if (!q) { results.hidden = true; return; }
+    const seq = ++searchSeq;
     const r = await OMS.api("/api/securities/search/?q=" + encodeURIComponent(q));
-    if (!r.ok) return;
+    if (!r.ok || seq !== searchSeq) return;  // closed or superseded while the answer travelled
     const items = Array.isArray(r.body) ? r.body : (r.body.results || []);
-    results.innerHTML = items.map(function (s) {
-      return '<li><button type="button" class="secondary" style="width:100%;text-align:left;border:0" data-symbol="' +
+    results.innerHTML = items.map(function (s, i) {
+      return '<li role="option" id="security-option-' + i + '"><button type="button" tabindex="-1" class="secondary" style="width:100%;text-align:left;border:0" data-symbol="' +
         OMS.escape(s.symbol) + '">' + OMS.escape(s.symbol) + " · " + OMS.escape(s.name) + "</button></li>";
     }).join("");
+    active = -1;
     results.hidden = items.length === 0;
+    symbolInput.setAttribute("aria-expanded", String(!results.hidden));
   }
+  // The typeahead is a listbox: arrows move the highlighted option, Enter takes it, Escape
+  // closes the list. Enter in the symbol field never submits the order.
+  let active = -1;
+  function options() { return Array.from(results.querySelectorAll("[data-symbol]")); }
+  function highlight(index) {
+    const all = options();
+    if (!all.length) return;
+    active = (index + all.length) % all.length;
+    all.forEach(function (el, i) { el.parentElement.classList.toggle("active", i === active); });
+    all[active].parentElement.scrollIntoView({ block: "nearest" });
+    symbolInput.setAttribute("aria-activedescendant", all[active].parentElement.id);
+  }
+  function closeResults() {
+    clearTimeout(searchTimer);  // a search still waiting or travelling must not reopen the list
+    searchSeq++;
+    results.hidden = true;
+    active = -1;
+    symbolInput.setAttribute("aria-expanded", "false");
+    symbolInput.removeAttribute("aria-activedescendant");
+  }
+  function choose(symbol) {
+    clearTimeout(searchTimer);
+    symbolInput.value = symbol;
+    closeResults();
+    loadInfo();
+  }
+  symbolInput.addEventListener("keydown", function (event) {
+    const open = !results.hidden && options().length > 0;
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      if (!open) return;
+      event.preventDefault();
+      const down = event.key === "ArrowDown";
+      highlight(active < 0 ? (down ? 0 : -1) : active + (down ? 1 : -1));
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      if (open && active >= 0) choose(options()[active].dataset.symbol);
+      else if (open && options().length === 1) choose(options()[0].dataset.symbol);
+      else { closeResults(); loadInfo(); }
+    } else if (event.key === "Escape") {
+      if (open) event.preventDefault();
+      closeResults();
+    }
+  });
   results.addEventListener("click", function (event) {
     const button = event.target.closest("[data-symbol]");
     if (!button) return;
-    symbolInput.value = button.dataset.symbol;
-    results.hidden = true;
-    loadInfo();
+    choose(button.dataset.symbol);
   });
   symbolInput.addEventListener("input", function () {
     clearTimeout(searchTimer);
@@ -103,7 +172,7 @@
   });
   symbolInput.addEventListener("change", loadInfo);
   form.elements.account.addEventListener("change", loadInfo);
-  form.elements.quantity.addEventListener("input", updateNotional);
+  form.elements.quantity.addEventListener("input", function () { showShorthand(); updateNotional(); });
   form.elements.limit_price.addEventListener("input", updateNotional);
   form.elements.order_type.addEventListener("change", togglePrices);
   form.elements.time_in_force.addEventListener("change", togglePrices);
