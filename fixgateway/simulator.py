@@ -834,11 +834,12 @@ class BrokerSimulator(fix.Application):
 
     def _cmd_disconnect(self) -> dict:
         """Log every connected OMS session out (the OMS must reconnect on its own)."""
+        names = sorted(self.sessions)  # before disconnect() takes them out
         for session_id in self._session_ids():
             session = fix.Session.lookupSession(session_id)
             if session is not None:
                 session.disconnect()  # logout() would also disable it: no more logons
-        return {"sessions": sorted(self.sessions)}
+        return {"sessions": names}
 
     def _cmd_business_reject(
         self, ref_seq_num: int, ref_msg_type: str = "D", text: str = "rejected"

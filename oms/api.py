@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, parsers, permissions, serializers
-from rest_framework.exceptions import ParseError
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,41 +21,6 @@ ID_MAX = 2**63 - 1
 def id_field(**kwargs) -> serializers.IntegerField:
     """An input field holding a row's id."""
     return serializers.IntegerField(min_value=1, max_value=ID_MAX, **kwargs)
-
-
-MAX_JSON_DEPTH = 32
-
-
-def _json_depth_over(data, limit: int) -> bool:
-    """Whether `data` nests lists and objects deeper than `limit` (walked without recursion)."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser with a nesting limit: no request of the OMS nests deeper than a few
-    levels, and a body nested a thousand deep made the decoder recurse out of the stack (a
-    500, even for the anonymous token endpoint)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            data = super().parse(stream, media_type, parser_context)
-        except RecursionError as exc:
-            raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from exc
-        if _json_depth_over(data, MAX_JSON_DEPTH):
-            raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-        return data
 
 
 class StrictSerializer(serializers.Serializer):

@@ -32,7 +32,7 @@ def resolve(client, pk, body):
         ("compliance", 200, 403),
         ("ops", 200, 200),
         ("admin", 200, 200),
-        (None, 403, 403),
+        (None, 401, 401),
     ],
 )
 def test_who_may_read_and_resolve(refdata, role, read, resolve_status):
