@@ -463,13 +463,14 @@ def _result(
     limit: Decimal | None = None,
     headroom: Decimal | None = None,
     max_passing_quantity: Decimal | None = None,
+    detail: str | None = None,
 ) -> dict[str, Any]:
     outcome = (
         (Verdict.BLOCK if spec.severity == Severity.BLOCK else Verdict.WARN)
         if breached
         else Verdict.PASS
     )
-    return {
+    result = {
         "rule": spec.name,
         "rule_id": spec.rule_id,
         "version": spec.number,
@@ -484,6 +485,10 @@ def _result(
         "headroom": fmt(headroom),
         "max_passing_quantity": fmt(max_passing_quantity),
     }
+    if detail is not None:
+        # What the desk and compliance read in place of the message (see results_for_viewer).
+        result["detail"] = detail
+    return result
 
 
 # --- the eleven kinds -------------------------------------------------------------------------
@@ -803,29 +808,46 @@ def _cash(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
 
 
 def _opposite_side(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
+    # (named, by another PM): another PM's order is named only in `detail`, which the desk and
+    # compliance read; the message a PM reads says no more than that one exists.
     conflicts = [
-        f"order {o.id} ({o.account_code}, {o.pm_name}: {o.side} {fmt(o.remaining)})"
+        (
+            f"order {o.id} ({o.account_code}, {o.pm_name}: {o.side} {fmt(o.remaining)})",
+            o.pm_id != c.pm_id,
+        )
         for o in ctx.open_by_security.get(c.security_id, ())
         if o.sign != c.sign and (o.account_id != c.account_id or o.pm_id != c.pm_id)
     ]
     conflicts += [
-        f"order {o.order_id or 'in this program'} ({ctx.accounts[o.account_id].code}: "
-        f"{o.side} {fmt(o.quantity)})"
+        (
+            f"order {o.order_id or 'in this program'} ({ctx.accounts[o.account_id].code}: "
+            f"{o.side} {fmt(o.quantity)})",
+            o.pm_id != c.pm_id,
+        )
         for o in ctx.cand_by_security.get(c.security_id, ())
         if o.sign != c.sign and (o.account_id != c.account_id or o.pm_id != c.pm_id)
     ]
     if not conflicts:
         return _result(spec, breached=False, message=f"No opposite-side orders in {sec.symbol}.")
     more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
-    return _result(
-        spec,
-        breached=True,
-        message=(
-            f"Opposite-side conflict in {sec.symbol}: {conflicts[0]}{more} is open on the "
-            "other side."
-        ),
-        max_passing_quantity=ZERO,
+    detail = (
+        f"Opposite-side conflict in {sec.symbol}: {conflicts[0][0]}{more} is open on the "
+        "other side."
     )
+    own = [named for named, by_other in conflicts if not by_other]
+    if len(own) == len(conflicts):
+        message = detail
+    elif own:
+        message = (
+            f"Opposite-side conflict in {sec.symbol}: {own[0]} is open on the other side, and "
+            "another portfolio manager has an order open on the other side."
+        )
+    else:
+        message = (
+            f"Opposite-side conflict in {sec.symbol}: another portfolio manager has an order "
+            "open on the other side."
+        )
+    return _result(spec, breached=True, message=message, max_passing_quantity=ZERO, detail=detail)
 
 
 def _duplicate(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo, index: int):

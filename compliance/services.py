@@ -14,7 +14,7 @@ from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 from oms.roles import COMPLIANCE, has_role, sees_all_accounts
-from oms.selectors import accounts_visible_to
+from oms.selectors import account_not_found, accounts_visible_to
 
 from .engine import Candidate, program_evaluate, rules_in_force
 from .models import (
@@ -30,6 +30,7 @@ from .models import (
     Verdict,
 )
 from .parameters import rule_parameters_clean
+from .selectors import results_for_viewer
 
 # pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
 # baskets checked at once cannot both spend the same cash or headroom.
@@ -295,7 +296,8 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
                 rule_id=r["rule_id"],
                 rule_version_id=r["rule_version_id"],
                 outcome=r["outcome"],
-                message=r["message"],
+                # The hit is compliance's record: it keeps the detail a PM does not read.
+                message=r.get("detail", r["message"]),
                 checked_at=as_of,
             )
             for check in checks
@@ -381,17 +383,16 @@ def compliance_ticket_check(
         errors["quantity"] = ["Quantity is required."]
     limit = _decimal(limit_price, "limit_price", errors)
     stop = _decimal(stop_price, "stop_price", errors)
-    acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
-    if acct is None:
-        errors["account"] = [f"No account {account!r} that you may trade."]
-    elif (
-        has_role(actor, "PM")
-        and not has_role(actor, "Admin", COMPLIANCE)
-        # Otherwise accounts_visible_to already kept only the accounts the PM manages.
-        and sees_all_accounts(actor)
-    ):
-        if not acct.managers.filter(pk=actor.pk).exists():
-            errors["account"] = [f"No account {account!r} that you may trade."]
+    code = str(account or "").strip()
+    acct = accounts_visible_to(actor).filter(code=code).first() if code else None
+    if acct is not None and has_role(actor, "PM") and not has_role(actor, "Admin", COMPLIANCE):
+        # A PM who also holds a firm-wide role sees every account but checks only their own.
+        if sees_all_accounts(actor) and not acct.managers.filter(pk=actor.pk).exists():
+            acct = None
+    if not code:
+        errors["account"] = ["An account is required."]
+    elif acct is None:
+        raise account_not_found(code)
     security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()
     if security is None:
         errors["symbol"] = [f"Unknown symbol {symbol!r}."]
@@ -414,7 +415,7 @@ def compliance_ticket_check(
         pm_id=actor.pk,
     )
     verdict, results = program_evaluate(candidates=[candidate], as_of=as_of)[0]
-    return {"verdict": verdict, "results": results}
+    return {"verdict": verdict, "results": results_for_viewer(results=results, user=actor)}
 
 
 # --- overrides --------------------------------------------------------------------------------

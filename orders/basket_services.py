@@ -21,8 +21,9 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from audit.services import audit_record
 from oms.db import retry_on_conflict
-from oms.errors import DomainError, NotPermitted
+from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
+from oms.selectors import account_not_found
 from positions.selectors import account_navs, position_quantities
 
 from .models import Basket, OrderType, Side, TimeInForce
@@ -176,7 +177,7 @@ def _line_check(
         return
     try:
         result.item = order_input_validate(pm=pm, data=data, as_of=as_of, lookups=lookups)
-    except NotPermitted as exc:
+    except (NotPermitted, NotFound) as exc:
         result.error("account", exc.message)
     except ValidationError as exc:
         for column, messages in exc.message_dict.items():
@@ -315,10 +316,10 @@ def rebalance_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
         account = lookups.account(code)
         security = lookups.security(symbol) if symbol else None
         weight = _decimal(result.data.get("target_weight_pct", ""))
-        if account is None:
-            result.error("account", f"Unknown account '{code}'." if code else "Required.")
-        elif not account_manageable_by(user=pm, account=account):
-            result.error("account", f"You do not manage account {code}.")
+        if not code:
+            result.error("account", "Required.")
+        elif account is None or not account_manageable_by(user=pm, account=account):
+            result.error("account", account_not_found(code).message)
         if security is None:
             result.error("symbol", f"Unknown symbol '{symbol}'." if symbol else "Required.")
         elif not security.active:

@@ -120,7 +120,7 @@ def test_utf8_with_bom_empty_lines_and_lowercase_values_are_fine(refdata):
     body = upload(refdata.pm1, content).json()
     assert [line["line"] for line in body["lines"]] == [3, 6]
     assert body["lines"][0]["errors"] == [
-        {"column": "account", "reason": "Unknown account 'acct1'."}
+        {"column": "account", "reason": "No account 'acct1' that you may trade."}
     ]
     assert body["lines"][1]["valid"]
 
@@ -152,7 +152,7 @@ def test_lines_for_an_account_the_pm_does_not_manage_are_line_errors(refdata):
     content = f"{HEADER}\nACCT2,AAPL,BUY,100,MARKET,,,DAY,,\nACCT1,AAPL,BUY,100,MARKET,,,DAY,,\n"
     body = upload(refdata.pm1, content.encode()).json()
     assert body["lines"][0]["errors"] == [
-        {"column": "account", "reason": "You do not manage account ACCT2."}
+        {"column": "account", "reason": "No account 'ACCT2' that you may trade."}
     ]
     assert body["valid_count"] == 1
 
@@ -240,7 +240,7 @@ def test_rebalance_skips_zero_orders_and_reports_bad_targets(refdata):
     skipped = [o for o in body["orders"] if "skipped" in o["data"]]
     assert {o["data"]["symbol"] for o in skipped} == {"AAPL", "XOM"}
     assert body["lines"][2]["errors"] == [
-        {"column": "account", "reason": "You do not manage account ACCT2."}
+        {"column": "account", "reason": "No account 'ACCT2' that you may trade."}
     ]
     over = upload(
         refdata.pm1,
