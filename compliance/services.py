@@ -35,6 +35,13 @@ from .selectors import results_for_viewer
 # pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
 # baskets checked at once cannot both spend the same cash or headroom.
 ACCOUNT_LOCK_NAMESPACE = 4_004
+# pg_advisory_xact_lock(namespace, slot of a security): firm-wide rules (firm ownership, ADV,
+# opposite side) add up every account's orders in a security, so checks touching the same
+# security run one at a time too; otherwise two PMs could each pass a limit only one fits.
+# Securities share SECURITY_LOCK_SLOTS slots so a basket of thousands of names takes a bounded
+# number of locks (a shared slot only serialises a little more).
+SECURITY_LOCK_NAMESPACE = 4_005
+SECURITY_LOCK_SLOTS = 1_024
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -208,16 +215,20 @@ def restricted_entry_add(
 # --- checking orders ----------------------------------------------------------------------------
 
 
-def _accounts_lock(account_ids: set[int]) -> None:
-    """Take every account's check lock in one round trip, in account id order (the subquery's
-    ORDER BY fixes the order the locks are taken in, so two checks never deadlock)."""
+def _check_locks(*, account_ids: set[int], security_ids: set[int]) -> None:
+    """Take every account's and security slot's check lock in one round trip: accounts first,
+    then security slots, each in id order (the subquery's ORDER BY fixes the order the locks
+    are taken in, so two checks never deadlock)."""
     if not account_ids:
         return
+    slots = sorted({s % SECURITY_LOCK_SLOTS for s in security_ids})
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, a.id)) FROM "
-            "(SELECT id FROM unnest(%s::integer[]) AS u(id) ORDER BY id) AS a",
-            [ACCOUNT_LOCK_NAMESPACE, sorted(account_ids)],
+            "SELECT count(pg_advisory_xact_lock(k.ns, k.id)) FROM ("
+            " SELECT %s AS ns, id FROM unnest(%s::integer[]) AS a(id)"
+            " UNION ALL SELECT %s, id FROM unnest(%s::integer[]) AS s(id)"
+            " ORDER BY 1, 2) AS k",
+            [ACCOUNT_LOCK_NAMESPACE, sorted(account_ids), SECURITY_LOCK_NAMESPACE, slots],
         )
 
 
@@ -268,7 +279,9 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
     ]
     if not orders:
         return {}
-    _accounts_lock({o.account_id for o in orders})
+    _check_locks(
+        account_ids={o.account_id for o in orders}, security_ids={o.security_id for o in orders}
+    )
     evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
     run = CheckRun.objects.create(
         kind=CheckRun.Kind.PRE_TRADE,
