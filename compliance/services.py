@@ -353,6 +353,20 @@ def compliance_what_if(*, order_ids: list[int], actor, as_of: datetime) -> dict[
     return {key: verdict for key, (verdict, _results) in evaluated.items()}
 
 
+def compliance_program_what_if(
+    *, pm, as_of: datetime, lines: list[dict[str, Any]]
+) -> dict[int, tuple[str, list[dict[str, Any]]]]:
+    """What each line would get if `pm` submitted them together as one basket, saving nothing:
+    {key: (verdict, results as pm reads them)}. A line: key, account_id, security_id, side,
+    quantity, order_type, limit_price."""
+    candidates = [Candidate(pm_id=pm.pk, **line) for line in lines]
+    evaluated = program_evaluate(candidates=candidates, as_of=as_of)
+    return {
+        key: (verdict, results_for_viewer(results=results, user=pm))
+        for key, (verdict, results) in evaluated.items()
+    }
+
+
 def _decimal(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal | None:
     if value in (None, ""):
         return None

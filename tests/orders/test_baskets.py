@@ -251,3 +251,40 @@ def test_rebalance_skips_zero_orders_and_reports_bad_targets(refdata):
     assert "The weights of ACCT1 add up to 110%." in reasons
     assert "A number (percent of NAV) is required." in reasons
     assert over["orders"] == []  # an account with a bad model line is not rebalanced at all
+
+
+def test_rebalance_nets_open_orders_and_shows_what_compliance_would_say(refdata):
+    from compliance.models import RuleKind
+    from compliance.services import restricted_entry_add
+    from tests.compliance.conftest import make_rule, place
+
+    portfolio(refdata)
+    make_rule(refdata.compliance, RuleKind.RESTRICTED_LIST)
+    now = timezone.now()
+    msft = {"security_id": refdata.msft.pk, "reason": "MNPI", "start_date": now.date()}
+    restricted_entry_add(actor=refdata.compliance, as_of=now, **msft)
+    # All of XOM already has a sell working: the rebalance must not sell it again.
+    place(refdata.pm1, refdata.acct1, "XOM", "SELL", 200, as_of=now)
+    targets = b"account,symbol,target_weight_pct\nACCT1,AAPL,20\nACCT1,MSFT,50\n"
+    body = upload(refdata.pm1, targets, url="/api/baskets/rebalance/").json()
+    orders = {o["data"]["symbol"]: o["data"] for o in body["orders"]}
+    assert orders["XOM"]["open_quantity"] == "-200" and "side" not in orders["XOM"]
+    assert "open orders already reach the target" in orders["XOM"]["skipped"]
+    assert body["compliance"] == {"PASS": 1, "WARN": 0, "BLOCK": 1}
+    # The blocking line comes first, with its reason.
+    first = body["orders"][0]["data"]
+    assert (first["symbol"], first["compliance"]) == ("MSFT", "BLOCK")
+    assert "restricted list" in first["compliance_reasons"]
+    assert orders["AAPL"]["compliance"] == "PASS"
+    assert (orders["AAPL"]["current_weight_pct"], orders["AAPL"]["drift_pct"]) == ("38", "18")
+
+    confirmed = upload(refdata.pm1, targets, confirm=True, url="/api/baskets/rebalance/")
+    assert confirmed.status_code == 201, confirmed.json()
+    assert confirmed.json()["compliance"] == body["compliance"]
+    basket = Basket.objects.get(pk=confirmed.json()["basket"]["id"])
+    # The what-if is the verdict the real submission gets.
+    assert dict(basket.orders.values_list("security__symbol", "compliance_status")) == {
+        "AAPL": "PASS",
+        "MSFT": "BLOCK",
+    }
+    assert Order.objects.filter(security=refdata.xom).count() == 1
