@@ -26,7 +26,7 @@ from oms.fields import ZERO
 from oms.models import Account, Security
 from orders.lifecycle import OPEN, OrderStatus
 from orders.models import BUY_SIDES, Order
-from positions.selectors import account_navs, cash_settled, firm_quantities, position_quantities
+from positions.selectors import MissingFxRate, firm_quantities, portfolio_snapshot
 
 from .models import RestrictedEntry, Rule, RuleKind, Scope, Severity, Verdict
 
@@ -138,6 +138,7 @@ class SecurityInfo:
     lot: Decimal
     shares_outstanding: Decimal
     adv: Decimal
+    currency: str = "USD"
 
 
 @dataclass
@@ -228,6 +229,7 @@ def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
         "lot_size",
         "shares_outstanding",
         "avg_daily_volume",
+        "currency",
     )
     return {r[0]: SecurityInfo(*r) for r in rows}
 
@@ -303,27 +305,40 @@ class Context:
         security_ids = {c.security_id for c in candidates}
         exclude = {c.order_id for c in candidates if c.order_id is not None}
         self.accounts = _accounts(account_ids)
-        needs_holdings = bool(
+        self.needs_holdings = needs_holdings = bool(
             kinds & {RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION}
         )
-        self.positions = position_quantities(account_ids=list(account_ids))
-        self.navs = account_navs(account_ids=list(account_ids)) if needs_holdings else {}
-        self.cash: dict[int, Decimal] = {}
-        if RuleKind.CASH in kinds:
-            by_currency: dict[str, list[int]] = defaultdict(list)
-            for info in self.accounts.values():
-                by_currency[info.currency].append(info.id)
-            for currency, ids in by_currency.items():
-                self.cash.update(cash_settled(account_ids=ids, currency=currency))
-        self.open_orders = _open_orders(
-            account_ids=account_ids,
-            security_ids=security_ids,
-            exclude_ids=exclude,
-            firm_wide=bool(kinds & FIRM_WIDE_KINDS),
+        # Every per-account figure (holdings, cash with unsettled trades, open orders'
+        # commitments, NAV, all in the account's base currency) comes from the money view.
+        self.snapshot = portfolio_snapshot(
+            account_ids=list(account_ids), as_of=as_of, exclude_order_ids=exclude, with_ladder=False
+        )
+        self.positions = {
+            (a, sec): q
+            for a, snap in self.snapshot.accounts.items()
+            for sec, q in snap.holdings.items()
+        }
+        firm_wide = bool(kinds & FIRM_WIDE_KINDS)
+        # The accounts' own open orders are in the snapshot; only firm-wide rules need the
+        # other accounts' orders (and each order's owner).
+        self.open_orders = (
+            _open_orders(
+                account_ids=account_ids,
+                security_ids=security_ids,
+                exclude_ids=exclude,
+                firm_wide=True,
+            )
+            if firm_wide
+            else []
         )
         held = {s for (_a, s) in self.positions} if needs_holdings else set()
+        opened = {
+            sec
+            for snap in self.snapshot.accounts.values()
+            for sec in (*snap.open_buys, *snap.open_sells)
+        }
         self.securities = _securities(
-            security_ids | held | {o.security_id for o in self.open_orders}
+            security_ids | held | opened | {o.security_id for o in self.open_orders}
         )
         self.firm_held = (
             firm_quantities(security_ids=list(security_ids))
@@ -368,12 +383,7 @@ class Context:
         return side_limit if side_limit is not None else self.price(security_id)
 
     def _index(self) -> None:
-        """Sums the rules look up: per account and security, what is held, what other open
-        orders will do, and what the program adds."""
-        acct_open: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-        acct_open_sells: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-        acct_open_buy_cash: dict[int, Decimal] = defaultdict(lambda: ZERO)
-        acct_open_buy_unpriced: dict[int, list[int]] = defaultdict(list)
+        """Sums the rules look up: per security, what the firm's other open orders will do."""
         firm_open: dict[int, Decimal] = defaultdict(lambda: ZERO)
         firm_side_open: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
         by_security: dict[int, list[OpenOrder]] = defaultdict(list)
@@ -381,44 +391,17 @@ class Context:
             firm_open[o.security_id] += o.sign * o.remaining
             firm_side_open[(o.security_id, o.sign)] += o.remaining
             by_security[o.security_id].append(o)
-            if o.account_id in self.accounts:
-                key = (o.account_id, o.security_id)
-                acct_open[key] += o.sign * o.remaining
-                if o.sign < 0:
-                    acct_open_sells[key] += o.remaining
-                else:
-                    price = self.order_price(o.limit_price, o.security_id)
-                    if price is None:
-                        acct_open_buy_unpriced[o.account_id].append(o.id)
-                    else:
-                        acct_open_buy_cash[o.account_id] += o.remaining * price
-        prog: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-        prog_sells: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-        prog_cash: dict[int, Decimal] = defaultdict(lambda: ZERO)
-        firm_prog: dict[int, Decimal] = defaultdict(lambda: ZERO)
-        firm_side_prog: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
-        cand_by_security: dict[int, list[Candidate]] = defaultdict(list)
-        for c in self.candidates:
-            key = (c.account_id, c.security_id)
-            prog[key] += c.sign * c.quantity
-            firm_prog[c.security_id] += c.sign * c.quantity
-            firm_side_prog[(c.security_id, c.sign)] += c.quantity
-            cand_by_security[c.security_id].append(c)
-            if c.sign < 0:
-                prog_sells[key] += c.quantity
-            price = self.order_price(c.limit_price, c.security_id)
-            if price is not None:
-                # The program's sells fund its buys.
-                prog_cash[c.account_id] -= c.sign * c.quantity * price
-        self.acct_open, self.acct_open_sells = acct_open, acct_open_sells
-        self.acct_open_buy_cash, self.acct_open_buy_unpriced = (
-            acct_open_buy_cash,
-            acct_open_buy_unpriced,
-        )
+        self.acct_open: dict[tuple[int, int], Decimal] = {}
+        self.acct_open_sells: dict[tuple[int, int], Decimal] = {}
+        for account_id, snap in self.snapshot.accounts.items():
+            for security_id, q in snap.open_buys.items():
+                self.acct_open[(account_id, security_id)] = q
+            for security_id, q in snap.open_sells.items():
+                key = (account_id, security_id)
+                self.acct_open[key] = self.acct_open.get(key, ZERO) - q
+                self.acct_open_sells[key] = q
         self.firm_open, self.firm_side_open = firm_open, firm_side_open
-        self.open_by_security, self.cand_by_security = by_security, cand_by_security
-        self.prog, self.prog_sells, self.prog_cash = prog, prog_sells, prog_cash
-        self.firm_prog, self.firm_side_prog = firm_prog, firm_side_prog
+        self.open_by_security = by_security
         self.recent_by_key: dict[tuple, list[OpenOrder]] = defaultdict(list)
         for o in self.recent:
             self.recent_by_key[(o.account_id, o.security_id, o.side, o.quantity)].append(o)
@@ -427,30 +410,83 @@ class Context:
             self.first_index_by_key.setdefault(
                 (c.account_id, c.security_id, c.side, c.quantity), index
             )
-        # Exposure per (account, issuer) and (account, sector), before and after the program.
+        self.index_program(blocked=set())
+
+    def to_base(self, account_id: int, amount: Decimal, security_id: int) -> Decimal:
+        """A value in the security's currency, in the account's base currency."""
+        return self.snapshot.to_base(account_id, amount, self.securities[security_id].currency)
+
+    def index_program(self, *, blocked: set[int]) -> None:
+        """What the program adds, per account and security and per account's cash. A blocked
+        sell will not trade: its proceeds fund no buy and its quantity offsets no limit (it
+        still counts against what may be sold, and a blocked buy still counts everywhere, so
+        each round can only block more and the rounds reach a fixed point)."""
+        prog: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
+        prog_sells: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
+        prog_cash: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        firm_prog: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        firm_side_prog: dict[tuple[int, int], Decimal] = defaultdict(lambda: ZERO)
+        cand_by_security: dict[int, list[Candidate]] = defaultdict(list)
+        self.fx_errors: dict[int, str] = {
+            a: snap.fx_error for a, snap in self.snapshot.accounts.items() if snap.fx_error
+        }
+        for c in self.candidates:
+            key = (c.account_id, c.security_id)
+            firm_side_prog[(c.security_id, c.sign)] += c.quantity
+            cand_by_security[c.security_id].append(c)
+            if c.sign < 0:
+                prog_sells[key] += c.quantity
+            if c.sign < 0 and c.key in blocked:
+                continue
+            prog[key] += c.sign * c.quantity
+            firm_prog[c.security_id] += c.sign * c.quantity
+            price = self.order_price(c.limit_price, c.security_id)
+            if price is not None:
+                try:
+                    prog_cash[c.account_id] -= self.to_base(
+                        c.account_id, c.sign * c.quantity * price, c.security_id
+                    )
+                except MissingFxRate as exc:
+                    self.fx_errors.setdefault(c.account_id, exc.message)
+        self.prog, self.prog_sells, self.prog_cash = prog, prog_sells, prog_cash
+        self.firm_prog, self.firm_side_prog = firm_prog, firm_side_prog
+        self.cand_by_security = cand_by_security
+        self.dropped = {c.key for c in self.candidates if c.sign < 0 and c.key in blocked}
+        self.blocked_sells = {c.account_id for c in self.candidates if c.key in self.dropped}
+        # Exposure per (account, issuer) and (account, sector) in the account's base currency,
+        # before and after the program.
         self.issuer_exp: dict[tuple[int, int], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
         self.sector_exp: dict[tuple[int, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
         self.unpriced: dict[int, set[int]] = defaultdict(set)
-        if self.navs:
-            keys = set(self.positions) | set(acct_open) | set(prog)
-            for account_id, security_id in keys:
-                if account_id not in self.accounts:
-                    continue
-                sec = self.securities[security_id]
-                before = self.positions.get((account_id, security_id), ZERO) + acct_open.get(
-                    (account_id, security_id), ZERO
-                )
-                after = before + prog.get((account_id, security_id), ZERO)
-                if sec.price is None:
-                    if before or after:
-                        self.unpriced[account_id].add(security_id)
-                    continue
-                for table, k in (
-                    (self.issuer_exp, (account_id, sec.issuer_id)),
-                    (self.sector_exp, (account_id, sec.sector)),
-                ):
-                    table[k][0] += before * sec.price
-                    table[k][1] += after * sec.price
+        if not self.needs_holdings:
+            return
+        for account_id, security_id in set(self.positions) | set(self.acct_open) | set(prog):
+            if account_id not in self.accounts:
+                continue
+            sec = self.securities[security_id]
+            before = self.positions.get((account_id, security_id), ZERO) + self.acct_open.get(
+                (account_id, security_id), ZERO
+            )
+            after = before + prog.get((account_id, security_id), ZERO)
+            if sec.price is None:
+                if before or after:
+                    self.unpriced[account_id].add(security_id)
+                continue
+            try:
+                price = self.to_base(account_id, sec.price, security_id)
+            except MissingFxRate as exc:
+                self.fx_errors.setdefault(account_id, exc.message)
+                continue
+            for table, k in (
+                (self.issuer_exp, (account_id, sec.issuer_id)),
+                (self.sector_exp, (account_id, sec.sector)),
+            ):
+                table[k][0] += before * price
+                table[k][1] += after * price
+
+    def nav(self, account_id: int) -> Decimal:
+        snap = self.snapshot.accounts.get(account_id)
+        return ZERO if snap is None or snap.fx_error else snap.nav
 
 
 def _result(
@@ -463,13 +499,14 @@ def _result(
     limit: Decimal | None = None,
     headroom: Decimal | None = None,
     max_passing_quantity: Decimal | None = None,
+    detail: str | None = None,
 ) -> dict[str, Any]:
     outcome = (
         (Verdict.BLOCK if spec.severity == Severity.BLOCK else Verdict.WARN)
         if breached
         else Verdict.PASS
     )
-    return {
+    result = {
         "rule": spec.name,
         "rule_id": spec.rule_id,
         "version": spec.number,
@@ -484,6 +521,10 @@ def _result(
         "headroom": fmt(headroom),
         "max_passing_quantity": fmt(max_passing_quantity),
     }
+    if detail is not None:
+        # What the desk and compliance read in place of the message (see results_for_viewer).
+        result["detail"] = detail
+    return result
 
 
 # --- the eleven kinds -------------------------------------------------------------------------
@@ -525,7 +566,9 @@ def _concentration(
             return None
     label = f"issuer {sec.issuer_name}" if by_issuer else f"sector {sec.sector}"
     limit = spec.dec("max_pct")
-    nav = ctx.navs.get(c.account_id, ZERO)
+    if c.account_id in ctx.fx_errors:
+        return _fx_unknown(ctx, spec, c, limit)
+    nav = ctx.nav(c.account_id)
     account = ctx.accounts[c.account_id]
     if nav <= 0:
         return _result(
@@ -545,13 +588,14 @@ def _concentration(
         )
     key = (c.account_id, sec.issuer_id if by_issuer else sec.sector)
     before_value, after_value = (ctx.issuer_exp if by_issuer else ctx.sector_exp)[key]
-    mine = c.sign * c.quantity * sec.price
+    price = ctx.to_base(c.account_id, sec.price, c.security_id)
+    mine = ZERO if c.key in ctx.dropped else c.sign * c.quantity * price
     without = after_value - mine
     before, after = pct(abs(before_value) / nav * HUNDRED), pct(abs(after_value) / nav * HUNDRED)
     cap_value = limit * nav / HUNDRED
     increases = abs(after_value) > abs(without)
     breached = after > limit and increases
-    max_q = floor_lot((cap_value - c.sign * without) / sec.price, sec.lot)
+    max_q = floor_lot((cap_value - c.sign * without) / price, sec.lot)
     if breached:
         message = (
             f"{account.code} would hold {fmt(after)}% of NAV in {label}, over the {fmt(limit)}% limit "
@@ -776,20 +820,29 @@ def _cash(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
             limit=ZERO,
             max_passing_quantity=ZERO,
         )
-    settled = ctx.cash.get(c.account_id, ZERO)
-    available = settled - ctx.acct_open_buy_cash.get(c.account_id, ZERO)
+    if c.account_id in ctx.fx_errors:
+        return _fx_unknown(ctx, spec, c, ZERO)
+    # Projected cash (settled plus every trade still to settle) less what the account's other
+    # open buys will take: a filled buy has spent its money even before it settles.
+    available = ctx.snapshot.accounts[c.account_id].cash_available
     after = (available + ctx.prog_cash.get(c.account_id, ZERO)).quantize(MONEY_PLACES)
-    needed = (c.quantity * price).quantize(MONEY_PLACES)
-    max_q = floor_lot((after + needed) / price, sec.lot)
+    needed = ctx.to_base(c.account_id, c.quantity * price, c.security_id).quantize(MONEY_PLACES)
+    unit = needed / c.quantity
+    max_q = floor_lot((after + needed) / unit, sec.lot) if unit > 0 else ZERO
     breached = after < 0
+    ccy = account.currency
+    # A blocked sell funds nothing: say so, or the figures look wrong against the basket.
+    unfunded = (
+        " (blocked sells in this program fund nothing)" if c.account_id in ctx.blocked_sells else ""
+    )
     if breached:
         message = (
-            f"{account.code} has {fmt(available.quantize(MONEY_PLACES))} {account.currency} "
-            f"available after other open buys; this buy ({fmt(needed)}) and the rest of the "
-            f"program would leave it short {fmt(-after)} {account.currency}."
+            f"{account.code} has {fmt(available.quantize(MONEY_PLACES))} {ccy} available after "
+            f"unsettled trades and other open buys; this buy ({fmt(needed)} {ccy}) and the rest "
+            f"of the program{unfunded} would leave it short {fmt(-after)} {ccy}."
         )
     else:
-        message = f"{account.code} has the cash: {fmt(after)} {account.currency} left after it."
+        message = f"{account.code} has the cash: {fmt(after)} {ccy} left after it{unfunded}."
     return _result(
         spec,
         breached=breached,
@@ -802,30 +855,59 @@ def _cash(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
     )
 
 
+def _fx_unknown(ctx: Context, spec: RuleSpec, c: Candidate, limit: Decimal | None):
+    """A figure that needs a missing FX rate blocks with the reason, never converts at 1."""
+    account = ctx.accounts[c.account_id]
+    return _result(
+        spec,
+        breached=True,
+        message=f"{account.code} cannot be valued in {account.currency}: {ctx.fx_errors[c.account_id]}",
+        limit=limit,
+        max_passing_quantity=ZERO,
+    )
+
+
 def _opposite_side(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
+    # (named, by another PM): another PM's order is named only in `detail`, which the desk and
+    # compliance read; the message a PM reads says no more than that one exists.
     conflicts = [
-        f"order {o.id} ({o.account_code}, {o.pm_name}: {o.side} {fmt(o.remaining)})"
+        (
+            f"order {o.id} ({o.account_code}, {o.pm_name}: {o.side} {fmt(o.remaining)})",
+            o.pm_id != c.pm_id,
+        )
         for o in ctx.open_by_security.get(c.security_id, ())
         if o.sign != c.sign and (o.account_id != c.account_id or o.pm_id != c.pm_id)
     ]
     conflicts += [
-        f"order {o.order_id or 'in this program'} ({ctx.accounts[o.account_id].code}: "
-        f"{o.side} {fmt(o.quantity)})"
+        (
+            f"order {o.order_id or 'in this program'} ({ctx.accounts[o.account_id].code}: "
+            f"{o.side} {fmt(o.quantity)})",
+            o.pm_id != c.pm_id,
+        )
         for o in ctx.cand_by_security.get(c.security_id, ())
         if o.sign != c.sign and (o.account_id != c.account_id or o.pm_id != c.pm_id)
     ]
     if not conflicts:
         return _result(spec, breached=False, message=f"No opposite-side orders in {sec.symbol}.")
     more = f" and {len(conflicts) - 1} more" if len(conflicts) > 1 else ""
-    return _result(
-        spec,
-        breached=True,
-        message=(
-            f"Opposite-side conflict in {sec.symbol}: {conflicts[0]}{more} is open on the "
-            "other side."
-        ),
-        max_passing_quantity=ZERO,
+    detail = (
+        f"Opposite-side conflict in {sec.symbol}: {conflicts[0][0]}{more} is open on the "
+        "other side."
     )
+    own = [named for named, by_other in conflicts if not by_other]
+    if len(own) == len(conflicts):
+        message = detail
+    elif own:
+        message = (
+            f"Opposite-side conflict in {sec.symbol}: {own[0]} is open on the other side, and "
+            "another portfolio manager has an order open on the other side."
+        )
+    else:
+        message = (
+            f"Opposite-side conflict in {sec.symbol}: another portfolio manager has an order "
+            "open on the other side."
+        )
+    return _result(spec, breached=True, message=message, max_passing_quantity=ZERO, detail=detail)
 
 
 def _duplicate(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo, index: int):
@@ -892,19 +974,47 @@ def program_evaluate(
         return {}
     ctx = Context(candidates=candidates, rules=rules, as_of=as_of)
     out: dict[int, tuple[str, list[dict[str, Any]]]] = {}
-    for index, c in enumerate(candidates):
-        account = ctx.accounts[c.account_id]
-        sec = ctx.securities[c.security_id]
-        results = []
-        verdict = Verdict.PASS
-        for spec in rules:
-            if not spec.covers(account):
-                continue
-            result = _evaluate_one(ctx, spec, c, sec, index)
-            if result is None:
-                continue
-            results.append(result)
-            if RANK[result["outcome"]] > RANK[verdict]:
-                verdict = Verdict(result["outcome"])
-        out[c.key] = (str(verdict), results)
+    todo = list(enumerate(candidates))
+    dropped: set[int] = set()
+    # A blocked sell will not trade, so it may not fund a buy or offset a limit: drop what it
+    # gives and check again what it touched, until no new sell is blocked (a fixed point: each
+    # round only blocks more, so there are at most as many rounds as sells).
+    while todo:
+        for index, c in todo:
+            out[c.key] = _evaluate_candidate(ctx, rules, c, index)
+        newly = {
+            c.key
+            for c in candidates
+            if c.sign < 0 and c.key not in dropped and out[c.key][0] == Verdict.BLOCK
+        }
+        if not newly:
+            break
+        dropped |= newly
+        ctx.index_program(blocked=dropped)
+        accounts = {c.account_id for c in candidates if c.key in newly}
+        securities = {c.security_id for c in candidates if c.key in newly}
+        todo = [
+            (index, c)
+            for index, c in enumerate(candidates)
+            if c.key not in dropped and (c.account_id in accounts or c.security_id in securities)
+        ]
     return out
+
+
+def _evaluate_candidate(
+    ctx: Context, rules: list[RuleSpec], c: Candidate, index: int
+) -> tuple[str, list[dict[str, Any]]]:
+    account = ctx.accounts[c.account_id]
+    sec = ctx.securities[c.security_id]
+    results = []
+    verdict = Verdict.PASS
+    for spec in rules:
+        if not spec.covers(account):
+            continue
+        result = _evaluate_one(ctx, spec, c, sec, index)
+        if result is None:
+            continue
+        results.append(result)
+        if RANK[result["outcome"]] > RANK[verdict]:
+            verdict = Verdict(result["outcome"])
+    return str(verdict), results

@@ -7,12 +7,32 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from oms.roles import sees_all_accounts
+
 from .models import Breach, CheckRun, OrderCheck, Override, Rule, RuleHit
 
 
-def order_compliance(*, order_id: int) -> dict[str, Any] | None:
+def results_for_viewer(*, results: list[dict[str, Any]], user) -> list[dict[str, Any]]:
+    """The results as `user` may read them: the desk and compliance get each rule's detail
+    (another PM's order named), a PM only the message, which names no other PM's order."""
+    firm_wide = user is not None and sees_all_accounts(user)
+    shown = []
+    for r in results:
+        if "detail" not in r:
+            shown.append(r)
+            continue
+        r = dict(r)
+        detail = r.pop("detail")
+        if firm_wide:
+            r["message"] = detail
+        shown.append(r)
+    return shown
+
+
+def order_compliance(*, order_id: int, user=None) -> dict[str, Any] | None:
     """{"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]} of the order's latest check (plus
-    when it ran and any overrides), or None if it was never checked."""
+    when it ran and any overrides), or None if it was never checked. Without a user the
+    results are as a PM reads them."""
     check = (
         OrderCheck.objects.filter(order_id=order_id)
         .order_by("-id")
@@ -32,7 +52,7 @@ def order_compliance(*, order_id: int) -> dict[str, Any] | None:
     ]
     return {
         "verdict": check.verdict,
-        "results": check.results,
+        "results": results_for_viewer(results=check.results, user=user),
         "checked_at": check.checked_at.isoformat(),
         "overrides": overrides,
     }
@@ -88,7 +108,7 @@ def override_reasons(*, orders: Iterable[Any]) -> list[dict[str, Any]]:
         {
             "order": o,
             "reasons": [
-                r["message"]
+                r.get("detail", r["message"])
                 for r in (latest[o.pk].results if o.pk in latest else [])
                 if r["outcome"] != "PASS"
             ],

@@ -14,7 +14,7 @@ from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
 from oms.roles import COMPLIANCE, has_role, sees_all_accounts
-from oms.selectors import accounts_visible_to
+from oms.selectors import account_not_found, accounts_visible_to
 
 from .engine import Candidate, program_evaluate, rules_in_force
 from .models import (
@@ -30,10 +30,18 @@ from .models import (
     Verdict,
 )
 from .parameters import rule_parameters_clean
+from .selectors import results_for_viewer
 
 # pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
 # baskets checked at once cannot both spend the same cash or headroom.
 ACCOUNT_LOCK_NAMESPACE = 4_004
+# pg_advisory_xact_lock(namespace, slot of a security): firm-wide rules (firm ownership, ADV,
+# opposite side) add up every account's orders in a security, so checks touching the same
+# security run one at a time too; otherwise two PMs could each pass a limit only one fits.
+# Securities share SECURITY_LOCK_SLOTS slots so a basket of thousands of names takes a bounded
+# number of locks (a shared slot only serialises a little more).
+SECURITY_LOCK_NAMESPACE = 4_005
+SECURITY_LOCK_SLOTS = 1_024
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -207,16 +215,20 @@ def restricted_entry_add(
 # --- checking orders ----------------------------------------------------------------------------
 
 
-def _accounts_lock(account_ids: set[int]) -> None:
-    """Take every account's check lock in one round trip, in account id order (the subquery's
-    ORDER BY fixes the order the locks are taken in, so two checks never deadlock)."""
+def _check_locks(*, account_ids: set[int], security_ids: set[int]) -> None:
+    """Take every account's and security slot's check lock in one round trip: accounts first,
+    then security slots, each in id order (the subquery's ORDER BY fixes the order the locks
+    are taken in, so two checks never deadlock)."""
     if not account_ids:
         return
+    slots = sorted({s % SECURITY_LOCK_SLOTS for s in security_ids})
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s, a.id)) FROM "
-            "(SELECT id FROM unnest(%s::integer[]) AS u(id) ORDER BY id) AS a",
-            [ACCOUNT_LOCK_NAMESPACE, sorted(account_ids)],
+            "SELECT count(pg_advisory_xact_lock(k.ns, k.id)) FROM ("
+            " SELECT %s AS ns, id FROM unnest(%s::integer[]) AS a(id)"
+            " UNION ALL SELECT %s, id FROM unnest(%s::integer[]) AS s(id)"
+            " ORDER BY 1, 2) AS k",
+            [ACCOUNT_LOCK_NAMESPACE, sorted(account_ids), SECURITY_LOCK_NAMESPACE, slots],
         )
 
 
@@ -267,7 +279,9 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
     ]
     if not orders:
         return {}
-    _accounts_lock({o.account_id for o in orders})
+    _check_locks(
+        account_ids={o.account_id for o in orders}, security_ids={o.security_id for o in orders}
+    )
     evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
     run = CheckRun.objects.create(
         kind=CheckRun.Kind.PRE_TRADE,
@@ -295,7 +309,8 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
                 rule_id=r["rule_id"],
                 rule_version_id=r["rule_version_id"],
                 outcome=r["outcome"],
-                message=r["message"],
+                # The hit is compliance's record: it keeps the detail a PM does not read.
+                message=r.get("detail", r["message"]),
                 checked_at=as_of,
             )
             for check in checks
@@ -336,6 +351,20 @@ def compliance_what_if(*, order_ids: list[int], actor, as_of: datetime) -> dict[
     orders = list(Order.objects.filter(pk__in=order_ids).order_by("pk"))
     evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
     return {key: verdict for key, (verdict, _results) in evaluated.items()}
+
+
+def compliance_program_what_if(
+    *, pm, as_of: datetime, lines: list[dict[str, Any]]
+) -> dict[int, tuple[str, list[dict[str, Any]]]]:
+    """What each line would get if `pm` submitted them together as one basket, saving nothing:
+    {key: (verdict, results as pm reads them)}. A line: key, account_id, security_id, side,
+    quantity, order_type, limit_price."""
+    candidates = [Candidate(pm_id=pm.pk, **line) for line in lines]
+    evaluated = program_evaluate(candidates=candidates, as_of=as_of)
+    return {
+        key: (verdict, results_for_viewer(results=results, user=pm))
+        for key, (verdict, results) in evaluated.items()
+    }
 
 
 def _decimal(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal | None:
@@ -381,17 +410,16 @@ def compliance_ticket_check(
         errors["quantity"] = ["Quantity is required."]
     limit = _decimal(limit_price, "limit_price", errors)
     stop = _decimal(stop_price, "stop_price", errors)
-    acct = accounts_visible_to(actor).filter(code=str(account or "").strip()).first()
-    if acct is None:
-        errors["account"] = [f"No account {account!r} that you may trade."]
-    elif (
-        has_role(actor, "PM")
-        and not has_role(actor, "Admin", COMPLIANCE)
-        # Otherwise accounts_visible_to already kept only the accounts the PM manages.
-        and sees_all_accounts(actor)
-    ):
-        if not acct.managers.filter(pk=actor.pk).exists():
-            errors["account"] = [f"No account {account!r} that you may trade."]
+    code = str(account or "").strip()
+    acct = accounts_visible_to(actor).filter(code=code).first() if code else None
+    if acct is not None and has_role(actor, "PM") and not has_role(actor, "Admin", COMPLIANCE):
+        # A PM who also holds a firm-wide role sees every account but checks only their own.
+        if sees_all_accounts(actor) and not acct.managers.filter(pk=actor.pk).exists():
+            acct = None
+    if not code:
+        errors["account"] = ["An account is required."]
+    elif acct is None:
+        raise account_not_found(code)
     security = Security.objects.filter(symbol=str(symbol or "").strip().upper()).first()
     if security is None:
         errors["symbol"] = [f"Unknown symbol {symbol!r}."]
@@ -414,7 +442,7 @@ def compliance_ticket_check(
         pm_id=actor.pk,
     )
     verdict, results = program_evaluate(candidates=[candidate], as_of=as_of)[0]
-    return {"verdict": verdict, "results": results}
+    return {"verdict": verdict, "results": results_for_viewer(results=results, user=actor)}
 
 
 # --- overrides --------------------------------------------------------------------------------

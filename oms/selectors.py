@@ -23,6 +23,12 @@ def accounts_visible_to(user) -> QuerySet[Account]:
     return qs.filter(managers=user)
 
 
+def account_not_found(code: str) -> NotFound:
+    """The one answer for an account code a user may not trade, whether it exists or not: a PM
+    must not tell another PM's account from one that does not exist."""
+    return NotFound(f"No account '{code}' that you may trade.", code="account_not_found")
+
+
 def security_search(*, query: str = "", active_only: bool = True, limit: int = 20):
     qs = Security.objects.select_related("issuer")
     if active_only:

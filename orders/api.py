@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from oms import roles
 from oms.api import HasRole, query_or_400
 from oms.errors import NotFound
-from oms.selectors import accounts_visible_to
+from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
 
 from . import basket_services, selectors, services
@@ -51,9 +51,9 @@ FILTER_PARAMS = [
 ]
 
 
-def _detail(order) -> dict:
+def _detail(order, user) -> dict:
     order = selectors.order_with_events(order_id=order.pk)
-    context = {"compliance": selectors.order_compliance(order_id=order.pk)}
+    context = {"compliance": selectors.order_compliance(order_id=order.pk, user=user)}
     return OrderDetailSerializer(order, context=context).data
 
 
@@ -94,7 +94,7 @@ class OrderViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=OrderDetailSerializer)
     def retrieve(self, request, pk: str):
         order = selectors.order_get(user=request.user, order_id=int(pk))
-        return Response(_detail(order))
+        return Response(_detail(order, request.user))
 
     @extend_schema(
         request=OrderInputSerializer,
@@ -111,7 +111,8 @@ class OrderViewSet(viewsets.GenericViewSet):
             pm=request.user, as_of=timezone.now(), idempotency_key=key, **serializer.validated_data
         )
         return Response(
-            _detail(order), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            _detail(order, request.user),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     @extend_schema(request=OrderAmendSerializer, responses=OrderDetailSerializer)
@@ -125,7 +126,7 @@ class OrderViewSet(viewsets.GenericViewSet):
             as_of=timezone.now(),
             changes=serializer.validated_data,
         )
-        return Response(_detail(order))
+        return Response(_detail(order, request.user))
 
     @extend_schema(request=OrderCancelSerializer, responses=OrderDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -139,7 +140,7 @@ class OrderViewSet(viewsets.GenericViewSet):
             as_of=timezone.now(),
             reason=serializer.validated_data["reason"],
         )
-        return Response(_detail(order))
+        return Response(_detail(order, request.user))
 
     @extend_schema(
         parameters=[
@@ -154,9 +155,11 @@ class OrderViewSet(viewsets.GenericViewSet):
         code = request.query_params.get("account", "")
         symbol = request.query_params.get("symbol", "").strip().upper()
         account = accounts_visible_to(request.user).filter(code=code).first()
+        if account is None:
+            raise account_not_found(code)
         security = services.Security.objects.filter(symbol=symbol).first()
-        if account is None or security is None:
-            raise NotFound("Unknown account or symbol.")
+        if security is None:
+            raise NotFound(f"Unknown symbol '{symbol}'.")
         return Response(
             TicketInfoSerializer(
                 {

@@ -21,9 +21,10 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from audit.services import audit_record
 from oms.db import retry_on_conflict
-from oms.errors import DomainError, NotPermitted
+from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
-from positions.selectors import account_navs, position_quantities
+from oms.selectors import account_not_found
+from positions.selectors import MissingFxRate, portfolio_snapshot
 
 from .models import Basket, OrderType, Side, TimeInForce
 from .services import (
@@ -75,6 +76,8 @@ class BasketPreview:
     # Rebalance only: the orders the targets come to (valid ones are what confirm creates).
     orders: list[LineResult] = field(default_factory=list)
     is_rebalance: bool = False
+    # Rebalance only: how many of its orders compliance would pass, warn and block.
+    verdict_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def valid_items(self) -> list[OrderInput]:
@@ -176,7 +179,7 @@ def _line_check(
         return
     try:
         result.item = order_input_validate(pm=pm, data=data, as_of=as_of, lookups=lookups)
-    except NotPermitted as exc:
+    except (NotPermitted, NotFound) as exc:
         result.error("account", exc.message)
     except ValidationError as exc:
         for column, messages in exc.message_dict.items():
@@ -315,10 +318,10 @@ def rebalance_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
         account = lookups.account(code)
         security = lookups.security(symbol) if symbol else None
         weight = _decimal(result.data.get("target_weight_pct", ""))
-        if account is None:
-            result.error("account", f"Unknown account '{code}'." if code else "Required.")
-        elif not account_manageable_by(user=pm, account=account):
-            result.error("account", f"You do not manage account {code}.")
+        if not code:
+            result.error("account", "Required.")
+        elif account is None or not account_manageable_by(user=pm, account=account):
+            result.error("account", account_not_found(code).message)
         if security is None:
             result.error("symbol", f"Unknown symbol '{symbol}'." if symbol else "Required.")
         elif not security.active:
@@ -354,7 +357,48 @@ def rebalance_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
     for account_id in bad_accounts:
         targets.pop(account_id, None)
     orders = _rebalance_orders(pm=pm, targets=targets, lookups=lookups, as_of=as_of)
-    return BasketPreview(sha256=sha256, lines=lines, orders=orders, is_rebalance=True)
+    orders, counts = _rebalance_what_if(pm=pm, orders=orders, as_of=as_of)
+    return BasketPreview(
+        sha256=sha256, lines=lines, orders=orders, is_rebalance=True, verdict_counts=counts
+    )
+
+
+VERDICT_ORDER = {"BLOCK": 0, "WARN": 1, "PASS": 2}
+
+
+def _rebalance_what_if(
+    *, pm, orders: list[LineResult], as_of: datetime
+) -> tuple[list[LineResult], dict[str, int]]:
+    """Check the rebalance's orders as the basket confirm would submit them, saving nothing:
+    each line gets its verdict and reasons, blocking lines first."""
+    from compliance.services import compliance_program_what_if
+
+    lines = [
+        {
+            "key": r.line,
+            "account_id": r.item.account.pk,
+            "security_id": r.item.security.pk,
+            "side": r.item.side,
+            "quantity": r.item.quantity,
+            "order_type": r.item.order_type,
+            "limit_price": r.item.limit_price,
+        }
+        for r in orders
+        if r.valid and r.item is not None
+    ]
+    verdicts = compliance_program_what_if(pm=pm, as_of=as_of, lines=lines) if lines else {}
+    counts = {"PASS": 0, "WARN": 0, "BLOCK": 0}
+    for r in orders:
+        if r.line not in verdicts:
+            continue
+        verdict, results = verdicts[r.line]
+        counts[verdict] += 1
+        r.data["compliance"] = verdict
+        reasons = [x["message"] for x in results if x["outcome"] != "PASS"]
+        if reasons:
+            r.data["compliance_reasons"] = " ".join(reasons)
+    ranked = sorted(orders, key=lambda r: VERDICT_ORDER.get(r.data.get("compliance", ""), 3))
+    return ranked, counts
 
 
 def _rebalance_orders(
@@ -363,43 +407,65 @@ def _rebalance_orders(
     from oms.models import Security
 
     account_ids = sorted(targets)
-    held = position_quantities(account_ids=account_ids)
-    navs = account_navs(account_ids=account_ids)
+    # Open orders count as done: a holding already being sold is not sold again.
+    snapshot = portfolio_snapshot(account_ids=account_ids, as_of=as_of)
     accounts = {a.pk: a for a in lookups.accounts.values()}
-    security_ids = {sid for w in targets.values() for sid in w} | {sid for _, sid in held}
+    security_ids = {sid for w in targets.values() for sid in w} | {
+        sid for a in account_ids for sid in snapshot.accounts[a].holdings
+    }
     securities = {s.pk: s for s in Security.objects.filter(pk__in=security_ids)}
     # Holdings the model leaves out are sold: the order checks must know those securities too.
     lookups.securities.update({s.symbol: s for s in securities.values()})
     results: list[LineResult] = []
     for account_id in account_ids:
-        account = accounts[account_id]
+        account, snap = accounts[account_id], snapshot.accounts[account_id]
         weights = dict(targets[account_id])
-        for (acc_id, security_id), _qty in held.items():
-            if acc_id == account_id:
-                weights.setdefault(security_id, ZERO)
-        nav = navs.get(account_id, ZERO)
+        for security_id in snap.holdings:
+            weights.setdefault(security_id, ZERO)
+        try:
+            nav = snap.nav
+        except MissingFxRate as exc:
+            nav, fx_error = None, exc.message
         for security_id in sorted(weights, key=lambda sid: securities[sid].symbol):
             security = securities[security_id]
-            current = held.get((account_id, security_id), ZERO)
+            held = snap.holdings.get(security_id, ZERO)
+            pending = snap.open_buys.get(security_id, ZERO) - snap.open_sells.get(security_id, ZERO)
+            current = held + pending
             data = {
                 "account": account.code,
                 "symbol": security.symbol,
                 "target_weight_pct": _num(weights[security_id]),
-                "current_quantity": _num(current),
+                "current_quantity": _num(held),
+                "open_quantity": _num(pending),
             }
             result = LineResult(line=len(results) + 1, data=data)
             results.append(result)
-            price = security.reference_price
-            if not price:
+            if nav is None:
+                result.error("account", fx_error)
+                continue
+            if not security.reference_price:
                 result.error("symbol", f"{security.symbol} has no reference price.")
                 continue
+            try:
+                price = snapshot.to_base(account_id, security.reference_price, security.currency)
+            except MissingFxRate as exc:
+                result.error("symbol", exc.message)
+                continue
+            if nav > 0:
+                weight = (held * price / nav * Decimal(100)).quantize(Decimal("0.01"))
+                data["current_weight_pct"] = _num(weight)
+                data["drift_pct"] = _num(weight - weights[security_id])
             target_qty = nav * weights[security_id] / Decimal(100) / price
             delta = target_qty - current
             lot = security.lot_size
             quantity = (abs(delta) / lot).to_integral_value(rounding=ROUND_DOWN) * lot
             data["target_quantity"] = str(target_qty.quantize(Decimal("0.0001")))
             if quantity == 0:
-                result.data["skipped"] = "no order (less than one lot to trade)"
+                result.data["skipped"] = (
+                    "no order (open orders already reach the target)"
+                    if pending and (target_qty - held).copy_abs() >= lot
+                    else "no order (less than one lot to trade)"
+                )
                 continue
             order_data = {
                 "account": account.code,

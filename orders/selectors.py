@@ -81,7 +81,7 @@ def order_events(*, order_id: int) -> QuerySet[OrderEvent]:
     return OrderEvent.objects.filter(order_id=order_id).select_related("actor").order_by("at", "id")
 
 
-def order_compliance(*, order_id: int) -> dict | None:
+def order_compliance(*, order_id: int, user=None) -> dict | None:
     from compliance.selectors import order_compliance as compliance_of
 
-    return compliance_of(order_id=order_id)
+    return compliance_of(order_id=order_id, user=user)

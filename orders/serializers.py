@@ -191,6 +191,11 @@ class BasketPreviewSerializer(serializers.Serializer):
     error_count = serializers.IntegerField()
     lines = BasketLineSerializer(many=True)
     orders = BasketLineSerializer(many=True, required=False, help_text="Rebalance only")
+    compliance = serializers.DictField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="Rebalance only: how many orders compliance would PASS, WARN and BLOCK",
+    )
     basket = BasketSerializer(required=False, allow_null=True)
     order_ids = serializers.ListField(child=id_field(), required=False)
 
@@ -208,6 +213,7 @@ def preview_data(preview, basket=None) -> dict:
     }
     if preview.is_rebalance:
         body["orders"] = [line(r) for r in preview.orders]
+        body["compliance"] = preview.verdict_counts
     if basket is not None:
         body["basket"] = BasketSerializer(basket).data
         body["order_ids"] = list(basket.orders.order_by("pk").values_list("pk", flat=True))

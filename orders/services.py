@@ -24,7 +24,7 @@ from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
 from oms.roles import has_role
-from oms.selectors import accounts_visible_to
+from oms.selectors import account_not_found, accounts_visible_to
 
 from . import broadcast
 from .lifecycle import BEFORE_ROUTING, OrderStatus, check_transition
@@ -473,8 +473,8 @@ def order_input_validate(
     lookups: OrderLookups | None = None,
 ) -> OrderInput:
     """Check one order request completely. `data` holds typed values (Decimal, date) under the
-    API's field names. Raises ValidationError {field: [messages]} for bad input and NotPermitted
-    when the account is not one the PM manages."""
+    API's field names. Raises ValidationError {field: [messages]} for bad input and NotFound
+    (the same words either way) when the account is unknown or not one the PM manages."""
     errors: dict[str, list[str]] = {}
 
     def bad(field: str, message: str) -> None:
@@ -487,10 +487,8 @@ def order_input_validate(
     account = lookups.account(code) if code else None
     if not code:
         bad("account", "An account is required.")
-    elif account is None:
-        bad("account", f"Unknown account '{code}'.")
-    elif not account_manageable_by(user=pm, account=account):
-        raise NotPermitted(f"You do not manage account {code}.", code="account_not_managed")
+    elif account is None or not account_manageable_by(user=pm, account=account):
+        raise account_not_found(code)
     elif not account.active:
         bad("account", f"Account {code} is closed to new orders.")
 

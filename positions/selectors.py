@@ -150,6 +150,162 @@ def fx_rates_latest(*, as_of: date | None = None) -> list[tuple[str, str, Decima
     return sorted((b, q, r) for (b, q), r in FxTable.load(as_of=as_of).rates.items())
 
 
+# --- the money view: one snapshot every rule reads ------------------------------------------
+
+
+@dataclass
+class AccountSnapshot:
+    """One account as the rules see it, every amount in its base currency.
+
+    holdings: quantity per security at trade date (a fill counts the day it trades).
+    cash_settled: cash that has settled. cash_projected: settled plus every booked movement
+    still to settle (unsettled fills), with cash_by_settle_date the running balance on each
+    settlement date to come. buy_commitment / sell_proceeds: what the account's open orders
+    will pay and receive at their limit (or reference) price. cash_available: projected cash
+    less the open buys' commitment, what a new buy may spend. nav: holdings at reference price
+    plus projected cash. fx_error says why nav (or a figure) could not be converted; a missing
+    rate is never taken as 1."""
+
+    account_id: int
+    base_currency: str
+    holdings: dict[int, Decimal] = field(default_factory=dict)
+    cash_settled: Decimal = ZERO
+    cash_projected: Decimal = ZERO
+    cash_by_settle_date: dict[date, Decimal] = field(default_factory=dict)
+    open_buys: dict[int, Decimal] = field(default_factory=dict)
+    open_sells: dict[int, Decimal] = field(default_factory=dict)
+    buy_commitment: Decimal = ZERO
+    sell_proceeds: Decimal = ZERO
+    unpriced_buy_order_ids: list[int] = field(default_factory=list)
+    holdings_value: Decimal = ZERO
+    fx_error: str | None = None
+
+    @property
+    def cash_available(self) -> Decimal:
+        return self.cash_projected - self.buy_commitment
+
+    @property
+    def nav(self) -> Decimal:
+        if self.fx_error:
+            raise MissingFxRate(self.fx_error)
+        return self.holdings_value + self.cash_projected
+
+
+@dataclass
+class PortfolioSnapshot:
+    accounts: dict[int, AccountSnapshot]
+    rates: FxTable
+    # {security_id: (currency, reference price or None)} of every security the snapshot read.
+    securities: dict[int, tuple[str, Decimal | None]]
+
+    def to_base(self, account_id: int, amount: Decimal, currency: str) -> Decimal:
+        """amount in the account's base currency; raises MissingFxRate without a rate."""
+        return self.rates.convert(amount, currency, self.accounts[account_id].base_currency)
+
+
+def portfolio_snapshot(
+    *,
+    account_ids: list[int],
+    as_of: datetime,
+    exclude_order_ids: set[int] | frozenset = frozenset(),
+    with_ladder: bool = True,
+) -> PortfolioSnapshot:
+    """The money view of the accounts as of `as_of` (a fixed number of queries however many
+    accounts): see AccountSnapshot. Orders in exclude_order_ids (the ones being checked) are
+    left out of the open orders' figures. with_ladder=False skips cash_by_settle_date (the
+    rules do not read it)."""
+    from orders.lifecycle import OPEN
+    from orders.models import BUY_SIDES, Order
+
+    ids = sorted(set(account_ids))
+    snaps = {
+        pk: AccountSnapshot(account_id=pk, base_currency=base)
+        for pk, base in Account.objects.filter(pk__in=ids).values_list("pk", "base_currency")
+    }
+    rates = FxTable.load(as_of=as_of.date())
+    securities: dict[int, tuple[str, Decimal | None]] = {}
+
+    def add(snap: AccountSnapshot, attr: str, amount: Decimal, currency: str) -> bool:
+        try:
+            value = rates.convert(amount, currency, snap.base_currency)
+        except MissingFxRate as exc:
+            snap.fx_error = snap.fx_error or exc.message
+            return False
+        setattr(snap, attr, getattr(snap, attr) + value)
+        return True
+
+    held = (
+        Position.objects.filter(account_id__in=ids)
+        .exclude(quantity=0)
+        .order_by()
+        .values_list(
+            "account_id",
+            "security_id",
+            "quantity",
+            "security__currency",
+            "security__reference_price",
+        )
+    )
+    for account_id, security_id, quantity, currency, price in held:
+        snap = snaps[account_id]
+        snap.holdings[security_id] = quantity
+        securities[security_id] = (currency, price)
+        if price is not None:
+            add(snap, "holdings_value", quantity * price, currency)
+    for account_id, currency, settled, projected in (
+        CashBalance.objects.filter(account_id__in=ids)
+        .order_by()
+        .values_list("account_id", "currency", "settled", "projected")
+    ):
+        snap = snaps[account_id]
+        add(snap, "cash_settled", settled, currency)
+        add(snap, "cash_projected", projected, currency)
+    ladder = (
+        CashMovement.objects.filter(account_id__in=ids if with_ladder else [], is_settled=False)
+        .order_by()
+        .values_list("account_id", "currency", "settle_date")
+        .annotate(total=Sum("amount"))
+    )
+    steps: dict[int, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for account_id, currency, settle_date, total in ladder:
+        snap = snaps[account_id]
+        try:
+            steps[account_id][settle_date] += rates.convert(total, currency, snap.base_currency)
+        except MissingFxRate as exc:
+            snap.fx_error = snap.fx_error or exc.message
+    for account_id, by_day in steps.items():
+        running = snaps[account_id].cash_settled
+        for day in sorted(by_day):
+            running += by_day[day]
+            snaps[account_id].cash_by_settle_date[day] = running
+    open_rows = (
+        Order.objects.filter(account_id__in=ids, status__in=OPEN)
+        .annotate(remaining=F("quantity") - F("cum_qty"))
+        .filter(remaining__gt=0)
+        .order_by()
+        .values_list(
+            "id", "account_id", "security_id", "side", "remaining", "limit_price",
+            "security__currency", "security__reference_price",
+        )
+    )  # fmt: skip
+    for pk, account_id, security_id, side, remaining, limit, currency, ref in open_rows:
+        # Skipped here, not in SQL: a NOT IN of a basket's thousands of ids costs more.
+        if pk in exclude_order_ids:
+            continue
+        snap = snaps[account_id]
+        securities.setdefault(security_id, (currency, ref))
+        buy = side in BUY_SIDES
+        book = snap.open_buys if buy else snap.open_sells
+        book[security_id] = book.get(security_id, ZERO) + remaining
+        price = limit if limit is not None else ref
+        if price is None:
+            if buy:
+                snap.unpriced_buy_order_ids.append(pk)
+            continue
+        add(snap, "buy_commitment" if buy else "sell_proceeds", remaining * price, currency)
+    return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities)
+
+
 # --- holdings with valuation ---------------------------------------------------------------
 
 

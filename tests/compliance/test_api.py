@@ -85,9 +85,11 @@ def test_check_returns_the_verdict_and_every_result_and_saves_nothing(client, fi
 
 def test_pm_may_check_only_their_own_accounts(client, firm):
     client.force_login(firm.ref.pm1)
-    response = _check(client, account="ACCT2")
-    assert response.status_code == 400
-    assert "account" in response.json()["error"]["fields"]
+    theirs, unknown = _check(client, account="ACCT2"), _check(client, account="NOSUCH")
+    # Another PM's account and one that does not exist look the same.
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["error"]["message"] == "No account 'ACCT2' that you may trade."
+    assert unknown.json()["error"]["message"] == "No account 'NOSUCH' that you may trade."
     client.force_login(firm.ref.pm2)
     assert _check(client, account="ACCT2").status_code == 200
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from compliance.models import RuleKind
+from compliance.selectors import order_compliance
 from compliance.services import restricted_entry_add
 from orders.lifecycle import OrderStatus
 from tests.factories import account, security
@@ -248,7 +249,26 @@ def test_opposite_side_conflict_names_the_order(firm):
     check = what_if(ref.pm1, ref.acct1, "TST", "BUY", 10)
     result = only_result(check, "OPPOSITE_SIDE")
     assert check["verdict"] == "WARN" and result["outcome"] == "WARN"
-    assert f"order {other.pk} (ACCT2, pm2: SELL 250)" in result["message"]
+    # A PM learns only that another PM's opposite order exists: no id, account, PM or quantity.
+    assert result["message"] == (
+        "Opposite-side conflict in TST: another portfolio manager has an order open on the "
+        "other side."
+    )
+    assert "detail" not in result
+    # The desk and compliance read the detail.
+    for viewer in (ref.trader, ref.compliance):
+        shown = only_result(what_if(viewer, ref.acct1, "TST", "BUY", 10), "OPPOSITE_SIDE")
+        assert f"order {other.pk} (ACCT2, pm2: SELL 250)" in shown["message"]
+    # The order pm1 places keeps the PM-safe words in what pm1 reads of it, the detail for
+    # compliance.
+    mine = place(ref.pm1, ref.acct1, "TST", "BUY", 10)
+    assert "ACCT2" not in str(order_compliance(order_id=mine.pk, user=ref.pm1))
+    assert (
+        "ACCT2"
+        in only_result(order_compliance(order_id=mine.pk, user=ref.compliance), "OPPOSITE_SIDE")[
+            "message"
+        ]
+    )
 
 
 def test_duplicate_order_window(firm):

@@ -111,10 +111,21 @@ def test_without_a_key_each_post_is_a_new_order(refdata):
     assert len(ids) == 2
 
 
-def test_pm_cannot_trade_an_account_they_do_not_manage(refdata):
-    response = client_for(refdata.pm2).post("/api/orders/", ticket(), format="json")
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "account_not_managed"
+def test_another_pms_account_reads_as_an_unknown_one(refdata):
+    """pm2 cannot tell pm1's ACCT1 from an account that does not exist: the same 404, the same
+    words."""
+    api = client_for(refdata.pm2)
+    theirs = api.post("/api/orders/", ticket(), format="json")
+    unknown = api.post("/api/orders/", ticket(account="NOSUCH"), format="json")
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["error"]["code"] == unknown.json()["error"]["code"] == "account_not_found"
+    assert theirs.json()["error"]["message"] == "No account 'ACCT1' that you may trade."
+    assert unknown.json()["error"]["message"] == "No account 'NOSUCH' that you may trade."
+    info = [
+        api.get(f"/api/orders/ticket-info/?account={code}&symbol=AAPL") for code in ("ACCT1", "X")
+    ]
+    assert [r.status_code for r in info] == [404, 404]
+    assert info[0].json()["error"]["message"] == "No account 'ACCT1' that you may trade."
     assert not Order.objects.exists()
 
 
@@ -200,7 +211,6 @@ BAD_INPUTS = [
     ({"side": "HOLD"}, "side", "valid choice"),
     ({"order_type": "ICEBERG"}, "order_type", "valid choice"),
     ({"time_in_force": "FOREVER"}, "time_in_force", "valid choice"),
-    ({"account": "NOSUCH"}, "account", "Unknown account"),
     ({"symbol": None}, "symbol", "required"),
     ({"instructions": "x" * 2001}, "instructions", "2000"),
 ]

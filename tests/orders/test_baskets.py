@@ -120,7 +120,7 @@ def test_utf8_with_bom_empty_lines_and_lowercase_values_are_fine(refdata):
     body = upload(refdata.pm1, content).json()
     assert [line["line"] for line in body["lines"]] == [3, 6]
     assert body["lines"][0]["errors"] == [
-        {"column": "account", "reason": "Unknown account 'acct1'."}
+        {"column": "account", "reason": "No account 'acct1' that you may trade."}
     ]
     assert body["lines"][1]["valid"]
 
@@ -152,7 +152,7 @@ def test_lines_for_an_account_the_pm_does_not_manage_are_line_errors(refdata):
     content = f"{HEADER}\nACCT2,AAPL,BUY,100,MARKET,,,DAY,,\nACCT1,AAPL,BUY,100,MARKET,,,DAY,,\n"
     body = upload(refdata.pm1, content.encode()).json()
     assert body["lines"][0]["errors"] == [
-        {"column": "account", "reason": "You do not manage account ACCT2."}
+        {"column": "account", "reason": "No account 'ACCT2' that you may trade."}
     ]
     assert body["valid_count"] == 1
 
@@ -240,7 +240,7 @@ def test_rebalance_skips_zero_orders_and_reports_bad_targets(refdata):
     skipped = [o for o in body["orders"] if "skipped" in o["data"]]
     assert {o["data"]["symbol"] for o in skipped} == {"AAPL", "XOM"}
     assert body["lines"][2]["errors"] == [
-        {"column": "account", "reason": "You do not manage account ACCT2."}
+        {"column": "account", "reason": "No account 'ACCT2' that you may trade."}
     ]
     over = upload(
         refdata.pm1,
@@ -251,3 +251,40 @@ def test_rebalance_skips_zero_orders_and_reports_bad_targets(refdata):
     assert "The weights of ACCT1 add up to 110%." in reasons
     assert "A number (percent of NAV) is required." in reasons
     assert over["orders"] == []  # an account with a bad model line is not rebalanced at all
+
+
+def test_rebalance_nets_open_orders_and_shows_what_compliance_would_say(refdata):
+    from compliance.models import RuleKind
+    from compliance.services import restricted_entry_add
+    from tests.compliance.conftest import make_rule, place
+
+    portfolio(refdata)
+    make_rule(refdata.compliance, RuleKind.RESTRICTED_LIST)
+    now = timezone.now()
+    msft = {"security_id": refdata.msft.pk, "reason": "MNPI", "start_date": now.date()}
+    restricted_entry_add(actor=refdata.compliance, as_of=now, **msft)
+    # All of XOM already has a sell working: the rebalance must not sell it again.
+    place(refdata.pm1, refdata.acct1, "XOM", "SELL", 200, as_of=now)
+    targets = b"account,symbol,target_weight_pct\nACCT1,AAPL,20\nACCT1,MSFT,50\n"
+    body = upload(refdata.pm1, targets, url="/api/baskets/rebalance/").json()
+    orders = {o["data"]["symbol"]: o["data"] for o in body["orders"]}
+    assert orders["XOM"]["open_quantity"] == "-200" and "side" not in orders["XOM"]
+    assert "open orders already reach the target" in orders["XOM"]["skipped"]
+    assert body["compliance"] == {"PASS": 1, "WARN": 0, "BLOCK": 1}
+    # The blocking line comes first, with its reason.
+    first = body["orders"][0]["data"]
+    assert (first["symbol"], first["compliance"]) == ("MSFT", "BLOCK")
+    assert "restricted list" in first["compliance_reasons"]
+    assert orders["AAPL"]["compliance"] == "PASS"
+    assert (orders["AAPL"]["current_weight_pct"], orders["AAPL"]["drift_pct"]) == ("38", "18")
+
+    confirmed = upload(refdata.pm1, targets, confirm=True, url="/api/baskets/rebalance/")
+    assert confirmed.status_code == 201, confirmed.json()
+    assert confirmed.json()["compliance"] == body["compliance"]
+    basket = Basket.objects.get(pk=confirmed.json()["basket"]["id"])
+    # The what-if is the verdict the real submission gets.
+    assert dict(basket.orders.values_list("security__symbol", "compliance_status")) == {
+        "AAPL": "PASS",
+        "MSFT": "BLOCK",
+    }
+    assert Order.objects.filter(security=refdata.xom).count() == 1

@@ -47,8 +47,8 @@ API = [
                                                                                 200, 404, 200, 200, 200, 200, 401),
     ("basket-upload",      "POST",  "/api/baskets/",                            400, 400, 403, 403, 403, 400, 401),
     ("basket-rebalance",   "POST",  "/api/baskets/rebalance/",                  400, 400, 403, 403, 403, 400, 401),
-    # Another PM's account reads as an unknown one (400, the same words), so nothing leaks.
-    ("compliance-check",   "POST",  "/api/compliance/check/",                   200, 400, 200, 200, 200, 200, 401),
+    # Another PM's account reads as an unknown one (404, the same words), so nothing leaks.
+    ("compliance-check",   "POST",  "/api/compliance/check/",                   200, 404, 200, 200, 200, 200, 401),
     # order1 is not awaiting an override: 409 for whoever may ask about it at all.
     ("compliance-override", "POST", "/api/compliance/overrides/",               409, 404, 403, 409, 403, 409, 401),
     ("blotter-snapshot",   "GET",   "/api/blotter/snapshot/",                   404, 404, 200, 200, 200, 200, 401),

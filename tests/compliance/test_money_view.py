@@ -1,0 +1,149 @@
+"""The rules read one money view (positions.selectors.portfolio_snapshot): unsettled fills and
+open buys take cash, everything is valued in the account's base currency, and a blocked sell
+funds no buy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from compliance.models import RuleKind
+from orders.lifecycle import OrderStatus
+from orders.models import Order
+from positions.selectors import portfolio_snapshot
+from positions.services import cash_adjust, fx_rate_set, position_fill_apply
+from tests.factories import account, security
+
+from .conftest import AS_OF, basket, fund, make_rule, only_result, place, what_if
+
+pytestmark = pytest.mark.django_db
+
+
+def _fill_whole(order) -> None:
+    """The order fills in full and is booked; its cash settles two days later."""
+    trade = {f: getattr(order, f) for f in ("account_id", "security_id", "side", "quantity")}
+    settle = AS_OF.date() + timedelta(days=2)
+    position_fill_apply(
+        **trade, price=order.limit_price, trade_date=AS_OF.date(), settle_date=settle,
+        fill_ref=f"fill-{order.pk}", as_of=AS_OF,
+    )  # fmt: skip
+    Order.objects.filter(pk=order.pk).update(
+        cum_qty=order.quantity, leaves_qty=0, status=OrderStatus.FILLED
+    )
+
+
+def test_a_filled_buy_spends_its_cash_before_it_settles(firm):
+    ref = firm.ref
+    make_rule(ref.compliance, RuleKind.CASH)
+    first = place(ref.pm1, ref.acct1, "TST", "BUY", 9000, limit_price="100")
+    assert first.status == OrderStatus.STAGED
+    _fill_whole(first)
+    check = what_if(ref.pm1, ref.acct1, "TST", "BUY", 9000, limit_price="100")
+    result = only_result(check, "CASH")
+    assert check["verdict"] == "BLOCK"
+    assert (result["value_before"], result["value_after"]) == ("100000", "-800000")
+    assert "after unsettled trades and other open buys" in result["message"]
+
+
+def test_an_open_buy_and_an_unsettled_fill_both_count(firm):
+    ref = firm.ref
+    make_rule(ref.compliance, RuleKind.CASH)
+    filled = place(ref.pm1, ref.acct1, "TST", "BUY", 4000, limit_price="100")
+    _fill_whole(filled)
+    place(ref.pm1, ref.acct1, "UTIL", "BUY", 4000, limit_price="100")
+    # 1,000,000 - 400,000 filled - 400,000 working = 200,000 left.
+    assert what_if(ref.pm1, ref.acct1, "TST", "BUY", 2000, limit_price="100")["verdict"] == "PASS"
+    assert what_if(ref.pm1, ref.acct1, "TST", "BUY", 2001, limit_price="100")["verdict"] == "BLOCK"
+
+
+def test_the_snapshot_reads_ledger_fills_and_commitments_in_base_currency(firm):
+    ref = firm.ref
+    sap = security("SAP", price="210", currency="EUR")
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    cash_adjust(
+        account_id=ref.acct1.pk,
+        currency="EUR",
+        amount=Decimal("1000"),
+        settle_date=AS_OF.date() + timedelta(days=1),
+        reason="coupon",
+        ref="adj-1",
+        as_of=AS_OF,
+    )
+    filled = place(ref.pm1, ref.acct1, "TST", "BUY", 1000, limit_price="100")
+    _fill_whole(filled)
+    working = place(ref.pm1, ref.acct1, "SAP", "BUY", 100, limit_price="200")
+    place(ref.pm1, ref.acct1, "TST", "SELL", 500, limit_price="101")
+    snap = portfolio_snapshot(account_ids=[ref.acct1.pk], as_of=AS_OF).accounts[ref.acct1.pk]
+    assert snap.base_currency == "USD"
+    assert snap.holdings == {firm.tst.pk: Decimal(1000)}
+    assert snap.cash_settled == Decimal(1_000_000)
+    # 1,000,000 settled, + EUR 1,000 (USD 1,100) tomorrow, - 100,000 for the fill in two days.
+    day1, day2 = AS_OF.date() + timedelta(days=1), AS_OF.date() + timedelta(days=2)
+    assert snap.cash_by_settle_date == {day1: Decimal(1_001_100), day2: Decimal(901_100)}
+    assert snap.cash_projected == Decimal(901_100)
+    assert snap.open_buys == {sap.pk: Decimal(100)}
+    assert snap.open_sells == {firm.tst.pk: Decimal(500)}
+    assert snap.buy_commitment == Decimal(22_000)  # 100 x EUR 200 x 1.10
+    assert snap.sell_proceeds == Decimal(50_500)
+    assert snap.cash_available == Decimal(879_100)
+    assert snap.nav == Decimal(901_100) + Decimal(100_000)
+    left_out = portfolio_snapshot(
+        account_ids=[ref.acct1.pk], as_of=AS_OF, exclude_order_ids={working.pk}
+    ).accounts[ref.acct1.pk]
+    assert left_out.buy_commitment == 0 and left_out.open_buys == {}
+
+
+def test_a_foreign_security_is_valued_in_the_accounts_base_currency(firm):
+    ref = firm.ref
+    security("SAP", price="210", currency="EUR", sector="Software")
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    make_rule(ref.compliance, RuleKind.ISSUER_CONCENTRATION, {"max_pct": "22"})
+    # 1,000 x EUR 210 x 1.10 = USD 231,000 of a USD 1,000,000 NAV: 23.1%, over 22%.
+    check = what_if(ref.pm1, ref.acct1, "SAP", "BUY", 1000)
+    result = only_result(check, "ISSUER_CONCENTRATION")
+    assert (check["verdict"], result["value_after"]) == ("BLOCK", "23.1")
+    assert result["max_passing_quantity"] == "952"
+
+
+def test_a_foreign_buy_needs_its_cash_in_the_base_currency(firm):
+    ref = firm.ref
+    security("SAP", price="210", currency="EUR")
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    make_rule(ref.compliance, RuleKind.CASH)
+    small = account("SMALL", ref.pm1)
+    fund(small, "220000")
+    result = only_result(what_if(ref.pm1, small, "SAP", "BUY", 1000), "CASH")
+    assert result["outcome"] == "BLOCK" and result["value_after"] == "-11000"
+
+
+def test_a_missing_fx_rate_blocks_with_the_reason_and_is_never_taken_as_one(firm):
+    ref = firm.ref
+    security("TOYO", price="2100", currency="JPY", sector="Industrials")
+    make_rule(ref.compliance, RuleKind.CASH)
+    make_rule(ref.compliance, RuleKind.ISSUER_CONCENTRATION, {"max_pct": "50"})
+    check = what_if(ref.pm1, ref.acct1, "TOYO", "BUY", 10)
+    assert check["verdict"] == "BLOCK"
+    for kind in ("CASH", "ISSUER_CONCENTRATION"):
+        result = only_result(check, kind)
+        assert result["outcome"] == "BLOCK"
+        assert "No FX rate for JPY/USD" in result["message"]
+
+
+def test_a_blocked_sell_does_not_fund_a_buy_in_the_same_basket(firm):
+    ref = firm.ref
+    fund(ref.acct1, "0")
+    make_rule(ref.compliance, RuleKind.NO_SHORT)
+    make_rule(ref.compliance, RuleKind.CASH)
+    b = basket(
+        ref.pm1,
+        [(ref.acct1, "TST", "SELL", 1000, "100"), (ref.acct1, "UTIL", "BUY", 1000, "100")],
+    )
+    statuses = dict(b.orders.values_list("side", "status"))
+    assert statuses == {"SELL": OrderStatus.BLOCKED, "BUY": OrderStatus.BLOCKED}
+    from compliance.selectors import order_compliance
+
+    buy = only_result(order_compliance(order_id=b.orders.get(side="BUY").pk), "CASH")
+    assert buy["value_after"] == "-100000"
+    assert "blocked sells in this program fund nothing" in buy["message"]
