@@ -117,7 +117,10 @@ def test_a_filled_block_is_untouched_by_a_reject_numbered_before_a_sequence_rese
     world.sim.stop()
     world.sim_start(personalities=("reset_on_restart",), store="sim-store-2")
     world.wait_logon()
-    world.sim("business_reject", ref_seq_num=sent_as, ref_msg_type="D", text="Unknown order")
+    # The OMS's logon state may still be the old session's: wait for the new one's.
+    wait_until(lambda: world.sim("state")["sessions"], timeout=30, what="the new session up")
+    sent = world.sim("business_reject", ref_seq_num=sent_as, ref_msg_type="D", text="Unknown order")
+    assert sent == {"sent": 1}
     wait_until(
         lambda: OpsException.objects.filter(kind="unmatched_reject").exists(),
         what="the reject kept for a person, matched to nothing",
