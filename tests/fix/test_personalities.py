@@ -267,5 +267,3 @@ def test_a_session_reject_naming_847_reaches_the_trader_with_its_name(world, des
     )
     assert all("847 (TargetStrategy)" in d["text"] for d in texts)
     assert world.sim("state")["orders"] == []  # the engine refused it before the broker
-
-
