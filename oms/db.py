@@ -32,14 +32,21 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def exception_causes(exc: BaseException | None, *, with_context: bool = False):
+    """`exc` and what raised it (its __cause__, or with_context also the exception it was
+    raised while handling), a few levels deep: Django wraps psycopg's errors in its own."""
+    depth = 0
+    while exc is not None and depth < 5:
+        yield exc
+        exc = exc.__cause__ or (exc.__context__ if with_context else None)
+        depth += 1
+
+
 def is_conflict(exc: BaseException) -> bool:
     """A deadlock or serialization failure, as psycopg raises it or as Django wraps it."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "sqlstate", None) in CONFLICT_SQLSTATES:
-            return True
-        seen = seen.__cause__
-    return False
+    return any(
+        getattr(cause, "sqlstate", None) in CONFLICT_SQLSTATES for cause in exception_causes(exc)
+    )
 
 
 def in_transaction(work: Callable[[], T], *, attempts: int = ATTEMPTS, durable: bool = False) -> T:

@@ -10,25 +10,23 @@ from django.db import DatabaseError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
+from .db import CONFLICT_SQLSTATES, exception_causes
+
 RETRY_AFTER_SECONDS = 2
-# SQLSTATEs of a server that is busy rather than broken: too many connections, serialization
-# failure, deadlock, lock not available, cannot connect now (starting up or shutting down).
-_BUSY_SQLSTATES = {"53300", "40001", "40P01", "55P03", "57P03"}
+# SQLSTATEs of a server that is busy rather than broken: a conflict that outlived its retries
+# (deadlock, serialization failure), too many connections, lock not available, cannot connect
+# now (starting up or shutting down).
+_BUSY_SQLSTATES = CONFLICT_SQLSTATES | {"53300", "55P03", "57P03"}
 
 
 def database_busy(exc: BaseException | None) -> bool:
     """Whether `exc` (or what caused it) says the database is busy: worth retrying later."""
-    seen = 0
-    while exc is not None and seen < 5:
-        if type(exc).__name__ == "PoolTimeout":
-            return True
-        if getattr(exc, "sqlstate", None) in _BUSY_SQLSTATES:
-            return True
-        if isinstance(exc, OperationalError) and "too many clients" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    return any(
+        type(cause).__name__ == "PoolTimeout"
+        or getattr(cause, "sqlstate", None) in _BUSY_SQLSTATES
+        or (isinstance(cause, OperationalError) and "too many clients" in str(cause))
+        for cause in exception_causes(exc, with_context=True)
+    )
 
 
 def _answer(request: HttpRequest, status: int, code: str, message: str) -> HttpResponse:
