@@ -137,14 +137,16 @@ def _session_alive(session_key: str | None) -> bool:
 
 
 def _token_user(key: str):
-    """The active user an API token belongs to, or an anonymous one (a refused connection)."""
+    """The active user an API token belongs to (DRF's own check, as the REST API makes it), or
+    an anonymous one (a refused connection)."""
     from django.contrib.auth.models import AnonymousUser
-    from rest_framework.authtoken.models import Token
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
+    try:
+        return TokenAuthentication().authenticate_credentials(key)[0]
+    except AuthenticationFailed:
         return AnonymousUser()
-    return token.user
 
 
 class TokenAuthMiddleware:
