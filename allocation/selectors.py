@@ -233,3 +233,40 @@ def booking_differences(
         _, checksum = settlement_file_content(custodian_id=custodian_id, trade_date=trade_date)
         check("files", f.filename, "checksum (would a new version differ?)", checksum, f.checksum)
     return diffs
+
+
+def blocks_booking_due(*, block_ids: Iterable[int] | None = None) -> list[int]:
+    """Blocks with an open trading day whose executions are not all booked to their orders
+    yet: the day's executed quantity or value differs from what its order shares add up to.
+    Wide blocks are booked this way, off the report's path (allocation.services
+    .bookings_due_book); a narrow block is booked with its reports, so it is here only between
+    a report and its commit, or when its booking failed. One query over the open days."""
+    where = ""
+    params: list = []
+    if block_ids is not None:
+        ids = sorted(set(block_ids))
+        if not ids:
+            return []
+        where = "AND d.block_id = ANY(%s)"
+        params.append(ids)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT DISTINCT d.block_id
+              FROM {BlockDay._meta.db_table} d
+              LEFT JOIN (
+                    SELECT s.day_id, sum(s.quantity) AS quantity, sum(s.value) AS value
+                      FROM {OrderShare._meta.db_table} s
+                      JOIN {BlockDay._meta.db_table} o ON o.id = s.day_id AND o.status = 'OPEN'
+                     GROUP BY s.day_id
+                   ) booked ON booked.day_id = d.id
+             WHERE d.status = 'OPEN' {where}
+               AND (d.executed <> coalesce(booked.quantity, 0)
+                    OR d.value <> coalesce(booked.value, 0))
+             ORDER BY d.block_id
+            """,
+            params,
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -34,13 +34,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models import F, Func, IntegerField
 
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import rows_insert, rows_update
 from oms.calendars import settlement_date
 from oms.csvio import write_csv
-from oms.db import retry_on_conflict
+from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound
 from oms.models import Custodian
 from oms.money import money_round, money_split
@@ -49,6 +51,7 @@ from orders.lifecycle import OrderStatus
 from orders.models import SELL_SIDES, Block, Order
 from positions import services as position_services
 
+from . import selectors
 from .allocator import pro_rata
 from .fees import charges_for, fee_rules_in_force
 from .models import (
@@ -260,7 +263,12 @@ def street_fills_record(*, fills: list[BlockFill], as_of: datetime) -> set[int]:
         return set()
     with transaction.atomic(savepoint=False):
         blocks = {f.block.pk: f.block for f in fills}
-        plans = _plans_locked(blocks, as_of=as_of)
+        # Read, not locked: recording needs only the plans' keys, and the booker holds a wide
+        # block's plan while it books (the day rows below are what recording locks).
+        plans = {p.block_id: p for p in AllocationPlan.objects.filter(block_id__in=list(blocks))}
+        missing = {pk: b for pk, b in blocks.items() if pk not in plans}
+        if missing:
+            plans.update(_plans_locked(missing, as_of=as_of))
         seen = set(
             StreetFill.objects.filter(
                 block_id__in=list(blocks), execution_ref__in=[f.execution_ref for f in fills]
@@ -354,12 +362,31 @@ class _DayBooks:
     """One block's days, shares and orders, locked, with what a booking pass writes gathered
     to be written set-wise."""
 
-    def __init__(self, *, block: Block, plan: AllocationPlan, as_of: datetime, actor) -> None:
+    def __init__(
+        self, *, block: Block, plan: AllocationPlan, as_of: datetime, actor, lock_days: bool = True
+    ) -> None:
         self.block, self.plan, self.as_of, self.actor = block, plan, as_of, actor
         self.security = block.security
-        self.days = list(
-            BlockDay.objects.select_for_update().filter(block_id=block.pk).order_by("trade_date")
-        )
+        days = BlockDay.objects.filter(block_id=block.pk).order_by("trade_date")
+        if lock_days:
+            self.days = list(days.select_for_update())
+        else:
+            # The booker (bookings_due_book): the days are read, not locked, so the reports'
+            # applier keeps recording executions on them meanwhile (what comes after this
+            # read is booked by the next pass; the plan's lock keeps passes apart). A day
+            # reopened by a late change is finalised again by this pass: that one is locked.
+            self.days = list(days)
+            reopened = [
+                d.pk for d in self.days if d.status == BlockDay.Status.OPEN and d.version > 1
+            ]
+            if reopened:
+                locked = {
+                    d.pk: d
+                    for d in BlockDay.objects.select_for_update()
+                    .filter(pk__in=reopened)
+                    .order_by("pk")
+                }
+                self.days = [locked.get(d.pk, d) for d in self.days]
         self.order_ids = sorted(line["order"] for line in plan.lines)
         self.closed_with = {
             line["order"]: Decimal(line["closed_with"])
@@ -784,11 +811,14 @@ def _day_reopen(day: BlockDay, *, block: Block, as_of: datetime, why: str) -> No
     day.save(update_fields=["status", "version", "finalised_at"])
 
 
-def blocks_book(*, block_ids: Iterable[int], as_of: datetime, actor=None) -> None:
+def blocks_book(
+    *, block_ids: Iterable[int], as_of: datetime, actor=None, lock_days: bool = True
+) -> None:
     """Bring each block's shares, order figures, positions and cash in line with its live
     street fills and its orders' quantities now: once per block per batch of reports, whatever
     the number of fills in it. A day reopened by a late change is finalised again and the
-    custodian files already written for its date get a new version."""
+    custodian files already written for its date get a new version. `lock_days=False`: the
+    booker's pass, which leaves the days to the reports' applier (see _DayBooks)."""
     dates_rebooked: set[date] = set()
     with transaction.atomic(savepoint=False):
         blocks = {
@@ -800,7 +830,11 @@ def blocks_book(*, block_ids: Iterable[int], as_of: datetime, actor=None) -> Non
         plans = _plans_locked(blocks, as_of=as_of)
         for block_id in sorted(blocks):
             books = _DayBooks(
-                block=blocks[block_id], plan=plans[block_id], as_of=as_of, actor=actor
+                block=blocks[block_id],
+                plan=plans[block_id],
+                as_of=as_of,
+                actor=actor,
+                lock_days=lock_days,
             )
             for day in books.days:
                 if day.status == BlockDay.Status.OPEN:
@@ -818,6 +852,90 @@ def blocks_book(*, block_ids: Iterable[int], as_of: datetime, actor=None) -> Non
 
 def block_book(*, block: Block, as_of: datetime, actor=None) -> None:
     blocks_book(block_ids=[block.pk], as_of=as_of, actor=actor)
+
+
+def blocks_book_with_reports(*, block_ids: Iterable[int], as_of: datetime) -> list[int]:
+    """What the reports' applier calls once per run of trades: books the blocks of at most
+    OMS_BOOKING_INLINE_MAX_ORDERS orders now, in the reports' transaction, and leaves the
+    wider ones to the booker (bookings_due_book), so a report's cost does not grow with the
+    block's width. Returns the blocks left to the booker."""
+    ids = sorted(set(block_ids))
+    if not ids:
+        return []
+    limit = settings.OMS_BOOKING_INLINE_MAX_ORDERS
+    widths = dict(
+        AllocationPlan.objects.filter(block_id__in=ids)
+        .annotate(
+            width=Func(F("lines"), function="jsonb_array_length", output_field=IntegerField())
+        )
+        .values_list("block_id", "width")
+    )
+    wide = [pk for pk in ids if widths.get(pk, 0) > limit]
+    narrow = [pk for pk in ids if pk not in set(wide)]
+    if narrow:
+        blocks_book(block_ids=narrow, as_of=as_of)
+    return wide
+
+
+def block_book_due(*, block: Block, as_of: datetime) -> None:
+    """Book what the block executed and its orders do not hold yet, before something changes
+    its orders (a replace or cancel acknowledged): the executions before the change are
+    shared by the orders as they were."""
+    if selectors.blocks_booking_due(block_ids=[block.pk]):
+        blocks_book(block_ids=[block.pk], as_of=as_of)
+
+
+@dataclass
+class BookingPassOutcome:
+    booked: list[int]
+    failed: list[tuple[int, str]]
+
+
+def bookings_due_book(*, as_of: datetime) -> BookingPassOutcome:
+    """The booker: every block whose executions are not all booked (a wide block's, left by
+    the reports' applier) is booked, each in its own transaction, once however many reports
+    came in since its last pass. A block another pass is booking is skipped; one that fails
+    goes to the exceptions list (kind booking_failed) and the others go on."""
+    from oms.services import exception_open, exceptions_resolve_for
+
+    outcome = BookingPassOutcome([], [])
+    for block_id in selectors.blocks_booking_due():
+        ref = f"block:{block_id}:booking"
+
+        def book(block_id: int = block_id) -> bool:
+            plan = (
+                AllocationPlan.objects.select_for_update(skip_locked=True)
+                .filter(block_id=block_id)
+                .first()
+            )
+            if plan is None:
+                return False  # another pass holds it
+            blocks_book(block_ids=[block_id], as_of=as_of, lock_days=False)
+            return True
+
+        try:
+            booked = in_transaction(book, durable=True)
+        except Exception as exc:  # one failing block must not hold back the others
+            log.exception("booking block %s failed", block_id)
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            outcome.failed.append((block_id, message))
+            exception_open(
+                kind="booking_failed",
+                ref=ref,
+                summary=f"Block {block_id}: its executions could not be booked to its "
+                f"orders: {message}",
+                detail={"block": block_id, "error": message},
+                source="allocation",
+                block_id=block_id,
+                as_of=as_of,
+            )
+            continue
+        if booked:
+            outcome.booked.append(block_id)
+            exceptions_resolve_for(
+                kind="booking_failed", ref=ref, note="booked by the booker", as_of=as_of
+            )
+    return outcome
 
 
 def _files_reissue(*, trade_date: date, as_of: datetime, actor) -> None:

@@ -28,3 +28,11 @@ def settlement_after_close(*, as_of: str | None = None) -> dict:
         "failed": [[block_id, d.isoformat(), why] for block_id, d, why in outcome.failed],
         "files": [{"id": f.pk, "created": created} for f, created in files],
     }
+
+
+@shared_task(name="allocation.tasks.bookings_due_book")
+def bookings_due_book() -> dict:
+    """Every OMS_BOOKING_DUE_SECONDS (Celery beat): book what wide blocks executed since their
+    last pass to their orders, positions and cash."""
+    outcome = services.bookings_due_book(as_of=timezone.now())
+    return {"booked": outcome.booked, "failed": [[pk, why] for pk, why in outcome.failed]}

@@ -534,6 +534,9 @@ def _block_reduce_enqueue(
 def order_cancel_enqueue(*, order: Order, actor: Any, as_of: datetime) -> None:
     """Cancel one order of a routed block (the block is reduced by that order's leaves)."""
     block = _routed_block_of(order)
+    # The order's leaves decide the block's reduction: what the block executed must be its
+    # orders' first (a wide block's executions may wait for the booker).
+    _allocation().block_book_due(block=block, as_of=as_of)
     (order,) = orders_lock(order_ids=[order.pk])
     if order.status not in AT_BROKER:
         raise Conflict(f"Order {order.pk} is {order.status}: nothing to cancel.", code="not_live")
@@ -552,6 +555,9 @@ def order_replace_enqueue(
     """Amend one order of a routed block. The quantity changes the block by the difference;
     price and time in force apply to the whole block, so only a block of one may change them."""
     block = _routed_block_of(order)
+    # The order's leaves decide the block's reduction: what the block executed must be its
+    # orders' first (a wide block's executions may wait for the booker).
+    _allocation().block_book_due(block=block, as_of=as_of)
     (order,) = orders_lock(order_ids=[order.pk])
     if order.status not in AT_BROKER:
         raise Conflict(f"Order {order.pk} is {order.status}: nothing to amend.", code="not_live")
@@ -1104,6 +1110,10 @@ def _status_report_apply(
     et = report.exec_type
     if report.order_id and not fix_order.broker_order_id:
         fix_order.broker_order_id = report.order_id
+    if et in ("4", "5", "8"):
+        # The orders are about to change: what the block executed before is theirs as they
+        # were (a wide block's executions may still wait for the booker).
+        _allocation().block_book_due(block=block, as_of=as_of)
     if et == "0":  # New
         if block.status == BS.ROUTED:
             _set_block_status(block, BS.WORKING)
@@ -1772,9 +1782,10 @@ def _trade_run_apply(*, broker: Broker, reports: list[InboundReport], as_of: dat
     if not fills:
         return 0
     # Every fill of the run is recorded first; each block is then booked once, whatever the
-    # number of its fills in the run (the account-level work does not grow with the fills).
+    # number of its fills in the run (the account-level work does not grow with the fills),
+    # and a wide block by the booker, off this path (its width does not weigh on reports).
     changed_blocks = _allocation().street_fills_record(fills=fills, as_of=as_of)
-    _allocation().blocks_book(block_ids=changed_blocks, as_of=as_of)
+    _allocation().blocks_book_with_reports(block_ids=changed_blocks, as_of=as_of)
     bulk_insert(executions)
     now = timezone.now()
     changed = list({f.block.pk: f.block for f in fills}.values())

@@ -296,6 +296,18 @@ OMS_FIX_OWNER_STALE_SECONDS = env_int("OMS_FIX_OWNER_STALE_SECONDS", 3)
 # custodians' files (21:30 UTC: after the 16:00 New York close in summer and winter time).
 from celery.schedules import crontab  # noqa: E402
 
+# The booking ledger (issue 13): a block of more orders than this is booked to its orders,
+# positions and cash off the reports' path, by the booker every OMS_BOOKING_DUE_SECONDS (one
+# pass per block however many reports came in), so a report's cost does not grow with the
+# block's width; narrower blocks are booked with their reports.
+OMS_BOOKING_INLINE_MAX_ORDERS = env_int("OMS_BOOKING_INLINE_MAX_ORDERS", 100)
+OMS_BOOKING_DUE_SECONDS = float(env_str("OMS_BOOKING_DUE_SECONDS", "1.0"))
+CELERY_BEAT_SCHEDULE["allocation-bookings-due"] = {
+    "task": "allocation.tasks.bookings_due_book",
+    "schedule": OMS_BOOKING_DUE_SECONDS,
+    "options": {"queue": "default", "expires": OMS_BOOKING_DUE_SECONDS * 5},
+}
+
 CELERY_BEAT_SCHEDULE["allocation-settlement-after-close"] = {
     "task": "allocation.tasks.settlement_after_close",
     "schedule": crontab(hour=21, minute=30, day_of_week="mon-fri"),
