@@ -569,21 +569,32 @@ class _DayBooks:
         share.quantity, share.value = quantity, value
         self.changed_shares[id(share)] = share
 
-    def reverse_live(self, day: BlockDay) -> None:
-        """Reverse every live booking of the day (positions and cash exactly undone). The
-        reversals are written by the next flush, before what is booked after them, so the
-        positions and cash of a day booked again are written once (position_fills_apply takes
-        reversals followed by bookings in one pass)."""
-        self.flush()  # reversals need their originals in the ledger
+    def live(self, day: BlockDay) -> list[tuple]:
+        """The day's bookings nothing has reversed: (pk, account_id, order_id, quantity,
+        price, net_money, fill_ref), in booking order. Flushes first: what is gathered is
+        part of them."""
+        self.flush()
         # The day is locked by the caller, so its bookings cannot change under us.
-        live = (
+        return list(
             Booking.objects.filter(day=day, quantity__gt=0, reversed_by__isnull=True)
             .order_by("pk")
             .values_list(
                 "pk", "account_id", "order_id", "quantity", "price", "net_money", "fill_ref"
             )
         )
+
+    def reverse_live(
+        self, day: BlockDay, *, live: list[tuple] | None = None, keep: frozenset[int] = frozenset()
+    ) -> None:
+        """Reverse every live booking of the day (positions and cash exactly undone), but
+        those of the accounts in `keep`. The reversals are written by the next flush, before
+        what is booked after them, so the positions and cash of a day booked again are written
+        once (position_fills_apply takes reversals followed by bookings in one pass)."""
+        if live is None:
+            live = self.live(day)  # reversals need their originals in the ledger
         for pk, account_id, order_id, quantity, price, net_money, fill_ref in live:
+            if account_id in keep:
+                continue
             self._position(
                 day=day,
                 account_id=account_id,
@@ -676,7 +687,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
     block, security, as_of = books.block, books.security, books.as_of
     currency = security.currency
     ref = f"final:{block.pk}:{day.trade_date:%Y%m%d}:v{day.version}"
-    books.reverse_live(day)
+    live = books.live(day)
     allocations: list[Allocation] = []
     if day.executed:
         avg = (day.value / day.executed).quantize(PRICE_PLACES)
@@ -693,19 +704,37 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
         grosses = money_split(
             total=street_gross, weights=[by_account[a] for a in accounts], currency=currency
         )
+        finals = {
+            account_id: (by_account[account_id], avg, gross if block.side in SELL_SIDES else -gross)
+            for account_id, gross in zip(accounts, grosses, strict=True)
+        }
+        # An account whose day is one live booking of its final quantity, price and money (a
+        # day booked in one pass: the usual case) keeps it; the others are booked again at
+        # the average. The positions and cash are the same either way, at a fraction of the
+        # rows for a wide block.
+        by_live: dict[int, list[tuple]] = defaultdict(list)
+        for row in live:
+            by_live[row[1]].append(row)
+        keep = frozenset(
+            account_id
+            for account_id, rows in by_live.items()
+            if len(rows) == 1 and tuple(rows[0][3:6]) == finals.get(account_id)
+        )
+        books.reverse_live(day, live=live, keep=keep)
         rules = fee_rules_in_force(side=block.side, trade_date=day.trade_date)
         for account_id, gross in zip(accounts, grosses, strict=True):
             quantity = by_account[account_id]
-            books._position(
-                day=day,
-                account_id=account_id,
-                order_id=None,
-                quantity=quantity,
-                price=avg,
-                net_money=gross if block.side in SELL_SIDES else -gross,
-                kind=Booking.Kind.FINAL,
-                ref=f"A{block.pk}:{day.trade_date:%Y%m%d}:{account_id}:v{day.version}",
-            )
+            if account_id not in keep:
+                books._position(
+                    day=day,
+                    account_id=account_id,
+                    order_id=None,
+                    quantity=quantity,
+                    price=avg,
+                    net_money=finals[account_id][2],
+                    kind=Booking.Kind.FINAL,
+                    ref=f"A{block.pk}:{day.trade_date:%Y%m%d}:{account_id}:v{day.version}",
+                )
             charges = charges_for(
                 security=security,
                 side=block.side,
@@ -754,6 +783,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
         )
         day.avg_price, day.street_gross = avg, street_gross
     else:
+        books.reverse_live(day, live=live)
         books.flush()
         day.avg_price, day.street_gross = None, ZERO
     day.status = BlockDay.Status.FINALISED

@@ -399,6 +399,7 @@ class _WideStream:
         self.walls: list[float] = []
         self.cpu = 0.0
         self.statements = 0
+        self.booker_walls: list[float] = []
 
     def apply(self, *, timed: bool = True, counted: bool = False) -> None:
         from django.db import connection
@@ -423,6 +424,22 @@ class _WideStream:
         if counted:
             self.statements = len(ctx.captured_queries)
         assert all(r.outcome == "applied" for r in results), results[:3]
+        self.book_due(timed=timed)
+
+    def book_due(self, *, timed: bool) -> None:
+        """The booker's pass (allocation.services.bookings_due_book, every
+        OMS_BOOKING_DUE_SECONDS in production) over what the batch left to it: a wide block's
+        orders, positions and cash, once. Timed on its own, with its pushes."""
+        from django.utils import timezone
+
+        from allocation.services import bookings_due_book
+
+        started = time.perf_counter()
+        outcome = bookings_due_book(as_of=timezone.now())
+        _publisher_drained()
+        assert not outcome.failed, outcome.failed
+        if timed and outcome.booked:
+            self.booker_walls.append(time.perf_counter() - started)
 
     def figures(self) -> dict:
         wall = statistics.median(self.walls)
@@ -440,6 +457,9 @@ class _WideStream:
                 round(1000 * max(self.walls), 1),
             ],
             "statements_per_batch": self.statements,
+            "booker_pass_ms_median": (
+                round(1000 * statistics.median(self.booker_walls), 1) if self.booker_walls else None
+            ),
         }
 
 
@@ -502,7 +522,7 @@ def _finalise(accounts: int, passes: int) -> dict:
     from django.utils import timezone
 
     from allocation.models import Booking
-    from allocation.services import allocation_day_finalise
+    from allocation.services import allocation_day_finalise, bookings_due_book
     from fixgateway.services import inbound_batch_apply
     from orders.models import Block
 
@@ -521,6 +541,9 @@ def _finalise(accounts: int, passes: int) -> dict:
             broker=desk.broker, reports=reports[k : k + per_pass], as_of=timezone.now()
         )
         assert all(r.outcome == "applied" for r in results), results[:3]
+        # A wide block's booking pass, as the booker makes it after each batch when batches
+        # come a second or more apart.
+        assert not bookings_due_book(as_of=timezone.now()).failed
     setup = time.perf_counter() - setup
     block = Block.objects.get(pk=block.pk)
     assert block.status == Block.Status.FILLED, block.status
@@ -539,7 +562,9 @@ def _finalise(accounts: int, passes: int) -> dict:
     return {
         "accounts": accounts,
         "passes": passes,
-        "intraday_bookings_reversed": live,
+        "intraday_bookings": live,
+        # A day booked in one pass keeps its bookings (they are the final ones already).
+        "intraday_bookings_reversed": Booking.objects.filter(day=day, quantity__lt=0).count(),
         "seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),
         "statements": statements.count,  # COPY data streams not counted
@@ -603,10 +628,18 @@ def _summary(figures: dict) -> list[str]:
             f"{ratio:.2f}x the 1-order figure ({cpu_ratio:.2f}x CPU) "
             f"{'within' if ratio <= WIDTH_LIMIT else 'NOT within'} {WIDTH_LIMIT:g}x"
         )
+        if w.get("booker_pass_ms_median"):
+            lines.append(
+                f"  its orders, positions and cash booked by the booker: "
+                f"{w['booker_pass_ms_median']:.1f} ms a pass for {w['orders_in_wide_block']} "
+                f"orders ({w['booker_pass_ms_median'] / w['orders_in_wide_block']:.3f} ms an "
+                f"order), once per block every OMS_BOOKING_DUE_SECONDS however many reports"
+            )
     for f in figures["finalise"]:
         lines.append(
             f"finalising a day of a {f['accounts']}-account block ({f['passes']} booking passes, "
-            f"{f['intraday_bookings_reversed']} bookings reversed): {f['seconds']:.3f} s "
+            f"{f['intraday_bookings']} intraday bookings, {f['intraday_bookings_reversed']} "
+            f"reversed; {f['cpu_seconds']:.3f} s CPU): {f['seconds']:.3f} s "
             f"({f['seconds'] / FINALISE_LIMIT_S:.2f}x the limit of {FINALISE_LIMIT_S:g} s) "
             f"{'meets' if f['seconds'] <= FINALISE_LIMIT_S else 'MISSES'}"
         )
