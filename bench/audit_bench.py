@@ -28,8 +28,8 @@ import time
 
 WRITERS = int(os.environ.get("OMS_BENCH_AUDIT_WRITERS", "16"))
 PHASE_SECONDS = float(os.environ.get("OMS_BENCH_AUDIT_SECONDS", "8"))
-PHASES = ("floor", "unchained", "chained")
-UNCHAINED_START = 10**12  # far above any chain_seq the chained phase reaches
+# The machine's load drifts (other suites share it): the two use-case phases alternate, twice.
+PHASES = ("floor", "unchained", "chained", "unchained", "chained")
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -50,22 +50,29 @@ def _unchained_head() -> tuple[int, str]:
 
 
 class _LockTimer:
-    """Wraps the real _chain_head to time the lock: requested, acquired, and (on commit)
-    released."""
+    """Wraps the real _chain_head to time the lock: requested, acquired, and released (the
+    connection's COMMIT returned; not the commit callbacks, which run after it)."""
 
-    def __init__(self, real):
+    def __init__(self, real, connection):
         self.real = real
         self.waits: list[float] = []
         self.holds: list[float] = []
+        self.acquired: float | None = None
+        real_commit = connection.commit
+
+        def commit():
+            real_commit()
+            if self.acquired is not None:
+                self.holds.append(time.perf_counter() - self.acquired)
+                self.acquired = None
+
+        connection.commit = commit
 
     def __call__(self):
-        from django.db import transaction
-
         requested = time.perf_counter()
         head = self.real()
-        acquired = time.perf_counter()
-        self.waits.append(acquired - requested)
-        transaction.on_commit(lambda: self.holds.append(time.perf_counter() - acquired))
+        self.acquired = time.perf_counter()
+        self.waits.append(self.acquired - requested)
         return head
 
 
@@ -73,7 +80,7 @@ def _writer(index: int, order_id: int, row_id: int, commands, results, ready) ->
     import django
 
     django.setup()
-    from django.db import connection, transaction
+    from django.db import connection, connections, transaction
     from django.utils import timezone
 
     import audit.services as audit_services
@@ -81,6 +88,7 @@ def _writer(index: int, order_id: int, row_id: int, commands, results, ready) ->
     from orders.services import order_set_status
 
     real_head = audit_services._chain_head
+    timer = _LockTimer(real_head, connections["default"])
     status = OrderStatus.STAGED
 
     def use_case() -> None:
@@ -103,25 +111,29 @@ def _writer(index: int, order_id: int, row_id: int, commands, results, ready) ->
         if command is None:
             return
         phase, start_at, stop_at = command
-        timer = None
+        timer.waits, timer.holds = [], []
         if phase == "unchained":
             audit_services._chain_head = _unchained_head
         elif phase == "chained":
-            timer = audit_services._chain_head = _LockTimer(real_head)
+            audit_services._chain_head = timer
         work = floor if phase == "floor" else use_case
-        latencies = []
+        latencies, error = [], None
         time.sleep(max(0.0, start_at - time.time()))
-        while time.time() < stop_at:
-            started = time.perf_counter()
-            work()
-            latencies.append(time.perf_counter() - started)
+        try:
+            while time.time() < stop_at:
+                started = time.perf_counter()
+                work()
+                latencies.append(time.perf_counter() - started)
+        except Exception as exc:  # reported to the parent, which fails the benchmark
+            error = f"{type(exc).__name__}: {exc}"
         audit_services._chain_head = real_head
         results.put(
             {
                 "phase": phase,
                 "latencies": latencies,
-                "waits": timer.waits if timer else [],
-                "holds": timer.holds if timer else [],
+                "waits": timer.waits,
+                "holds": timer.holds,
+                "error": error,
             }
         )
 
@@ -147,7 +159,10 @@ def _prepare(writers: int) -> tuple[list[int], list[int]]:
         cursor.execute(
             "INSERT INTO bench_audit_floor SELECT g, 0 FROM generate_series(1, %s) g", [writers]
         )
-        cursor.execute(f"CREATE SEQUENCE bench_audit_unchained START {UNCHAINED_START}")
+        # Downwards from -1: never a number the real chain (1, 2, ...) takes in the phases after.
+        cursor.execute(
+            "CREATE SEQUENCE bench_audit_unchained INCREMENT BY -1 MAXVALUE -1 START WITH -1"
+        )
     return [o.pk for o in orders], list(range(1, writers + 1))
 
 
@@ -173,15 +188,23 @@ def _run(writers: int, order_ids: list[int], row_ids: list[int]) -> dict:
     try:
         for _ in procs:
             ready.get(timeout=180)
-        figures: dict = {}
+        collected: dict[str, list[dict]] = {}
         for phase in PHASES:
             start_at = time.time() + 1.0
             for queue in commands:
                 queue.put((phase, start_at, start_at + PHASE_SECONDS))
-            parts = [results.get(timeout=PHASE_SECONDS + 120) for _ in procs]
+            collected.setdefault(phase, []).extend(
+                results.get(timeout=PHASE_SECONDS + 120) for _ in procs
+            )
+        errors = {p["error"] for parts in collected.values() for p in parts if p["error"]}
+        if errors:
+            raise RuntimeError(f"writers failed: {sorted(errors)}")
+        figures: dict = {}
+        for phase, parts in collected.items():
+            seconds = PHASE_SECONDS * PHASES.count(phase)
             latencies = [x for p in parts for x in p["latencies"]]
             entry = {
-                "transactions_per_second": round(len(latencies) / PHASE_SECONDS, 1),
+                "transactions_per_second": round(len(latencies) / seconds, 1),
                 "latency_ms_p50": _ms(latencies, 0.5),
                 "latency_ms_p99": _ms(latencies, 0.99),
                 "latency_ms_max": _ms(latencies, 1.0),
@@ -195,7 +218,7 @@ def _run(writers: int, order_ids: list[int], row_ids: list[int]) -> dict:
                 entry["lock_hold_ms_p99"] = _ms(holds, 0.99)
                 # The lock serialises lock-to-commit: its ceiling whatever the writers.
                 entry["chain_ceiling_per_second"] = round(1 / (sum(holds) / len(holds)), 0)
-                entry["lock_busy_share"] = round(sum(holds) / PHASE_SECONDS, 3)
+                entry["lock_busy_share"] = round(sum(holds) / seconds, 3)
             figures[phase] = entry
     finally:
         for queue in commands:
@@ -216,12 +239,16 @@ def main(argv: list[str]) -> dict:
         synchronous_commit = cursor.fetchone()[0]
         cursor.execute("SHOW fsync")
         fsync = cursor.fetchone()[0]
+    load_before = os.getloadavg()[0]
     phases = _run(WRITERS, order_ids, row_ids)
     chained, unchained, floor = phases["chained"], phases["unchained"], phases["floor"]
     figures = {
         "writers": WRITERS,
         "phase_seconds": PHASE_SECONDS,
         "cpus": os.cpu_count(),
+        # Other suites share the machine: how busy it was around the run.
+        "load_average_before": round(load_before, 1),
+        "load_average_after": round(os.getloadavg()[0], 1),
         "postgres_synchronous_commit": synchronous_commit,
         "postgres_fsync": fsync,
         **{f"{phase}_{k}": v for phase, entry in phases.items() for k, v in entry.items()},
