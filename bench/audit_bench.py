@@ -11,7 +11,8 @@ writers, against limits measured in the same run on the same machine:
   lock, transition, order event, audit event, after-commit push) with its audit event written
   exactly as the chain writes it (same row, same INSERT) but numbered from a sequence, without
   the lock and the head read: what the same work costs when nothing serialises it;
-- `chained`: the same use case as it runs in production.
+- `chained`: the same use case as it runs in production;
+- `single`: the chained use case with one writer only (the lock's cost with no one waiting).
 
 Each writer is a process of its own (16 processes: the GIL would otherwise be what is measured),
 all started together on a barrier, for PHASE_SECONDS per phase. Reported per phase:
@@ -29,7 +30,7 @@ import time
 WRITERS = int(os.environ.get("OMS_BENCH_AUDIT_WRITERS", "16"))
 PHASE_SECONDS = float(os.environ.get("OMS_BENCH_AUDIT_SECONDS", "8"))
 # The machine's load drifts (other suites share it): the two use-case phases alternate, twice.
-PHASES = ("floor", "unchained", "chained", "unchained", "chained")
+PHASES = ("floor", "unchained", "chained", "unchained", "chained", "single")
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -114,9 +115,12 @@ def _writer(index: int, order_id: int, row_id: int, commands, results, ready) ->
         timer.waits, timer.holds = [], []
         if phase == "unchained":
             audit_services._chain_head = _unchained_head
-        elif phase == "chained":
+        elif phase in ("chained", "single"):
             audit_services._chain_head = timer
         work = floor if phase == "floor" else use_case
+        if phase == "single" and index != 0:
+            # One writer alone: what a lock holder costs when nobody waits behind it.
+            stop_at = start_at
         latencies, error = [], None
         time.sleep(max(0.0, start_at - time.time()))
         try:
