@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -26,6 +27,8 @@ from .blotter_selectors import feed_accounts, feed_for
 __all__ = ["BlotterConsumer", "OrdersConsumer", "CLOSE_FORBIDDEN", "CLOSE_UNAUTHENTICATED"]
 
 logger = logging.getLogger(__name__)
+
+RESUME_INTERVAL = 1.0  # seconds between two replays asked on one open socket
 
 # One Redis client per event loop (Daphne runs one): a reconnect storm must not open a
 # connection per websocket.
@@ -70,6 +73,7 @@ class OrdersConsumer(AccessCheckedConsumer):
         # Messages up to this number were sent by a replay; the same ones arriving live are
         # dropped, so the page sees each once and in order.
         self.replayed_to = 0
+        self.last_resume = -RESUME_INTERVAL
         if not await self.open_checked():
             return
         self.group = await database_sync_to_async(feed_for)(
@@ -127,8 +131,13 @@ class OrdersConsumer(AccessCheckedConsumer):
         if not isinstance(message, dict) or message.get("type") != "resume":
             return
         point = _resume_point(message)
-        if point is not None:
-            await self.resume(*point)
+        # A page asks once per gap; a client asking in a loop would make Redis read up to the
+        # whole history each time, so one replay per RESUME_INTERVAL at most.
+        now = time.monotonic()
+        if point is None or now - self.last_resume < RESUME_INTERVAL:
+            return
+        self.last_resume = now
+        await self.resume(*point)
 
     async def orders_changed(self, event: dict) -> None:
         if event.get("seq", 0) and event["seq"] <= self.replayed_to:

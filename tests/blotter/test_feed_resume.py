@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from orders.blotter_selectors import BLOTTER_GROUP, blotter_rows, pm_group
 from orders.broadcast import sequence_current
+from orders.consumers import RESUME_INTERVAL
 from orders.lifecycle import OrderStatus
 from orders.services import order_set_status
 
@@ -152,10 +153,18 @@ def test_an_open_feed_that_sees_a_gap_asks_for_a_replay(oms_server, refdata):
         assert [json.loads(ws.recv(timeout=5)) for _ in range(3)] == got
         _nothing_more(ws, 0.5)
         # A request it cannot serve is a resync; junk is ignored.
+        time.sleep(RESUME_INTERVAL)
         ws.send("not json")
         ws.send(json.dumps({"type": "resume", "since": -1}))
         ws.send(json.dumps({"type": "resume", "since": got[0]["seq"], "epoch": "other"}))
         assert ws_json(ws) == {"type": "resync", "reason": "epoch", "seq": got[-1]["seq"]}
+        # Asked again at once (a client in a loop): nothing until the interval has passed.
+        again = {"type": "resume", "since": got[0]["seq"] - 1, "epoch": got[0]["epoch"]}
+        ws.send(json.dumps(again))
+        _nothing_more(ws, 0.5)
+        time.sleep(RESUME_INTERVAL)
+        ws.send(json.dumps(again))
+        assert [json.loads(ws.recv(timeout=5)) for _ in range(3)] == got
 
 
 def test_a_pms_replay_carries_only_the_accounts_they_manage(oms_server, refdata):
