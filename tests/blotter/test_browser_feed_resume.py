@@ -18,13 +18,21 @@ from .helpers import staged_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# Drop the page's socket and hold its reconnect until released: what a network blip does.
+# Drop the page's socket and hold its reconnect until released: what a network blip does. The
+# page's own backoff timer must have fired into the stub before the release, or it would open a
+# second socket next to the released one.
 _DROP = """(feed) => {
     feed.heldConnect = feed.connect;
-    feed.connect = () => {};
+    feed.reconnectAsked = false;
+    feed.connect = () => { feed.reconnectAsked = true; };
     feed.ws.close();
 }"""
 _RECONNECT = "(feed) => { feed.connect = feed.heldConnect; feed.connect(); }"
+
+
+def _reconnect(page, feed: str) -> None:
+    page.wait_for_function(f"() => {feed}.reconnectAsked")
+    page.evaluate(f"() => ({_RECONNECT})({feed})")
 
 
 def _flip(order) -> str:
@@ -74,7 +82,7 @@ def test_the_blotter_resumes_after_a_dropped_socket_and_resyncs_only_past_the_hi
     for _ in range(3):
         last = _flip(order)
     _published(BLOTTER_GROUP, seq + 3)
-    page.evaluate(f"() => ({_RECONNECT})({feed})")
+    _reconnect(page, feed)
     page.wait_for_function(status_is, arg=last)
     page.wait_for_function(f"() => {feed}.seq === {seq + 3}")
     counters = _counters(page, feed)
@@ -87,7 +95,7 @@ def test_the_blotter_resumes_after_a_dropped_socket_and_resyncs_only_past_the_hi
     for _ in range(5):
         last = _flip(order)
     _published(BLOTTER_GROUP, seq + 8)
-    page.evaluate(f"() => ({_RECONNECT})({feed})")
+    _reconnect(page, feed)
     page.wait_for_function(f"() => {feed}.snapshots === 2")
     page.wait_for_function(status_is, arg=last)
     assert _counters(page, feed)["seq"] == seq + 8
@@ -117,7 +125,7 @@ def test_my_orders_resumes_with_only_the_pms_own_orders(refdata, login, oms_serv
     _flip(theirs)
     last = _flip(mine)
     _published(pm_group(refdata.pm1.pk), seq + 1)
-    page.evaluate(f"() => ({_RECONNECT})({feed})")
+    _reconnect(page, feed)
     shows(mine, last)
     counters = _counters(page, feed)
     assert (counters["snapshots"], counters["resumes"], counters["replayed"]) == (1, 1, 1)
