@@ -88,6 +88,14 @@ def feed_for(user, *, scope: str) -> str | None:
     return pm_group(user.pk)
 
 
+def feed_accounts(user, *, scope: str) -> set[int] | None:
+    """The accounts whose rows a replay of this user's feed may carry: None for every account
+    (the firm-wide blotter, or a firm-wide role), else the ones they manage now."""
+    if scope == "blotter" or sees_all_accounts(user):
+        return None
+    return set(accounts_visible_to(user).values_list("pk", flat=True))
+
+
 def _row(values: dict[str, Any]) -> dict[str, Any]:
     row = {name: values[source] for name, source in ROW_FIELDS.items()}
     if row["status"] in _NOTHING_LEFT:

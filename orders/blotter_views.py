@@ -20,7 +20,7 @@ from oms.errors import DomainError, NotFound
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 
 from . import block_services, blotter_selectors
-from .broadcast import sequence_current
+from .feed_history import sequence_position
 from .models import OrderType, TimeInForce
 
 DESK = HasRole.of(TRADER, ADMIN)
@@ -35,7 +35,8 @@ def blotter_page(request):
 
 
 class SnapshotView(APIView):
-    """Rows plus the sequence number they are current to: apply only later messages."""
+    """Rows plus the sequence number (and its epoch) they are current to: apply only later
+    messages."""
 
     permission_classes = [IsAuthenticated]
 
@@ -49,9 +50,10 @@ class SnapshotView(APIView):
             raise NotFound("No such feed for you.")
         # Read the sequence number before the rows: anything committed after the query gets a
         # higher number (orders.broadcast), so the page loses nothing between the two.
-        seq = sequence_current(group)
+        # The epoch names the numbering, for a later reconnect's resume (orders.feed_history).
+        seq, epoch = sequence_position(group)
         rows = blotter_selectors.blotter_rows(user=request.user, scope=scope, as_of=timezone.now())
-        return Response({"seq": seq, "rows": rows})
+        return Response({"seq": seq, "epoch": epoch, "rows": rows})
 
 
 class LayoutView(APIView):

@@ -7,7 +7,9 @@ each PM who manages the order's account.
 Every message carries a sequence number per group (Redis INCR, taken after the commit), so a
 page that sees a gap knows it missed something and reloads the snapshot, whose sequence number
 is read before its query (see blotter_api.snapshot): whatever committed after a snapshot's
-query has a higher number than the snapshot.
+query has a higher number than the snapshot. Each message is also kept in its group's recent
+history (orders.feed_history) in the same step as its number, so a page that reconnects gets
+the messages it missed instead of a snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from oms.publish import changed_on_commit, submit
+
+from .feed_history import publish_numbered, sequence_position
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +59,9 @@ def publish_order_changes(order_ids: list[int]) -> None:
     submit(lambda: _send(per_group), what="order changes")
 
 
-def sequence_key(group: str) -> str:
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "oms")
-    return f"{prefix}:seq:{group}"
-
-
 def sequence_current(group: str) -> int:
     """The last sequence number sent to `group` (0 before the first)."""
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        return int(client.get(sequence_key(group)) or 0)
-    finally:
-        client.close()
+    return sequence_position(group)[0]
 
 
 _redis: dict[int, object] = {}
@@ -82,14 +75,12 @@ async def _send(per_group: dict[str, list[dict]]) -> None:
     client = _redis.get(os.getpid())
     if client is None:
         client = _redis[os.getpid()] = aredis.Redis.from_url(settings.REDIS_URL)
-    groups = list(per_group)
-    async with client.pipeline(transaction=False) as pipe:
-        for group in groups:
-            pipe.incr(sequence_key(group))
-        seqs = await pipe.execute()
+    numbered = await publish_numbered(
+        client,
+        {group: json.dumps(rows, cls=DjangoJSONEncoder) for group, rows in per_group.items()},
+    )
     layer = get_channel_layer()
-    for group, seq in zip(groups, seqs, strict=True):
-        text = json.dumps(
-            {"type": "orders", "seq": seq, "rows": per_group[group]}, cls=DjangoJSONEncoder
-        )
-        await layer.group_send(group, {"type": "orders.changed", "text": text})
+    for group, seq, text in numbered:
+        # The seq beside the text lets a consumer that has just replayed the history drop
+        # what it already sent without parsing the message.
+        await layer.group_send(group, {"type": "orders.changed", "seq": seq, "text": text})

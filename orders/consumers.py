@@ -1,18 +1,65 @@
 """Websocket feeds of live order changes: the trader's blotter and a PM's own orders.
 
 Thin: checks who is connecting, joins the one group they may follow, and forwards the
-publisher's pre-serialised messages (orders.broadcast) untouched.
+publisher's pre-serialised messages (orders.broadcast) untouched. A page that reconnects names
+the last message it applied (`?since=<seq>&epoch=<epoch>`, or later a `{"type": "resume", ...}`
+message on the open socket when it sees a gap): the consumer replays what it missed from the
+group's recent history (orders.feed_history), or sends `{"type": "resync"}` when the history no
+longer covers the gap and the page must take a snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 
-from .blotter_selectors import feed_for
+from . import feed_history
+from .blotter_selectors import feed_accounts, feed_for
 
 __all__ = ["BlotterConsumer", "OrdersConsumer", "CLOSE_FORBIDDEN", "CLOSE_UNAUTHENTICATED"]
+
+logger = logging.getLogger(__name__)
+
+RESUME_INTERVAL = 1.0  # seconds between two replays asked on one open socket
+
+# One Redis client per event loop (Daphne runs one): a reconnect storm must not open a
+# connection per websocket.
+_clients: dict[int, object] = {}
+
+
+def _redis():
+    import redis.asyncio as aredis
+
+    loop = id(asyncio.get_running_loop())
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = aredis.Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+def _resume_point(raw) -> tuple[int, str] | None:
+    """(since, epoch) from what the page sent, or None when it did not ask to resume."""
+    since = raw.get("since")
+    if isinstance(since, list):
+        since = since[0] if since else None
+    epoch = raw.get("epoch", "")
+    if isinstance(epoch, list):
+        epoch = epoch[0] if epoch else ""
+    try:
+        since = int(since)
+    except (TypeError, ValueError):
+        return None
+    if since < 0 or not isinstance(epoch, str):
+        return None
+    return since, epoch[:64]
 
 
 class OrdersConsumer(AccessCheckedConsumer):
@@ -23,13 +70,49 @@ class OrdersConsumer(AccessCheckedConsumer):
 
     async def connect(self) -> None:
         self.group = None
+        # Messages up to this number were sent by a replay; the same ones arriving live are
+        # dropped, so the page sees each once and in order.
+        self.replayed_to = 0
+        self.last_resume = -RESUME_INTERVAL
         if not await self.open_checked():
             return
         self.group = await database_sync_to_async(feed_for)(
             self.scope["user"], scope=self.feed_scope
         )
+        # Join before reading the history: whatever is numbered after the read arrives live.
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.send(text_data='{"type": "subscribed"}')
+        point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
+        if point is None:
+            await self.send(text_data='{"type": "subscribed"}')
+            return
+        await self.resume(*point, subscribed=True)
+
+    async def resume(self, since: int, epoch: str, *, subscribed: bool = False) -> None:
+        try:
+            found = await feed_history.resume_read(
+                _redis(), group=self.group, since=since, epoch=epoch
+            )
+        except Exception:
+            # Redis unreachable: the page cannot resume, and a snapshot is always right.
+            logger.exception("reading the feed history of %s failed", self.group)
+            found = feed_history.Resume(seq=0, epoch="", reason="unavailable")
+        if subscribed:
+            replay = len(found.messages) if found.ok else 0
+            await self.send(text_data=json.dumps({"type": "subscribed", "resumed": replay}))
+        if not found.ok:
+            await self.send(
+                text_data=json.dumps({"type": "resync", "reason": found.reason, "seq": found.seq})
+            )
+            return
+        messages = found.messages
+        accounts = await database_sync_to_async(feed_accounts)(
+            self.scope["user"], scope=self.feed_scope
+        )
+        if accounts is not None and messages:
+            messages = feed_history.rows_only(messages, account_ids=accounts)
+        for text in messages:
+            await self.send(text_data=text)
+        self.replayed_to = max(self.replayed_to, found.seq)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -38,9 +121,27 @@ class OrdersConsumer(AccessCheckedConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         # The feed is one-way; commands go through the REST API (CSRF, permissions, errors).
-        return None
+        # The one request it takes is a replay of what the page missed.
+        if not self.group or not text_data:
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("type") != "resume":
+            return
+        point = _resume_point(message)
+        # A page asks once per gap; a client asking in a loop would make Redis read up to the
+        # whole history each time, so one replay per RESUME_INTERVAL at most.
+        now = time.monotonic()
+        if point is None or now - self.last_resume < RESUME_INTERVAL:
+            return
+        self.last_resume = now
+        await self.resume(*point)
 
     async def orders_changed(self, event: dict) -> None:
+        if event.get("seq", 0) and event["seq"] <= self.replayed_to:
+            return
         await self.send(text_data=event["text"])
 
 

@@ -281,6 +281,11 @@ OMS_DEMO_PASSWORD = os.environ.get("OMS_DEMO_PASSWORD", "demo-pass-123")
 OMS_RUN_DIR = Path(env_str("OMS_RUN_DIR", str(BASE_DIR / ".run")))
 OMS_FIX_STORE_DIR = Path(env_str("OMS_FIX_STORE_DIR", str(OMS_RUN_DIR / "fix" / "store")))
 OMS_FIX_LOG_DIR = Path(env_str("OMS_FIX_LOG_DIR", str(OMS_RUN_DIR / "fix" / "log")))
+# The live feed keeps each group's last OMS_FEED_HISTORY messages in Redis for
+# OMS_FEED_HISTORY_SECONDS after the last one: a page that reconnects within that gets what it
+# missed instead of a snapshot (orders.feed_history). 0 keeps none (every reconnect resyncs).
+OMS_FEED_HISTORY = env_int("OMS_FEED_HISTORY", 1000)
+OMS_FEED_HISTORY_SECONDS = env_int("OMS_FEED_HISTORY_SECONDS", 3600)
 # Inbound reports wait in a bounded queue (a full queue holds QuickFIX's callback: backpressure)
 # and are committed up to OMS_FIX_APPLY_BATCH at a time, with the inbound sequence mark.
 OMS_FIX_INBOUND_QUEUE = env_int("OMS_FIX_INBOUND_QUEUE", 5000)

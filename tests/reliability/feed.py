@@ -1,6 +1,8 @@
 """Helpers for the restart cases: a private redis-server, a Daphne subprocess, and a blotter
-client that follows static/js/blotter/feed.js (snapshot after every subscription, sequence
-numbers, a gap that a short wait does not fill means a fresh snapshot, reconnect on close)."""
+client that follows static/js/blotter/feed.js (a snapshot at the first subscription, sequence
+numbers within an epoch, a reconnect that resumes from its last number and snapshots only on
+"resync" or another epoch, a gap that a short wait does not fill asks for a replay, then a
+snapshot)."""
 
 from __future__ import annotations
 
@@ -114,9 +116,11 @@ class BlotterClient(threading.Thread):
         self.base, self.cookie, self.scope = base, cookie, scope
         self.rows: dict[int, dict] = {}
         self.seq: int | None = None
+        self.epoch = ""
         self.pending: dict[int, dict] = {}
         self.gap_since: float | None = None
-        self.snapshots = self.reconnects = self.messages = 0
+        self.gap_asked = False
+        self.snapshots = self.reconnects = self.messages = self.resumes = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
@@ -132,32 +136,42 @@ class BlotterClient(threading.Thread):
             return False
         with self.lock:
             self.rows = {r["id"]: r for r in body["rows"]}
-            self.seq = body["seq"]
+            self.seq, self.epoch = body["seq"], body.get("epoch", "")
             self.snapshots += 1
+            self.gap_asked = False
             self._drain()
         return True
 
-    def _receive(self, msg: dict) -> None:
+    def _foreign(self, msg: dict) -> bool:
+        return bool(self.epoch and msg.get("epoch") and msg["epoch"] != self.epoch)
+
+    def _receive(self, msg: dict) -> bool:
+        """Apply or hold the message; False when it is of another epoch (take a snapshot)."""
         with self.lock:
             self.messages += 1
+            if self.seq is not None and self._foreign(msg):
+                self.pending = {msg["seq"]: msg}
+                return False
             if self.seq is not None and msg["seq"] <= self.seq:
-                return
+                return True
             self.pending[msg["seq"]] = msg
             if self.seq is not None:
                 self._drain()
+            return True
 
     def _drain(self) -> None:
-        for key in [k for k in self.pending if k <= self.seq]:
+        for key in [k for k, m in self.pending.items() if k <= self.seq or self._foreign(m)]:
             del self.pending[key]
         while self.seq + 1 in self.pending:
             msg = self.pending.pop(self.seq + 1)
             self.seq = msg["seq"]
+            self.epoch = msg.get("epoch") or self.epoch
             for row in msg["rows"]:
                 self.rows[row["id"]] = row
         if self.pending and self.gap_since is None:
             self.gap_since = time.monotonic()
         elif not self.pending:
-            self.gap_since = None
+            self.gap_since, self.gap_asked = None, False
 
     def run(self) -> None:
         from websockets.sync.client import connect
@@ -168,31 +182,47 @@ class BlotterClient(threading.Thread):
         )
         backoff = 0.25
         while not self.stop.is_set():
+            with self.lock:
+                resuming = self.seq is not None
+                query = f"?since={self.seq}&epoch={self.epoch}" if resuming else ""
+                self.gap_since, self.gap_asked = None, False
+                self.pending.clear()
             try:
                 with connect(
-                    ws_url,
+                    ws_url + query,
                     additional_headers={"Cookie": self.cookie, "Origin": self.base},
                     open_timeout=5,
                 ) as ws:
-                    with self.lock:
-                        self.seq, self.gap_since = None, None
-                        self.pending.clear()
                     while not self.stop.is_set():
                         try:
                             raw = ws.recv(timeout=0.1)
                         except TimeoutError:
                             raw = None
+                        snapshot = False
                         if raw is not None:
                             msg = json.loads(raw)
                             if msg.get("type") == "subscribed":
                                 backoff = 0.25
-                                while not self._snapshot() and not self.stop.is_set():
-                                    time.sleep(1)
+                                snapshot = not resuming
+                                self.resumes += resuming
+                            elif msg.get("type") == "resync":
+                                snapshot = True
                             elif msg.get("type") == "orders":
-                                self._receive(msg)
-                        if self.gap_since and time.monotonic() - self.gap_since > GAP_WAIT:
+                                snapshot = not self._receive(msg)
+                        waited = self.gap_since and time.monotonic() - self.gap_since
+                        if waited and waited > GAP_WAIT and not self.gap_asked:
+                            self.gap_asked = True
+                            ws.send(
+                                json.dumps(
+                                    {"type": "resume", "since": self.seq, "epoch": self.epoch}
+                                )
+                            )
+                        elif waited and waited > GAP_WAIT * 4:
+                            snapshot = True
+                        if snapshot:
                             self.gap_since = None
-                            self._snapshot()
+                            while not self._snapshot() and not self.stop.is_set():
+                                time.sleep(1)
             except Exception:  # noqa: BLE001 (closed or refused: reconnect, as the page does)
                 pass
             if self.stop.is_set():

@@ -115,6 +115,7 @@ def test_blotters_converge_after_redis_and_daphne_restarts_mid_stream(
             checked=f"{len(clients)} blotters converged to {orders_seen} orders after a Redis "
             f"restart ({took['redis']:.1f} s after the last fill) and a Daphne restart "
             f"({took['daphne']:.1f} s); reconnects {sum(c.reconnects for c in clients)}, "
+            f"resumed {sum(c.resumes for c in clients)}, "
             f"snapshots {sum(c.snapshots for c in clients)}",
         )
     finally:
