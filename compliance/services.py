@@ -445,7 +445,9 @@ def compliance_ticket_check(
     return {
         "verdict": verdict,
         "results": results_for_viewer(results=results, user=actor),
-        "review": _ticket_review(account=acct, security=security, quantity=qty, limit=limit, as_of=as_of),
+        "review": _ticket_review(
+            account=acct, security=security, quantity=qty, limit=limit, as_of=as_of
+        ),
     }
 
 

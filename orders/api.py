@@ -55,7 +55,7 @@ def _detail(order, user) -> dict:
     order = selectors.order_with_events(order_id=order.pk)
     context = {
         "compliance": selectors.order_compliance(order_id=order.pk, user=user),
-        "fills": selectors.order_fills(order_id=order.pk),
+        "fills": selectors.order_fills(order=order),
         "allocations": selectors.order_allocations(order=order),
         "actions": selectors.order_actions(order=order, user=user),
     }

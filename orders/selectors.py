@@ -119,19 +119,17 @@ def order_actions(*, order: Order, user) -> dict[str, Any]:
     }
 
 
-def order_fills(*, order_id: int) -> list[dict[str, Any]]:
-    """The order's fills as the booking ledger gave them (a bust shows as a negative line)."""
-    from allocation.selectors import order_bookings
-
+def order_fills(*, order: Order) -> list[dict[str, Any]]:
+    """The order's fills as they moved it (its "fill" events: each booking of its share of the
+    block's executions, a bust as a negative quantity), oldest first."""
     return [
         {
-            "booked_at": b.booked_at,
-            "trade_date": b.day.trade_date,
-            "quantity": b.quantity,
-            "price": b.price,
-            "kind": b.kind,
+            "at": e.at,
+            "quantity": e.details.get("quantity"),
+            "price": e.details.get("price"),
         }
-        for b in order_bookings(order_id=order_id)
+        for e in order.events.all()
+        if e.kind == "fill" and e.details
     ]
 
 

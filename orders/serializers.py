@@ -138,11 +138,9 @@ class OrderComplianceSummarySerializer(serializers.Serializer):
 
 
 class OrderFillSerializer(serializers.Serializer):
-    booked_at = serializers.DateTimeField()
-    trade_date = serializers.DateField()
-    quantity = _decimal(help_text="Negative for a bust taken back")
-    price = _decimal()
-    kind = serializers.CharField(help_text="FILL, or REVERSAL for a bust")
+    at = serializers.DateTimeField()
+    quantity = serializers.CharField(help_text="Negative for a bust taken back")
+    price = serializers.CharField()
 
 
 class OrderAllocationSerializer(serializers.Serializer):

@@ -136,8 +136,9 @@ def test_drawer_shows_timeline_fills_and_own_allocation_only(refdata, login, oms
     assert kinds.count("fill") >= 1 and kinds[-1] == "fill", kinds
     fills = drawer.locator("[data-testid=drawer-fills] tbody tr")
     # 300 of 400: the order's shares of the two executions, at the executions' prices.
-    quantities = [Decimal(t.replace(",", "")) for t in fills.locator("td:nth-child(3)").all_inner_texts()]
-    assert sum(quantities) == Decimal(300)
+    rows = [[c.replace(",", "") for c in r.locator("td").all_inner_texts()] for r in fills.all()]
+    assert sum(Decimal(q) for _, q, _ in rows) == Decimal(300)
+    assert {p for _, _, p in rows} == {"190.00", "191.00"}
     allocations = drawer.locator("[data-testid=drawer-allocations] tbody tr")
     assert allocations.count() == 1
     cells = allocations.first.locator("td").all_inner_texts()
@@ -170,7 +171,10 @@ def test_acknowledge_a_warning_needs_a_reason_and_is_audited(refdata, login, oms
 
     assert drawer.locator("[data-testid=drawer-verdict]").inner_text() == "WARN"
     # The warning rule is the first row, whatever the rule order.
-    assert drawer.locator("[data-testid=drawer-rules] tbody tr").first.get_attribute("data-outcome") == "WARN"
+    assert (
+        drawer.locator("[data-testid=drawer-rules] tbody tr").first.get_attribute("data-outcome")
+        == "WARN"
+    )
 
     drawer.locator("[data-action=override]").click()
     drawer.locator("form[data-form=override] button[type=submit]").click()
@@ -178,7 +182,9 @@ def test_acknowledge_a_warning_needs_a_reason_and_is_audited(refdata, login, oms
     order.refresh_from_db()
     assert order.status == OrderStatus.AWAITING_OVERRIDE
 
-    drawer.locator("form[data-form=override] textarea[name=reason]").fill("Rebalance into AAPL, size agreed")
+    drawer.locator("form[data-form=override] textarea[name=reason]").fill(
+        "Rebalance into AAPL, size agreed"
+    )
     drawer.locator("form[data-form=override] button[type=submit]").click()
     drawer.locator("[data-testid=drawer-override]").wait_for()
     order.refresh_from_db()
@@ -187,7 +193,9 @@ def test_acknowledge_a_warning_needs_a_reason_and_is_audited(refdata, login, oms
     assert event.actor_id == refdata.pm1.pk
     assert event.after["reason"] == "Rebalance into AAPL, size agreed"
     # The row on My orders follows over the feed.
-    page.locator(f"tr[data-order-id='{order.pk}'] [data-field=status]", has_text="STAGED").wait_for()
+    page.locator(
+        f"tr[data-order-id='{order.pk}'] [data-field=status]", has_text="STAGED"
+    ).wait_for()
 
 
 def test_amend_and_cancel_go_through_the_api_rules(refdata, login, oms_server):

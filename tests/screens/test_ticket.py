@@ -164,8 +164,8 @@ def test_review_shows_notional_in_account_currency_nav_share_and_verdict(
     review = page.locator("[data-testid=order-review]")
     review.wait_for()
     assert review.locator("[data-review=quantity]").inner_text() == "1,000"
-    assert review.locator("[data-review=notional_security]").inner_text().startswith(
-        "100,000.00 EUR"
+    assert (
+        review.locator("[data-review=notional_security]").inner_text().startswith("100,000.00 EUR")
     )
     assert review.locator("[data-review=notional]").inner_text() == "110,000.00 USD"
     assert review.locator("[data-review=pct_nav]").inner_text().startswith("11.00%")

@@ -135,8 +135,7 @@
 
   function renderFills(o) {
     part("fills").innerHTML = table([
-      { title: "Booked (UTC)", value: function (f) { return when(f.booked_at); } },
-      { title: "Trade date", value: function (f) { return f.trade_date; } },
+      { title: "Time (UTC)", value: function (f) { return when(f.at); } },
       { title: "Quantity", num: true, value: function (f) { return OMS.fmt.qty(f.quantity); } },
       { title: "Price", num: true, value: function (f) { return OMS.fmt.price(f.price, o.tick_size); } },
     ], o.fills || [], "No fills.");
