@@ -101,7 +101,7 @@
         if (!p.data || p.data[field] == null) return "";
         return kind === "price" ? OMS.fmt.price(p.data[field], p.data.tick_size) : OMS.fmt.qty(p.data[field]);
       },
-      width: 110,
+      width: 96,
     };
   }
 
@@ -173,23 +173,25 @@
     { colId: "group", headerName: "Group", pinned: "left", hide: true, width: 120,
       valueGetter: (p) => groupKey(p.data), sortable: false, filter: false,
       suppressMovable: true, lockVisible: true },
-    { field: "received_at", headerName: "Time", width: 100, filter: "agTextColumnFilter",
+    { field: "received_at", headerName: "Time", width: 92, filter: "agTextColumnFilter",
       valueFormatter: (p) => p.value ? new Date(p.value).toLocaleTimeString() : "",
       sort: "desc" },
     // The block column leads: its toggle opens and closes the block's orders under it.
     { field: "block_id", headerName: "Block", width: 100, filter: "agNumberColumnFilter",
       cellRenderer: BlockCell },
-    { field: "id", headerName: "Order", width: 90, filter: "agNumberColumnFilter" },
-    { field: "pm", headerName: "PM", width: 100 },
-    { field: "account", headerName: "Account", width: 110 },
-    { field: "symbol", headerName: "Symbol", width: 100 },
-    { field: "side", headerName: "Side", width: 90 },
+    { field: "id", headerName: "Order", width: 80, filter: "agNumberColumnFilter" },
+    { field: "pm", headerName: "PM", width: 80 },
+    { field: "account", headerName: "Account", width: 100 },
+    { field: "symbol", headerName: "Symbol", width: 86 },
+    { field: "side", headerName: "Side", width: 80 },
+    // Status early: the desk reads it first, and it stays on screen at 1366 px.
+    { field: "status", headerName: "Status", width: 140 },
     decimalCol("quantity", "Quantity"),
     decimalCol("working", "Working"),
     decimalCol("available", "Available"),
     decimalCol("cum_qty", "Filled"),
     decimalCol("leaves_qty", "Leaves"),
-    { colId: "pct_filled", headerName: "% filled", width: 110, filter: "agNumberColumnFilter",
+    { colId: "pct_filled", headerName: "% filled", width: 96, filter: "agNumberColumnFilter",
       valueGetter: (p) => {
         if (!p.data) return null;
         const q = Number(p.data.quantity);
@@ -199,7 +201,6 @@
     decimalCol("avg_price", "Avg price", "price"),
     decimalCol("limit_price", "Limit", "price"),
     { field: "order_type", headerName: "Type", width: 90 },
-    { field: "status", headerName: "Status", width: 150 },
     { colId: "notional", headerName: "Notional", type: "rightAligned", width: 130,
       filter: "agNumberColumnFilter",
       valueGetter: (p) => p.data ? asNumber(p.data.notional) : null,
