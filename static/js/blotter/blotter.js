@@ -179,7 +179,9 @@
     // The block column leads: its toggle opens and closes the block's orders under it.
     { field: "block_id", headerName: "Block", width: 100, filter: "agNumberColumnFilter",
       cellRenderer: BlockCell },
-    { field: "id", headerName: "Order", width: 80, filter: "agNumberColumnFilter" },
+    // A block row's id ("B12") is the grid's key, not an order number: its cell stays empty.
+    { field: "id", headerName: "Order", width: 80, filter: "agNumberColumnFilter",
+      valueGetter: (p) => p.data && p.data.kind === "order" ? p.data.id : null },
     { field: "pm", headerName: "PM", width: 80 },
     { field: "account", headerName: "Account", width: 100 },
     { field: "symbol", headerName: "Symbol", width: 86 },

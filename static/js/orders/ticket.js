@@ -220,8 +220,10 @@
     const verdict = reviewBox.querySelector('[data-review="verdict"]');
     verdict.textContent = check.verdict;
     verdict.className = check.verdict === "PASS" ? "ok" : check.verdict === "WARN" ? "warn" : "bad";
-    reviewFact("note", check.verdict === "BLOCK" ? "Compliance blocks this order: it waits for a Compliance override." :
-      check.verdict === "WARN" ? "Compliance warns: you acknowledge the warning (with a reason) after submitting." : "");
+    const note = reviewBox.querySelector('[data-review="note"]');
+    note.textContent = check.verdict === "BLOCK" ? "Compliance blocks this order: it waits for a Compliance override." :
+      check.verdict === "WARN" ? "Compliance warns: you acknowledge the warning (with a reason) after submitting." : "";
+    note.hidden = !note.textContent;
     reviewBox.hidden = false;
   }
   async function review() {
