@@ -272,17 +272,6 @@ def blocks_booking_due(*, block_ids: Iterable[int] | None = None) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def order_bookings(*, order_id: int) -> QuerySet[Booking]:
-    """What the ledger booked for one order as its block filled (and took back on a bust),
-    oldest first: the order's fills as its PM reads them."""
-    return (
-        Booking.objects.filter(order_id=order_id)
-        .exclude(kind=Booking.Kind.FINAL)
-        .select_related("day")
-        .order_by("booked_at", "id")
-    )
-
-
 def account_block_allocations(*, block_id: int, account_id: int) -> QuerySet[Allocation]:
     """The account's current allocations of one block, one per trade date."""
     return Allocation.objects.filter(
