@@ -270,3 +270,10 @@ def blocks_booking_due(*, block_ids: Iterable[int] | None = None) -> list[int]:
             params,
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def account_block_allocations(*, block_id: int, account_id: int) -> QuerySet[Allocation]:
+    """The account's current allocations of one block, one per trade date."""
+    return Allocation.objects.filter(
+        block_id=block_id, account_id=account_id, replaced_at__isnull=True
+    ).order_by("trade_date")

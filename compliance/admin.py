@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
@@ -10,9 +8,67 @@ from django.utils.html import format_html
 
 from audit.admin import AuditedAdminMixin, ReadOnlyAdmin
 
-from .models import Breach, CheckRun, OrderCheck, Override, RestrictedEntry, Rule, RuleVersion
-from .parameters import EXAMPLES
+from .models import (
+    Breach,
+    CheckRun,
+    OrderCheck,
+    Override,
+    RestrictedEntry,
+    Rule,
+    RuleKind,
+    RuleVersion,
+)
+from .parameters import SCHEMAS
 from .services import rule_validate, rule_version_record
+
+
+def _kinds_using(name: str) -> list[str]:
+    return [kind for kind, schema in SCHEMAS.items() if name in schema().fields]
+
+
+# One form field per parameter any kind takes, shown for the kinds that use it
+# (static/js/compliance/rule_admin.js); the values still go through rule_parameters_clean,
+# so the admin refuses exactly what the services refuse. Text inputs, not DecimalFields:
+# "10", "10.0" and "1E+1" reach the one validator as typed.
+PARAMETER_FIELDS: dict[str, forms.Field] = {
+    "max_pct": forms.CharField(
+        required=False,
+        label="Max % (0-100)",
+        widget=forms.TextInput(attrs={"inputmode": "decimal"}),
+    ),
+    "sectors": forms.CharField(
+        required=False,
+        label="Sectors",
+        help_text="Comma-separated; empty: every sector.",
+    ),
+    "sides": forms.MultipleChoiceField(
+        required=False,
+        label="Sides",
+        choices=[(s, s) for s in ("BUY", "SELL", "SELL_SHORT", "BUY_TO_COVER")],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every side.",
+    ),
+    "max_quantity": forms.CharField(
+        required=False, label="Max quantity", widget=forms.TextInput(attrs={"inputmode": "decimal"})
+    ),
+    "max_notional": forms.CharField(
+        required=False, label="Max notional", widget=forms.TextInput(attrs={"inputmode": "decimal"})
+    ),
+    "max_deviation_pct": forms.CharField(
+        required=False,
+        label="Max deviation from reference (%)",
+        widget=forms.TextInput(attrs={"inputmode": "decimal"}),
+    ),
+    "window_minutes": forms.CharField(
+        required=False,
+        label="Window (minutes)",
+        widget=forms.TextInput(attrs={"inputmode": "numeric"}),
+    ),
+}
+
+
+def _param_field(name: str) -> str:
+    return f"param_{name}"
 
 
 class RuleForm(forms.ModelForm):
@@ -21,7 +77,6 @@ class RuleForm(forms.ModelForm):
         fields = [
             "name",
             "kind",
-            "parameters",
             "scope",
             "accounts",
             "tag",
@@ -31,18 +86,54 @@ class RuleForm(forms.ModelForm):
             "effective_to",
             "mandate",
         ]
-        help_texts = {
-            "parameters": "JSON per kind, e.g. "
-            + "; ".join(f"{kind}: {json.dumps(example)}" for kind, example in EXAMPLES.items())
-        }
+
+    class Media:
+        js = ["js/compliance/rule_admin.js"]
+
+    # Declared here (the admin builds its form from declared fields); __init__ labels them.
+    param_max_pct = PARAMETER_FIELDS["max_pct"]
+    param_sectors = PARAMETER_FIELDS["sectors"]
+    param_sides = PARAMETER_FIELDS["sides"]
+    param_max_quantity = PARAMETER_FIELDS["max_quantity"]
+    param_max_notional = PARAMETER_FIELDS["max_notional"]
+    param_max_deviation_pct = PARAMETER_FIELDS["max_deviation_pct"]
+    param_window_minutes = PARAMETER_FIELDS["window_minutes"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.instance.parameters if self.instance and self.instance.pk else {}
+        for name in PARAMETER_FIELDS:
+            field = self.fields[_param_field(name)]  # the form's own copy
+            kinds = _kinds_using(name)
+            field.widget.attrs["data-kinds"] = " ".join(kinds)
+            used_by = "For: " + ", ".join(RuleKind(k).label for k in kinds)
+            field.help_text = f"{field.help_text} {used_by}".strip()
+            value = (current or {}).get(name)
+            if name == "sectors" and isinstance(value, list):
+                value = ", ".join(value)
+            field.initial = value
+
+    def _parameters(self, kind: str) -> dict:
+        """The kind's parameters from their fields; an empty field is a parameter not given."""
+        schema = SCHEMAS.get(kind)
+        out: dict = {}
+        for name in schema().fields if schema else ():
+            value = self.cleaned_data.get(_param_field(name))
+            if name == "sectors" and value:
+                value = [s.strip() for s in value.split(",") if s.strip()]
+            if value in (None, "", []):
+                continue
+            out[name] = value
+        return out
 
     def clean(self):
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        kind = cleaned.get("kind")
         rule = Rule(
-            kind=cleaned.get("kind"),
-            parameters=cleaned.get("parameters"),
+            kind=kind,
+            parameters=self._parameters(kind),
             scope=cleaned.get("scope"),
             tag=cleaned.get("tag"),
             effective_from=cleaned.get("effective_from"),
@@ -53,9 +144,14 @@ class RuleForm(forms.ModelForm):
             rule_validate(rule=rule, account_count=accounts.count() if accounts is not None else 0)
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
+                if field == "parameters":
+                    # Under the kind's first parameter field (the message names the parameter).
+                    names = list(SCHEMAS[kind]().fields) if kind in SCHEMAS else []
+                    field = _param_field(names[0]) if names else None
                 self.add_error(field if field in self.fields else None, messages)
         else:
-            cleaned["parameters"] = rule.parameters
+            # Not a form field any more: the canonical parameters go onto the rule directly.
+            self.instance.parameters = rule.parameters
         return cleaned
 
 
@@ -82,6 +178,25 @@ class RuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "mandate"]
     filter_horizontal = ["accounts"]
     inlines = [RuleVersionInline]
+    fieldsets = [
+        (None, {"fields": ["name", "kind"]}),
+        ("Parameters", {"fields": [_param_field(name) for name in PARAMETER_FIELDS]}),
+        (
+            None,
+            {
+                "fields": [
+                    "scope",
+                    "accounts",
+                    "tag",
+                    "severity",
+                    "active",
+                    "effective_from",
+                    "effective_to",
+                    "mandate",
+                ]
+            },
+        ),
+    ]
 
     @admin.display(description="version")
     def version(self, obj):

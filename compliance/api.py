@@ -56,6 +56,20 @@ class ComplianceCheckView(APIView):
             {
                 "verdict": serializers.CharField(),
                 "results": inline_serializer("ComplianceResult", RESULT_FIELDS, many=True),
+                "review": inline_serializer(
+                    "TicketReview",
+                    {
+                        "security_currency": serializers.CharField(),
+                        "price": serializers.CharField(allow_null=True),
+                        "price_source": serializers.CharField(help_text="limit or reference"),
+                        "notional_security": serializers.CharField(allow_null=True),
+                        "currency": serializers.CharField(help_text="the account's currency"),
+                        "notional": serializers.CharField(allow_null=True),
+                        "nav": serializers.CharField(allow_null=True),
+                        "pct_nav": serializers.CharField(allow_null=True),
+                        "fx_error": serializers.CharField(required=False),
+                    },
+                ),
             },
         ),
     )

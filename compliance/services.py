@@ -442,7 +442,43 @@ def compliance_ticket_check(
         pm_id=actor.pk,
     )
     verdict, results = program_evaluate(candidates=[candidate], as_of=as_of)[0]
-    return {"verdict": verdict, "results": results_for_viewer(results=results, user=actor)}
+    return {
+        "verdict": verdict,
+        "results": results_for_viewer(results=results, user=actor),
+        "review": _ticket_review(
+            account=acct, security=security, quantity=qty, limit=limit, as_of=as_of
+        ),
+    }
+
+
+def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: datetime) -> dict:
+    """What the ticket's review step shows before submit: the notional at the limit (else the
+    reference) price in the security's currency, then in the account's currency and as a % of
+    its NAV. No price: no notional, said so."""
+    from oms.money import money_round
+    from positions.selectors import order_weight
+
+    price = limit if limit is not None else security.reference_price
+    review: dict[str, Any] = {
+        "security_currency": security.currency,
+        "price": price,
+        "price_source": "limit" if limit is not None else "reference",
+        "notional_security": None,
+        "currency": account.base_currency,
+        "notional": None,
+        "nav": None,
+        "pct_nav": None,
+    }
+    if price is None:
+        return review
+    price = Decimal(price)
+    amount = quantity * price
+    review["notional_security"] = money_round(amount, security.currency)
+    review.update(
+        order_weight(account_id=account.pk, amount=amount, currency=security.currency, as_of=as_of)
+    )
+    # Decimals as strings, as the API gives every amount (no float on the way).
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in review.items()}
 
 
 # --- overrides --------------------------------------------------------------------------------

@@ -53,6 +53,24 @@ def _tag(value: Any, *, broker_code: str, name: str) -> int:
     return tag
 
 
+ALGO_STRATEGIES = ("VWAP", "TWAP", "POV")
+
+
+def broker_strategies(*, fix_version: str, extra_config: dict[str, Any] | None) -> list[str]:
+    """The strategies algo_fields would accept for this broker: DMA always, then its tag map's
+    `strategies` (or every algo) when its version or tag map has somewhere to put them."""
+    config = extra_config or {}
+    if (
+        config.get("strategy_tag", TARGET_STRATEGY if fix_version in NATIVE_ALGO_VERSIONS else None)
+        is None
+    ):
+        return ["DMA"]
+    allowed = config.get("strategies")
+    if allowed is None:
+        return ["DMA", *ALGO_STRATEGIES]
+    return ["DMA", *[str(s).upper() for s in allowed if str(s).upper() != "DMA"]]
+
+
 def algo_fields(
     *,
     broker_code: str,

@@ -53,7 +53,12 @@ FILTER_PARAMS = [
 
 def _detail(order, user) -> dict:
     order = selectors.order_with_events(order_id=order.pk)
-    context = {"compliance": selectors.order_compliance(order_id=order.pk, user=user)}
+    context = {
+        "compliance": selectors.order_compliance(order_id=order.pk, user=user),
+        "fills": selectors.order_fills(order=order),
+        "allocations": selectors.order_allocations(order=order),
+        "actions": selectors.order_actions(order=order, user=user),
+    }
     return OrderDetailSerializer(order, context=context).data
 
 

@@ -56,8 +56,21 @@ ROW_FIELDS = {
     # Since when the broker cannot confirm the block (it reset its session, or a status request
     # failed); None when confirmed (fixgateway.FixOrder.unconfirmed_since).
     "unconfirmed_at_broker": "block__fix_order__unconfirmed_since",
+    # The broker's last refusal of the block's order, cancel or replace (35=3, 35=j, 35=9 or
+    # a rejected ExecutionReport): the grid shows its text as the reason.
+    "reject": "block__fix_order__last_reject",
+    # The notional column values an order at its limit, else at the reference price.
+    "reference_price": "security__reference_price",
 }
-_DECIMALS = ("quantity", "cum_qty", "leaves_qty", "avg_price", "limit_price", "tick_size")
+_DECIMALS = (
+    "quantity",
+    "cum_qty",
+    "leaves_qty",
+    "avg_price",
+    "limit_price",
+    "tick_size",
+    "reference_price",
+)
 # Leaves as the desk reads them: nothing left on a finished order, the rest on anything else.
 _NOTHING_LEFT = frozenset(
     {
@@ -109,6 +122,7 @@ def _row(values: dict[str, Any]) -> dict[str, Any]:
     if row["unconfirmed_at_broker"] is not None:
         row["unconfirmed_at_broker"] = row["unconfirmed_at_broker"].isoformat()
     row["updated_at"] = row["updated_at"].isoformat()
+    row["reject"] = (row["reject"] or {}).get("text", "")
     return row
 
 
@@ -231,9 +245,17 @@ def broker_sessions() -> list[dict[str, Any]]:
 
 
 def brokers_routable() -> list[dict[str, Any]]:
+    """Active brokers with the strategies each takes (what routing would accept for it)."""
+    from fixgateway.algo import broker_strategies
     from fixgateway.models import Broker
 
-    return list(Broker.objects.filter(active=True).order_by("code").values("id", "code", "name"))
+    rows = Broker.objects.filter(active=True).order_by("code")
+    out = []
+    for b in rows.values("id", "code", "name", "fix_version", "extra_config"):
+        config = b.pop("extra_config")
+        b["strategies"] = broker_strategies(fix_version=b.pop("fix_version"), extra_config=config)
+        out.append(b)
+    return out
 
 
 def blotter_header() -> dict[str, Any]:

@@ -85,3 +85,73 @@ def order_compliance(*, order_id: int, user=None) -> dict | None:
     from compliance.selectors import order_compliance as compliance_of
 
     return compliance_of(order_id=order_id, user=user)
+
+
+def order_actions(*, order: Order, user) -> dict[str, Any]:
+    """What `user` may do with the order now, by the rules order_cancel, order_amend and
+    compliance_override apply (they decide again on the request; this only spares the PM a
+    button that can only fail). `amend_fields`: what an amend may change in this state."""
+    from .lifecycle import BEFORE_ROUTING, OrderStatus, can_transition
+    from .services import AMENDABLE_AT_BROKER, AMENDABLE_FIELDS, account_manageable_by
+
+    none = {"cancel": False, "amend": False, "amend_fields": [], "override": False}
+    if not account_manageable_by(user=user, account=order.account):
+        return none
+    before_routing = order.status in BEFORE_ROUTING
+    if before_routing:
+        # Before routing an order in a block belongs to the desk until it takes it out.
+        free = order.block_id is None
+        cancel = free and can_transition(order.status, OrderStatus.CANCELLED)
+        amend = free and can_transition(order.status, OrderStatus.PENDING_COMPLIANCE)
+        fields = list(AMENDABLE_FIELDS)
+    else:
+        cancel = can_transition(order.status, OrderStatus.PENDING_CANCEL)
+        amend = can_transition(order.status, OrderStatus.PENDING_REPLACE)
+        fields = list(AMENDABLE_AT_BROKER)
+        if order.order_type not in ("LIMIT", "STOP_LIMIT"):
+            fields.remove("limit_price")
+    return {
+        "cancel": cancel,
+        "amend": amend,
+        "amend_fields": fields if amend else [],
+        # A warning is the order's PM's to lift; a block is Compliance's (not in this drawer).
+        "override": order.status == OrderStatus.AWAITING_OVERRIDE and order.pm_id == user.pk,
+    }
+
+
+def order_fills(*, order: Order) -> list[dict[str, Any]]:
+    """The order's fills as they moved it (its "fill" events: each booking of its share of the
+    block's executions, a bust as a negative quantity), oldest first."""
+    return [
+        {
+            "at": e.at,
+            "quantity": e.details.get("quantity"),
+            "price": e.details.get("price"),
+        }
+        for e in order.events.all()
+        if e.kind == "fill" and e.details
+    ]
+
+
+def order_allocations(*, order: Order) -> list[dict[str, Any]]:
+    """The order's account's allocations of its block (per trade date, at the day's
+    average): what the custodian is told. Empty until a trading day is finalised."""
+    if order.block_id is None:
+        return []
+    from allocation.selectors import account_block_allocations
+
+    return [
+        {
+            "trade_date": a.trade_date,
+            "settle_date": a.settle_date,
+            "quantity": a.quantity,
+            "avg_price": a.avg_price,
+            "gross_amount": a.gross_amount,
+            "commission": a.commission,
+            "fees": a.fees,
+            "net_amount": a.net_amount,
+            "currency": a.currency,
+            "version": a.version,
+        }
+        for a in account_block_allocations(block_id=order.block_id, account_id=order.account_id)
+    ]

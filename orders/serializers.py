@@ -137,17 +137,71 @@ class OrderComplianceSummarySerializer(serializers.Serializer):
     results = OrderComplianceResultSerializer(many=True)
 
 
+class OrderFillSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    quantity = serializers.CharField(help_text="Negative for a bust taken back")
+    price = serializers.CharField()
+
+
+class OrderAllocationSerializer(serializers.Serializer):
+    trade_date = serializers.DateField()
+    settle_date = serializers.DateField()
+    quantity = _decimal()
+    avg_price = _decimal()
+    gross_amount = _decimal()
+    commission = _decimal()
+    fees = _decimal()
+    net_amount = _decimal()
+    currency = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class OrderActionsSerializer(serializers.Serializer):
+    cancel = serializers.BooleanField()
+    amend = serializers.BooleanField()
+    amend_fields = serializers.ListField(child=serializers.CharField())
+    override = serializers.BooleanField(help_text="The PM may acknowledge the warning")
+
+
 class OrderDetailSerializer(OrderSerializer):
     events = OrderEventSerializer(many=True, read_only=True)
     compliance = serializers.SerializerMethodField()
+    security_name = serializers.CharField(source="security.name", read_only=True)
+    currency = serializers.CharField(source="security.currency", read_only=True)
+    tick_size = _decimal(source="security.tick_size", read_only=True)
+    fills = serializers.SerializerMethodField()
+    allocations = serializers.SerializerMethodField()
+    actions = serializers.SerializerMethodField()
 
     class Meta(OrderSerializer.Meta):
-        fields = [*OrderSerializer.Meta.fields, "events", "compliance"]
+        fields = [
+            *OrderSerializer.Meta.fields,
+            "security_name",
+            "currency",
+            "tick_size",
+            "events",
+            "compliance",
+            "fills",
+            "allocations",
+            "actions",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(OrderComplianceSummarySerializer(allow_null=True))
     def get_compliance(self, order):
         return self.context.get("compliance")
+
+    @extend_schema_field(OrderFillSerializer(many=True))
+    def get_fills(self, order):
+        return OrderFillSerializer(self.context.get("fills", []), many=True).data
+
+    @extend_schema_field(OrderAllocationSerializer(many=True))
+    def get_allocations(self, order):
+        return OrderAllocationSerializer(self.context.get("allocations", []), many=True).data
+
+    @extend_schema_field(OrderActionsSerializer)
+    def get_actions(self, order):
+        return self.context.get("actions")
 
 
 class BasketUploadSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
@@ -304,6 +305,31 @@ def portfolio_snapshot(
             continue
         add(snap, "buy_commitment" if buy else "sell_proceeds", remaining * price, currency)
     return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities)
+
+
+def order_weight(
+    *, account_id: int, amount: Decimal, currency: str, as_of: datetime
+) -> dict[str, Any]:
+    """What an order of `amount` (in `currency`) weighs in the account, for the ticket's review:
+    the amount in the account's base currency and as a % of its NAV (the money view's NAV).
+    A missing FX rate is said, never taken as 1; an account without NAV has no %."""
+    from oms.money import money_round
+
+    snapshot = portfolio_snapshot(account_ids=[account_id], as_of=as_of, with_ladder=False)
+    snap = snapshot.accounts[account_id]
+    base = snap.base_currency
+    out: dict[str, Any] = {"currency": base, "notional": None, "nav": None, "pct_nav": None}
+    try:
+        notional = snapshot.to_base(account_id, amount, currency)
+        out["notional"] = money_round(notional, base)
+        nav = snap.nav
+    except MissingFxRate as exc:
+        out["fx_error"] = exc.message
+        return out
+    out["nav"] = money_round(nav, base)
+    if nav > 0:
+        out["pct_nav"] = (notional * 100 / nav).quantize(Decimal("0.01"))
+    return out
 
 
 # --- holdings with valuation ---------------------------------------------------------------

@@ -79,8 +79,17 @@ def test_check_returns_the_verdict_and_every_result_and_saves_nothing(client, fi
     ) == ("BLOCK", "1500", "1000", "-500", "1000")
     assert (band["outcome"], band["value_after"]) == ("WARN", "6")
     ok = _check(client, quantity="10").json()
-    assert ok == {"verdict": "PASS", "results": [ok["results"][0]]}
+    assert ok == {"verdict": "PASS", "results": [ok["results"][0]], "review": ok["review"]}
     assert ok["results"][0]["outcome"] == "PASS"
+    # The ticket's review: the order valued at the reference price, in the account's currency
+    # and as a share of its NAV (cash 1,000,000).
+    review = ok["review"]
+    assert (review["price_source"], review["notional"], review["currency"]) == (
+        "reference",
+        "1000.00",
+        "USD",
+    )
+    assert (review["nav"], review["pct_nav"]) == ("1000000.00", "0.10")
 
 
 def test_pm_may_check_only_their_own_accounts(client, firm):

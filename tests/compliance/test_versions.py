@@ -72,7 +72,7 @@ def test_admin_edit_makes_a_version_and_is_audited(client, firm):
     form = {
         "name": "band",
         "kind": "PRICE_BAND",
-        "parameters": '{"max_deviation_pct": "3"}',
+        "param_max_deviation_pct": "3",
         "scope": "ALL",
         "severity": "WARN",
         "active": "on",
@@ -95,7 +95,13 @@ def test_admin_edit_makes_a_version_and_is_audited(client, firm):
     check = what_if(ref.pm1, ref.acct1, "TST", "BUY", 1, limit_price="103.5")
     assert only_result(check, "PRICE_BAND")["outcome"] == "WARN"
     # A bad parameter is refused with the reason, and changes nothing.
-    bad = client.post(url, {**form, "parameters": '{"max_deviation": "3"}'})
+    # The change form shows the kind's parameter as a field of its own, filled in.
+    page = client.get(url).content.decode()
+    assert 'name="param_max_deviation_pct"' in page and 'value="3"' in page
+    bad = client.post(url, {**form, "param_max_deviation_pct": "three"})
     assert bad.status_code == 200
-    assert "Unknown parameter(s) max_deviation" in bad.content.decode()
+    assert "max_deviation_pct: A valid number is required" in bad.content.decode()
+    # A parameter of another kind is not this rule's: it is left out, not stored.
+    client.post(url, {**form, "param_window_minutes": "5"})
+    assert Rule.objects.get(pk=rule.pk).parameters == {"max_deviation_pct": "3"}
     assert Rule.objects.get(pk=rule.pk).current_version.number == 2

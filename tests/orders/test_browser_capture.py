@@ -45,6 +45,7 @@ def test_pm_enters_an_order_sees_it_and_uploads_a_basket(refdata, login, oms_ser
     page.fill("input[name=limit_price]", "189.50")
     assert "28,425" in page.locator("[data-fact=notional]").inner_text()
     page.click("#submit-button")
+    page.click("#confirm-submit")
     page.wait_for_selector("#order-result:not([hidden])")
     order = Order.objects.get()
     assert page.locator("#order-result [data-field=id]").inner_text() == str(order.pk)

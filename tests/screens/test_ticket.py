@@ -115,6 +115,73 @@ def test_quantity_shorthand_is_shown_expanded_and_submitted(refdata, login, oms_
     quantity.fill("1.5m")
     assert hint.inner_text() == "= 1,500,000"
     page.click("#submit-button")
+    # The review writes the quantity out before anything is sent.
+    review = page.locator("[data-testid=order-review]")
+    review.locator("[data-review=quantity]", has_text="1,500,000").wait_for()
+    assert not Order.objects.exists()
+    page.click("#confirm-submit")
     page.wait_for_selector("#order-result:not([hidden])")
     assert quantity.input_value() == "1500000"
     assert Order.objects.get().quantity == Decimal("1500000")
+
+
+def test_review_shows_notional_in_account_currency_nav_share_and_verdict(
+    refdata, login, oms_server
+):
+    """A EUR stock for a USD account: the review converts at the FX table's rate, weighs the
+    order in the account's NAV and shows the check's verdict; nothing is sent before Confirm."""
+    from django.utils import timezone
+
+    from compliance.models import RuleKind
+    from compliance.services import rule_create
+    from positions.models import CashBalance, FxRate
+    from tests.factories import security
+
+    security("SAPX", price="100.00", currency="EUR")
+    FxRate.objects.update_or_create(
+        base="EUR", quote="USD", as_of_date=timezone.now().date(), defaults={"rate": "1.10"}
+    )
+    CashBalance.objects.create(
+        account=refdata.acct1,
+        currency="USD",
+        settled=Decimal("1000000"),
+        opening_settled=Decimal("1000000"),
+        projected=Decimal("1000000"),
+    )
+    rule_create(
+        actor=refdata.compliance,
+        as_of=timezone.now(),
+        name="Fat finger (warn)",
+        kind=RuleKind.ORDER_SIZE,
+        parameters={"max_quantity": "500"},
+        severity="WARN",
+    )
+    page = _ticket(login, oms_server)
+    page.fill("#symbol", "SAPX")
+    page.locator("#symbol").press("Escape")
+    page.fill("input[name=quantity]", "1k")
+    page.locator("input[name=quantity]").press("Enter")  # Enter reviews; it never submits
+    review = page.locator("[data-testid=order-review]")
+    review.wait_for()
+    assert review.locator("[data-review=quantity]").inner_text() == "1,000"
+    assert (
+        review.locator("[data-review=notional_security]").inner_text().startswith("100,000.00 EUR")
+    )
+    assert review.locator("[data-review=notional]").inner_text() == "110,000.00 USD"
+    assert review.locator("[data-review=pct_nav]").inner_text().startswith("11.00%")
+    assert review.locator("[data-review=verdict]").inner_text() == "WARN"
+    # The failing rule heads the compliance table.
+    first = page.locator("[data-testid=compliance-results] tbody tr").first
+    assert first.get_attribute("data-outcome") == "WARN"
+    assert not Order.objects.exists()
+
+    # An edit withdraws the review; Confirm is only reachable through a new one.
+    page.fill("input[name=quantity]", "2000")
+    assert review.is_hidden()
+    page.click("#submit-button")
+    review.locator("[data-review=notional]", has_text="220,000.00 USD").wait_for()
+    page.click("#confirm-submit")
+    page.wait_for_selector("#order-result:not([hidden])")
+    order = Order.objects.get()
+    assert order.quantity == Decimal(2000)
+    assert order.status == "AWAITING_OVERRIDE"

@@ -12,6 +12,71 @@
   const GROUP_FIELDS = { symbol: "Symbol", pm: "PM", status: "Status", broker: "Broker" };
   const known = new Map();  // order id -> version, ahead of the grid's async transactions
   let groupBy = "";
+  // Blocks are parent rows ("B<id>") made here from their orders, which follow as children.
+  // AG Grid Community has no tree data: postSortRows keeps the children under their block and
+  // an external filter hides the children of a collapsed block.
+  const orders = new Map();        // order id -> its latest row
+  const blockRowsShown = new Set();  // block ids whose parent row is in the grid
+  const collapsed = new Set();     // block ids collapsed by the trader
+  const AT_BROKER = new Set(["PENDING_NEW", "WORKING", "PARTIALLY_FILLED", "PENDING_CANCEL",
+    "PENDING_REPLACE", "REPLACED", "DONE_FOR_DAY"]);
+  const ON_DESK = new Set(["APPROVED", "STAGED"]);
+
+  // Exact sums of decimal strings (quantities, money): scaled BigInts, never floats.
+  const SCALE = 8;
+  function toScaled(value) {
+    const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(value == null ? "" : String(value));
+    if (!m) return 0n;
+    const digits = BigInt(m[2] + (m[3] || "").padEnd(SCALE, "0").slice(0, SCALE));
+    return m[1] ? -digits : digits;
+  }
+  function fromScaled(n) {
+    const neg = n < 0n;
+    const s = (neg ? -n : n).toString().padStart(SCALE + 1, "0");
+    const whole = s.slice(0, -SCALE), frac = s.slice(-SCALE).replace(/0+$/, "");
+    return (neg ? "-" : "") + whole + (frac ? "." + frac : "");
+  }
+  // Working (at the broker), available (on the desk, not routed) and filled, per order.
+  function decorate(row) {
+    const leaves = row.leaves_qty == null ? "0" : row.leaves_qty;
+    row.kind = "order";
+    row.filled = row.cum_qty;
+    row.working = AT_BROKER.has(row.status) ? leaves : "0";
+    row.available = ON_DESK.has(row.status) ? leaves : "0";
+    const price = row.limit_price || row.reference_price;
+    // Notional at the limit, else the reference price, in the security's currency.
+    row.notional = price ? fromScaled((toScaled(row.quantity) * toScaled(price)) / 10n ** BigInt(SCALE)) : null;
+    return row;
+  }
+  function blockRow(blockId) {
+    const children = [];
+    for (const row of orders.values()) if (row.block_id === blockId) children.push(row);
+    if (!children.length) return null;
+    const sum = (field) => fromScaled(children.reduce((t, r) => t + toScaled(r[field]), 0n));
+    const first = children[0];
+    const filledValue = children.reduce((t, r) => t + toScaled(r.cum_qty) * toScaled(r.avg_price), 0n);
+    const cum = children.reduce((t, r) => t + toScaled(r.cum_qty), 0n);
+    const distinct = (field) => Array.from(new Set(children.map((r) => r[field]))).sort().join(", ");
+    const limits = children.map((r) => r.limit_price).filter((v) => v != null);
+    return {
+      id: "B" + blockId, kind: "block", block_id: blockId, version: 0,
+      received_at: children.map((r) => r.received_at).sort()[0],
+      pm: distinct("pm"), account: children.length === 1 ? first.account : children.length + " accounts",
+      symbol: first.symbol, side: first.side, tick_size: first.tick_size, currency: first.currency,
+      quantity: sum("quantity"), cum_qty: sum("cum_qty"), leaves_qty: sum("leaves_qty"),
+      filled: sum("filled"), working: sum("working"), available: sum("available"),
+      notional: children.some((r) => r.notional == null) ? null : sum("notional"),
+      avg_price: cum ? fromScaled(filledValue / cum) : null,
+      limit_price: limits.length === children.length && new Set(limits).size === 1 ? limits[0] : null,
+      order_type: distinct("order_type"), time_in_force: distinct("time_in_force"),
+      status: first.block_status || distinct("status"), broker: first.broker, strategy: first.strategy,
+      reject: children.map((r) => r.reject).find((t) => t) || "",
+      child_count: children.length,
+    };
+  }
+  function inCollapsedBlock(data) {
+    return !!data && data.kind === "order" && data.block_id != null && collapsed.has(data.block_id);
+  }
 
   function say(message, isError) {
     notice.textContent = message || "";
@@ -36,7 +101,7 @@
         if (!p.data || p.data[field] == null) return "";
         return kind === "price" ? OMS.fmt.price(p.data[field], p.data.tick_size) : OMS.fmt.qty(p.data[field]);
       },
-      width: 110,
+      width: 96,
     };
   }
 
@@ -57,6 +122,47 @@
     return true;
   };
 
+  // The Block cell: a block row's toggle (▾ expanded, ▸ collapsed) and its order count; an
+  // order of a block shows the block number, indented under it.
+  function BlockCell() {}
+  BlockCell.prototype.init = function (params) {
+    this.el = document.createElement("span");
+    this.refresh(params);
+  };
+  BlockCell.prototype.getGui = function () { return this.el; };
+  BlockCell.prototype.refresh = function (params) {
+    const data = params.data;
+    this.el.replaceChildren();
+    if (!data || data.block_id == null) return true;
+    if (data.kind === "block") {
+      const open = !collapsed.has(data.block_id);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "tree-toggle";
+      button.dataset.toggle = String(data.block_id);
+      button.setAttribute("aria-expanded", String(open));
+      button.setAttribute("aria-label", (open ? "Collapse" : "Expand") + " block " + data.block_id);
+      button.textContent = open ? "▾" : "▸";
+      // Its own listener (Enter and Space press a button too); the cell's click, which would
+      // open the block panel, does not follow.
+      button.addEventListener("click", (event) => {
+        event.stopPropagation();
+        toggleBlock(data.block_id);
+      });
+      this.el.append(button, document.createTextNode(" " + data.block_id + " (" + data.child_count + ")"));
+    } else {
+      this.el.className = "tree-child";
+      this.el.textContent = String(data.block_id);
+    }
+    return true;
+  };
+  function toggleBlock(blockId) {
+    if (collapsed.has(blockId)) collapsed.delete(blockId); else collapsed.add(blockId);
+    api.onFilterChanged();
+    const node = api.getRowNode("B" + blockId);
+    if (node) api.refreshCells({ rowNodes: [node], columns: ["block_id"], force: true });
+  }
+
   function groupKey(data) {
     if (!groupBy || !data) return "";
     const value = data[groupBy];
@@ -67,18 +173,27 @@
     { colId: "group", headerName: "Group", pinned: "left", hide: true, width: 120,
       valueGetter: (p) => groupKey(p.data), sortable: false, filter: false,
       suppressMovable: true, lockVisible: true },
-    { field: "received_at", headerName: "Time", width: 100, filter: "agTextColumnFilter",
+    { field: "received_at", headerName: "Time", width: 92, filter: "agTextColumnFilter",
       valueFormatter: (p) => p.value ? new Date(p.value).toLocaleTimeString() : "",
       sort: "desc" },
-    { field: "id", headerName: "Order", width: 90, filter: "agNumberColumnFilter" },
-    { field: "pm", headerName: "PM", width: 100 },
-    { field: "account", headerName: "Account", width: 110 },
-    { field: "symbol", headerName: "Symbol", width: 100 },
-    { field: "side", headerName: "Side", width: 90 },
+    // The block column leads: its toggle opens and closes the block's orders under it.
+    { field: "block_id", headerName: "Block", width: 100, filter: "agNumberColumnFilter",
+      cellRenderer: BlockCell },
+    // A block row's id ("B12") is the grid's key, not an order number: its cell stays empty.
+    { field: "id", headerName: "Order", width: 80, filter: "agNumberColumnFilter",
+      valueGetter: (p) => p.data && p.data.kind === "order" ? p.data.id : null },
+    { field: "pm", headerName: "PM", width: 80 },
+    { field: "account", headerName: "Account", width: 100 },
+    { field: "symbol", headerName: "Symbol", width: 86 },
+    { field: "side", headerName: "Side", width: 80 },
+    // Status early: the desk reads it first, and it stays on screen at 1366 px.
+    { field: "status", headerName: "Status", width: 140 },
     decimalCol("quantity", "Quantity"),
+    decimalCol("working", "Working"),
+    decimalCol("available", "Available"),
     decimalCol("cum_qty", "Filled"),
     decimalCol("leaves_qty", "Leaves"),
-    { colId: "pct_filled", headerName: "% filled", width: 110, filter: "agNumberColumnFilter",
+    { colId: "pct_filled", headerName: "% filled", width: 96, filter: "agNumberColumnFilter",
       valueGetter: (p) => {
         if (!p.data) return null;
         const q = Number(p.data.quantity);
@@ -88,13 +203,23 @@
     decimalCol("avg_price", "Avg price", "price"),
     decimalCol("limit_price", "Limit", "price"),
     { field: "order_type", headerName: "Type", width: 90 },
-    { field: "status", headerName: "Status", width: 150 },
-    { field: "block_id", headerName: "Block", width: 80, filter: "agNumberColumnFilter" },
+    { colId: "notional", headerName: "Notional", type: "rightAligned", width: 130,
+      filter: "agNumberColumnFilter",
+      valueGetter: (p) => p.data ? asNumber(p.data.notional) : null,
+      valueFormatter: (p) => p.data && p.data.notional != null ? OMS.fmt.money(p.data.notional, p.data.currency) : "" },
+    { field: "currency", headerName: "Ccy", width: 70 },
     { field: "broker", headerName: "Broker", width: 100 },
     { field: "strategy", headerName: "Strategy", width: 100 },
+    // The broker's refusal of the order, a cancel or a replace (its text, as the trader reads it).
+    { field: "reject", headerName: "Reject reason", width: 260, tooltipField: "reject",
+      cellClass: "reject-cell" },
   ];
 
-  const rowClassRules = { "group-first": (p) => !!(p.node && p.node.groupFirst) };
+  const rowClassRules = {
+    "group-first": (p) => !!(p.node && p.node.groupFirst),
+    "block-row": (p) => !!(p.data && p.data.kind === "block"),
+    "block-child": (p) => !!(p.data && p.data.kind === "order" && p.data.block_id != null),
+  };
   for (const status of STATUSES) {
     rowClassRules["st-" + status] = (p) => !!(p.data && p.data.status === status);
   }
@@ -108,35 +233,67 @@
     rowData: [],
     getRowId: (p) => String(p.data.id),
     rowClassRules: rowClassRules,
+    // Orders are selected; a block row is not (a click on it selects its orders instead).
     rowSelection: { mode: "multiRow", checkboxes: true, headerCheckbox: true,
-                    enableClickSelection: false },
+                    enableClickSelection: false,
+                    isRowSelectable: (node) => !!(node.data && node.data.kind === "order") },
+    // Dense: at 1366 x 768 the grid shows more than 20 rows.
+    theme: agGrid.themeQuartz.withParams({ fontSize: 12, headerFontSize: 12, spacing: 4,
+                                            cellHorizontalPadding: 6 }),
+    rowHeight: 22, headerHeight: 26, floatingFiltersHeight: 26,
+    tooltipShowDelay: 300,
+    isExternalFilterPresent: () => collapsed.size > 0,
+    doesExternalFilterPass: (node) => !inCollapsedBlock(node.data),
     animateRows: false,
     asyncTransactionWaitMillis: 50,
     // Community edition has no row grouping: keep each group's rows together (the user's sort
     // still orders rows inside a group), mark each group's first row, and count groups above.
+    // Blocks: each block's orders follow it, in the user's sort; a block sorts by its totals.
     postSortRows: (params) => {
-      if (!groupBy) {
-        for (const node of params.nodes) node.groupFirst = false;
-        return;
-      }
       const order = new Map();
       params.nodes.forEach((node, i) => order.set(node, i));
-      params.nodes.sort((a, b) => {
-        const ka = groupKey(a.data), kb = groupKey(b.data);
-        if (ka !== kb) return ka < kb ? -1 : 1;
-        return order.get(a) - order.get(b);
-      });
-      let previous = null;
+      const parents = new Set();
+      for (const node of params.nodes) if (node.data && node.data.kind === "block") parents.add(node.data.block_id);
+      const children = new Map();
+      const top = [];
       for (const node of params.nodes) {
-        const key = groupKey(node.data);
-        node.groupFirst = key !== previous;
-        previous = key;
+        const d = node.data;
+        if (d && d.kind === "order" && d.block_id != null && parents.has(d.block_id)) {
+          if (!children.has(d.block_id)) children.set(d.block_id, []);
+          children.get(d.block_id).push(node);
+        } else {
+          top.push(node);  // a block, an order in no block, or one whose block is filtered out
+        }
       }
+      if (groupBy) {
+        top.sort((a, b) => {
+          const ka = groupKey(a.data), kb = groupKey(b.data);
+          if (ka !== kb) return ka < kb ? -1 : 1;
+          return order.get(a) - order.get(b);
+        });
+      }
+      const result = [];
+      let previous = null;
+      for (const node of top) {
+        const key = groupKey(node.data);
+        node.groupFirst = !!groupBy && key !== previous;
+        previous = key;
+        result.push(node);
+        const kids = node.data && node.data.kind === "block" ? children.get(node.data.block_id) : null;
+        if (kids) for (const kid of kids) { kid.groupFirst = false; result.push(kid); }
+      }
+      params.nodes.splice(0, params.nodes.length, ...result);
     },
     onModelUpdated: () => scheduleGroupChips(),
     // A block number opens the block's side panel (static/js/blotter/operator.js).
     onCellClicked: (e) => {
-      if (e.column.getColId() === "block_id" && e.value != null) window.OMSBlockPanel.open(e.value);
+      const toggle = e.event && e.event.target.closest && e.event.target.closest("[data-toggle]");
+      if (toggle) { toggleBlock(Number(toggle.dataset.toggle)); return; }
+      if (e.column.getColId() === "block_id" && e.data && e.data.block_id != null) {
+        window.OMSBlockPanel.open(e.data.block_id);
+      } else if (e.data && e.data.kind === "block") {
+        selectBlockOrders(e.data.block_id);
+      }
     },
     onColumnMoved: (e) => { if (e.finished) saveLayoutSoon(); },
     onColumnResized: (e) => { if (e.finished) saveLayoutSoon(); },
@@ -152,19 +309,51 @@
   function applySnapshot(rows) {
     api.flushAsyncTransactions();
     known.clear();
-    for (const row of rows) known.set(row.id, row.version);
-    api.setGridOption("rowData", rows);
+    orders.clear();
+    blockRowsShown.clear();
+    for (const row of rows) {
+      known.set(row.id, row.version);
+      orders.set(row.id, decorate(row));
+    }
+    const blocks = [];
+    for (const id of new Set(rows.map((r) => r.block_id).filter((b) => b != null))) {
+      blocks.push(blockRow(id));
+      blockRowsShown.add(id);
+    }
+    api.setGridOption("rowData", blocks.concat(rows));
   }
   function applyRows(rows) {
-    const add = [], update = [];
+    const add = [], update = [], remove = [];
+    const touched = new Set();
     for (const row of rows) {
       const version = known.get(row.id);
       if (version === undefined) add.push(row);
       else if (version <= row.version) update.push(row);
       else continue;  // an older state than the one shown: ignore
       known.set(row.id, row.version);
+      const before = orders.get(row.id);
+      if (before && before.block_id != null) touched.add(before.block_id);
+      if (row.block_id != null) touched.add(row.block_id);
+      orders.set(row.id, decorate(row));
     }
-    if (add.length || update.length) api.applyTransactionAsync({ add: add, update: update });
+    // The blocks these orders left or joined: their parent rows follow (or go).
+    for (const id of touched) {
+      const parent = blockRow(id);
+      if (parent && blockRowsShown.has(id)) update.push(parent);
+      else if (parent) { add.push(parent); blockRowsShown.add(id); }
+      else if (blockRowsShown.has(id)) { remove.push({ id: "B" + id }); blockRowsShown.delete(id); collapsed.delete(id); }
+    }
+    if (add.length || update.length || remove.length) {
+      api.applyTransactionAsync({ add: add, update: update, remove: remove });
+    }
+  }
+  function selectBlockOrders(blockId) {
+    const nodes = [];
+    api.forEachNode((node) => {
+      if (node.data && node.data.kind === "order" && node.data.block_id === blockId) nodes.push(node);
+    });
+    api.deselectAll();
+    api.setNodesSelected({ nodes: nodes, newValue: true });
   }
   const feedState = $("[data-testid=feed-state]");
   const feed = new OMSOrderFeed({
@@ -191,6 +380,7 @@
     if (!groupBy) return;
     const counts = new Map();
     api.forEachNodeAfterFilter((node) => {
+      if (!node.data || node.data.kind === "block") return;  // orders are counted, not blocks
       const key = groupKey(node.data);
       counts.set(key, (counts.get(key) || 0) + 1);
     });
@@ -214,7 +404,10 @@
   groupSelect.addEventListener("change", () => setGroupBy(groupSelect.value, true));
 
   // ---- quick filter and column chooser ----
+  // A new filter clears the selection: an action must never touch orders the trader no
+  // longer sees.
   $("[data-testid=quick-filter]").addEventListener("input", (e) => {
+    api.deselectAll();
     api.setGridOption("quickFilterText", e.target.value);
   });
   const menu = $("[data-testid=columns-menu]");
@@ -257,7 +450,7 @@
   }
 
   // ---- the desk's actions ----
-  function selected() { return api.getSelectedRows(); }
+  function selected() { return api.getSelectedRows().filter((r) => r.kind === "order"); }
   function blockIds(rows) {
     return Array.from(new Set(rows.map((r) => r.block_id).filter((b) => b != null)));
   }
@@ -266,11 +459,16 @@
     if (!resp.ok) throw new Error(failure(resp));
     return resp.body;
   }
+  // After an action that did something the selection is cleared: the next action starts
+  // from a fresh choice, never from orders whose state just changed.
   async function act(fn) {
     try {
       say("");
       const message = await fn();
-      if (message) say(message);
+      if (message) {
+        say(message);
+        api.deselectAll();
+      }
     } catch (err) {
       say(err.message, true);
     }
@@ -309,20 +507,57 @@
     return "Block " + block.id + ": " + block.side + " " + block.quantity + " " + block.security__symbol;
   }));
 
+  // The route dialog starts from the orders: their side, the tightest limit among them (a
+  // buy's lowest, a sell's highest) as a limit order, and their time in force when they share
+  // one (else DAY, which no order outlives).
+  function prefillRoute(form, rows) {
+    const side = rows[0].side;
+    const buy = side === "BUY" || side === "BUY_TO_COVER";
+    const limits = rows.map((r) => r.limit_price).filter((v) => v != null);
+    let tightest = null;
+    for (const v of limits) {
+      if (tightest == null || (buy ? toScaled(v) < toScaled(tightest) : toScaled(v) > toScaled(tightest))) tightest = v;
+    }
+    form.elements.order_type.value = tightest == null ? "MARKET" : "LIMIT";
+    form.elements.limit_price.value = tightest == null ? "" : tightest;
+    form.elements.stop_price.value = "";
+    const tifs = new Set(rows.map((r) => r.time_in_force));
+    form.elements.time_in_force.value = tifs.size === 1 ? rows[0].time_in_force : "DAY";
+    const total = fromScaled(rows.reduce((t, r) => t + toScaled(r.leaves_qty), 0n));
+    form.querySelector("[data-field=summary]").textContent =
+      side + " " + OMS.fmt.qty(total) + " " + rows[0].symbol + " · " + rows.length + (rows.length === 1 ? " order" : " orders");
+  }
+
   $("[data-action=route]").addEventListener("click", () => act(async () => {
     const rows = selected();
     let blockId = blockFor(rows);
     const dialog = $("#route-dialog");
     const form = dialog.querySelector("form");
+    if (!rows.length) throw new Error("Select the orders (or a block) to route.");
     const brokers = await OMS.api("/api/blotter/brokers/");
+    const list = (brokers.body && brokers.body.brokers) || [];
     const select = form.elements.broker_id;
     select.replaceChildren();
-    for (const b of (brokers.body && brokers.body.brokers) || []) {
+    for (const b of list) {
       const opt = document.createElement("option");
       opt.value = b.id;
       opt.textContent = b.code + " — " + b.name;
       select.append(opt);
     }
+    // The strategies offered are the chosen broker's (routing refuses any other).
+    const strategySelect = form.elements.strategy;
+    function showStrategies() {
+      const broker = list.find((b) => String(b.id) === select.value);
+      const names = (broker && broker.strategies) || ["DMA"];
+      strategySelect.replaceChildren(...names.map((n) => {
+        const opt = document.createElement("option");
+        opt.textContent = n;
+        return opt;
+      }));
+    }
+    select.onchange = showStrategies;
+    showStrategies();
+    prefillRoute(form, rows);
     dialog.querySelector("[data-field=block]").textContent = blockId ? String(blockId) : "(new)";
     if (!(await askDialog(dialog))) return "";
     const v = formValues(form);

@@ -65,8 +65,15 @@
       const tr = rowFor(row.id);
       if (tr) update(tr, row);
       else if (live && firstPageUnfiltered) insert(row);
+      if (window.OMSOrderDrawer) window.OMSOrderDrawer.refresh(row.id, row.version);
     }
   }
+  // A row opens the order drawer (rows that arrive live too: one listener on the body).
+  tbody.addEventListener("click", function (event) {
+    const tr = event.target.closest("tr[data-order-id]");
+    if (!tr || !window.OMSOrderDrawer) return;
+    window.OMSOrderDrawer.open(Number(tr.dataset.orderId), event.target.closest("button") || tr);
+  });
   const style = document.createElement("style");
   style.textContent = "@keyframes oms-flash{from{background:#ffe58a}to{background:transparent}}" +
     "#my-orders td.flash{animation:oms-flash 1s ease-out}";

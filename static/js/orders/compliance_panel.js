@@ -10,7 +10,11 @@
     const verdict = compliance.verdict || "";
     const cls = verdict === "PASS" ? "ok" : verdict === "WARN" ? "warn" : "bad";
     let html = '<p>Verdict: <strong class="' + cls + '" data-testid="compliance-verdict">' + OMS.escape(verdict) + "</strong></p>";
-    const results = compliance.results || [];
+    // Failing rules first (block, then warn): the reason for the verdict is the first row.
+    const RANK = { BLOCK: 0, WARN: 1, PASS: 2 };
+    const results = (compliance.results || []).slice().sort(function (a, b) {
+      return (RANK[a.outcome] ?? 3) - (RANK[b.outcome] ?? 3);
+    });
     if (results.length) {
       html += '<table class="grid" data-testid="compliance-results"><thead><tr>' +
         COLUMNS.map(function (c) { return "<th>" + OMS.escape(c.replace(/_/g, " ")) + "</th>"; }).join("") +

@@ -192,16 +192,82 @@
     }
   });
 
-  form.addEventListener("submit", async function (event) {
-    event.preventDefault();
+  // Submit is two steps: the review (the check's verdict, the notional in the account's
+  // currency and its weight in the NAV, the quantity written out), then Confirm. The review
+  // belongs to the fields it was made for: any edit withdraws it.
+  const reviewBox = document.getElementById("order-review");
+  let reviewed = null;
+  function withdrawReview() {
+    reviewed = null;
+    reviewBox.hidden = true;
+  }
+  function reviewFact(name, value) {
+    reviewBox.querySelector('[data-review="' + name + '"]').textContent = value == null || value === "" ? "–" : value;
+  }
+  function renderReview(data, check) {
+    const rv = check.review || {};
+    const type = form.elements.order_type.selectedOptions[0].textContent;
+    const price = data.limit_price ? " @ " + OMS.fmt.price(data.limit_price, info && info.tick_size) : "";
+    reviewFact("order", form.elements.side.selectedOptions[0].textContent + " " + (data.symbol || "").toUpperCase() + " · " +
+      type + price + " · " + data.time_in_force + (data.expire_date ? " " + data.expire_date : "") + " · " + data.account);
+    reviewFact("quantity", OMS.fmt.qty(data.quantity));
+    reviewFact("notional_security", rv.notional_security == null ? "no price to value it" :
+      OMS.fmt.money(rv.notional_security, rv.security_currency) + " " + rv.security_currency +
+      (rv.price_source === "reference" ? " (at the reference price)" : " (at the limit)"));
+    reviewFact("notional", rv.fx_error ? rv.fx_error : rv.notional == null ? "" : OMS.fmt.money(rv.notional, rv.currency) + " " + rv.currency);
+    reviewFact("pct_nav", rv.pct_nav == null ? (rv.nav == null ? "" : "no NAV") : OMS.fmt.percent(rv.pct_nav) +
+      " of " + OMS.fmt.money(rv.nav, rv.currency) + " " + rv.currency);
+    const verdict = reviewBox.querySelector('[data-review="verdict"]');
+    verdict.textContent = check.verdict;
+    verdict.className = check.verdict === "PASS" ? "ok" : check.verdict === "WARN" ? "warn" : "bad";
+    const note = reviewBox.querySelector('[data-review="note"]');
+    note.textContent = check.verdict === "BLOCK" ? "Compliance blocks this order: it waits for a Compliance override." :
+      check.verdict === "WARN" ? "Compliance warns: you acknowledge the warning (with a reason) after submitting." : "";
+    note.hidden = !note.textContent;
+    reviewBox.hidden = false;
+  }
+  async function review() {
     showErrors(null);
-    const button = document.getElementById("submit-button");
+    withdrawReview();
+    const data = fields();
+    panel.innerHTML = "<p>Checking…</p>";
+    const r = await OMS.api("/api/compliance/check/", { method: "POST", json: data });
+    if (!r.ok) {
+      showErrors(r.body && r.body.error);
+      panel.innerHTML = "<p class=\"error\">" + OMS.escape((r.body && r.body.error && r.body.error.message) || "Check failed.") + "</p>";
+      return;
+    }
+    OMSCompliance.render(panel, r.body);
+    renderReview(data, r.body);
+    reviewed = JSON.stringify(data);
+    document.getElementById("confirm-submit").focus();
+  }
+  form.addEventListener("input", withdrawReview);
+  form.addEventListener("change", withdrawReview);
+  document.getElementById("review-back").addEventListener("click", function () {
+    withdrawReview();
+    form.elements.quantity.focus();
+  });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    review();
+  });
+  document.getElementById("confirm-submit").addEventListener("click", function () {
+    // Fields changed since the review (nothing should, an edit withdraws it): review again.
+    if (reviewed === null || JSON.stringify(fields()) !== reviewed) { review(); return; }
+    submit();
+  });
+
+  async function submit() {
+    showErrors(null);
+    const button = document.getElementById("confirm-submit");
     button.disabled = true;
     try {
       const r = await OMS.api("/api/orders/", { method: "POST", json: fields(), headers: { "Idempotency-Key": idempotencyKey } });
       if (!r.ok) { showErrors(r.body && r.body.error); return; }
       // The next order is a new request; a retry of this one (network error) keeps the key.
       idempotencyKey = newKey();
+      withdrawReview();
       const box = document.getElementById("order-result");
       box.hidden = false;
       box.querySelector('[data-field="id"]').textContent = r.body.id;
@@ -213,6 +279,11 @@
     } finally {
       button.disabled = false;
     }
+  }
+  // The order just submitted opens in the drawer: its compliance, timeline and actions.
+  document.getElementById("open-order").addEventListener("click", function (event) {
+    const id = document.getElementById("order-result").dataset.orderId;
+    if (id && window.OMSOrderDrawer) window.OMSOrderDrawer.open(Number(id), event.target);
   });
   togglePrices();
   loadInfo();
