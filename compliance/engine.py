@@ -14,6 +14,7 @@ Conventions every rule follows:
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -37,6 +38,14 @@ FIRM_WIDE_KINDS = frozenset(
     {RuleKind.FIRM_OWNERSHIP, RuleKind.OPPOSITE_SIDE, RuleKind.ADV_PARTICIPATION}
 )
 RANK = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.BLOCK: 2}
+# What a blocked sell changes (Context.index_program): the program's net quantities, cash and
+# exposures. Only rules reading those can change their outcome in a later round of the fixed
+# point; the others (short sale counts every sell, ADV and opposite side every order) keep
+# their first result, so a round costs a few rules per order, not all of them.
+ACCOUNT_PROGRAM_KINDS = frozenset(
+    {RuleKind.CASH, RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION}
+)
+SECURITY_PROGRAM_KINDS = frozenset({RuleKind.FIRM_OWNERSHIP})
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,13 @@ class RuleSpec:
 
     def dec(self, name: str) -> Decimal | None:
         raw = self.params.get(name)
-        return Decimal(str(raw)) if raw is not None else None
+        return _param_decimal(str(raw)) if raw is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _param_decimal(raw: str) -> Decimal:
+    # A rule's limits are read for every order it checks: parse each distinct text once.
+    return Decimal(raw)
 
 
 @dataclass
@@ -165,10 +180,13 @@ def fmt(value: Decimal | None) -> str | None:
     """Decimal as a plain string (no exponent, no trailing zeros)."""
     if value is None:
         return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+    if not value:
+        return "0"
+    # A result carries up to seven figures and a program has hundreds of thousands of
+    # results: the integral case (quantities, most limits) skips the string surgery.
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value, "f").rstrip("0")
 
 
 def pct(value: Decimal) -> Decimal:
@@ -979,9 +997,14 @@ def program_evaluate(
     # A blocked sell will not trade, so it may not fund a buy or offset a limit: drop what it
     # gives and check again what it touched, until no new sell is blocked (a fixed point: each
     # round only blocks more, so there are at most as many rounds as sells).
+    by_account = _rules_by_account(ctx, rules)
+    first_round = True  # every rule; later rounds only those a blocked sell can change
     while todo:
         for index, c in todo:
-            out[c.key] = _evaluate_candidate(ctx, rules, c, index)
+            if first_round:
+                out[c.key] = _evaluate_candidate(ctx, by_account[c.account_id], c, index)
+            else:
+                out[c.key] = _evaluate_again(ctx, by_account[c.account_id], c, index, out[c.key])
         newly = {
             c.key
             for c in candidates
@@ -993,6 +1016,7 @@ def program_evaluate(
         ctx.index_program(blocked=dropped)
         accounts = {c.account_id for c in candidates if c.key in newly}
         securities = {c.security_id for c in candidates if c.key in newly}
+        first_round = False
         todo = [
             (index, c)
             for index, c in enumerate(candidates)
@@ -1001,20 +1025,50 @@ def program_evaluate(
     return out
 
 
+def _rules_by_account(ctx: Context, rules: list[RuleSpec]) -> dict[int, list[RuleSpec]]:
+    """The rules covering each account, in rule order: worked out once per account, not once
+    per order."""
+    return {
+        account_id: [spec for spec in rules if spec.covers(account)]
+        for account_id, account in ctx.accounts.items()
+    }
+
+
 def _evaluate_candidate(
     ctx: Context, rules: list[RuleSpec], c: Candidate, index: int
 ) -> tuple[str, list[dict[str, Any]]]:
-    account = ctx.accounts[c.account_id]
+    """Every rule covering the candidate's account (`rules`), in order."""
     sec = ctx.securities[c.security_id]
     results = []
-    verdict = Verdict.PASS
     for spec in rules:
-        if not spec.covers(account):
-            continue
         result = _evaluate_one(ctx, spec, c, sec, index)
-        if result is None:
-            continue
-        results.append(result)
-        if RANK[result["outcome"]] > RANK[verdict]:
-            verdict = Verdict(result["outcome"])
-    return str(verdict), results
+        if result is not None:
+            results.append(result)
+    return _verdict(results), results
+
+
+def _evaluate_again(
+    ctx: Context,
+    rules: list[RuleSpec],
+    c: Candidate,
+    index: int,
+    previous: tuple[str, list[dict[str, Any]]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """A later round of the fixed point: only the rules reading the program's net figures are
+    evaluated again; every other result stands (same order as the first round)."""
+    sec = ctx.securities[c.security_id]
+    kept = {r["rule_id"]: r for r in previous[1]}
+    results = []
+    for spec in rules:
+        if spec.kind in ACCOUNT_PROGRAM_KINDS or spec.kind in SECURITY_PROGRAM_KINDS:
+            result = _evaluate_one(ctx, spec, c, sec, index)
+        else:
+            result = kept.get(spec.rule_id)
+        if result is not None:
+            results.append(result)
+    return _verdict(results), results
+
+
+def _verdict(results: list[dict[str, Any]]) -> str:
+    rank = max((RANK[r["outcome"]] for r in results), default=0)
+    return str((Verdict.PASS, Verdict.WARN, Verdict.BLOCK)[rank])
