@@ -25,6 +25,7 @@ from django.db.models import Q
 
 from oms.fields import ZERO
 from oms.models import Account, Security
+from oms.money import PLAIN, Terms
 from orders.lifecycle import OPEN, OrderStatus
 from orders.models import BUY_SIDES, Order
 from positions.selectors import MissingFxRate, firm_quantities, portfolio_snapshot
@@ -154,6 +155,7 @@ class SecurityInfo:
     shares_outstanding: Decimal
     adv: Decimal
     currency: str = "USD"
+    terms: Terms = PLAIN
 
 
 @dataclass
@@ -248,8 +250,9 @@ def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
         "shares_outstanding",
         "avg_daily_volume",
         "currency",
+        *Terms.FIELDS,
     )
-    return {r[0]: SecurityInfo(*r) for r in rows}
+    return {r[0]: SecurityInfo(*r[:10], terms=Terms.from_values(*r[10:])) for r in rows}
 
 
 # The columns an OpenOrder is read from, and the reading (remaining = quantity - cum_qty).
@@ -316,6 +319,7 @@ class Context:
 
     def __init__(self, *, candidates: list[Candidate], rules: list[RuleSpec], as_of: datetime):
         self.as_of = as_of
+        self._unit_values: dict[tuple[int, Decimal], Decimal] = {}
         self.candidates = candidates
         self.rules = rules
         kinds = {r.kind for r in rules}
@@ -400,6 +404,19 @@ class Context:
     def order_price(self, side_limit: Decimal | None, security_id: int) -> Decimal | None:
         return side_limit if side_limit is not None else self.price(security_id)
 
+    def unit_value(self, security_id: int, price: Decimal) -> Decimal:
+        """What one unit of quantity is worth at `price` (a quoted price) in the security's
+        currency: a bond's quantity is face quoted per 100, plus accrued interest to as_of's
+        date (the dirty value); a contract's price times its multiplier (oms.money.Terms)."""
+        terms = self.securities[security_id].terms
+        if terms is PLAIN:
+            return price
+        key = (security_id, price)
+        value = self._unit_values.get(key)
+        if value is None:
+            value = self._unit_values[key] = terms.unit_value(price, self.as_of.date())
+        return value
+
     def _index(self) -> None:
         """Sums the rules look up: per security, what the firm's other open orders will do."""
         firm_open: dict[int, Decimal] = defaultdict(lambda: ZERO)
@@ -462,7 +479,9 @@ class Context:
             if price is not None:
                 try:
                     prog_cash[c.account_id] -= self.to_base(
-                        c.account_id, c.sign * c.quantity * price, c.security_id
+                        c.account_id,
+                        c.sign * c.quantity * self.unit_value(c.security_id, price),
+                        c.security_id,
                     )
                 except MissingFxRate as exc:
                     self.fx_errors.setdefault(c.account_id, exc.message)
@@ -491,7 +510,9 @@ class Context:
                     self.unpriced[account_id].add(security_id)
                 continue
             try:
-                price = self.to_base(account_id, sec.price, security_id)
+                price = self.to_base(
+                    account_id, self.unit_value(security_id, sec.price), security_id
+                )
             except MissingFxRate as exc:
                 self.fx_errors.setdefault(account_id, exc.message)
                 continue
@@ -606,7 +627,7 @@ def _concentration(
         )
     key = (c.account_id, sec.issuer_id if by_issuer else sec.sector)
     before_value, after_value = (ctx.issuer_exp if by_issuer else ctx.sector_exp)[key]
-    price = ctx.to_base(c.account_id, sec.price, c.security_id)
+    price = ctx.to_base(c.account_id, ctx.unit_value(c.security_id, sec.price), c.security_id)
     mine = ZERO if c.key in ctx.dropped else c.sign * c.quantity * price
     without = after_value - mine
     before, after = pct(abs(before_value) / nav * HUNDRED), pct(abs(after_value) / nav * HUNDRED)
@@ -687,17 +708,32 @@ def _order_size(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
         if c.quantity > max_qty:
             problems.append(f"quantity {fmt(c.quantity)} exceeds the maximum {fmt(max_qty)}")
     if max_notional is not None:
+        account = ctx.accounts[c.account_id]
+        unit = None
         if price is None:
             problems.append(f"{sec.symbol} has no reference price, so its notional is unknown")
+        else:
+            # The notional in the account's base currency: the limit is one figure whatever the
+            # security's currency, and a bond's is its face per 100 plus accrued interest.
+            try:
+                unit = ctx.to_base(c.account_id, ctx.unit_value(c.security_id, price), sec.id)
+            except MissingFxRate as exc:
+                problems.append(
+                    f"its notional cannot be valued in {account.currency}: {exc.message}"
+                )
+        if unit is None or unit <= 0:
             caps.append(ZERO)
         else:
-            notional = (c.quantity * price).quantize(MONEY_PLACES)
-            caps.append(max_notional / price)
+            notional = (c.quantity * unit).quantize(MONEY_PLACES)
+            caps.append(max_notional / unit)
             # Show the dimension closest to (or furthest over) its limit.
             if limit is None or notional / max_notional > c.quantity / limit:
                 value, limit, headroom = notional, max_notional, max_notional - notional
             if notional > max_notional:
-                problems.append(f"notional {fmt(notional)} exceeds the maximum {fmt(max_notional)}")
+                problems.append(
+                    f"notional {fmt(notional)} {account.currency} exceeds the maximum "
+                    f"{fmt(max_notional)} {account.currency}"
+                )
     max_q = floor_lot(min(caps), sec.lot)
     if problems:
         message = f"Fat finger: {sec.symbol} order " + "; ".join(problems) + "."
@@ -844,7 +880,10 @@ def _cash(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
     # open buys will take: a filled buy has spent its money even before it settles.
     available = ctx.snapshot.accounts[c.account_id].cash_available
     after = (available + ctx.prog_cash.get(c.account_id, ZERO)).quantize(MONEY_PLACES)
-    needed = ctx.to_base(c.account_id, c.quantity * price, c.security_id).quantize(MONEY_PLACES)
+    unit_price = ctx.unit_value(c.security_id, price)
+    needed = ctx.to_base(c.account_id, c.quantity * unit_price, c.security_id).quantize(
+        MONEY_PLACES
+    )
     unit = needed / c.quantity
     max_q = floor_lot((after + needed) / unit, sec.lot) if unit > 0 else ZERO
     breached = after < 0
