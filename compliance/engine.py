@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Q
 
 from oms.fields import ZERO
@@ -220,22 +221,19 @@ def rules_in_force(*, as_of: datetime, rule_ids: list[int] | None = None) -> lis
 
 
 def _accounts(account_ids: set[int]) -> dict[int, AccountInfo]:
-    infos = {
-        a["id"]: AccountInfo(
-            id=a["id"],
-            code=a["code"],
-            currency=a["base_currency"],
-            may_short=a["may_short"],
-            is_cash=a["is_cash_account"],
+    # The tags come with the account (one query: a single check runs a dozen, each counts).
+    rows = (
+        Account.objects.filter(pk__in=account_ids)
+        .order_by()
+        .annotate(tag_ids=ArrayAgg("tags__id", filter=Q(tags__isnull=False), default=[]))
+        .values_list("id", "code", "base_currency", "may_short", "is_cash_account", "tag_ids")
+    )
+    return {
+        pk: AccountInfo(
+            id=pk, code=code, currency=base, may_short=short, is_cash=cash, tag_ids=set(tags)
         )
-        for a in Account.objects.filter(pk__in=account_ids).values(
-            "id", "code", "base_currency", "may_short", "is_cash_account"
-        )
+        for pk, code, base, short, cash, tags in rows
     }
-    through = Account.tags.through.objects.filter(account_id__in=account_ids)
-    for account_id, tag_id in through.values_list("account_id", "accounttag_id"):
-        infos[account_id].tag_ids.add(tag_id)
-    return infos
 
 
 def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
@@ -289,29 +287,48 @@ def _open_order(r: tuple) -> OpenOrder:
     )
 
 
-def _open_orders(
-    *, account_ids: set[int], security_ids: set[int], exclude_ids: set[int], firm_wide: bool
-) -> list[OpenOrder]:
-    where = Q(account_id__in=account_ids)
+NEVER_WERE = frozenset({OrderStatus.REJECTED, OrderStatus.CANCELLED})
+
+
+def _other_orders(
+    *,
+    account_ids: set[int],
+    security_ids: set[int],
+    exclude_ids: set[int],
+    firm_wide: bool,
+    window: tuple[datetime, datetime] | None,
+) -> tuple[list[OpenOrder], list[OpenOrder]]:
+    """(open orders, recent orders) other than the ones being checked, in one query: the open
+    orders of the accounts, or with firm_wide of anyone in the securities; and for the
+    duplicate rule, the accounts' orders received in the window (since, until], filled or
+    working, except ones that never were (an order exactly `window` old is not a duplicate)."""
+    where = Q()
     if firm_wide:
-        where |= Q(security_id__in=security_ids)
+        where |= Q(account_id__in=account_ids, status__in=OPEN)
+        where |= Q(security_id__in=security_ids, status__in=OPEN)
+    if window is not None:
+        since, until = window
+        where |= Q(account_id__in=account_ids, received_at__gt=since, received_at__lte=until)
+    if not where:
+        return [], []
+    open_orders, recent = [], []
     # The orders being checked are left out here rather than in SQL: a NOT IN of thousands of
-    # ids costs more than skipping them.
-    rows = Order.objects.filter(where, status__in=OPEN).values_list(*_ORDER_ROW)
-    return [_open_order(r) for r in rows if r[4] - r[5] > 0 and r[0] not in exclude_ids]
-
-
-def _recent_orders(
-    *, account_ids: set[int], since: datetime, until: datetime, exclude_ids: set[int]
-) -> list[OpenOrder]:
-    # Any order received in the window counts, filled or working, except ones that never were.
-    # The window is open at its far end: an order exactly `window` old is not a duplicate.
-    qs = Order.objects.filter(
-        account_id__in=account_ids, received_at__gt=since, received_at__lte=until
-    ).exclude(status__in=[OrderStatus.REJECTED, OrderStatus.CANCELLED])
-    if exclude_ids:
-        qs = qs.exclude(pk__in=exclude_ids)
-    return [_open_order(r) for r in qs.values_list(*_ORDER_ROW)]
+    # ids costs more than skipping them. Newest first (the model's order): a conflict names the
+    # latest order.
+    for r in Order.objects.filter(where).values_list(*_ORDER_ROW):
+        if r[0] in exclude_ids:
+            continue
+        order = _open_order(r)
+        if firm_wide and order.status in OPEN and order.remaining > 0:
+            open_orders.append(order)
+        if (
+            window is not None
+            and order.account_id in account_ids
+            and window[0] < order.received_at <= window[1]
+            and order.status not in NEVER_WERE
+        ):
+            recent.append(order)
+    return open_orders, recent
 
 
 class Context:
@@ -333,25 +350,30 @@ class Context:
         # Every per-account figure (holdings, cash with unsettled trades, open orders'
         # commitments, NAV, all in the account's base currency) comes from the money view.
         self.snapshot = portfolio_snapshot(
-            account_ids=list(account_ids), as_of=as_of, exclude_order_ids=exclude, with_ladder=False
+            account_ids=list(account_ids),
+            as_of=as_of,
+            exclude_order_ids=exclude,
+            with_ladder=False,
+            base_currencies={a.id: a.currency for a in self.accounts.values()},
         )
         self.positions = {
             (a, sec): q
             for a, snap in self.snapshot.accounts.items()
             for sec, q in snap.holdings.items()
         }
-        firm_wide = bool(kinds & FIRM_WIDE_KINDS)
+        windows = [
+            int(r.params.get("window_minutes", 0))
+            for r in rules
+            if r.kind == RuleKind.DUPLICATE_ORDER
+        ]
         # The accounts' own open orders are in the snapshot; only firm-wide rules need the
-        # other accounts' orders (and each order's owner).
-        self.open_orders = (
-            _open_orders(
-                account_ids=account_ids,
-                security_ids=security_ids,
-                exclude_ids=exclude,
-                firm_wide=True,
-            )
-            if firm_wide
-            else []
+        # other accounts' orders (and each order's owner), and the duplicate rule the recent.
+        self.open_orders, self.recent = _other_orders(
+            account_ids=account_ids,
+            security_ids=security_ids,
+            exclude_ids=exclude,
+            firm_wide=bool(kinds & FIRM_WIDE_KINDS),
+            window=(as_of - timedelta(minutes=max(windows)), as_of) if windows else None,
         )
         held = {s for (_a, s) in self.positions} if needs_holdings else set()
         opened = {
@@ -368,19 +390,6 @@ class Context:
             else {}
         )
         self.restricted = self._restricted() if RuleKind.RESTRICTED_LIST in kinds else {}
-        self.recent: list[OpenOrder] = []
-        windows = [
-            int(r.params.get("window_minutes", 0))
-            for r in rules
-            if r.kind == RuleKind.DUPLICATE_ORDER
-        ]
-        if windows:
-            self.recent = _recent_orders(
-                account_ids=account_ids,
-                since=as_of - timedelta(minutes=max(windows)),
-                until=as_of,
-                exclude_ids=exclude,
-            )
         self._index()
 
     def _restricted(self) -> dict[tuple[str, int], list[RestrictedEntry]]:

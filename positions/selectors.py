@@ -234,18 +234,25 @@ def portfolio_snapshot(
     as_of: datetime,
     exclude_order_ids: set[int] | frozenset = frozenset(),
     with_ladder: bool = True,
+    base_currencies: dict[int, str] | None = None,
 ) -> PortfolioSnapshot:
     """The money view of the accounts as of `as_of` (a fixed number of queries however many
     accounts): see AccountSnapshot. Orders in exclude_order_ids (the ones being checked) are
     left out of the open orders' figures. with_ladder=False skips cash_by_settle_date (the
-    rules do not read it)."""
+    rules do not read it). base_currencies: {account_id: base currency} when the caller has
+    read the accounts already (a query less)."""
     from orders.lifecycle import OPEN
     from orders.models import BUY_SIDES, Order
 
     ids = sorted(set(account_ids))
+    if base_currencies is None:
+        base_currencies = dict(
+            Account.objects.filter(pk__in=ids).order_by().values_list("pk", "base_currency")
+        )
     snaps = {
-        pk: AccountSnapshot(account_id=pk, base_currency=base)
-        for pk, base in Account.objects.filter(pk__in=ids).values_list("pk", "base_currency")
+        pk: AccountSnapshot(account_id=pk, base_currency=base_currencies[pk])
+        for pk in ids
+        if pk in base_currencies
     }
     day = as_of.date()
     rates = FxTable.load(as_of=day)
