@@ -43,6 +43,7 @@ def _is_bond(i: int) -> bool:
 
 def _firm(rng: random.Random):
     from django.contrib.auth.models import Group, User
+    from django.db import transaction
 
     from compliance.models import RuleKind
     from compliance.services import restricted_entry_add, rule_create
@@ -154,24 +155,31 @@ def _firm(rng: random.Random):
     # Unsettled fills: equity trades of the day, settling in two days (cash projected, not
     # settled), booked through the positions ledger as the allocation would.
     equities = [s for i, s in enumerate(securities) if not _is_bond(i)]
-    position_fills_apply(
-        bookings=[
-            FillBooking(
-                account_id=acct.pk,
-                security_id=sec.pk,
-                side="BUY" if n % 2 else "SELL",
-                quantity=Decimal(100),
-                price=sec.reference_price,
-                trade_date=AS_OF.date(),
-                settle_date=AS_OF.date() + timedelta(days=2),
-                fill_ref=f"bench-unsettled-{acct.pk}-{n}",
-                currency=sec.currency,
-            )
-            for acct in accounts
-            for n, sec in enumerate(rng.sample(equities, UNSETTLED_FILLS_PER_ACCOUNT))
-        ],
-        as_of=AS_OF,
-    )
+    trades = []
+    for acct in accounts:
+        # Sells of what the account holds, buys of anything.
+        held = [s for s in holdings[acct.pk] if s.asset_class == "EQUITY"]
+        half = UNSETTLED_FILLS_PER_ACCOUNT // 2
+        trades += [(acct, "SELL", s) for s in rng.sample(held, half)]
+        trades += [(acct, "BUY", s) for s in rng.sample(equities, half)]
+    with transaction.atomic():
+        position_fills_apply(
+            bookings=[
+                FillBooking(
+                    account_id=acct.pk,
+                    security_id=sec.pk,
+                    side=side,
+                    quantity=Decimal(100),
+                    price=sec.reference_price,
+                    trade_date=AS_OF.date(),
+                    settle_date=AS_OF.date() + timedelta(days=2),
+                    fill_ref=f"bench-unsettled-{n}",
+                    currency=sec.currency,
+                )
+                for n, (acct, side, sec) in enumerate(trades)
+            ],
+            as_of=AS_OF,
+        )
     Order.objects.bulk_create(
         [
             Order(
