@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -69,6 +72,28 @@ class TicketInfoSerializer(serializers.Serializer):
     tick_size = serializers.DecimalField(28, 8)
     active = serializers.BooleanField()
     position = serializers.DecimalField(28, 8)
+    # How the price becomes money, and with ?quantity= (and ?price=, else the reference
+    # price) the order's clean amount, accrued interest and total (orders.selectors.ticket_money).
+    price_quotation = serializers.CharField()
+    contract_multiplier = serializers.DecimalField(28, 8)
+    accrued_per_100 = serializers.DecimalField(28, 8)
+    clean_amount = serializers.DecimalField(28, 8, allow_null=True)
+    accrued_amount = serializers.DecimalField(28, 8, allow_null=True)
+    total_amount = serializers.DecimalField(28, 8, allow_null=True)
+
+
+def _positive_decimal(text: str, name: str) -> Decimal | None:
+    """A query parameter as a positive number (None when empty); anything else is a 400
+    naming it."""
+    if not text.strip():
+        return None
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise ValidationError({name: [f"{text!r} is not a positive number."]})
+    return value
 
 
 class OrderViewSet(viewsets.GenericViewSet):
@@ -146,6 +171,8 @@ class OrderViewSet(viewsets.GenericViewSet):
         parameters=[
             OpenApiParameter("account", str, required=True),
             OpenApiParameter("symbol", str, required=True),
+            OpenApiParameter("quantity", str, required=False),
+            OpenApiParameter("price", str, required=False),
         ],
         responses=TicketInfoSerializer,
     )
@@ -160,6 +187,16 @@ class OrderViewSet(viewsets.GenericViewSet):
         security = services.Security.objects.filter(symbol=symbol).first()
         if security is None:
             raise NotFound(f"Unknown symbol '{symbol}'.")
+        amounts = {
+            name: _positive_decimal(request.query_params.get(name, ""), name)
+            for name in ("quantity", "price")
+        }
+        money = selectors.ticket_money(
+            security=security,
+            quantity=amounts["quantity"],
+            price=amounts["price"],
+            as_of=timezone.now(),
+        )
         return Response(
             TicketInfoSerializer(
                 {
@@ -172,6 +209,7 @@ class OrderViewSet(viewsets.GenericViewSet):
                     "tick_size": security.tick_size,
                     "active": security.active,
                     "position": position_quantity(account_id=account.pk, security_id=security.pk),
+                    **money,
                 }
             ).data
         )
