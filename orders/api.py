@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -266,3 +267,33 @@ class RebalanceUploadView(_UploadView):
         return self._handle(
             request, basket_services.rebalance_preview, basket_services.rebalance_confirm
         )
+
+
+class RebalanceDriftView(APIView):
+    """The rebalance preview's drift report as CSV: target, current weight and drift per
+    account and security, with the order and its compliance verdict. Saves nothing."""
+
+    permission_classes = [HasRole.of(*CAPTURE_ROLES)]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": BasketUploadSerializer},
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def post(self, request):
+        serializer = BasketUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if upload.size > basket_services.MAX_CSV_BYTES:
+            raise basket_services.CsvRejected(
+                f"The file is {upload.size:,} bytes; the limit is "
+                f"{basket_services.MAX_CSV_BYTES:,} bytes (2 MB)."
+            )
+        preview = basket_services.rebalance_preview(
+            pm=request.user, content=upload.read(), as_of=timezone.now()
+        )
+        response = HttpResponse(
+            basket_services.rebalance_drift_csv(preview=preview), content_type="text/csv"
+        )
+        response["Content-Disposition"] = 'attachment; filename="rebalance-drift.csv"'
+        return response
