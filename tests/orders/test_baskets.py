@@ -311,6 +311,6 @@ def test_rebalance_drift_downloads_as_csv(refdata):
     assert (rows["XOM"]["target_weight_pct"], rows["XOM"]["side"]) == ("0", "SELL")
     assert rows["MSFT"]["current_weight_pct"] == "0"
     assert not Order.objects.exists()
-    # Another PM's account is the same 404 words as everywhere, in the note.
+    # Another PM's account is refused line by line (as in the preview): no rows of it.
     other = upload(refdata.pm2, targets, url="/api/baskets/rebalance/drift.csv")
     assert other.status_code == 200 and "AAPL" not in other.content.decode()
