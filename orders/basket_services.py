@@ -505,9 +505,7 @@ def rebalance_drift_csv(*, preview: BasketPreview) -> str:
     rows = []
     for r in preview.orders:
         note = r.data.get("skipped", "") or "; ".join(
-            f"{column}: {message}" if column else message
-            for column, messages in r.errors.items()
-            for message in messages
+            f"{e['column']}: {e['reason']}" if e["column"] else e["reason"] for e in r.errors
         )
         rows.append([*(r.data.get(c, "") for c in DRIFT_COLUMNS[:-1]), note])
     return write_csv(DRIFT_COLUMNS, rows)
