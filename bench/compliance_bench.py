@@ -1,7 +1,10 @@
 """Pre-trade compliance speed (issue 4), in the scratch database the runner gives it.
 
 Firm: 2,000 securities, 50 accounts of 200 positions each, 1,000 other open orders, 25 active
-rules. Measures:
+rules. The money view has work to do: a tenth of the securities are bonds (quoted per 100 of
+face, accruing 30/360, ACT/ACT or ACT/360), a fifth quoted in EUR or GBP, a fifth of the accounts
+keep their books in EUR (FX rates EUR/USD and GBP/USD), and every account has unsettled fills
+(1,000 bookings settling in two days). Measures:
 - a 500-order basket: created through order capture, checked as one program and staged
   (target <= 1.0 s), and the check alone (compliance_check_orders), and the engine alone;
 - one order through POST /api/compliance/check/: p50 and p99 (target p99 <= 50 ms);
@@ -15,7 +18,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 SECURITIES = 2_000
@@ -26,10 +29,21 @@ BASKET = 500
 API_SAMPLES = 300
 MANY = 10_000
 AS_OF = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+UNSETTLED_FILLS_PER_ACCOUNT = 20
+DAY_COUNTS = ("30/360", "ACT/ACT", "ACT/360")
+
+
+def _currency(i: int) -> str:
+    return {3: "EUR", 6: "GBP"}.get(i % 10, "USD")
+
+
+def _is_bond(i: int) -> bool:
+    return i % 10 == 9
 
 
 def _firm(rng: random.Random):
     from django.contrib.auth.models import Group, User
+    from django.db import transaction
 
     from compliance.models import RuleKind
     from compliance.services import restricted_entry_add, rule_create
@@ -37,6 +51,7 @@ def _firm(rng: random.Random):
     from oms.models import Account, AccountTag, Custodian, Issuer, Security
     from orders.models import Order
     from positions.models import CashBalance, Position
+    from positions.services import FillBooking, fx_rate_set, position_fills_apply
 
     pm = User.objects.create_user("bench_pm", password="bench-pass-123")
     pm.groups.add(Group.objects.get_or_create(name=roles.PM)[0])
@@ -55,23 +70,45 @@ def _firm(rng: random.Random):
         "Communication",
     ]
     issuers = Issuer.objects.bulk_create([Issuer(name=f"Bench Issuer {i}") for i in range(1500)])
+
+    def bond_terms(i: int) -> dict:
+        if not _is_bond(i):
+            return {}
+        return {
+            "asset_class": "BOND",
+            "lot_size": Decimal(1000),
+            "price_quotation": "PER_100",
+            "coupon_rate": Decimal(rng.randint(100, 800)) / 100,
+            "coupon_frequency": (1, 2, 4)[i % 3],
+            "day_count": DAY_COUNTS[i % 3],
+            "maturity_date": date(2028 + i % 8, 1 + i % 12, 1 + i % 28),
+        }
+
     securities = Security.objects.bulk_create(
         [
             Security(
                 symbol=f"B{i:04d}",
                 name=f"Bench {i}",
-                asset_class="EQUITY",
-                exchange_mic="XNYS",
-                currency="USD",
-                sector=sectors[i % len(sectors)],
-                issuer=issuers[i % len(issuers)],
-                shares_outstanding=Decimal(rng.randint(50, 5000) * 1_000_000),
-                avg_daily_volume=Decimal(rng.randint(200, 20_000) * 1_000),
-                reference_price=Decimal(rng.randint(500, 50_000)) / 100,
+                **{
+                    "asset_class": "EQUITY",
+                    "exchange_mic": "XNYS",
+                    "currency": _currency(i),
+                    "sector": sectors[i % len(sectors)],
+                    "issuer": issuers[i % len(issuers)],
+                    "shares_outstanding": Decimal(rng.randint(50, 5000) * 1_000_000),
+                    "avg_daily_volume": Decimal(rng.randint(200, 20_000) * 1_000),
+                    # A bond's price is per 100 of face and its quantities are face.
+                    "reference_price": Decimal(rng.randint(9_000, 11_000)) / 100
+                    if _is_bond(i)
+                    else Decimal(rng.randint(500, 50_000)) / 100,
+                    **bond_terms(i),
+                },
             )
             for i in range(SECURITIES)
         ]
     )
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.08"), as_of_date=AS_OF.date())
+    fx_rate_set(base="GBP", quote="USD", rate=Decimal("1.27"), as_of_date=AS_OF.date())
     custodian = Custodian.objects.create(code="BENCHCUST", name="Bench custodian")
     erisa = AccountTag.objects.create(name="BENCH_ERISA")
     accounts = Account.objects.bulk_create(
@@ -82,6 +119,7 @@ def _firm(rng: random.Random):
                 custodian=custodian,
                 custodian_account=f"C{i}",
                 is_cash_account=i % 5 != 0,
+                base_currency="EUR" if i % 5 == 1 else "USD",
             )
             for i in range(ACCOUNTS)
         ]
@@ -96,7 +134,9 @@ def _firm(rng: random.Random):
         held = rng.sample(securities, POSITIONS_PER_ACCOUNT)
         holdings[acct.pk] = held
         positions += [
-            Position(account=acct, security=s, quantity=Decimal(rng.randint(10, 200) * 100))
+            Position(
+                account=acct, security=s, quantity=Decimal(rng.randint(10, 200)) * 100 * s.lot_size
+            )
             for s in held
         ]
     Position.objects.bulk_create(positions)
@@ -105,13 +145,41 @@ def _firm(rng: random.Random):
         [
             CashBalance(
                 account=acct,
-                currency="USD",
+                currency=acct.base_currency,
                 settled=Decimal(5_000_000),
                 **({"projected": Decimal(5_000_000)} if "projected" in cash_fields else {}),
             )
             for acct in accounts
         ]
     )
+    # Unsettled fills: equity trades of the day, settling in two days (cash projected, not
+    # settled), booked through the positions ledger as the allocation would.
+    equities = [s for i, s in enumerate(securities) if not _is_bond(i)]
+    trades = []
+    for acct in accounts:
+        # Sells of what the account holds, buys of anything.
+        held = [s for s in holdings[acct.pk] if s.asset_class == "EQUITY"]
+        half = UNSETTLED_FILLS_PER_ACCOUNT // 2
+        trades += [(acct, "SELL", s) for s in rng.sample(held, half)]
+        trades += [(acct, "BUY", s) for s in rng.sample(equities, half)]
+    with transaction.atomic():
+        position_fills_apply(
+            bookings=[
+                FillBooking(
+                    account_id=acct.pk,
+                    security_id=sec.pk,
+                    side=side,
+                    quantity=Decimal(100),
+                    price=sec.reference_price,
+                    trade_date=AS_OF.date(),
+                    settle_date=AS_OF.date() + timedelta(days=2),
+                    fill_ref=f"bench-unsettled-{n}",
+                    currency=sec.currency,
+                )
+                for n, (acct, side, sec) in enumerate(trades)
+            ],
+            as_of=AS_OF,
+        )
     Order.objects.bulk_create(
         [
             Order(
@@ -173,10 +241,10 @@ def _lines(rng, accounts, holdings, securities, n):
         acct = accounts[i % len(accounts)]
         if i % 2:
             sec = rng.choice(holdings[acct.pk])
-            lines.append((acct, sec, "SELL", Decimal(rng.randint(1, 10) * 10)))
+            lines.append((acct, sec, "SELL", Decimal(rng.randint(1, 10) * 10) * sec.lot_size))
         else:
             sec = securities[rng.randrange(20, len(securities))]
-            lines.append((acct, sec, "BUY", Decimal(rng.randint(1, 50) * 10)))
+            lines.append((acct, sec, "BUY", Decimal(rng.randint(1, 50) * 10) * sec.lot_size))
     return lines
 
 
@@ -211,8 +279,6 @@ def _timed(fn):
 
 
 def _measure() -> dict:
-    from datetime import timedelta
-
     from django.db import connection, reset_queries
     from django.test import Client
 
@@ -300,7 +366,7 @@ def _measure() -> dict:
             "account": acct.code,
             "symbol": sec.symbol,
             "side": rng.choice(["BUY", "SELL"]),
-            "quantity": "100",
+            "quantity": str(100 * sec.lot_size),
             "order_type": "MARKET",
         }
         started = time.perf_counter()

@@ -14,16 +14,19 @@ Conventions every rule follows:
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import Q
 
 from oms.fields import ZERO
 from oms.models import Account, Security
+from oms.money import PLAIN, Terms
 from orders.lifecycle import OPEN, OrderStatus
 from orders.models import BUY_SIDES, Order
 from positions.selectors import MissingFxRate, firm_quantities, portfolio_snapshot
@@ -37,6 +40,14 @@ FIRM_WIDE_KINDS = frozenset(
     {RuleKind.FIRM_OWNERSHIP, RuleKind.OPPOSITE_SIDE, RuleKind.ADV_PARTICIPATION}
 )
 RANK = {Verdict.PASS: 0, Verdict.WARN: 1, Verdict.BLOCK: 2}
+# What a blocked sell changes (Context.index_program): the program's net quantities, cash and
+# exposures. Only rules reading those can change their outcome in a later round of the fixed
+# point; the others (short sale counts every sell, ADV and opposite side every order) keep
+# their first result, so a round costs a few rules per order, not all of them.
+ACCOUNT_PROGRAM_KINDS = frozenset(
+    {RuleKind.CASH, RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION}
+)
+SECURITY_PROGRAM_KINDS = frozenset({RuleKind.FIRM_OWNERSHIP})
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,13 @@ class RuleSpec:
 
     def dec(self, name: str) -> Decimal | None:
         raw = self.params.get(name)
-        return Decimal(str(raw)) if raw is not None else None
+        return _param_decimal(str(raw)) if raw is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _param_decimal(raw: str) -> Decimal:
+    # A rule's limits are read for every order it checks: parse each distinct text once.
+    return Decimal(raw)
 
 
 @dataclass
@@ -139,6 +156,7 @@ class SecurityInfo:
     shares_outstanding: Decimal
     adv: Decimal
     currency: str = "USD"
+    terms: Terms = PLAIN
 
 
 @dataclass
@@ -165,10 +183,13 @@ def fmt(value: Decimal | None) -> str | None:
     """Decimal as a plain string (no exponent, no trailing zeros)."""
     if value is None:
         return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
+    if not value:
+        return "0"
+    # A result carries up to seven figures and a program has hundreds of thousands of
+    # results: the integral case (quantities, most limits) skips the string surgery.
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value, "f").rstrip("0")
 
 
 def pct(value: Decimal) -> Decimal:
@@ -200,22 +221,19 @@ def rules_in_force(*, as_of: datetime, rule_ids: list[int] | None = None) -> lis
 
 
 def _accounts(account_ids: set[int]) -> dict[int, AccountInfo]:
-    infos = {
-        a["id"]: AccountInfo(
-            id=a["id"],
-            code=a["code"],
-            currency=a["base_currency"],
-            may_short=a["may_short"],
-            is_cash=a["is_cash_account"],
+    # The tags come with the account (one query: a single check runs a dozen, each counts).
+    rows = (
+        Account.objects.filter(pk__in=account_ids)
+        .order_by()
+        .annotate(tag_ids=ArrayAgg("tags__id", filter=Q(tags__isnull=False), default=[]))
+        .values_list("id", "code", "base_currency", "may_short", "is_cash_account", "tag_ids")
+    )
+    return {
+        pk: AccountInfo(
+            id=pk, code=code, currency=base, may_short=short, is_cash=cash, tag_ids=set(tags)
         )
-        for a in Account.objects.filter(pk__in=account_ids).values(
-            "id", "code", "base_currency", "may_short", "is_cash_account"
-        )
+        for pk, code, base, short, cash, tags in rows
     }
-    through = Account.tags.through.objects.filter(account_id__in=account_ids)
-    for account_id, tag_id in through.values_list("account_id", "accounttag_id"):
-        infos[account_id].tag_ids.add(tag_id)
-    return infos
 
 
 def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
@@ -230,8 +248,9 @@ def _securities(security_ids: set[int]) -> dict[int, SecurityInfo]:
         "shares_outstanding",
         "avg_daily_volume",
         "currency",
+        *Terms.FIELDS,
     )
-    return {r[0]: SecurityInfo(*r) for r in rows}
+    return {r[0]: SecurityInfo(*r[:10], terms=Terms.from_values(*r[10:])) for r in rows}
 
 
 # The columns an OpenOrder is read from, and the reading (remaining = quantity - cum_qty).
@@ -268,29 +287,48 @@ def _open_order(r: tuple) -> OpenOrder:
     )
 
 
-def _open_orders(
-    *, account_ids: set[int], security_ids: set[int], exclude_ids: set[int], firm_wide: bool
-) -> list[OpenOrder]:
-    where = Q(account_id__in=account_ids)
+NEVER_WERE = frozenset({OrderStatus.REJECTED, OrderStatus.CANCELLED})
+
+
+def _other_orders(
+    *,
+    account_ids: set[int],
+    security_ids: set[int],
+    exclude_ids: set[int],
+    firm_wide: bool,
+    window: tuple[datetime, datetime] | None,
+) -> tuple[list[OpenOrder], list[OpenOrder]]:
+    """(open orders, recent orders) other than the ones being checked, in one query: the open
+    orders of the accounts, or with firm_wide of anyone in the securities; and for the
+    duplicate rule, the accounts' orders received in the window (since, until], filled or
+    working, except ones that never were (an order exactly `window` old is not a duplicate)."""
+    where = Q()
     if firm_wide:
-        where |= Q(security_id__in=security_ids)
+        where |= Q(account_id__in=account_ids, status__in=OPEN)
+        where |= Q(security_id__in=security_ids, status__in=OPEN)
+    if window is not None:
+        since, until = window
+        where |= Q(account_id__in=account_ids, received_at__gt=since, received_at__lte=until)
+    if not where:
+        return [], []
+    open_orders, recent = [], []
     # The orders being checked are left out here rather than in SQL: a NOT IN of thousands of
-    # ids costs more than skipping them.
-    rows = Order.objects.filter(where, status__in=OPEN).values_list(*_ORDER_ROW)
-    return [_open_order(r) for r in rows if r[4] - r[5] > 0 and r[0] not in exclude_ids]
-
-
-def _recent_orders(
-    *, account_ids: set[int], since: datetime, until: datetime, exclude_ids: set[int]
-) -> list[OpenOrder]:
-    # Any order received in the window counts, filled or working, except ones that never were.
-    # The window is open at its far end: an order exactly `window` old is not a duplicate.
-    qs = Order.objects.filter(
-        account_id__in=account_ids, received_at__gt=since, received_at__lte=until
-    ).exclude(status__in=[OrderStatus.REJECTED, OrderStatus.CANCELLED])
-    if exclude_ids:
-        qs = qs.exclude(pk__in=exclude_ids)
-    return [_open_order(r) for r in qs.values_list(*_ORDER_ROW)]
+    # ids costs more than skipping them. Newest first (the model's order): a conflict names the
+    # latest order.
+    for r in Order.objects.filter(where).values_list(*_ORDER_ROW):
+        if r[0] in exclude_ids:
+            continue
+        order = _open_order(r)
+        if firm_wide and order.status in OPEN and order.remaining > 0:
+            open_orders.append(order)
+        if (
+            window is not None
+            and order.account_id in account_ids
+            and window[0] < order.received_at <= window[1]
+            and order.status not in NEVER_WERE
+        ):
+            recent.append(order)
+    return open_orders, recent
 
 
 class Context:
@@ -298,6 +336,7 @@ class Context:
 
     def __init__(self, *, candidates: list[Candidate], rules: list[RuleSpec], as_of: datetime):
         self.as_of = as_of
+        self._unit_values: dict[tuple[int, Decimal], Decimal] = {}
         self.candidates = candidates
         self.rules = rules
         kinds = {r.kind for r in rules}
@@ -311,25 +350,30 @@ class Context:
         # Every per-account figure (holdings, cash with unsettled trades, open orders'
         # commitments, NAV, all in the account's base currency) comes from the money view.
         self.snapshot = portfolio_snapshot(
-            account_ids=list(account_ids), as_of=as_of, exclude_order_ids=exclude, with_ladder=False
+            account_ids=list(account_ids),
+            as_of=as_of,
+            exclude_order_ids=exclude,
+            with_ladder=False,
+            base_currencies={a.id: a.currency for a in self.accounts.values()},
         )
         self.positions = {
             (a, sec): q
             for a, snap in self.snapshot.accounts.items()
             for sec, q in snap.holdings.items()
         }
-        firm_wide = bool(kinds & FIRM_WIDE_KINDS)
+        windows = [
+            int(r.params.get("window_minutes", 0))
+            for r in rules
+            if r.kind == RuleKind.DUPLICATE_ORDER
+        ]
         # The accounts' own open orders are in the snapshot; only firm-wide rules need the
-        # other accounts' orders (and each order's owner).
-        self.open_orders = (
-            _open_orders(
-                account_ids=account_ids,
-                security_ids=security_ids,
-                exclude_ids=exclude,
-                firm_wide=True,
-            )
-            if firm_wide
-            else []
+        # other accounts' orders (and each order's owner), and the duplicate rule the recent.
+        self.open_orders, self.recent = _other_orders(
+            account_ids=account_ids,
+            security_ids=security_ids,
+            exclude_ids=exclude,
+            firm_wide=bool(kinds & FIRM_WIDE_KINDS),
+            window=(as_of - timedelta(minutes=max(windows)), as_of) if windows else None,
         )
         held = {s for (_a, s) in self.positions} if needs_holdings else set()
         opened = {
@@ -346,19 +390,6 @@ class Context:
             else {}
         )
         self.restricted = self._restricted() if RuleKind.RESTRICTED_LIST in kinds else {}
-        self.recent: list[OpenOrder] = []
-        windows = [
-            int(r.params.get("window_minutes", 0))
-            for r in rules
-            if r.kind == RuleKind.DUPLICATE_ORDER
-        ]
-        if windows:
-            self.recent = _recent_orders(
-                account_ids=account_ids,
-                since=as_of - timedelta(minutes=max(windows)),
-                until=as_of,
-                exclude_ids=exclude,
-            )
         self._index()
 
     def _restricted(self) -> dict[tuple[str, int], list[RestrictedEntry]]:
@@ -381,6 +412,19 @@ class Context:
 
     def order_price(self, side_limit: Decimal | None, security_id: int) -> Decimal | None:
         return side_limit if side_limit is not None else self.price(security_id)
+
+    def unit_value(self, security_id: int, price: Decimal) -> Decimal:
+        """What one unit of quantity is worth at `price` (a quoted price) in the security's
+        currency: a bond's quantity is face quoted per 100, plus accrued interest to as_of's
+        date (the dirty value); a contract's price times its multiplier (oms.money.Terms)."""
+        terms = self.securities[security_id].terms
+        if terms is PLAIN:
+            return price
+        key = (security_id, price)
+        value = self._unit_values.get(key)
+        if value is None:
+            value = self._unit_values[key] = terms.unit_value(price, self.as_of.date())
+        return value
 
     def _index(self) -> None:
         """Sums the rules look up: per security, what the firm's other open orders will do."""
@@ -444,7 +488,9 @@ class Context:
             if price is not None:
                 try:
                     prog_cash[c.account_id] -= self.to_base(
-                        c.account_id, c.sign * c.quantity * price, c.security_id
+                        c.account_id,
+                        c.sign * c.quantity * self.unit_value(c.security_id, price),
+                        c.security_id,
                     )
                 except MissingFxRate as exc:
                     self.fx_errors.setdefault(c.account_id, exc.message)
@@ -473,7 +519,9 @@ class Context:
                     self.unpriced[account_id].add(security_id)
                 continue
             try:
-                price = self.to_base(account_id, sec.price, security_id)
+                price = self.to_base(
+                    account_id, self.unit_value(security_id, sec.price), security_id
+                )
             except MissingFxRate as exc:
                 self.fx_errors.setdefault(account_id, exc.message)
                 continue
@@ -588,7 +636,7 @@ def _concentration(
         )
     key = (c.account_id, sec.issuer_id if by_issuer else sec.sector)
     before_value, after_value = (ctx.issuer_exp if by_issuer else ctx.sector_exp)[key]
-    price = ctx.to_base(c.account_id, sec.price, c.security_id)
+    price = ctx.to_base(c.account_id, ctx.unit_value(c.security_id, sec.price), c.security_id)
     mine = ZERO if c.key in ctx.dropped else c.sign * c.quantity * price
     without = after_value - mine
     before, after = pct(abs(before_value) / nav * HUNDRED), pct(abs(after_value) / nav * HUNDRED)
@@ -669,17 +717,32 @@ def _order_size(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
         if c.quantity > max_qty:
             problems.append(f"quantity {fmt(c.quantity)} exceeds the maximum {fmt(max_qty)}")
     if max_notional is not None:
+        account = ctx.accounts[c.account_id]
+        unit = None
         if price is None:
             problems.append(f"{sec.symbol} has no reference price, so its notional is unknown")
+        else:
+            # The notional in the account's base currency: the limit is one figure whatever the
+            # security's currency, and a bond's is its face per 100 plus accrued interest.
+            try:
+                unit = ctx.to_base(c.account_id, ctx.unit_value(c.security_id, price), sec.id)
+            except MissingFxRate as exc:
+                problems.append(
+                    f"its notional cannot be valued in {account.currency}: {exc.message}"
+                )
+        if unit is None or unit <= 0:
             caps.append(ZERO)
         else:
-            notional = (c.quantity * price).quantize(MONEY_PLACES)
-            caps.append(max_notional / price)
+            notional = (c.quantity * unit).quantize(MONEY_PLACES)
+            caps.append(max_notional / unit)
             # Show the dimension closest to (or furthest over) its limit.
             if limit is None or notional / max_notional > c.quantity / limit:
                 value, limit, headroom = notional, max_notional, max_notional - notional
             if notional > max_notional:
-                problems.append(f"notional {fmt(notional)} exceeds the maximum {fmt(max_notional)}")
+                problems.append(
+                    f"notional {fmt(notional)} {account.currency} exceeds the maximum "
+                    f"{fmt(max_notional)} {account.currency}"
+                )
     max_q = floor_lot(min(caps), sec.lot)
     if problems:
         message = f"Fat finger: {sec.symbol} order " + "; ".join(problems) + "."
@@ -826,7 +889,10 @@ def _cash(ctx: Context, spec: RuleSpec, c: Candidate, sec: SecurityInfo):
     # open buys will take: a filled buy has spent its money even before it settles.
     available = ctx.snapshot.accounts[c.account_id].cash_available
     after = (available + ctx.prog_cash.get(c.account_id, ZERO)).quantize(MONEY_PLACES)
-    needed = ctx.to_base(c.account_id, c.quantity * price, c.security_id).quantize(MONEY_PLACES)
+    unit_price = ctx.unit_value(c.security_id, price)
+    needed = ctx.to_base(c.account_id, c.quantity * unit_price, c.security_id).quantize(
+        MONEY_PLACES
+    )
     unit = needed / c.quantity
     max_q = floor_lot((after + needed) / unit, sec.lot) if unit > 0 else ZERO
     breached = after < 0
@@ -979,9 +1045,14 @@ def program_evaluate(
     # A blocked sell will not trade, so it may not fund a buy or offset a limit: drop what it
     # gives and check again what it touched, until no new sell is blocked (a fixed point: each
     # round only blocks more, so there are at most as many rounds as sells).
+    by_account = _rules_by_account(ctx, rules)
+    first_round = True  # every rule; later rounds only those a blocked sell can change
     while todo:
         for index, c in todo:
-            out[c.key] = _evaluate_candidate(ctx, rules, c, index)
+            if first_round:
+                out[c.key] = _evaluate_candidate(ctx, by_account[c.account_id], c, index)
+            else:
+                out[c.key] = _evaluate_again(ctx, by_account[c.account_id], c, index, out[c.key])
         newly = {
             c.key
             for c in candidates
@@ -993,6 +1064,7 @@ def program_evaluate(
         ctx.index_program(blocked=dropped)
         accounts = {c.account_id for c in candidates if c.key in newly}
         securities = {c.security_id for c in candidates if c.key in newly}
+        first_round = False
         todo = [
             (index, c)
             for index, c in enumerate(candidates)
@@ -1001,20 +1073,50 @@ def program_evaluate(
     return out
 
 
+def _rules_by_account(ctx: Context, rules: list[RuleSpec]) -> dict[int, list[RuleSpec]]:
+    """The rules covering each account, in rule order: worked out once per account, not once
+    per order."""
+    return {
+        account_id: [spec for spec in rules if spec.covers(account)]
+        for account_id, account in ctx.accounts.items()
+    }
+
+
 def _evaluate_candidate(
     ctx: Context, rules: list[RuleSpec], c: Candidate, index: int
 ) -> tuple[str, list[dict[str, Any]]]:
-    account = ctx.accounts[c.account_id]
+    """Every rule covering the candidate's account (`rules`), in order."""
     sec = ctx.securities[c.security_id]
     results = []
-    verdict = Verdict.PASS
     for spec in rules:
-        if not spec.covers(account):
-            continue
         result = _evaluate_one(ctx, spec, c, sec, index)
-        if result is None:
-            continue
-        results.append(result)
-        if RANK[result["outcome"]] > RANK[verdict]:
-            verdict = Verdict(result["outcome"])
-    return str(verdict), results
+        if result is not None:
+            results.append(result)
+    return _verdict(results), results
+
+
+def _evaluate_again(
+    ctx: Context,
+    rules: list[RuleSpec],
+    c: Candidate,
+    index: int,
+    previous: tuple[str, list[dict[str, Any]]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """A later round of the fixed point: only the rules reading the program's net figures are
+    evaluated again; every other result stands (same order as the first round)."""
+    sec = ctx.securities[c.security_id]
+    kept = {r["rule_id"]: r for r in previous[1]}
+    results = []
+    for spec in rules:
+        if spec.kind in ACCOUNT_PROGRAM_KINDS or spec.kind in SECURITY_PROGRAM_KINDS:
+            result = _evaluate_one(ctx, spec, c, sec, index)
+        else:
+            result = kept.get(spec.rule_id)
+        if result is not None:
+            results.append(result)
+    return _verdict(results), results
+
+
+def _verdict(results: list[dict[str, Any]]) -> str:
+    rank = max((RANK[r["outcome"]] for r in results), default=0)
+    return str((Verdict.PASS, Verdict.WARN, Verdict.BLOCK)[rank])

@@ -80,7 +80,7 @@ def portfolio_breaches(*, rules: list[RuleSpec], as_of: datetime) -> list[Found]
         if spec.kind == RuleKind.RESTRICTED_LIST:
             found += _restricted(spec, covered, by_account, securities, as_of)
         elif spec.kind in (RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION):
-            found += _concentration(spec, covered, by_account, securities, navs)
+            found += _concentration(spec, covered, by_account, securities, navs, as_of.date())
         elif spec.kind == RuleKind.FIRM_OWNERSHIP:
             found += _ownership(spec, covered, by_account, securities)
         elif spec.kind == RuleKind.NO_SHORT:
@@ -154,7 +154,7 @@ def _restricted(spec, covered, by_account, securities, as_of):
     return out
 
 
-def _concentration(spec, covered, by_account, securities, navs):
+def _concentration(spec, covered, by_account, securities, navs, day):
     by_issuer = spec.kind == RuleKind.ISSUER_CONCENTRATION
     limit = spec.dec("max_pct")
     sectors = spec.params.get("sectors")
@@ -174,7 +174,8 @@ def _concentration(spec, covered, by_account, securities, navs):
             if not by_issuer and sectors and sec.sector not in sectors:
                 continue
             names[key] = sec.issuer_name if by_issuer else sec.sector
-            exposure[key] += qty * sec.price
+            # The dirty value, as the NAV it is divided by (a bond: face per 100 plus accrued).
+            exposure[key] += qty * sec.terms.unit_value(sec.price, day)
             members[key].add(security_id)
         for key, value in exposure.items():
             weight = pct(abs(value) / nav * HUNDRED)

@@ -9,7 +9,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from audit.services import audit_record, bulk_insert
+from audit.services import audit_record
+from oms.bulk_rows import rows_insert
 from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
@@ -289,35 +290,28 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
         actor=actor if getattr(actor, "pk", None) else None,
         order_count=len(orders),
     )
-    checks = bulk_insert(
-        [
-            OrderCheck(
-                run=run,
-                order_id=o.pk,
-                verdict=evaluated[o.pk][0],
-                results=evaluated[o.pk][1],
-                checked_at=as_of,
-            )
-            for o in orders
-        ]
+    # Rows as values (oms.bulk_rows.rows_insert): a 10,000-order program writes 10,000 checks
+    # and tens of thousands of hits, and model instances cost more to build than to send.
+    check_ids = rows_insert(
+        OrderCheck,
+        ["run_id", "order_id", "verdict", "results", "checked_at"],
+        [(run.pk, o.pk, evaluated[o.pk][0], evaluated[o.pk][1], as_of) for o in orders],
     )
-    bulk_insert(
+    rows_insert(
+        RuleHit,
         [
-            RuleHit(
-                order_check=check,
-                order_id=check.order_id,
-                rule_id=r["rule_id"],
-                rule_version_id=r["rule_version_id"],
-                outcome=r["outcome"],
-                # The hit is compliance's record: it keeps the detail a PM does not read.
-                message=r.get("detail", r["message"]),
-                checked_at=as_of,
-            )
-            for check in checks
-            for r in check.results
+            "order_check_id", "order_id", "rule_id", "rule_version_id", "outcome", "message",
+            "checked_at",
+        ],
+        [
+            # The hit is compliance's record: it keeps the detail a PM does not read.
+            (check_id, o.pk, r["rule_id"], r["rule_version_id"], r["outcome"],
+             r.get("detail", r["message"]), as_of)
+            for check_id, o in zip(check_ids, orders, strict=True)
+            for r in evaluated[o.pk][1]
             if r["outcome"] != Verdict.PASS
-        ]
-    )
+        ],
+    )  # fmt: skip
     verdicts: dict[int, str] = {}
     details: dict[int, dict[str, Any]] = {}
     by_verdict: dict[str, list] = {}

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from .fields import PriceField, QuantityField
+from .money import DayCount, Quotation
 
 
 class AssetClass(models.TextChoices):
@@ -45,6 +46,25 @@ class Security(models.Model):
     reference_price_at = models.DateTimeField(null=True, blank=True)
     settlement_cycle = models.PositiveSmallIntegerField(default=1, help_text="T+n settlement days")
     active = models.BooleanField(default=True)
+    # How a price becomes money (oms.money.notional): per unit, per 100 of face (bonds, whose
+    # quantity is face), or per contract of `contract_multiplier` units.
+    price_quotation = models.CharField(
+        max_length=8, choices=Quotation.CHOICES, default=Quotation.UNIT
+    )
+    contract_multiplier = QuantityField(default=1)
+    # A bond's coupon: accrued interest (oms.money.Terms.accrued_per_unit) counts in notional,
+    # NAV, cash and compliance (the dirty amount).
+    coupon_rate = PriceField(null=True, blank=True, help_text="Percent of face per year")
+    coupon_frequency = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        choices=[(1, "Annual"), (2, "Semiannual"), (4, "Quarterly"), (12, "Monthly")],
+    )
+    day_count = models.CharField(max_length=8, choices=DayCount.CHOICES, blank=True)
+    maturity_date = models.DateField(null=True, blank=True)
+    dated_date = models.DateField(
+        null=True, blank=True, help_text="Interest accrues from here until the first coupon"
+    )
 
     class Meta:
         ordering = ["symbol"]
@@ -60,6 +80,22 @@ class Security(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(shares_outstanding__gte=0), name="security_shares_outstanding_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=Q(contract_multiplier__gt=0), name="security_multiplier_positive"
+            ),
+            # A coupon is accrued only with everything accrual needs.
+            models.CheckConstraint(
+                condition=Q(coupon_rate__isnull=True)
+                | (
+                    Q(
+                        coupon_rate__gte=0,
+                        coupon_frequency__in=[1, 2, 4, 12],
+                        maturity_date__isnull=False,
+                    )
+                    & ~Q(day_count="")
+                ),
+                name="security_coupon_complete",
             ),
         ]
 

@@ -15,9 +15,14 @@ money_split, whose parts add up to the total exactly.
 
 from __future__ import annotations
 
+import calendar
+import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from oms.errors import DomainError
 
@@ -126,3 +131,203 @@ def money_split(*, total: Decimal, weights: Sequence[Decimal], currency: str) ->
     for i in order[:residual]:
         parts[i] += 1
     return [(Decimal(sign * p) * quantum).quantize(quantum) for p in parts]
+
+
+# --- instrument conventions: what a quantity at a price is worth ------------------------------
+#
+# One place turns (quantity, price) into money for every kind of instrument, so the portfolio
+# snapshot, the compliance rules, the fat-finger check, the order ticket and booking agree:
+# - UNIT: the price is per share or unit (equities, ETFs, funds, crypto);
+# - PER_100: the price is per 100 of face and the quantity is face (bonds): 1,000,000 face at
+#   99.50 is 995,000, not 99,500,000;
+# - CONTRACT: the price is per unit of the underlying and one contract is `multiplier` units.
+# A bond also accrues interest from its last coupon date: its value is the dirty amount, clean
+# plus accrued. Nothing here rounds: callers round once per figure with money_round.
+
+
+class Quotation:
+    UNIT = "UNIT"
+    PER_100 = "PER_100"
+    CONTRACT = "CONTRACT"
+    CHOICES = [
+        (UNIT, "Per unit"),
+        (PER_100, "Per 100 of face (bonds)"),
+        (CONTRACT, "Per contract (price x multiplier)"),
+    ]
+
+
+class DayCount:
+    THIRTY_360 = "30/360"
+    ACT_ACT = "ACT/ACT"
+    ACT_360 = "ACT/360"
+    CHOICES = [
+        (THIRTY_360, "30/360 (bond basis)"),
+        (ACT_ACT, "ACT/ACT (ICMA)"),
+        (ACT_360, "ACT/360"),
+    ]
+
+
+HUNDRED = Decimal(100)
+ONE = Decimal(1)
+ZERO = Decimal(0)
+
+
+def _add_months(day: date, months: int, *, end_of_month: bool) -> date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    last = calendar.monthrange(year, month)[1]
+    return date(year, month, last if end_of_month else min(day.day, last))
+
+
+@functools.lru_cache(maxsize=4096)
+def coupon_period(*, maturity: date, frequency: int, on: date) -> tuple[date, date]:
+    """The coupon dates around `on`: (previous, next), previous <= on < next. Coupons fall
+    every 12/frequency months, counted back from maturity (a month-end maturity keeps
+    month-end coupons)."""
+    if frequency not in (1, 2, 4, 12):
+        raise DomainError(f"A coupon frequency of {frequency} a year is not supported.")
+    step = 12 // frequency
+    eom = maturity.day == calendar.monthrange(maturity.year, maturity.month)[1]
+    # Jump close to `on` first (whole periods between them), then walk the last step or two.
+    periods = max(((maturity.year - on.year) * 12 + maturity.month - on.month) // step - 1, 0)
+    following = _add_months(maturity, -step * periods, end_of_month=eom)
+    previous = _add_months(maturity, -step * (periods + 1), end_of_month=eom)
+    while previous > on:
+        periods += 1
+        following = previous
+        previous = _add_months(maturity, -step * (periods + 1), end_of_month=eom)
+    return previous, following
+
+
+def days_30_360(start: date, end: date) -> int:
+    """Days between two dates on the 30/360 bond basis (ISDA 2006 4.16(f)): a 31st counts as
+    the 30th, and an end on the 31st counts as the 30th when the start is the 30th or 31st."""
+    d1 = min(start.day, 30)
+    d2 = 30 if end.day == 31 and d1 == 30 else end.day
+    return 360 * (end.year - start.year) + 30 * (end.month - start.month) + d2 - d1
+
+
+def accrued_fraction(
+    *, day_count: str, frequency: int, start: date, end: date, period: tuple[date, date]
+) -> Decimal:
+    """The fraction of a year's coupon accrued from `start` (the last coupon, or the dated
+    date) to `end` (the settlement or valuation date); `period` is the regular coupon period
+    holding `end` (ACT/ACT divides by its length)."""
+    if end <= start:
+        return ZERO
+    if day_count == DayCount.THIRTY_360:
+        return Decimal(days_30_360(start, end)) / 360
+    if day_count == DayCount.ACT_360:
+        return Decimal((end - start).days) / 360
+    if day_count == DayCount.ACT_ACT:
+        # ICMA: actual days over the actual days of the (regular) coupon period, per coupon.
+        days_in_period = (period[1] - period[0]).days
+        return Decimal((end - start).days) / (days_in_period * frequency)
+    raise DomainError(f"Unknown day count {day_count!r}.")
+
+
+@dataclass(frozen=True)
+class Terms:
+    """How a security's price becomes money (see the section's comment). Built from a
+    Security (`Terms.of(security)`) or from the same fields read as values."""
+
+    quotation: str = Quotation.UNIT
+    multiplier: Decimal = ONE
+    coupon_pct: Decimal | None = None
+    coupon_frequency: int | None = None
+    day_count: str = ""
+    maturity_date: date | None = None
+    dated_date: date | None = None
+
+    FIELDS = (
+        "price_quotation",
+        "contract_multiplier",
+        "coupon_rate",
+        "coupon_frequency",
+        "day_count",
+        "maturity_date",
+        "dated_date",
+    )
+
+    @classmethod
+    def of(cls, security: Any) -> Terms:
+        return cls.from_values(*(getattr(security, name, None) for name in cls.FIELDS))
+
+    @classmethod
+    def from_values(
+        cls, quotation, multiplier, coupon_pct, frequency, day_count, maturity, dated
+    ) -> Terms:
+        if (quotation or Quotation.UNIT) == Quotation.UNIT and not coupon_pct:
+            return PLAIN
+        return cls(
+            quotation=quotation or Quotation.UNIT,
+            multiplier=multiplier if multiplier is not None else ONE,
+            coupon_pct=coupon_pct,
+            coupon_frequency=frequency,
+            day_count=day_count or "",
+            maturity_date=maturity,
+            dated_date=dated,
+        )
+
+    @property
+    def price_factor(self) -> Decimal:
+        """Money per unit of quantity per unit of price."""
+        if self.quotation == Quotation.PER_100:
+            return ONE / HUNDRED
+        if self.quotation == Quotation.CONTRACT:
+            return self.multiplier
+        return ONE
+
+    @property
+    def accrues(self) -> bool:
+        return bool(
+            self.coupon_pct and self.coupon_frequency and self.day_count and self.maturity_date
+        )
+
+    def accrued_per_unit(self, on: date) -> Decimal:
+        """Interest accrued on one unit of face from the last coupon (or the dated date) to
+        `on`; zero for what pays no coupon, and from maturity on."""
+        if not self.accrues or on >= self.maturity_date:
+            return ZERO
+        previous, following = coupon_period(
+            maturity=self.maturity_date, frequency=self.coupon_frequency, on=on
+        )
+        start = max(previous, self.dated_date) if self.dated_date else previous
+        fraction = accrued_fraction(
+            day_count=self.day_count,
+            frequency=self.coupon_frequency,
+            start=start,
+            end=on,
+            period=(previous, following),
+        )
+        return self.coupon_pct / HUNDRED * fraction
+
+    def unit_value(self, price: Decimal, on: date) -> Decimal:
+        """What one unit of quantity is worth at `price` on `on`, accrued interest included
+        (the dirty value)."""
+        if self is PLAIN:
+            return price
+        return price * self.price_factor + self.accrued_per_unit(on)
+
+
+PLAIN = Terms()
+
+
+@dataclass(frozen=True)
+class Notional:
+    clean: Decimal
+    accrued: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.clean + self.accrued
+
+
+def notional(*, terms: Terms, quantity: Decimal, price: Decimal, on: date) -> Notional:
+    """quantity at price, in the security's currency: clean (quantity x price x multiplier, or
+    / 100 for a bond), accrued interest to `on`, and their total (the dirty amount every
+    figure of the money view uses). Unrounded."""
+    return Notional(
+        clean=quantity * price * terms.price_factor,
+        accrued=quantity * terms.accrued_per_unit(on),
+    )

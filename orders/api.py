@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -74,6 +78,28 @@ class TicketInfoSerializer(serializers.Serializer):
     tick_size = serializers.DecimalField(28, 8)
     active = serializers.BooleanField()
     position = serializers.DecimalField(28, 8)
+    # How the price becomes money, and with ?quantity= (and ?price=, else the reference
+    # price) the order's clean amount, accrued interest and total (orders.selectors.ticket_money).
+    price_quotation = serializers.CharField()
+    contract_multiplier = serializers.DecimalField(28, 8)
+    accrued_per_100 = serializers.DecimalField(28, 8)
+    clean_amount = serializers.DecimalField(28, 8, allow_null=True)
+    accrued_amount = serializers.DecimalField(28, 8, allow_null=True)
+    total_amount = serializers.DecimalField(28, 8, allow_null=True)
+
+
+def _positive_decimal(text: str, name: str) -> Decimal | None:
+    """A query parameter as a positive number (None when empty); anything else is a 400
+    naming it."""
+    if not text.strip():
+        return None
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise ValidationError({name: [f"{text!r} is not a positive number."]})
+    return value
 
 
 class OrderViewSet(viewsets.GenericViewSet):
@@ -151,6 +177,8 @@ class OrderViewSet(viewsets.GenericViewSet):
         parameters=[
             OpenApiParameter("account", str, required=True),
             OpenApiParameter("symbol", str, required=True),
+            OpenApiParameter("quantity", str, required=False),
+            OpenApiParameter("price", str, required=False),
         ],
         responses=TicketInfoSerializer,
     )
@@ -165,6 +193,16 @@ class OrderViewSet(viewsets.GenericViewSet):
         security = services.Security.objects.filter(symbol=symbol).first()
         if security is None:
             raise NotFound(f"Unknown symbol '{symbol}'.")
+        amounts = {
+            name: _positive_decimal(request.query_params.get(name, ""), name)
+            for name in ("quantity", "price")
+        }
+        money = selectors.ticket_money(
+            security=security,
+            quantity=amounts["quantity"],
+            price=amounts["price"],
+            as_of=timezone.now(),
+        )
         return Response(
             TicketInfoSerializer(
                 {
@@ -177,6 +215,7 @@ class OrderViewSet(viewsets.GenericViewSet):
                     "tick_size": security.tick_size,
                     "active": security.active,
                     "position": position_quantity(account_id=account.pk, security_id=security.pk),
+                    **money,
                 }
             ).data
         )
@@ -233,3 +272,33 @@ class RebalanceUploadView(_UploadView):
         return self._handle(
             request, basket_services.rebalance_preview, basket_services.rebalance_confirm
         )
+
+
+class RebalanceDriftView(APIView):
+    """The rebalance preview's drift report as CSV: target, current weight and drift per
+    account and security, with the order and its compliance verdict. Saves nothing."""
+
+    permission_classes = [HasRole.of(*CAPTURE_ROLES)]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": BasketUploadSerializer},
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def post(self, request):
+        serializer = BasketUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        if upload.size > basket_services.MAX_CSV_BYTES:
+            raise basket_services.CsvRejected(
+                f"The file is {upload.size:,} bytes; the limit is "
+                f"{basket_services.MAX_CSV_BYTES:,} bytes (2 MB)."
+            )
+        preview = basket_services.rebalance_preview(
+            pm=request.user, content=upload.read(), as_of=timezone.now()
+        )
+        response = HttpResponse(
+            basket_services.rebalance_drift_csv(preview=preview), content_type="text/csv"
+        )
+        response["Content-Disposition"] = 'attachment; filename="rebalance-drift.csv"'
+        return response

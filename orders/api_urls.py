@@ -12,5 +12,10 @@ urlpatterns: list = [
     path("", include("orders.blotter_api_urls")),
     path("baskets/", api.BasketUploadView.as_view(), name="basket-upload"),
     path("baskets/rebalance/", api.RebalanceUploadView.as_view(), name="basket-rebalance"),
+    path(
+        "baskets/rebalance/drift.csv",
+        api.RebalanceDriftView.as_view(),
+        name="basket-rebalance-drift",
+    ),
     *router.urls,
 ]

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from audit.services import audit_record
+from oms.csvio import write_csv
 from oms.db import retry_on_conflict
 from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
@@ -486,6 +487,28 @@ def _rebalance_orders(
                     for message in messages:
                         result.error(column, message)
     return results
+
+
+# The drift report: per account and security, the target against where the account stands
+# (the preview's own figures), the order that closes the gap and what compliance says of it.
+DRIFT_COLUMNS = [
+    "account", "symbol", "target_weight_pct", "current_weight_pct", "drift_pct",
+    "current_quantity", "open_quantity", "target_quantity", "side", "quantity", "compliance",
+    "compliance_reasons", "note",
+]  # fmt: skip
+
+
+def rebalance_drift_csv(*, preview: BasketPreview) -> str:
+    """The rebalance preview as CSV (DRIFT_COLUMNS), a row per account and security in the
+    model or held, in the preview's order (blocking lines first); `note` says why no order
+    (skipped, or the line's errors)."""
+    rows = []
+    for r in preview.orders:
+        note = r.data.get("skipped", "") or "; ".join(
+            f"{e['column']}: {e['reason']}" if e["column"] else e["reason"] for e in r.errors
+        )
+        rows.append([*(r.data.get(c, "") for c in DRIFT_COLUMNS[:-1]), note])
+    return write_csv(DRIFT_COLUMNS, rows)
 
 
 def rebalance_confirm(

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
 from oms.errors import NotFound
+from oms.money import Terms, money_round, notional
 from oms.roles import sees_all_accounts
 from oms.selectors import accounts_visible_to
 
 from .models import Order, OrderEvent
+
+PRICE_PLACES = Decimal("0.00000001")
 
 ORDER_FILTERS = ("status", "account", "security", "symbol", "side", "date", "date_from", "date_to")
 
@@ -155,3 +159,30 @@ def order_allocations(*, order: Order) -> list[dict[str, Any]]:
         }
         for a in account_block_allocations(block_id=order.block_id, account_id=order.account_id)
     ]
+
+
+def ticket_money(
+    *, security, quantity: Decimal | None, price: Decimal | None, as_of: datetime
+) -> dict[str, Any]:
+    """What the ticket shows of the order's money (oms.money.notional, the one function every
+    figure uses): how the price is quoted, the contract multiplier, the accrued interest per
+    100 of face to as_of's date, and for a quantity at a price (the limit, else the reference
+    price) the clean amount, the accrued interest and the total, each rounded once to the
+    security's currency."""
+    terms = Terms.of(security)
+    day = as_of.date()
+    facts: dict[str, Any] = {
+        "price_quotation": terms.quotation,
+        "contract_multiplier": terms.multiplier,
+        "accrued_per_100": (terms.accrued_per_unit(day) * 100).quantize(PRICE_PLACES),
+        "clean_amount": None,
+        "accrued_amount": None,
+        "total_amount": None,
+    }
+    price = price if price is not None else security.reference_price
+    if quantity is not None and price is not None:
+        n = notional(terms=terms, quantity=quantity, price=price, on=day)
+        facts["clean_amount"] = money_round(n.clean, security.currency)
+        facts["accrued_amount"] = money_round(n.accrued, security.currency)
+        facts["total_amount"] = money_round(n.total, security.currency)
+    return facts

@@ -23,6 +23,7 @@ from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
+from oms.money import Terms, money_round, notional
 from oms.roles import has_role
 from oms.selectors import account_not_found, accounts_visible_to
 
@@ -547,9 +548,15 @@ def order_input_validate(
     )
 
 
-def _estimated_notional(item: OrderInput) -> Decimal | None:
+def _estimated_notional(item: OrderInput, as_of: datetime) -> Decimal | None:
+    """The order's dirty notional in the security's currency (oms.money.notional: a bond's
+    face per 100 plus accrued interest, a contract's multiplier)."""
     price = item.limit_price or item.security.reference_price
-    return item.quantity * price if price is not None else None
+    if price is None:
+        return None
+    terms = Terms.of(item.security)
+    value = notional(terms=terms, quantity=item.quantity, price=price, on=as_of.date()).total
+    return money_round(value, item.security.currency)
 
 
 def order_insert(
@@ -607,7 +614,7 @@ def orders_insert_bulk(
                 basket=basket,
                 leaves_qty=item.quantity,
                 reference_price_at_entry=item.security.reference_price,
-                estimated_notional=_estimated_notional(item),
+                estimated_notional=_estimated_notional(item, as_of),
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=idempotency_fingerprint,
             )
@@ -810,7 +817,7 @@ def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -
     item = order_input_validate(pm=actor, data=merged, as_of=as_of)
     fields = {name: getattr(item, name) for name in diff}
     fields["leaves_qty"] = item.quantity - order.cum_qty
-    fields["estimated_notional"] = _estimated_notional(item)
+    fields["estimated_notional"] = _estimated_notional(item, as_of)
     details = {"changes": _jsonable(diff)}
     if order.status == OrderStatus.PENDING_COMPLIANCE:
         before = _jsonable({name: getattr(order, name) for name in fields})

@@ -10,10 +10,12 @@ from typing import Any
 
 from django.db.models import DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from oms.errors import DomainError
 from oms.fields import ZERO
 from oms.models import Account, Security
+from oms.money import Quotation, Terms
 
 from .models import CashBalance, CashMovement, FxRate, Position, PositionFill
 
@@ -72,18 +74,36 @@ def cash_available(*, account_ids: list[int], as_of: datetime) -> dict[int, Deci
 
 
 def account_navs(*, account_ids: list[int], as_of: date | None = None) -> dict[int, Decimal]:
-    """NAV per account in its base currency: positions at the reference price plus settled
-    and projected cash (the projected figure: a bought stock is already in the positions),
-    other currencies converted through the FX rates table."""
+    """NAV per account in its base currency: positions at the reference price (a bond's
+    dirty value: per 100 of face plus accrued interest to as_of) plus projected cash (a bought
+    stock is already in the positions), other currencies converted through the FX rates
+    table."""
     navs: dict[int, Decimal] = {account_id: ZERO for account_id in account_ids}
     if not navs:
         return navs
-    # One aggregate query: the value per account and currency, summed in the database (the
-    # order ticket's check calls this on every order, for accounts of hundreds of positions).
+    # Plain holdings are valued by one aggregate query, per account and currency, summed in the
+    # database (accounts of hundreds of positions); cash is the same query's second half.
+    positions = Position.objects.filter(account_id__in=account_ids).exclude(quantity=0).order_by()
+    # Securities priced per unit without a coupon sum in the database; the others (bonds per
+    # 100 of face with accrued interest, contracts with a multiplier) through oms.money.Terms.
+    plain = Q(security__price_quotation=Quotation.UNIT, security__coupon_rate__isnull=True)
+    day = as_of or timezone.now().date()
+    rates: FxTable | None = None
+    for account_id, base, currency, quantity, price, *conventions in (
+        positions.exclude(plain)
+        .filter(security__reference_price__isnull=False)
+        .values_list(
+            "account_id", "account__base_currency", "security__currency", "quantity",
+            "security__reference_price", *TERMS_COLUMNS,
+        )
+    ):  # fmt: skip
+        value = quantity * Terms.from_values(*conventions).unit_value(price, day)
+        if currency != base:
+            rates = rates or FxTable.load(as_of=as_of)
+            value = rates.convert(value, currency, base)
+        navs[account_id] += value
     held = (
-        Position.objects.filter(account_id__in=account_ids)
-        .exclude(quantity=0)
-        .order_by()
+        positions.filter(plain)
         .values_list("account_id", "account__base_currency", "security__currency")
         .annotate(
             value=Sum(
@@ -98,7 +118,6 @@ def account_navs(*, account_ids: list[int], as_of: date | None = None) -> dict[i
         .values_list("account_id", "account__base_currency", "currency")
         .annotate(value=Sum("projected"))
     )
-    rates: FxTable | None = None
     for account_id, base, currency, value in held.union(cash, all=True):
         if value and currency != base:
             rates = rates or FxTable.load(as_of=as_of)
@@ -198,10 +217,16 @@ class PortfolioSnapshot:
     rates: FxTable
     # {security_id: (currency, reference price or None)} of every security the snapshot read.
     securities: dict[int, tuple[str, Decimal | None]]
+    # {security_id: its conventions (oms.money.Terms)} of the same securities.
+    terms: dict[int, Terms] = field(default_factory=dict)
 
     def to_base(self, account_id: int, amount: Decimal, currency: str) -> Decimal:
         """amount in the account's base currency; raises MissingFxRate without a rate."""
         return self.rates.convert(amount, currency, self.accounts[account_id].base_currency)
+
+
+# The security columns a snapshot row reads for oms.money.Terms, in Terms.FIELDS order.
+TERMS_COLUMNS = tuple(f"security__{name}" for name in Terms.FIELDS)
 
 
 def portfolio_snapshot(
@@ -210,21 +235,40 @@ def portfolio_snapshot(
     as_of: datetime,
     exclude_order_ids: set[int] | frozenset = frozenset(),
     with_ladder: bool = True,
+    base_currencies: dict[int, str] | None = None,
 ) -> PortfolioSnapshot:
     """The money view of the accounts as of `as_of` (a fixed number of queries however many
     accounts): see AccountSnapshot. Orders in exclude_order_ids (the ones being checked) are
     left out of the open orders' figures. with_ladder=False skips cash_by_settle_date (the
-    rules do not read it)."""
+    rules do not read it). base_currencies: {account_id: base currency} when the caller has
+    read the accounts already (a query less)."""
     from orders.lifecycle import OPEN
     from orders.models import BUY_SIDES, Order
 
     ids = sorted(set(account_ids))
+    if base_currencies is None:
+        base_currencies = dict(
+            Account.objects.filter(pk__in=ids).order_by().values_list("pk", "base_currency")
+        )
     snaps = {
-        pk: AccountSnapshot(account_id=pk, base_currency=base)
-        for pk, base in Account.objects.filter(pk__in=ids).values_list("pk", "base_currency")
+        pk: AccountSnapshot(account_id=pk, base_currency=base_currencies[pk])
+        for pk in ids
+        if pk in base_currencies
     }
-    rates = FxTable.load(as_of=as_of.date())
+    day = as_of.date()
+    rates = FxTable.load(as_of=day)
     securities: dict[int, tuple[str, Decimal | None]] = {}
+    terms: dict[int, Terms] = {}
+    # What one unit is worth at a price, per security and price: a bond's quantity is face
+    # quoted per 100, with accrued interest (the dirty value); a future's a contract.
+    unit_values: dict[tuple[int, Decimal], Decimal] = {}
+
+    def unit_value(security_id: int, price: Decimal) -> Decimal:
+        key = (security_id, price)
+        value = unit_values.get(key)
+        if value is None:
+            value = unit_values[key] = terms[security_id].unit_value(price, day)
+        return value
 
     def add(snap: AccountSnapshot, attr: str, amount: Decimal, currency: str) -> bool:
         try:
@@ -245,14 +289,17 @@ def portfolio_snapshot(
             "quantity",
             "security__currency",
             "security__reference_price",
+            *TERMS_COLUMNS,
         )
     )
-    for account_id, security_id, quantity, currency, price in held:
+    for account_id, security_id, quantity, currency, price, *conventions in held:
         snap = snaps[account_id]
         snap.holdings[security_id] = quantity
-        securities[security_id] = (currency, price)
+        if security_id not in terms:
+            securities[security_id] = (currency, price)
+            terms[security_id] = Terms.from_values(*conventions)
         if price is not None:
-            add(snap, "holdings_value", quantity * price, currency)
+            add(snap, "holdings_value", quantity * unit_value(security_id, price), currency)
     for account_id, currency, settled, projected in (
         CashBalance.objects.filter(account_id__in=ids)
         .order_by()
@@ -286,15 +333,17 @@ def portfolio_snapshot(
         .order_by()
         .values_list(
             "id", "account_id", "security_id", "side", "remaining", "limit_price",
-            "security__currency", "security__reference_price",
+            "security__currency", "security__reference_price", *TERMS_COLUMNS,
         )
     )  # fmt: skip
-    for pk, account_id, security_id, side, remaining, limit, currency, ref in open_rows:
+    for pk, account_id, security_id, side, remaining, limit, currency, ref, *conv in open_rows:
         # Skipped here, not in SQL: a NOT IN of a basket's thousands of ids costs more.
         if pk in exclude_order_ids:
             continue
         snap = snaps[account_id]
-        securities.setdefault(security_id, (currency, ref))
+        if security_id not in terms:
+            securities[security_id] = (currency, ref)
+            terms[security_id] = Terms.from_values(*conv)
         buy = side in BUY_SIDES
         book = snap.open_buys if buy else snap.open_sells
         book[security_id] = book.get(security_id, ZERO) + remaining
@@ -303,8 +352,9 @@ def portfolio_snapshot(
             if buy:
                 snap.unpriced_buy_order_ids.append(pk)
             continue
-        add(snap, "buy_commitment" if buy else "sell_proceeds", remaining * price, currency)
-    return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities)
+        amount = remaining * unit_value(security_id, price)
+        add(snap, "buy_commitment" if buy else "sell_proceeds", amount, currency)
+    return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities, terms=terms)
 
 
 def order_weight(
@@ -380,11 +430,17 @@ def holdings(
     positions = list(qs.order_by("account__code", "security__symbol"))
     navs = account_navs(account_ids=sorted({p.account_id for p in positions}))
     rates = FxTable.load()
+    today = timezone.now().date()
     rows = []
     for p in positions:
         sec = p.security
         price = sec.reference_price
-        mv = (p.quantity * price).quantize(CENTS) if price is not None else None
+        # The dirty value: a bond's face per 100 plus accrued interest, a contract's multiplier.
+        mv = (
+            (p.quantity * Terms.of(sec).unit_value(price, today)).quantize(CENTS)
+            if price is not None
+            else None
+        )
         pct = None
         nav = navs.get(p.account_id) or ZERO
         if mv is not None and nav:

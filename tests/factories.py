@@ -37,6 +37,7 @@ def security(
     asset_class: str = "EQUITY",
     currency: str = "USD",
     cycle: int = 1,
+    **terms,
 ) -> Security:
     iss, _ = Issuer.objects.get_or_create(name=issuer or f"{symbol} Inc.")
     return Security.objects.create(
@@ -55,6 +56,7 @@ def security(
         reference_price=Decimal(price),
         reference_price_at=timezone.now(),
         settlement_cycle=cycle,
+        **terms,
     )
 
 

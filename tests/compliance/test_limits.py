@@ -156,7 +156,7 @@ def test_order_size_notional_uses_the_limit_price(firm):
     )
     assert over["value_after"] == "100125"
     assert over["max_passing_quantity"] == "800"
-    assert "notional 100125 exceeds the maximum 100000" in over["message"]
+    assert "notional 100125 USD exceeds the maximum 100000 USD" in over["message"]
 
 
 @pytest.mark.parametrize(

@@ -147,3 +147,61 @@ def test_a_blocked_sell_does_not_fund_a_buy_in_the_same_basket(firm):
     buy = only_result(order_compliance(order_id=b.orders.get(side="BUY").pk), "CASH")
     assert buy["value_after"] == "-100000"
     assert "blocked sells in this program fund nothing" in buy["message"]
+
+
+def _bond(symbol: str = "UST30", price: str = "99.50", **kw):
+    from datetime import date
+
+    return security(
+        symbol, price=price, asset_class="BOND", sector="Government", price_quotation="PER_100",
+        coupon_rate=Decimal("6"), coupon_frequency=2, day_count="30/360",
+        maturity_date=date(2030, 2, 15), **kw,
+    )  # fmt: skip
+
+
+def test_a_million_face_at_99_50_counts_995_000_plus_accrued_in_nav(firm):
+    # The finding: it counted 99,500,000. 6% 30/360, last coupon 15 Aug: 100 days to 25 Nov,
+    # 1,000,000 x 6% x 100 / 360 = 16,666.67 accrued.
+    from .conftest import hold
+
+    ref = firm.ref
+    bond = _bond()
+    hold(ref.acct1, bond, "1000000")
+    snap = portfolio_snapshot(account_ids=[ref.acct1.pk], as_of=AS_OF).accounts[ref.acct1.pk]
+    assert snap.holdings_value.quantize(Decimal("0.01")) == Decimal("1011666.67")
+    assert snap.nav.quantize(Decimal("0.01")) == Decimal("2011666.67")
+    from positions.selectors import account_navs, holdings
+
+    nav = account_navs(account_ids=[ref.acct1.pk], as_of=AS_OF.date())[ref.acct1.pk]
+    assert nav.quantize(Decimal("0.01")) == Decimal("2011666.67")
+    [row] = [r for r in holdings(account_ids=[ref.acct1.pk]) if r.symbol == "UST30"]
+    assert Decimal(995_000) < row.market_value < Decimal(1_020_000)
+
+
+def test_a_bond_buy_needs_its_dirty_amount_in_cash_and_in_the_fat_finger_limit(firm):
+    ref = firm.ref
+    _bond()
+    make_rule(ref.compliance, RuleKind.CASH)
+    make_rule(ref.compliance, RuleKind.ORDER_SIZE, {"max_notional": "1000000"})
+    # 980,000 face: 975,100 clean + 16,333.33 accrued = 991,433.33: within both.
+    check = what_if(ref.pm1, ref.acct1, "UST30", "BUY", 980_000)
+    assert check["verdict"] == "PASS", check
+    assert only_result(check, "CASH")["value_after"] == "8566.67"
+    # 1,000,000 face: 1,011,666.67 dirty, over the cash and the 1,000,000 notional limit.
+    check = what_if(ref.pm1, ref.acct1, "UST30", "BUY", 1_000_000)
+    size = only_result(check, "ORDER_SIZE")
+    assert size["outcome"] == "BLOCK" and size["value_after"] == "1011666.67"
+    assert "USD exceeds the maximum 1000000 USD" in size["message"]
+    assert only_result(check, "CASH")["outcome"] == "BLOCK"
+
+
+def test_the_fat_finger_notional_is_in_the_accounts_base_currency(firm):
+    ref = firm.ref
+    security("SAP", price="200", currency="EUR")
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    make_rule(ref.compliance, RuleKind.ORDER_SIZE, {"max_notional": "100000"})
+    # 450 x EUR 200 = EUR 90,000 = USD 99,000: within; 460 = USD 101,200: over.
+    assert what_if(ref.pm1, ref.acct1, "SAP", "BUY", 450)["verdict"] == "PASS"
+    over = only_result(what_if(ref.pm1, ref.acct1, "SAP", "BUY", 460), "ORDER_SIZE")
+    assert (over["outcome"], over["value_after"]) == ("BLOCK", "101200")
+    assert over["max_passing_quantity"] == "454"

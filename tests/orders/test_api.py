@@ -370,3 +370,32 @@ def test_ticket_info_shows_price_and_position(refdata):
     assert Decimal(body["position"]) == 700
     assert Decimal(body["reference_price"]) == Decimal("190")
     assert api.get("/api/orders/ticket-info/?account=ACCT2&symbol=AAPL").status_code == 404
+
+
+def test_ticket_info_shows_a_bonds_clean_amount_accrued_and_total(refdata):
+    from datetime import date
+
+    from tests.factories import security
+
+    security(
+        "UST30", price="99.50", asset_class="BOND", price_quotation="PER_100",
+        coupon_rate=Decimal("6"), coupon_frequency=2, day_count="30/360",
+        maturity_date=date(2040, 2, 15),
+    )  # fmt: skip
+    api = client_for(refdata.pm1)
+    body = api.get("/api/orders/ticket-info/?account=ACCT1&symbol=UST30&quantity=1000000").json()
+    assert body["price_quotation"] == "PER_100"
+    # 1,000,000 face at 99.50 is 995,000 clean (not 99,500,000), plus at most half a 6% coupon.
+    assert Decimal(body["clean_amount"]) == 995_000
+    accrued = Decimal(body["accrued_amount"])
+    assert 0 <= accrued <= 30_000
+    assert Decimal(body["total_amount"]) == 995_000 + accrued
+    assert Decimal(body["accrued_per_100"]).quantize(Decimal("0.01")) == (
+        accrued / 10_000
+    ).quantize(Decimal("0.01"))
+    at_limit = api.get(
+        "/api/orders/ticket-info/?account=ACCT1&symbol=UST30&quantity=1000&price=101"
+    )
+    assert Decimal(at_limit.json()["clean_amount"]) == 1010
+    bad = api.get("/api/orders/ticket-info/?account=ACCT1&symbol=UST30&quantity=lots")
+    assert bad.status_code == 400 and "quantity" in bad.content.decode()

@@ -288,3 +288,29 @@ def test_rebalance_nets_open_orders_and_shows_what_compliance_would_say(refdata)
         "MSFT": "BLOCK",
     }
     assert Order.objects.filter(security=refdata.xom).count() == 1
+
+
+def test_rebalance_drift_downloads_as_csv(refdata):
+    import csv
+    import io
+
+    portfolio(refdata)
+    targets = b"account,symbol,target_weight_pct\nACCT1,AAPL,20\nACCT1,MSFT,50\n"
+    response = upload(refdata.pm1, targets, url="/api/baskets/rebalance/drift.csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "rebalance-drift.csv" in response["Content-Disposition"]
+    rows = {r["symbol"]: r for r in csv.DictReader(io.StringIO(response.content.decode()))}
+    # NAV 500,000: AAPL 1,000 x 190 = 38% against a 20% target; XOM, not in the model, 0%.
+    assert (rows["AAPL"]["target_weight_pct"], rows["AAPL"]["current_weight_pct"]) == ("20", "38")
+    assert (rows["AAPL"]["drift_pct"], rows["AAPL"]["side"], rows["AAPL"]["quantity"]) == (
+        "18",
+        "SELL",
+        "473",
+    )
+    assert (rows["XOM"]["target_weight_pct"], rows["XOM"]["side"]) == ("0", "SELL")
+    assert rows["MSFT"]["current_weight_pct"] == "0"
+    assert not Order.objects.exists()
+    # Another PM's account is refused line by line (as in the preview): no rows of it.
+    other = upload(refdata.pm2, targets, url="/api/baskets/rebalance/drift.csv")
+    assert other.status_code == 200 and "AAPL" not in other.content.decode()

@@ -47,6 +47,7 @@ API = [
                                                                                 200, 404, 200, 200, 200, 200, 401),
     ("basket-upload",      "POST",  "/api/baskets/",                            400, 400, 403, 403, 403, 400, 401),
     ("basket-rebalance",   "POST",  "/api/baskets/rebalance/",                  400, 400, 403, 403, 403, 400, 401),
+    ("basket-rebalance-drift", "POST", "/api/baskets/rebalance/drift.csv",      400, 400, 403, 403, 403, 400, 401),
     # Another PM's account reads as an unknown one (404, the same words), so nothing leaks.
     ("compliance-check",   "POST",  "/api/compliance/check/",                   200, 404, 200, 200, 200, 200, 401),
     # order1 is not awaiting an override: 409 for whoever may ask about it at all.
@@ -156,6 +157,7 @@ BODIES = {
     ("order-cancel", "POST"): {},
     ("basket-upload", "POST"): {},
     ("basket-rebalance", "POST"): {},
+    ("basket-rebalance-drift", "POST"): {},
     ("compliance-check", "POST"): {
         "account": "ACCT1",
         "symbol": "AAPL",
@@ -214,7 +216,7 @@ def _body(name: str, method: str, world):
     return body
 
 
-MULTIPART = {"basket-upload", "basket-rebalance"}
+MULTIPART = {"basket-upload", "basket-rebalance", "basket-rebalance-drift"}
 
 
 def _call(client, method: str, path: str, body, *, api: bool, name: str = ""):
