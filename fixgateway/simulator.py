@@ -41,6 +41,7 @@ import quickfix as fix
 
 from . import fixmsg
 from .fixmsg import get
+from .simmarket import SimMarket
 
 log = logging.getLogger("fixgateway.simulator")
 CENT = Decimal("0.01")
@@ -182,6 +183,8 @@ class BrokerSimulator(fix.Application):
         self.rng = random.Random(7)
         self.scheduler = threading.Thread(target=self._run_schedule, daemon=True)
         self.scheduler.start()
+        # The market it makes in what it is asked to quote (fixgateway.simmarket).
+        self.market = SimMarket(self._reference)
 
     # -- QuickFIX callbacks (each wrapped: nothing may escape into QuickFIX) -----------------
 
@@ -225,6 +228,8 @@ class BrokerSimulator(fix.Application):
                     self._on_replace(message, sessionID)
                 elif kind == "H":
                     self._on_status(message, sessionID)
+                elif kind == "V":
+                    self.market.on_request(message, sessionID)
                 elif kind == "Q":
                     self.dk_received.append({"exec_id": get(message, 17), "text": get(message, 58)})
         except BaseException:  # noqa: BLE001
@@ -242,7 +247,11 @@ class BrokerSimulator(fix.Application):
         return self.config.default_price
 
     def _fill_price(self, order: SimOrder) -> Decimal | None:
-        """The reference price if the order is marketable at it, else None (it rests)."""
+        """The reference price if the order is marketable at it, else None (it rests); where
+        the simulator makes a market, the quote (a buy at the ask, a sell at the bid)."""
+        if self.market.active(order.symbol):
+            limit = order.price if order.ord_type in ("2", "4") else None
+            return self.market.fill_price(order.symbol, order.side, limit)
         ref = self._reference(order.symbol)
         if order.ord_type in ("2", "4") and order.price is not None:
             buy = order.side == "1"
@@ -413,6 +422,8 @@ class BrokerSimulator(fix.Application):
         order.status = "2" if order.cum >= order.quantity else "1"
         exec_id = f"E{self.run_tag}-{next(self.exec_ids)}"
         order.fills.append([exec_id, qty, price, True])
+        if self.market.active(order.symbol):
+            self.market.trade(order.symbol, qty, price)
         self._send_er(order, exec_type="F", last_qty=qty, last_px=price, exec_id=exec_id)
         return exec_id
 
@@ -857,6 +868,30 @@ class BrokerSimulator(fix.Application):
             sent += 1
         return {"sent": sent}
 
+    def _cmd_md_config(self, **values) -> dict:
+        """rate (updates a second per security), batch (securities per 35=X),
+        trade_probability."""
+        for key, value in values.items():
+            if key not in ("rate", "batch", "trade_probability"):
+                raise KeyError(f"no such market data setting {key!r}")
+            setattr(self.market, key, type(getattr(self.market, key))(value))
+        return {"ok": True}
+
+    def _cmd_md_pause(self, symbols: list, paused: bool = True) -> dict:
+        """Stop (or restart) publishing these securities: the OMS should flag them stale."""
+        with self.market.lock:
+            for symbol in symbols:
+                self.market.book(symbol).paused = paused
+        return {"ok": True}
+
+    def _cmd_md_reject(self, symbols: list) -> dict:
+        """Refuse market data requests for these securities (35=Y)."""
+        self.market.reject_symbols = set(symbols)
+        return {"ok": True}
+
+    def _cmd_md_state(self) -> dict:
+        return self.market.state()
+
     def _cmd_done_for_day(self) -> dict:
         count = 0
         for order in {id(o): o for o in self.orders.values()}.values():
@@ -867,6 +902,7 @@ class BrokerSimulator(fix.Application):
         return {"orders": count}
 
     def stop(self) -> None:
+        self.market.stop()
         with self.lock:
             self.stopped = True
             self.wake.notify_all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
+from marketdata.broadcast import MARKETDATA_GROUP
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 
 from .blotter_selectors import feed_for
@@ -29,11 +30,14 @@ class OrdersConsumer(AccessCheckedConsumer):
             self.scope["user"], scope=self.feed_scope
         )
         await self.channel_layer.group_add(self.group, self.channel_name)
+        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
+        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
         await self.send(text_data='{"type": "subscribed"}')
 
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(MARKETDATA_GROUP, self.channel_name)
         await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
@@ -41,6 +45,9 @@ class OrdersConsumer(AccessCheckedConsumer):
         return None
 
     async def orders_changed(self, event: dict) -> None:
+        await self.send(text_data=event["text"])
+
+    async def marketdata_quotes(self, event: dict) -> None:
         await self.send(text_data=event["text"])
 
 

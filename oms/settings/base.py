@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "positions",
     "allocation",
     "fixgateway",
+    "marketdata",
 ]
 
 MIDDLEWARE = [
@@ -290,6 +291,12 @@ OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
 # so a killed gateway shows down within stale + one beat (4 s by default).
 OMS_FIX_OWNER_HEARTBEAT_SECONDS = env_int("OMS_FIX_OWNER_HEARTBEAT_SECONDS", 1)
 OMS_FIX_OWNER_STALE_SECONDS = env_int("OMS_FIX_OWNER_STALE_SECONDS", 3)
+# Market data (marketdata app, fixgateway/marketdata.py): a quote not updated within
+# OMS_MD_STALE_SECONDS is flagged stale; the gateway writes and pushes the books every
+# OMS_MD_FLUSH_MS, each security at most once per OMS_MD_THROTTLE_MS.
+OMS_MD_STALE_SECONDS = env_int("OMS_MD_STALE_SECONDS", 15)
+OMS_MD_FLUSH_MS = env_int("OMS_MD_FLUSH_MS", 50)
+OMS_MD_THROTTLE_MS = env_int("OMS_MD_THROTTLE_MS", 200)
 
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
 # $27.80 per million), and the after-close job that finalises done blocks and writes the

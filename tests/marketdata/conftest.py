@@ -1,0 +1,1 @@
+from tests.fix.conftest import broker, desk, gateway, gateway_env, sim, world  # noqa: F401
