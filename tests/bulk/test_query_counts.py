@@ -104,7 +104,8 @@ def test_checking_a_basket_costs_the_same_queries_for_50_and_500_orders(firm):
 
 def test_creating_one_order_takes_a_fixed_number_of_queries(firm, django_assert_num_queries):
     # Its audit events join the chain once, at the end of the use case (oms.db.in_transaction).
-    with django_assert_num_queries(39):
+    # Staging it records its arrival price for TCA: one INSERT ... SELECT (marketdata).
+    with django_assert_num_queries(40):
         order, created = order_create(
             pm=firm.pm1,
             account="ACCT1",

@@ -103,3 +103,33 @@ def test_fills_are_at_or_inside_the_quote_and_the_arrival_is_the_mid(desk, world
     assert arrival.bid <= filled.avg_price <= arrival.ask + Decimal("0.05")
     assert filled.avg_price != Decimal("190.00") or q.ask == Decimal("190.00")
     assert Block.objects.get(pk=resting.pk).status == "WORKING"
+
+
+def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms_server):
+    """Simulator -> FIX -> gateway -> Redis -> Daphne -> websocket, each feed as a page opens
+    it; at most one push per security per throttle window (200 ms)."""
+    import json
+    from datetime import datetime
+
+    from tests.blotter.helpers import session_cookie, ws_connect
+
+    broker = world.make(extra_config={"market_data": True})
+    world.sim("md_config", rate=50)
+    routed_block(desk, broker, "100", order_type="LIMIT", limit_price="150.00")
+    wait_until(lambda: _quote(desk.aapl), what="a quote")
+    path = f"/ws/positions/?account={desk.acct1.pk}"
+    with (
+        ws_connect(oms_server, "/ws/blotter/", cookie=session_cookie(desk.trader)) as blotter,
+        ws_connect(oms_server, path, cookie=session_cookie(desk.pm1)) as positions,
+    ):
+        for ws in (blotter, positions):
+            sent_at: list[datetime] = []
+            while len(sent_at) < 10:
+                message = json.loads(ws.recv(timeout=5))
+                if message["type"] == "quotes":
+                    (quote,) = [q for q in message["quotes"] if q["symbol"] == "AAPL"]
+                    assert Decimal(quote["bid"]) < Decimal(quote["ask"])
+                    sent_at.append(datetime.fromisoformat(message["at"]))
+            # 50 updates a second from the simulator; AAPL pushed at most every 200 ms.
+            gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:])]
+            assert min(gaps) >= 0.19, gaps
