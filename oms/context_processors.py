@@ -11,6 +11,7 @@ NAVIGATION = [
     ("Compliance", "compliance:dashboard", {COMPLIANCE, ADMIN}),
     ("Operations", "allocation:operations", {OPERATIONS, ADMIN}),
     ("Exceptions", "exceptions", set(EXCEPTION_READERS)),
+    ("TCA", "marketdata:tca", {TRADER, COMPLIANCE, ADMIN}),
     ("FIX messages", "fixgateway:messages", {TRADER, ADMIN, COMPLIANCE, OPERATIONS}),
     ("Accounts", "accounts", {PM, TRADER, COMPLIANCE, OPERATIONS, ADMIN}),
     ("Audit", "audit:events", {COMPLIANCE, ADMIN}),
