@@ -42,6 +42,7 @@ class TcaParams(serializers.Serializer):
 
 class QuoteParams(serializers.Serializer):
     security = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    mine = serializers.BooleanField(required=False)
 
 
 def checked(request, params: type[serializers.Serializer]) -> dict:
@@ -96,7 +97,8 @@ def tca_filter(request) -> tuple[tca_selectors.TcaFilter, str]:
 
 
 class QuotesView(APIView):
-    """GET /api/marketdata/quotes/?security=1,2: the latest market per security (the feed's,
+    """GET /api/marketdata/quotes/?security=1,2 (or ?mine=1: the securities of the user's
+    open orders and positions): the latest market per security (the feed's,
     flagged stale after OMS_MD_STALE_SECONDS, or the reference price), and the feed's status."""
 
     permission_classes = [QUOTE_READERS]
@@ -104,11 +106,14 @@ class QuotesView(APIView):
     def get(self, request):
         p = checked(request, QuoteParams)
         now = timezone.now()
+        ids = p.get("security")
+        if p.get("mine"):
+            ids = selectors.securities_of_interest(user=request.user)
         return Response(
             jsonable(
                 {
                     "status": selectors.market_status(as_of=now),
-                    "quotes": selectors.quotes_list(as_of=now, security_ids=p.get("security")),
+                    "quotes": selectors.quotes_list(as_of=now, security_ids=ids),
                 }
             )
         )

@@ -120,3 +120,23 @@ def symbols_to_subscribe() -> list[str]:
         .order_by("symbol")
         .values_list("symbol", flat=True)
     )
+
+
+def securities_of_interest(*, user) -> list[int]:
+    """Securities of the open orders and positions of the accounts the user may see: what the
+    blotter's and positions pages' market panel lists."""
+    from oms.selectors import accounts_visible_to
+    from orders.lifecycle import OPEN
+    from orders.models import Order
+    from positions.models import Position
+
+    accounts = accounts_visible_to(user).values("pk")
+    working = Order.objects.filter(account__in=accounts, status__in=list(OPEN)).values(
+        "security_id"
+    )
+    held = Position.objects.filter(account__in=accounts).exclude(quantity=0).values("security_id")
+    return list(
+        Security.objects.filter(Q(pk__in=working) | Q(pk__in=held))
+        .order_by("symbol")
+        .values_list("pk", flat=True)[:200]
+    )

@@ -39,13 +39,16 @@ def _day_start(d: date) -> datetime:
 
 
 def tca_orders(*, user, flt: TcaFilter, as_of: datetime) -> list[dict]:
-    """Every routed order the user may see, received in the date range, with its figures."""
+    """Every routed order the user may see (user None: the firm, for the end-of-day reports),
+    received in the date range, with its figures."""
     from fixgateway.models import Execution
+    from oms.models import Account
     from orders.models import Order
 
+    accounts = Account.objects.all() if user is None else accounts_visible_to(user)
     qs = (
         Order.objects.filter(
-            account__in=accounts_visible_to(user),
+            account__in=accounts,
             block__broker__isnull=False,
             received_at__gte=_day_start(flt.date_from),
             received_at__lt=_day_start(flt.date_to + timedelta(days=1)),

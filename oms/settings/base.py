@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "allocation",
     "fixgateway",
     "marketdata",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -318,6 +319,12 @@ CELERY_BEAT_SCHEDULE["allocation-bookings-due"] = {
 CELERY_BEAT_SCHEDULE["allocation-settlement-after-close"] = {
     "task": "allocation.tasks.settlement_after_close",
     "schedule": crontab(hour=21, minute=30, day_of_week="mon-fri"),
+}
+
+# End-of-day reports (reports app) after the close and the after-close booking (22:00 UTC).
+CELERY_BEAT_SCHEDULE["reports-end-of-day"] = {
+    "task": "reports.tasks.end_of_day_reports",
+    "schedule": crontab(hour=22, minute=0, day_of_week="mon-fri"),
 }
 
 LOGGING = {

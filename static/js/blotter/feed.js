@@ -40,6 +40,8 @@
         self.backoff = 250;
         self.state("live");
         self.snapshot();
+      } else if (msg.type === "quotes") {
+        if (window.OMSQuotes) window.OMSQuotes.apply(msg);
       } else if (msg.type === "orders") {
         self.receive(msg);
       }

@@ -1,0 +1,1 @@
+from tests.marketdata.conftest import D, T0, scenario  # noqa: F401
