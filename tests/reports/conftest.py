@@ -1,1 +1,1 @@
-from tests.marketdata.conftest import D, T0, scenario  # noqa: F401
+from tests.marketdata.conftest import T0, D, scenario  # noqa: F401
