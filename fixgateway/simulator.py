@@ -183,6 +183,9 @@ class BrokerSimulator(fix.Application):
         self.rng = random.Random(7)
         self.scheduler = threading.Thread(target=self._run_schedule, daemon=True)
         self.scheduler.start()
+        # AllocationInstructions received, and how many of the next ones to reject.
+        self.allocations_received: list[dict] = []
+        self.reject_allocations = 0
         # The market it makes in what it is asked to quote (fixgateway.simmarket).
         self.market = SimMarket(self._reference)
 
@@ -230,6 +233,8 @@ class BrokerSimulator(fix.Application):
                     self._on_status(message, sessionID)
                 elif kind == "V":
                     self.market.on_request(message, sessionID)
+                elif kind == "J":
+                    self._on_allocation(message, sessionID)
                 elif kind == "Q":
                     self.dk_received.append({"exec_id": get(message, 17), "text": get(message, 58)})
         except BaseException:  # noqa: BLE001
@@ -867,6 +872,40 @@ class BrokerSimulator(fix.Application):
             fix.Session.sendToTarget(reject, session_id)
             sent += 1
         return {"sent": sent}
+
+    def _on_allocation(self, message, session) -> None:
+        """Acknowledge an AllocationInstruction (35=P): accepted, or rejected (87=1, 88=0
+        unknown account) while `reject_allocations` says so."""
+        accounts = re.findall(r"\x0179=([^\x01]*)\x0180=([^\x01]*)", "\x01" + message.toString())
+        self.allocations_received.append(
+            {
+                "alloc_id": get(message, 70),
+                "trans_type": get(message, 71),
+                "ref_alloc_id": get(message, 72),
+                "quantity": get(message, 53),
+                "avg_px": get(message, 6),
+                "accounts": {a: q for a, q in accounts},
+            }
+        )
+        ack = fixmsg.new_message("P")
+        ack.setField(70, get(message, 70))
+        ack.setField(75, get(message, 75))
+        ack.setField(60, fixmsg.fix_time(datetime.now(UTC)))
+        if self.reject_allocations > 0:
+            self.reject_allocations -= 1
+            ack.setField(87, "1")
+            ack.setField(88, "0")
+            ack.setField(58, "simulated: account unknown to the broker")
+        else:
+            ack.setField(87, "0")
+        fix.Session.sendToTarget(ack, session)
+
+    def _cmd_allocations(self) -> dict:
+        return {"received": list(self.allocations_received)}
+
+    def _cmd_reject_allocations(self, count: int = 1) -> dict:
+        self.reject_allocations = int(count)
+        return {"ok": True}
 
     def _cmd_md_config(self, **values) -> dict:
         """rate (updates a second per security), batch (securities per 35=X),
