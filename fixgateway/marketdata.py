@@ -64,11 +64,12 @@ def _dec(text: str) -> Decimal | None:
         return None
 
 
-def parse_entries(raw: str) -> tuple[str, list[dict]]:
-    """(message type, entries) of a 35=W / 35=X read from its wire text: each entry a dict
+def parse_entries(raw: str) -> tuple[str, list[dict], str]:
+    """(message type, entries, SendingTime) of a 35=W / 35=X read from its wire text: each entry a dict
     of 279 (action), 269 (type), 55 (symbol), 270 (price), 271 (size). Reading the text once is
     several times faster than QuickFIX's group accessors, and a refresh carries many entries."""
     kind = ""
+    sending = ""
     top_symbol = ""
     entries: list[dict] = []
     current: dict | None = None
@@ -77,6 +78,8 @@ def parse_entries(raw: str) -> tuple[str, list[dict]]:
         tag, _, value = part.partition("=")
         if tag == "35":
             kind = value
+        elif tag == "52":
+            sending = value
         elif tag == "268":
             in_group = True
         elif not in_group:
@@ -90,13 +93,22 @@ def parse_entries(raw: str) -> tuple[str, list[dict]]:
             current[tag] = value
     for entry in entries:
         entry.setdefault("55", top_symbol)
-    return kind, entries
+    return kind, entries, sending
+
+
+def _epoch(sending: str) -> float | None:
+    """A SendingTime (YYYYMMDD-HH:MM:SS[.sss]) as seconds since the epoch."""
+    try:
+        fmt = "%Y%m%d-%H:%M:%S.%f" if "." in sending else "%Y%m%d-%H:%M:%S"
+        return datetime.strptime(sending, fmt).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 class _Book:
     """One security's market as the feed has told it so far today."""
 
-    __slots__ = ("bid", "ask", "last", "volume", "vwap", "trade_date", "bars", "changed")
+    __slots__ = ("bid", "ask", "last", "volume", "vwap", "trade_date", "bars", "changed", "src")
 
     def __init__(self, today: date):
         self.bid = self.ask = self.last = self.vwap = None
@@ -104,6 +116,7 @@ class _Book:
         self.trade_date = today
         self.bars: dict[datetime, list] = {}  # minute -> [open, high, low, close, qty, value]
         self.changed = False
+        self.src = ""  # the broker's SendingTime of the latest update (latency is measured from it)
 
 
 class MarketDataSession:
@@ -172,7 +185,7 @@ class MarketDataSession:
             return
         if fixmsg.get(message.getHeader(), 43) == "Y":
             return  # a resend after a rewind: superseded by what came since
-        kind, entries = parse_entries(message.toString())
+        kind, entries, sending = parse_entries(message.toString())
         now = datetime.now(UTC)
         minute = now.replace(second=0, microsecond=0)
         today = now.date()
@@ -213,6 +226,7 @@ class MarketDataSession:
                 elif entry_type == "B" and size is not None:
                     book.volume = size
                 book.changed = True
+                book.src = sending
 
     # -- the flusher thread ----------------------------------------------------------------------
 
@@ -258,6 +272,7 @@ class MarketDataSession:
                             "vwap": book.vwap,
                             "trade_date": book.trade_date,
                             "bars": book.bars,
+                            "src": book.src,
                         },
                     )
                 )
@@ -305,6 +320,7 @@ class MarketDataSession:
                     "last": s["last"],
                     "day_volume": s["volume"],
                     "day_vwap": s["vwap"],
+                    "src": _epoch(s["src"]),
                 }
             )
         now = datetime.now(UTC)
