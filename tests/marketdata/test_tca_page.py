@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from decimal import Decimal
 
 import pytest
@@ -32,6 +33,11 @@ def test_the_page_shows_the_summary_and_draws_its_charts(refdata, scenario, logi
         # Chart.js sized and drew the canvas.
         assert page.locator(f"[data-testid={chart}]").evaluate("c => c.width > 0")
     assert page.locator("nav >> text=TCA").count() == 1
+    if os.environ.get("OMS_DOCS_SCREENSHOTS"):
+        # The README's picture of the page (docs/tca.png), taken from this very scenario.
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.wait_for_timeout(500)
+        page.screenshot(path=os.environ["OMS_DOCS_SCREENSHOTS"] + "/tca.png", full_page=True)
 
 
 def test_the_csv_export_and_the_api_give_the_same_figures(refdata, scenario):
