@@ -35,6 +35,10 @@ class SimBook:
     volume: Decimal = Decimal(0)
     value: Decimal = Decimal(0)
     paused: bool = False
+    trades: list = None  # fills since the last publish, sent with the next refresh
+
+    def __post_init__(self):
+        self.trades = []
 
     @property
     def bid(self) -> Decimal:
@@ -98,7 +102,8 @@ class SimMarket:
             book.last = price
             book.volume += qty
             book.value += qty * price
-            self._send_updates([(book, [("2", price, qty)])])
+            # Published with the next refresh, by the publisher: a fill must not wait on it.
+            book.trades.append(("2", price, qty))
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -153,26 +158,33 @@ class SimMarket:
             message.addGroup(group)
         fix.Session.sendToTarget(message, session)
 
-    def _send_updates(self, changes: list[tuple[SimBook, list]]) -> None:
+    def _send_updates(self, changes: list[tuple[SimBook, list]]) -> list:
         """Incremental refreshes of these books to every session subscribed to them, at most
-        `batch` securities a message."""
+        `batch` securities a message. Called with the lock held; the messages are built from
+        plain values, so the sending (the costly part) happens after it is released."""
+        out = []
         for session, subs in list(self.subscribers.values()):
-            mine = [(b, e) for b, e in changes if b.symbol in subs]
+            mine = [(b.symbol, e) for b, e in changes if b.symbol in subs]
             for start in range(0, len(mine), max(1, self.batch)):
-                message = fixmsg.new_message("X")
-                for book, entries in mine[start : start + self.batch]:
-                    for entry_type, px, size in entries:
-                        group = fix.Group(268, 279)
-                        group.setField(279, "1")  # change
-                        group.setField(269, entry_type)
-                        group.setField(55, book.symbol)
-                        if px is not None:
-                            group.setField(270, str(px))
-                        if size is not None:
-                            group.setField(271, str(size))
-                        message.addGroup(group)
-                    self.sent_updates += 1
-                fix.Session.sendToTarget(message, session)
+                out.append((session, mine[start : start + self.batch]))
+        return out
+
+    def _send(self, out: list) -> None:
+        for session, chunk in out:
+            message = fixmsg.new_message("X")
+            for symbol, entries in chunk:
+                for entry_type, px, size in entries:
+                    group = fix.Group(268, 279)
+                    group.setField(279, "1")  # change
+                    group.setField(269, entry_type)
+                    group.setField(55, symbol)
+                    if px is not None:
+                        group.setField(270, str(px))
+                    if size is not None:
+                        group.setField(271, str(size))
+                    message.addGroup(group)
+                self.sent_updates += 1
+            fix.Session.sendToTarget(message, session)
 
     # -- the random walk -----------------------------------------------------------------------
 
@@ -181,7 +193,11 @@ class SimMarket:
         move = self.rng.choice((-1, 0, 0, 1))
         book.mid = max(book.tick * 2, book.mid + book.tick * move)
         entries = [("0", book.bid, Decimal(100)), ("1", book.ask, Decimal(100))]
-        if self.rng.random() < self.trade_probability:
+        if book.trades:
+            entries += book.trades
+            entries += [("B", None, book.volume), ("9", book.vwap, None)]
+            book.trades = []
+        elif self.rng.random() < self.trade_probability:
             price = book.ask if self.rng.random() < 0.5 else book.bid
             qty = Decimal(self.rng.choice((100, 200, 300, 500)))
             book.last = price
@@ -203,8 +219,8 @@ class SimMarket:
                         for symbol in sorted(symbols)
                         if not (book := self.book(symbol)).paused
                     ]
-                    if changes:
-                        self._send_updates(changes)
+                    out = self._send_updates(changes) if changes else []
+                self._send(out)
             except Exception:
                 log.exception("market data publish failed")
             delay = next_at - time.monotonic()
