@@ -51,6 +51,9 @@ def _clients_process(port, session, ready, stop, results) -> None:
             additional_headers={"Cookie": f"sessionid={session}"},
             origin=f"http://127.0.0.1:{port}",
             max_queue=None,
+            # OMS_BENCH_MD_DEFLATE=0: without permessage-deflate (whose cost on 20 copies of
+            # every push is one suspect of the latency).
+            compression="deflate" if os.environ.get("OMS_BENCH_MD_DEFLATE", "1") == "1" else None,
         ) as ws:
             await ws.recv()  # subscribed
             connected.append(i)
