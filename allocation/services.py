@@ -39,6 +39,7 @@ from django.db import connection, models, transaction
 from django.db.models import F, Func, IntegerField
 
 from audit.services import audit_record, bulk_insert
+from fixgateway.allocinstr import allocation_instruction_enqueue
 from oms.bulk_rows import rows_insert, rows_update
 from oms.calendars import settlement_date
 from oms.csvio import write_csv
@@ -802,6 +803,15 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
             "street_gross": day.street_gross,
             "allocations": {str(a.account_id): str(a.quantity) for a in allocations},
         },
+    )
+    # The broker's 35=J (for brokers that take them), queued with the day: sent after commit.
+    allocation_instruction_enqueue(
+        block=block,
+        trade_date=day.trade_date,
+        version=day.version,
+        avg_price=day.avg_price,
+        by_account_id={a.account_id: a.quantity for a in allocations},
+        as_of=as_of,
     )
     return allocations
 

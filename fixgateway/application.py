@@ -37,7 +37,7 @@ from django.db import (
     transaction,
 )
 
-from . import fixmsg, services
+from . import allocinstr, fixmsg, marketdata, services
 from .algo import algo_fields
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, OutboxMessage
@@ -125,6 +125,14 @@ class GatewayApplication(fix.Application):
         self.inbound_failed = threading.Event()
         self._applier_stop = threading.Event()
         self._applier: threading.Thread | None = None
+        # Market data (35=V/W/X) and allocation instructions (35=J/P) live in modules of their
+        # own; these are their only hooks here.
+        self.market_data = (
+            marketdata.MarketDataSession(broker, self)
+            if marketdata.wants_market_data(broker)
+            else None
+        )
+        self.allocations = allocinstr.AllocationSession(broker, self)
 
     # -- session events ----------------------------------------------------------------------
 
@@ -280,6 +288,13 @@ class GatewayApplication(fix.Application):
     def fromApp(self, message, sessionID):  # noqa: N802, N803
         try:
             self.last_message_at = _now()
+            kind = fixmsg.msg_type(message)
+            if kind in marketdata.MD_MSG_TYPES and self.market_data is not None:
+                self.market_data.on_message(message)
+                return
+            if kind == "P":
+                self.allocations.on_ack(message)
+                return
             self._enqueue(message)
         except BaseException:  # noqa: BLE001
             log.exception("fromApp failed")
@@ -414,6 +429,8 @@ class GatewayApplication(fix.Application):
     def applier_stop(self, timeout: float = 10) -> bool:
         """Let the applier finish the batch in hand and end; what is left in the queue is
         above the mark and is resent after the next start-up's rewind. True if it ended."""
+        if self.market_data is not None:
+            self.market_data.stop()
         self.inbound_close()
         self._applier_stop.set()
         thread = self._applier

@@ -316,3 +316,48 @@ class FixMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.msg_type} {self.cl_ord_id}"
+
+
+class AllocationInstruction(models.Model):
+    """An AllocationInstruction (35=J) for one block's finalised day: the per-account quantities
+    at the day's average price, to a broker whose row asks for them
+    (extra_config {"allocation_instructions": true}). A rebooking of the day writes the next
+    version, sent as a replace (71=1) naming the previous AllocID."""
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        SENT = "SENT", "Sent"
+        RECEIVED = "RECEIVED", "Received by the broker"
+        ACCEPTED = "ACCEPTED", "Accepted"
+        REJECTED = "REJECTED", "Rejected"
+
+    broker = models.ForeignKey(Broker, on_delete=models.PROTECT, related_name="+")
+    block = models.ForeignKey("orders.Block", on_delete=models.PROTECT, related_name="+")
+    trade_date = models.DateField()
+    version = models.PositiveIntegerField()
+    alloc_id = models.CharField(max_length=64, unique=True)
+    ref_alloc_id = models.CharField(max_length=64, blank=True)
+    trans_type = models.CharField(max_length=1, default="0")  # 0 new, 1 replace
+    side = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=32)
+    quantity = QuantityField()
+    avg_price = PriceField()
+    allocations = models.JSONField(default=list)  # [{"account": code, "quantity": "..."}]
+    cl_ord_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    ack_text = models.CharField(max_length=500, blank=True)
+    reject_code = models.CharField(max_length=8, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["block", "trade_date", "version"], name="alloc_instruction_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.alloc_id

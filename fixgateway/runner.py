@@ -336,6 +336,10 @@ class BrokerSession(threading.Thread):
                 app.sequence_problem = ""
                 self._logons_stop(broker, problem)
             app.send_outbox()
+            if app.logged_on.is_set():
+                if app.market_data is not None:
+                    app.market_data.tick()
+                app.allocations.send_pending()
             # Wake on an outbox notification (or an operator's reset), or poll twice a
             # second; also proves the lock connection (and so our ownership) is alive.
             for notice in lock_conn.notifies(timeout=0.5, stop_after=1):
@@ -343,6 +347,8 @@ class BrokerSession(threading.Thread):
                     self._sequence_reset(broker)
 
     def _after_logon(self, broker: Broker, *, counterparty_reset: bool) -> None:
+        if self.app.market_data is not None:
+            self.app.market_data.on_logon()
         services.session_sequence_resolved(broker=broker, as_of=_now())
         ask = services.session_logon_reconcile(
             broker_id=broker.pk, counterparty_reset=counterparty_reset, as_of=_now()

@@ -41,6 +41,7 @@ import quickfix as fix
 
 from . import fixmsg
 from .fixmsg import get
+from .simmarket import SimMarket
 
 log = logging.getLogger("fixgateway.simulator")
 CENT = Decimal("0.01")
@@ -182,6 +183,11 @@ class BrokerSimulator(fix.Application):
         self.rng = random.Random(7)
         self.scheduler = threading.Thread(target=self._run_schedule, daemon=True)
         self.scheduler.start()
+        # AllocationInstructions received, and how many of the next ones to reject.
+        self.allocations_received: list[dict] = []
+        self.reject_allocations = 0
+        # The market it makes in what it is asked to quote (fixgateway.simmarket).
+        self.market = SimMarket(self._reference)
 
     # -- QuickFIX callbacks (each wrapped: nothing may escape into QuickFIX) -----------------
 
@@ -225,6 +231,10 @@ class BrokerSimulator(fix.Application):
                     self._on_replace(message, sessionID)
                 elif kind == "H":
                     self._on_status(message, sessionID)
+                elif kind == "V":
+                    self.market.on_request(message, sessionID)
+                elif kind == "J":
+                    self._on_allocation(message, sessionID)
                 elif kind == "Q":
                     self.dk_received.append({"exec_id": get(message, 17), "text": get(message, 58)})
         except BaseException:  # noqa: BLE001
@@ -242,7 +252,11 @@ class BrokerSimulator(fix.Application):
         return self.config.default_price
 
     def _fill_price(self, order: SimOrder) -> Decimal | None:
-        """The reference price if the order is marketable at it, else None (it rests)."""
+        """The reference price if the order is marketable at it, else None (it rests); where
+        the simulator makes a market, the quote (a buy at the ask, a sell at the bid)."""
+        if self.market.active(order.symbol):
+            limit = order.price if order.ord_type in ("2", "4") else None
+            return self.market.fill_price(order.symbol, order.side, limit)
         ref = self._reference(order.symbol)
         if order.ord_type in ("2", "4") and order.price is not None:
             buy = order.side == "1"
@@ -413,6 +427,8 @@ class BrokerSimulator(fix.Application):
         order.status = "2" if order.cum >= order.quantity else "1"
         exec_id = f"E{self.run_tag}-{next(self.exec_ids)}"
         order.fills.append([exec_id, qty, price, True])
+        if self.market.active(order.symbol):
+            self.market.trade(order.symbol, qty, price)
         self._send_er(order, exec_type="F", last_qty=qty, last_px=price, exec_id=exec_id)
         return exec_id
 
@@ -857,6 +873,64 @@ class BrokerSimulator(fix.Application):
             sent += 1
         return {"sent": sent}
 
+    def _on_allocation(self, message, session) -> None:
+        """Acknowledge an AllocationInstruction (35=P): accepted, or rejected (87=1, 88=0
+        unknown account) while `reject_allocations` says so."""
+        accounts = re.findall(r"\x0179=([^\x01]*)\x0180=([^\x01]*)", "\x01" + message.toString())
+        self.allocations_received.append(
+            {
+                "alloc_id": get(message, 70),
+                "trans_type": get(message, 71),
+                "ref_alloc_id": get(message, 72),
+                "quantity": get(message, 53),
+                "avg_px": get(message, 6),
+                "accounts": {a: q for a, q in accounts},
+            }
+        )
+        ack = fixmsg.new_message("P")
+        ack.setField(70, get(message, 70))
+        ack.setField(75, get(message, 75))
+        ack.setField(60, fixmsg.fix_time(datetime.now(UTC)))
+        if self.reject_allocations > 0:
+            self.reject_allocations -= 1
+            ack.setField(87, "1")
+            ack.setField(88, "0")
+            ack.setField(58, "simulated: account unknown to the broker")
+        else:
+            ack.setField(87, "0")
+        fix.Session.sendToTarget(ack, session)
+
+    def _cmd_allocations(self) -> dict:
+        return {"received": list(self.allocations_received)}
+
+    def _cmd_reject_allocations(self, count: int = 1) -> dict:
+        self.reject_allocations = int(count)
+        return {"ok": True}
+
+    def _cmd_md_config(self, **values) -> dict:
+        """rate (updates a second per security), batch (securities per 35=X),
+        trade_probability."""
+        for key, value in values.items():
+            if key not in ("rate", "batch", "trade_probability"):
+                raise KeyError(f"no such market data setting {key!r}")
+            setattr(self.market, key, type(getattr(self.market, key))(value))
+        return {"ok": True}
+
+    def _cmd_md_pause(self, symbols: list, paused: bool = True) -> dict:
+        """Stop (or restart) publishing these securities: the OMS should flag them stale."""
+        with self.market.lock:
+            for symbol in symbols:
+                self.market.book(symbol).paused = paused
+        return {"ok": True}
+
+    def _cmd_md_reject(self, symbols: list) -> dict:
+        """Refuse market data requests for these securities (35=Y)."""
+        self.market.reject_symbols = set(symbols)
+        return {"ok": True}
+
+    def _cmd_md_state(self) -> dict:
+        return self.market.state()
+
     def _cmd_done_for_day(self) -> dict:
         count = 0
         for order in {id(o): o for o in self.orders.values()}.values():
@@ -867,6 +941,7 @@ class BrokerSimulator(fix.Application):
         return {"orders": count}
 
     def stop(self) -> None:
+        self.market.stop()
         with self.lock:
             self.stopped = True
             self.wake.notify_all()

@@ -11,6 +11,8 @@ NAVIGATION = [
     ("Compliance", "compliance:dashboard", {COMPLIANCE, ADMIN}),
     ("Operations", "allocation:operations", {OPERATIONS, ADMIN}),
     ("Exceptions", "exceptions", set(EXCEPTION_READERS)),
+    ("TCA", "marketdata:tca", {TRADER, COMPLIANCE, ADMIN}),
+    ("Reports", "reports:list", {PM, TRADER, COMPLIANCE, OPERATIONS, ADMIN}),
     ("FIX messages", "fixgateway:messages", {TRADER, ADMIN, COMPLIANCE, OPERATIONS}),
     ("Accounts", "accounts", {PM, TRADER, COMPLIANCE, OPERATIONS, ADMIN}),
     ("Audit", "audit:events", {COMPLIANCE, ADMIN}),

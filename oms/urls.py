@@ -12,7 +12,16 @@ router.register("accounts", api_views.AccountViewSet, basename="account")
 router.register("exceptions", api_views.ExceptionViewSet, basename="exception")
 
 # Each app owns its pages (urls.py) and API routes (api_urls.py); this file only mounts them.
-APPS = ["audit", "orders", "compliance", "positions", "allocation", "fixgateway"]
+APPS = [
+    "audit",
+    "orders",
+    "compliance",
+    "positions",
+    "allocation",
+    "fixgateway",
+    "marketdata",
+    "reports",
+]
 
 api_patterns = [
     path("auth/token/", api_views.TokenLoginView.as_view(), name="api-token"),

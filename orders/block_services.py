@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from audit.services import audit_record
+from marketdata.services import arrival_capture
 from oms.calendars import settlement_date
 from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
@@ -346,6 +347,8 @@ def block_route(
     block.status = Block.Status.ROUTED
     block.routed_at = as_of
     block.save()
+    # The market at routing: the block's arrival benchmark for TCA (one statement).
+    arrival_capture(kind="route", block_id=block.pk, as_of=as_of)
     _allocation_plan_fix(block=block, actor=actor, as_of=as_of)
     route_details = {"block": block.pk, "broker": broker.code}
     orders_transition_bulk(

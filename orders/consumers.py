@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from marketdata.broadcast import MARKETDATA_GROUP
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 
 from . import feed_history
@@ -81,6 +82,8 @@ class OrdersConsumer(AccessCheckedConsumer):
         )
         # Join before reading the history: whatever is numbered after the read arrives live.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
+        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
         point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
         if point is None:
             await self.send(text_data='{"type": "subscribed"}')
@@ -117,6 +120,7 @@ class OrdersConsumer(AccessCheckedConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(MARKETDATA_GROUP, self.channel_name)
         await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
@@ -142,6 +146,9 @@ class OrdersConsumer(AccessCheckedConsumer):
     async def orders_changed(self, event: dict) -> None:
         if event.get("seq", 0) and event["seq"] <= self.replayed_to:
             return
+        await self.send(text_data=event["text"])
+
+    async def marketdata_quotes(self, event: dict) -> None:
         await self.send(text_data=event["text"])
 
 

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many, bulk_insert
+from marketdata.services import arrival_capture
 from oms import roles
 from oms.bulk_rows import any_of
 from oms.db import in_transaction, retry_on_conflict
@@ -676,9 +677,12 @@ def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]
     missing = set(order_ids) - {o.pk for o in orders}
     if missing:
         raise DomainNotFound(f"No such orders: {sorted(missing)}.")
-    return orders_transition_bulk(
+    staged = orders_transition_bulk(
         orders=orders, to_status=OrderStatus.STAGED, as_of=as_of, kind="stage", actor=actor
     )
+    # The market as the order reaches the desk: TCA's arrival benchmark (one statement).
+    arrival_capture(kind="desk", order_ids=[o.pk for o in orders], as_of=as_of)
+    return staged
 
 
 def order_create(

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
+from marketdata.broadcast import MARKETDATA_GROUP
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 from oms.selectors import accounts_visible_to
 
@@ -52,6 +53,9 @@ class PositionsConsumer(AccessCheckedConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         self.account_ids = list(account_ids or [])
+        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
+        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
+        self.groups_joined.append(MARKETDATA_GROUP)
         await self.send(text_data=json.dumps({"type": "subscribed", "accounts": self.account_ids}))
 
     async def disconnect(self, code: int) -> None:
@@ -61,6 +65,9 @@ class PositionsConsumer(AccessCheckedConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         return None  # one-way feed
+
+    async def marketdata_quotes(self, event: dict) -> None:
+        await self.send(text_data=event["text"])
 
     async def positions_changed(self, event: dict) -> None:
         await self.send(text_data=json.dumps({"type": "changed", "account": event["account"]}))

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "positions",
     "allocation",
     "fixgateway",
+    "marketdata",
+    "reports",
 ]
 
 MIDDLEWARE = [
@@ -295,6 +297,12 @@ OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
 # so a killed gateway shows down within stale + one beat (4 s by default).
 OMS_FIX_OWNER_HEARTBEAT_SECONDS = env_int("OMS_FIX_OWNER_HEARTBEAT_SECONDS", 1)
 OMS_FIX_OWNER_STALE_SECONDS = env_int("OMS_FIX_OWNER_STALE_SECONDS", 3)
+# Market data (marketdata app, fixgateway/marketdata.py): a quote not updated within
+# OMS_MD_STALE_SECONDS is flagged stale; the gateway writes and pushes the books every
+# OMS_MD_FLUSH_MS, each security at most once per OMS_MD_THROTTLE_MS.
+OMS_MD_STALE_SECONDS = env_int("OMS_MD_STALE_SECONDS", 15)
+OMS_MD_FLUSH_MS = env_int("OMS_MD_FLUSH_MS", 50)
+OMS_MD_THROTTLE_MS = env_int("OMS_MD_THROTTLE_MS", 200)
 
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,
 # $27.80 per million), and the after-close job that finalises done blocks and writes the
@@ -316,6 +324,12 @@ CELERY_BEAT_SCHEDULE["allocation-bookings-due"] = {
 CELERY_BEAT_SCHEDULE["allocation-settlement-after-close"] = {
     "task": "allocation.tasks.settlement_after_close",
     "schedule": crontab(hour=21, minute=30, day_of_week="mon-fri"),
+}
+
+# End-of-day reports (reports app) after the close and the after-close booking (22:00 UTC).
+CELERY_BEAT_SCHEDULE["reports-end-of-day"] = {
+    "task": "reports.tasks.end_of_day_reports",
+    "schedule": crontab(hour=22, minute=0, day_of_week="mon-fri"),
 }
 
 LOGGING = {

@@ -34,6 +34,8 @@
         status.textContent = "live";
         status.dataset.state = "live";
         delay = 500;
+      } else if (msg.type === "quotes") {
+        if (window.OMSQuotes) window.OMSQuotes.apply(msg);
       } else if (msg.type === "changed") {
         refresh();
       }

@@ -105,7 +105,8 @@ def test_checking_a_basket_costs_the_same_queries_for_50_and_500_orders(firm):
 
 def test_creating_one_order_takes_a_fixed_number_of_queries(firm, django_assert_num_queries):
     # Its audit events join the chain once, at the end of the use case (oms.db.in_transaction).
-    with django_assert_num_queries(36):
+    # Staging it records its arrival price for TCA: one INSERT ... SELECT (marketdata).
+    with django_assert_num_queries(37):
         order, created = order_create(
             pm=firm.pm1,
             account="ACCT1",
@@ -147,4 +148,5 @@ def test_confirming_a_basket_costs_the_same_queries_for_20_and_200_lines(firm):
         statuses = set(basket.orders.values_list("status", flat=True))
         assert statuses == {"STAGED", "BLOCKED"}  # XOM is restricted
         counts.append(len(ctx.captured_queries))
-    assert counts[0] == counts[1] == 46  # one chain extension for the whole basket
+    # One chain extension for the whole basket; one INSERT of the staged orders' arrival prices.
+    assert counts[0] == counts[1] == 47

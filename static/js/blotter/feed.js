@@ -59,6 +59,8 @@
         }
       } else if (msg.type === "resync") {
         self.snapshot();
+      } else if (msg.type === "quotes") {
+        if (window.OMSQuotes) window.OMSQuotes.apply(msg);
       } else if (msg.type === "orders") {
         self.receive(msg);
       }
