@@ -2,13 +2,13 @@ from datetime import UTC, datetime, time
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from oms.csvio import write_csv
+from oms.paging import page_of
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
 from .selectors import audit_changes, audit_events
@@ -99,7 +99,7 @@ def events(request):
         response = HttpResponse(write_csv(CSV_HEADER, rows), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
         return response
-    page = Paginator(qs, 100).get_page(request.GET.get("page"))
+    page = page_of(qs, request.GET.get("page"), 100)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
