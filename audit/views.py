@@ -37,9 +37,11 @@ def _parse_when(raw: str, *, end: bool = False) -> datetime | None:
         return None
     # A well-formed but impossible date (2026-13-45) raises ValueError; a malformed one parses
     # to None: both are the user's mistake, said as such (never ignored, never a 500).
+    # A bare date first: Python 3.11's fromisoformat (inside parse_datetime) reads one as its
+    # midnight, which made "until" a day exclude that whole day.
     try:
-        moment = parse_datetime(raw)
-        day = None if moment else parse_date(raw)
+        day = parse_date(raw)
+        moment = None if day else parse_datetime(raw)
     except ValueError:
         moment = day = None
     if moment is None:
