@@ -32,3 +32,25 @@ def test_the_order_list_count_is_capped_and_every_page_reachable(client, refdata
     assert client.get("/api/orders/?page_size=5&page=4").status_code == 404
     assert client.get("/api/orders/?page=abc").status_code == 404
     assert client.get("/api/orders/?page=-1").status_code == 404
+
+
+def test_days_are_whole_utc_days(client, refdata):
+    from datetime import UTC, datetime, timedelta
+
+    from orders.models import Order
+
+    late = staged_order(refdata.acct1, refdata.aapl)
+    next_day = staged_order(refdata.acct1, refdata.aapl)
+    end = datetime(2026, 5, 4, tzinfo=UTC) + timedelta(days=1)
+    Order.objects.filter(pk=late.pk).update(received_at=end - timedelta(microseconds=1))
+    Order.objects.filter(pk=next_day.pk).update(received_at=end)
+    client.force_login(refdata.pm1)
+
+    def ids(query):
+        return {o["id"] for o in client.get(f"/api/orders/?{query}").json()["results"]}
+
+    assert ids("date=2026-05-04") == {late.pk}
+    assert ids("date_to=2026-05-04") == {late.pk}
+    assert ids("date_from=2026-05-05") >= {next_day.pk} and late.pk not in ids(
+        "date_from=2026-05-05"
+    )
