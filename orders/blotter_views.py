@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -42,7 +42,14 @@ class SnapshotView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None,
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("scope", str, enum=["blotter", "mine"]),
+            OpenApiParameter("form", str, enum=list(blotter_selectors.SNAPSHOT_FORMS)),
+        ],
+    )
     def get(self, request):
         scope = request.query_params.get("scope", "blotter")
         if scope not in ("blotter", "mine"):
@@ -50,11 +57,11 @@ class SnapshotView(APIView):
         group = blotter_selectors.feed_for(request.user, scope=scope)
         if group is None:
             raise NotFound("No such feed for you.")
-        # Read the sequence number before the rows: anything committed after the query gets a
-        # higher number (orders.broadcast), so the page loses nothing between the two.
         form = request.query_params.get("form", "objects")
         if form not in blotter_selectors.SNAPSHOT_FORMS:
             raise DomainError("form is objects or columns.", code="invalid")
+        # Read the sequence number before the rows: anything committed after the query gets a
+        # higher number (orders.broadcast), so the page loses nothing between the two.
         seq = sequence_current(group)
         rows = blotter_selectors.blotter_snapshot_json(
             user=request.user, scope=scope, as_of=timezone.now(), form=form
