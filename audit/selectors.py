@@ -41,7 +41,11 @@ def audit_events(
         qs = qs.filter(occurred_at__gte=since)
     if until:
         qs = qs.filter(occurred_at__lt=until)
-    return qs.order_by("-chain_seq")
+    # Newest first by time, the chain's order breaking ties (the two agree but for events
+    # committed within the same moments): every filter then reads its page from an index
+    # ending in (occurred_at, chain_seq) in order, a month of a year's trail included, where
+    # the chain's order alone had to skip every newer event first (bench/scale_bench.py).
+    return qs.order_by("-occurred_at", "-chain_seq")
 
 
 def _action_matches(action: str) -> Q:

@@ -2,13 +2,13 @@ from datetime import UTC, datetime, time
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from oms.csvio import write_csv
+from oms.paging import page_of
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
 from .selectors import audit_changes, audit_events
@@ -37,9 +37,11 @@ def _parse_when(raw: str, *, end: bool = False) -> datetime | None:
         return None
     # A well-formed but impossible date (2026-13-45) raises ValueError; a malformed one parses
     # to None: both are the user's mistake, said as such (never ignored, never a 500).
+    # A bare date first: Python 3.11's fromisoformat (inside parse_datetime) reads one as its
+    # midnight, which made "until" a day exclude that whole day.
     try:
-        moment = parse_datetime(raw)
-        day = None if moment else parse_date(raw)
+        day = parse_date(raw)
+        moment = None if day else parse_datetime(raw)
     except ValueError:
         moment = day = None
     if moment is None:
@@ -99,7 +101,7 @@ def events(request):
         response = HttpResponse(write_csv(CSV_HEADER, rows), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
         return response
-    page = Paginator(qs, 100).get_page(request.GET.get("page"))
+    page = page_of(qs, request.GET.get("page"), 100)
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -135,7 +135,12 @@ def _daphne(port: int) -> subprocess.Popen:
     raise RuntimeError("daphne did not start")
 
 
-def _latency(session: str, order_ids: list[int]) -> dict:
+def _latency(
+    session: str, order_ids: list[int], *, clients_n: int = CLIENTS, rate: int = RATE
+) -> dict:
+    """`clients_n` websocket clients on a fresh Daphne, `rate` order changes a second committed
+    here for DURATION_S; from each commit to each client's receipt. bench/scale_bench.py runs
+    it with 100 clients."""
     from django.db import transaction
 
     from orders.services import order_fill_apply, orders_lock
@@ -146,14 +151,16 @@ def _latency(session: str, order_ids: list[int]) -> dict:
     ready, stop = ctx.Event(), ctx.Event()
     results = ctx.Queue()
     clients = ctx.Process(
-        target=_clients_process, args=(port, session, ready, stop, results), daemon=True
+        target=_clients_process,
+        args=(port, session, ready, stop, results, clients_n),
+        daemon=True,
     )
     clients.start()
     try:
         if not ready.wait(60):
             raise RuntimeError("websocket clients did not connect")
         committed: dict[tuple[int, int], float] = {}
-        commits = RATE * DURATION_S // ORDERS_PER_COMMIT
+        commits = rate * DURATION_S // ORDERS_PER_COMMIT
         started = time.perf_counter()
 
         def writer(w: int) -> None:
@@ -163,7 +170,7 @@ def _latency(session: str, order_ids: list[int]) -> dict:
 
             try:
                 for n in range(w, commits, WRITERS):
-                    delay = started + n * ORDERS_PER_COMMIT / RATE - time.perf_counter()
+                    delay = started + n * ORDERS_PER_COMMIT / rate - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
                     first = (n * ORDERS_PER_COMMIT) % len(order_ids)
@@ -194,7 +201,7 @@ def _latency(session: str, order_ids: list[int]) -> dict:
         elapsed = time.perf_counter() - started
         time.sleep(2)
         stop.set()
-        received = [results.get(timeout=60) for _ in range(CLIENTS)]
+        received = [results.get(timeout=60) for _ in range(clients_n)]
     finally:
         stop.set()
         clients.join(10)
@@ -212,10 +219,10 @@ def _latency(session: str, order_ids: list[int]) -> dict:
             else:
                 latencies.append(got - at)
     return {
-        "live_clients": CLIENTS,
+        "live_clients": clients_n,
         "live_order_updates": len(committed),
         "live_orders_per_commit": ORDERS_PER_COMMIT,
-        "live_target_rate_per_s": RATE,
+        "live_target_rate_per_s": rate,
         "live_achieved_rate_per_s": round(len(committed) / elapsed, 1),
         "live_deliveries": len(latencies),
         "live_missing": missing,
@@ -227,12 +234,12 @@ def _latency(session: str, order_ids: list[int]) -> dict:
     }
 
 
-def _clients_process(port, session, ready, stop, results) -> None:
-    """CLIENTS websocket clients in a process of their own (so the committing threads' GIL does
+def _clients_process(port, session, ready, stop, results, clients_n=CLIENTS) -> None:
+    """`clients_n` websocket clients in a process of their own (so the committing threads' GIL does
     not delay their receipts); wall-clock receipt time per (order id, version)."""
     import websockets
 
-    received: list[dict] = [{} for _ in range(CLIENTS)]
+    received: list[dict] = [{} for _ in range(clients_n)]
 
     async def client(i: int, connected: list):
         async with websockets.connect(
@@ -243,7 +250,7 @@ def _clients_process(port, session, ready, stop, results) -> None:
         ) as ws:
             await ws.recv()  # subscribed
             connected.append(i)
-            if len(connected) == CLIENTS:
+            if len(connected) == clients_n:
                 ready.set()
             while not stop.is_set():
                 try:
@@ -256,7 +263,7 @@ def _clients_process(port, session, ready, stop, results) -> None:
 
     async def all_clients():
         connected: list = []
-        await asyncio.gather(*(client(i, connected) for i in range(CLIENTS)))
+        await asyncio.gather(*(client(i, connected) for i in range(clients_n)))
 
     asyncio.run(all_clients())
     for per_client in received:

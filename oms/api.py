@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.http import Http404
+from django.utils.functional import cached_property
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -66,6 +68,71 @@ def query_or_400(form_class, params):
 class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+COUNT_CAP = 10_000
+
+
+class _CappedPage(Page):
+    def __init__(self, object_list, number, paginator, *, more: bool) -> None:
+        super().__init__(object_list, number, paginator)
+        self.more = more
+
+    def has_next(self) -> bool:
+        return self.more
+
+    def next_page_number(self) -> int:
+        return self.number + 1
+
+
+class _CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows; a page reads one row more than it shows to know
+    whether another follows, so every page stays reachable whatever the count says."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+
+    def page(self, number):
+        try:
+            number = int(number)
+        except (TypeError, ValueError) as exc:
+            raise PageNotAnInteger("That page number is not an integer") from exc
+        if number < 1:
+            raise EmptyPage("That page number is less than 1")
+        bottom = (number - 1) * self.per_page
+        rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        if not rows and number > 1:
+            raise EmptyPage("That page contains no results")
+        return _CappedPage(rows[: self.per_page], number, self, more=len(rows) > self.per_page)
+
+
+class CappedCountPagination(StandardPagination):
+    """StandardPagination for lists that grow without bound (a year of orders): `count` is
+    exact up to COUNT_CAP matches and COUNT_CAP beyond, with `count_exact` false. Counting a
+    million rows cost more than the page itself on every request (bench/scale_bench.py)."""
+
+    django_paginator_class = _CappedCountPaginator
+
+    def get_paginated_response(self, data):
+        count = self.page.paginator.count
+        return Response(
+            {
+                "count": min(count, COUNT_CAP),
+                "count_exact": count <= COUNT_CAP,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        out = super().get_paginated_response_schema(schema)
+        out["properties"]["count_exact"] = {
+            "type": "boolean",
+            "description": f"false when more than {COUNT_CAP:,} match (count is then {COUNT_CAP:,})",
+        }
+        return out
 
 
 def _error_body(code: str, message: str, fields: dict | None = None, details: dict | None = None):

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms import roles
-from oms.api import HasRole, query_or_400
+from oms.api import CappedCountPagination, HasRole, query_or_400
 from oms.errors import NotFound
 from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
@@ -105,6 +105,7 @@ def _positive_decimal(text: str, name: str) -> Decimal | None:
 class OrderViewSet(viewsets.GenericViewSet):
     serializer_class = OrderSerializer
     lookup_value_regex = r"\d+"
+    pagination_class = CappedCountPagination
     filter_backends: list = []  # order_list applies the filters (one place for API and pages)
 
     def get_permissions(self):

@@ -167,6 +167,9 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["account", "status"]),
             models.Index(fields=["security", "status"]),
+            # The blotter takes what was touched today and post-trade what traded since the
+            # last run: without it both read every order of the history (bench/scale_bench.py).
+            models.Index(fields=["updated_at"], name="order_updated_at_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),

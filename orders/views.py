@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.shortcuts import render
 
 from oms import roles
+from oms.paging import page_of
 from oms.roles import has_role
 from oms.selectors import accounts_visible_to
 
@@ -51,7 +51,7 @@ def my_orders(request):
     form = OrderFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     orders = selectors.order_list(user=request.user, filters=filters)
-    page = Paginator(orders, 100).get_page(request.GET.get("page"))
+    page = page_of(orders, request.GET.get("page"), 100)
     return render(
         request,
         "orders/my_orders.html",

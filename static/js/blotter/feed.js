@@ -84,7 +84,9 @@
     const generation = this.generation;
     let resp;
     try {
-      resp = await OMS.api("/api/blotter/snapshot/?scope=" + encodeURIComponent(this.opts.scope));
+      // The columns form: the same rows in about half the bytes (names sent once).
+      resp = await OMS.api("/api/blotter/snapshot/?form=columns&scope=" +
+        encodeURIComponent(this.opts.scope));
     } catch (err) {
       resp = { ok: false };
     }
@@ -99,7 +101,12 @@
     this.epoch = resp.body.epoch || "";
     this.snapshots += 1;
     this.gapAsked = false;
-    this.opts.onSnapshot(resp.body.rows);
+    const columns = resp.body.columns;
+    this.opts.onSnapshot(resp.body.rows.map(function (values) {
+      const row = {};
+      for (let i = 0; i < columns.length; i++) row[columns[i]] = values[i];
+      return row;
+    }));
     if (this.snapshotAgain) { this.snapshotAgain = false; this.snapshot(); return; }
     this.drain();
   };
