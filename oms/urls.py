@@ -29,7 +29,8 @@ api_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(
         "securities/search/",
-        api_views.SecurityViewSet.as_view({"get": "search"}),
+        # A list of at most 20, not a page.
+        api_views.SecurityViewSet.as_view({"get": "search"}, pagination_class=None),
         name="security-search",
     ),
     *[path("", include(f"{app}.api_urls")) for app in APPS],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
@@ -15,9 +16,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole, id_field
-from oms.errors import DomainError, NotFound
+from oms.api import HasRole, NoQuery, StrictSerializer, id_field, query_or_400
+from oms.errors import NotFound
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
+from oms.schema import form_parameters
 
 from . import block_services, blotter_selectors
 from .feed_history import sequence_position
@@ -34,17 +36,22 @@ def blotter_page(request):
     return render(request, "orders/blotter.html", {"may_work": True})
 
 
+class SnapshotQuery(forms.Form):
+    scope = forms.ChoiceField(choices=[("blotter", "blotter"), ("mine", "mine")], required=False)
+
+
 class SnapshotView(APIView):
     """Rows plus the sequence number (and its epoch) they are current to: apply only later
     messages."""
 
     permission_classes = [IsAuthenticated]
+    schema_errors = {"404": "no such feed for the caller's role"}
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None, responses=OpenApiTypes.OBJECT, parameters=form_parameters(SnapshotQuery)
+    )
     def get(self, request):
-        scope = request.query_params.get("scope", "blotter")
-        if scope not in ("blotter", "mine"):
-            raise DomainError("scope is blotter or mine.", code="invalid")
+        scope = query_or_400(SnapshotQuery, request.query_params).cleaned_data["scope"] or "blotter"
         group = blotter_selectors.feed_for(request.user, scope=scope)
         if group is None:
             raise NotFound("No such feed for you.")
@@ -56,14 +63,23 @@ class SnapshotView(APIView):
         return Response({"seq": seq, "epoch": epoch, "rows": rows})
 
 
+class LayoutInput(StrictSerializer):
+    """What the grid remembers; the blotter's own script reads the values."""
+
+    columns = serializers.JSONField(required=False)
+    filters = serializers.JSONField(required=False)
+    group_by = serializers.JSONField(required=False)
+
+
 class LayoutView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response(blotter_selectors.blotter_layout(user=request.user))
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=LayoutInput, responses=OpenApiTypes.OBJECT)
     def put(self, request):
         return Response(block_services.blotter_layout_save(user=request.user, layout=request.data))
 
@@ -73,6 +89,7 @@ class SessionsView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"sessions": blotter_selectors.broker_sessions()})
 
 
@@ -83,6 +100,7 @@ class HeaderView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response(blotter_selectors.blotter_header())
 
 
@@ -91,6 +109,7 @@ class BrokersView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"brokers": blotter_selectors.brokers_routable()})
 
 
@@ -110,11 +129,12 @@ def _block_out(block_id: int) -> dict:
 
 class BlockCreateView(APIView):
     permission_classes = [DESK]
+    schema_errors = {"404": "an order named does not exist", "409": "an order cannot join"}
 
     class BlockCreateInput(serializers.Serializer):
         order_ids = serializers.ListField(child=id_field(), min_length=1, max_length=5000)
 
-    @extend_schema(request=BlockCreateInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=BlockCreateInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         data = self.BlockCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -129,6 +149,7 @@ class BlockDetailView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, block_id: int):
+        query_or_400(NoQuery, request.query_params)
         block = _block_out(block_id)
         if block is None:
             raise NotFound(f"Block {block_id} does not exist.")
@@ -146,6 +167,7 @@ class BlockHistoryView(APIView):
         responses={200: OpenApiTypes.OBJECT, 404: OpenApiResponse(description="no such block")},
     )
     def get(self, request, block_id: int):
+        query_or_400(NoQuery, request.query_params)
         detail = blotter_selectors.block_history(user=request.user, block_id=block_id)
         return Response(_exact(detail))
 
@@ -214,12 +236,13 @@ class BlockDissolveView(APIView):
 
 class CrossView(APIView):
     permission_classes = [DESK]
+    schema_errors = {"404": "an order named does not exist", "409": "the orders cannot cross"}
 
     class CrossInput(serializers.Serializer):
         buy_order_id = id_field()
         sell_order_id = id_field()
 
-    @extend_schema(request=CrossInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=CrossInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         data = self.CrossInput(data=request.data)
         data.is_valid(raise_exception=True)
