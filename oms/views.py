@@ -36,6 +36,8 @@ def account_list(request):
 
 @login_required
 def account_detail(request, code: str):
+    if "\x00" in code:  # no code holds one, and Postgres text cannot
+        raise Http404("No such account.")
     # A foreign account is a 404, not a 403: its existence is not the PM's business either.
     account = get_object_or_404(accounts_visible_to(request.user), code=code)
     return render(request, "oms/account_detail.html", {"account": account})
