@@ -8,7 +8,8 @@ from . import api_views, views
 
 # No format-suffix routes (/api/exceptions.json/): the API speaks JSON, and they passed a
 # `format` argument the viewsets' actions do not take (a 500 the URL walk found).
-router = DefaultRouter(include_format_suffixes=False)
+router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("securities", api_views.SecurityViewSet, basename="security")
 router.register("accounts", api_views.AccountViewSet, basename="account")
 router.register("exceptions", api_views.ExceptionViewSet, basename="exception")
