@@ -41,6 +41,7 @@ class TokenLoginView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    schema_errors = {"429": "too many failed logins for this username and address: wait"}
 
     @extend_schema(
         request=TokenLoginSerializer,

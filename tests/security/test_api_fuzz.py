@@ -1,7 +1,7 @@
 """The OpenAPI schema, fuzzed with schemathesis under every check it has — no server error,
 every status code, content type and body as the schema says, invalid data rejected, valid
-data accepted — as every role and anonymously. `make test` runs a few examples per operation;
-`make fuzz` runs many (OMS_FUZZ_EXAMPLES)."""
+data accepted — as every role and anonymously. `make test` runs a few generated examples per operation
+(positive and negative); `make fuzz` runs many (OMS_FUZZ_EXAMPLES) and the coverage phase."""
 
 import os
 
@@ -18,7 +18,10 @@ from tests.security.conftest import build_world
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("OMS_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("OMS_FUZZ_EXAMPLES", "3"))
+# `make fuzz` (OMS_FUZZ_EXAMPLES set) adds the coverage phase: every parameter's boundaries and
+# each way of missing or breaking it, many requests per operation.
+DEEP = "OMS_FUZZ_EXAMPLES" in os.environ
 
 # The schema is served by the app itself, in process (no database needed to serve it).
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
@@ -29,6 +32,7 @@ schema.config.generation.update(
     # out on each string, so generated "valid" data leaves it out.
     allow_x00=False,
 )
+schema.config.phases.update(phases=["examples", "coverage", "fuzzing"] if DEEP else ["fuzzing"])
 
 
 @pytest.fixture
@@ -73,6 +77,9 @@ INAPPLICABLE = {
     # One field's rule depends on another's value (an algo's parameters on the strategy, a
     # kill switch's value on its scope; the end of a range after its start).
     "POST /api/blocks/{block_id}/route/": [positive_data_acceptance],
+    # An amend changes at least one thing: {} is well-formed and still nothing to do.
+    "POST /api/blocks/{block_id}/replace/": [positive_data_acceptance],
+    "PATCH /api/orders/{id}/": [positive_data_acceptance],
     "POST /api/blotter/kill-switch/": [positive_data_acceptance],
     "GET /api/exceptions/": [positive_data_acceptance],
 }
