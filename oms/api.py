@@ -40,6 +40,15 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """Text that is text: DRF's CharField takes 0 or true for "0" and "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def form_or_400(form):
     """A Django form reading query parameters, checked: a bad value is a 400 naming the
     parameter, in the API's error format."""

@@ -4,6 +4,7 @@ from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status, viewsets
@@ -81,11 +82,20 @@ class TokenLoginView(APIView):
         return Response({"token": token.key})
 
 
-def _yes_no(**kwargs) -> django_filters.TypedChoiceFilter:
-    # django-filter's BooleanFilter reads "AAA" as "not given" and answers every row.
-    return django_filters.TypedChoiceFilter(
-        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true", **kwargs
-    )
+@extend_schema_field({"type": "string", "enum": ["true", "false"]})
+class YesNoFilter(django_filters.ChoiceFilter):
+    """true or false, anything else a 400: django-filter's BooleanFilter reads "AAA" as "not
+    given" and answers every row."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[("true", "true"), ("false", "false")], **kwargs)
+
+    def filter(self, qs, value):
+        return qs.filter(**{self.field_name: value == "true"}) if value else qs
+
+
+def _yes_no() -> YesNoFilter:
+    return YesNoFilter()
 
 
 class SecurityFilter(django_filters.FilterSet):

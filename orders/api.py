@@ -10,7 +10,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from oms import roles
 from oms.api import HasRole, NoQuery, query_or_400
 from oms.errors import NotFound
+from oms.parsers import UploadParser
 from oms.schema import form_parameters
 from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
@@ -221,7 +222,7 @@ class OrderViewSet(viewsets.GenericViewSet):
 
 class _UploadView(APIView):
     permission_classes = [HasRole.of(*CAPTURE_ROLES)]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [UploadParser, FormParser]
 
     def _handle(self, request, preview_fn, confirm_fn):
         serializer = BasketUploadSerializer(data=request.data)

@@ -16,7 +16,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole, NoQuery, StrictSerializer, id_field, query_or_400
+from oms.api import (
+    HasRole,
+    NoQuery,
+    StrictCharField,
+    StrictSerializer,
+    id_field,
+    query_or_400,
+)
 from oms.errors import NotFound
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 from oms.schema import form_parameters
@@ -258,7 +265,7 @@ class KillSwitchView(APIView):
 
     class KillSwitchInput(serializers.Serializer):
         scope = serializers.ChoiceField(choices=["all", "broker", "account", "trader"])
-        value = serializers.CharField(required=False, allow_blank=True, default="")
+        value = StrictCharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=KillSwitchInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):

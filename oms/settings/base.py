@@ -271,7 +271,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Bodies are documented as JSON (and the basket files as multipart): form encodings are
     # still read, but cannot say null, a list or an object as JSON does.
-    "PARSER_WHITELIST": ["oms.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "PARSER_WHITELIST": ["oms.parsers.JSONParser", "oms.parsers.UploadParser"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "oms.schema.postprocess",
