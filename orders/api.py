@@ -279,7 +279,7 @@ class RebalanceDriftView(APIView):
     account and security, with the order and its compliance verdict. Saves nothing."""
 
     permission_classes = [HasRole.of(*CAPTURE_ROLES)]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [UploadParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": BasketUploadSerializer},
