@@ -69,6 +69,7 @@ INAPPLICABLE = {
     # schema, a 400 with each line's error in the answer.
     "POST /api/baskets/": [positive_data_acceptance],
     "POST /api/baskets/rebalance/": [positive_data_acceptance],
+    "POST /api/baskets/rebalance/drift.csv": [positive_data_acceptance],
     # Filters naming a block, account, custodian or broker that does not exist are a 400
     # naming the parameter (tests/allocation/test_api.py); which exist is data, not schema.
     "GET /api/allocations/": [positive_data_acceptance],
