@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench faults lint format install
+.PHONY: run test bench faults fuzz lint format install
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 # The fault suite at full scale (10,000 fills through kill -9 and so on): see the README.
 faults: $(STAMP)
 	OMS_FAULTS_SCALE=full $(PY) -m oms.launch test tests/reliability -m faults $(ARGS)
+
+# The API fuzzed at full depth: schemathesis, every check, every role (see the README).
+fuzz: $(STAMP)
+	OMS_FUZZ_EXAMPLES=$${OMS_FUZZ_EXAMPLES:-200} $(PY) -m oms.launch test tests/security/test_api_fuzz.py tests/security/test_url_walk.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from oms.api import HasRole
 from oms.errors import NotFound
 from oms.roles import ADMIN, OPERATIONS
+from oms.schema import ErrorOut
 
 from . import selectors, services
 from .models import SettlementFile
@@ -30,7 +31,6 @@ from .serializers import (
     AllocationFilter,
     AllocationOut,
     BlockDayOut,
-    ErrorOut,
     FinaliseInput,
     GenerateInput,
     NoParams,

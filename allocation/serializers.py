@@ -19,30 +19,14 @@ BIGINT_MAX = 2**63 - 1  # ids are bigint: a larger number names nothing
 ISO_DATE = ["iso-8601"]
 
 
-# --- errors (the shape oms.api.exception_handler gives every error) ----------------------------
-
-
-class ErrorBodyOut(serializers.Serializer):
-    code = serializers.CharField(help_text="e.g. invalid, not_found, day_finalised")
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="400: each parameter or field in error, with what is wrong with it",
-    )
-    details = serializers.DictField(required=False)
-
-
-class ErrorOut(serializers.Serializer):
-    error = ErrorBodyOut()
-
-
 # --- inputs ------------------------------------------------------------------------------------
 
 
 class StrictInput(serializers.Serializer):
     """An input that refuses names it does not know (a misspelt filter would otherwise widen
     the answer without a word)."""
+
+    refuses_unknown_fields = True  # the schema says additionalProperties: false (oms.schema)
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, time
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -9,6 +10,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from oms.csvio import write_csv
 from oms.paging import page_of
+from oms.query import page_query, problems_text
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
 from .selectors import audit_changes, audit_events
@@ -53,8 +55,25 @@ def _parse_when(raw: str, *, end: bool = False) -> datetime | None:
     return moment
 
 
+class AuditQuery(forms.Form):
+    """The names the audit page takes (values are read by _filters)."""
+
+    user = forms.CharField(required=False)
+    action = forms.CharField(required=False)
+    object_type = forms.CharField(required=False)
+    object_id = forms.CharField(required=False)
+    since = forms.CharField(required=False)
+    until = forms.CharField(required=False)
+    format = forms.CharField(required=False)
+
+
 def _filters(request) -> dict:
     g = request.GET
+    form = page_query(AuditQuery, g)  # an unknown or repeated name: a 400 page naming it
+    if not form.is_valid():  # e.g. a NUL character, which Postgres text cannot hold
+        raise ValueError(problems_text(form.errors))
+    if g.get("format", "") not in ("", "csv"):
+        raise ValueError("format is csv or nothing.")
     return {
         "username": g.get("user", "").strip(),
         "action": g.get("action", "").strip(),

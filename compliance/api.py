@@ -48,6 +48,7 @@ class ComplianceCheckView(APIView):
     """What would this order get? Runs every rule as a what-if; saves nothing."""
 
     permission_classes = [IsAuthenticated]
+    schema_errors = {"404": "no such account the caller may trade, or no such symbol"}
 
     @extend_schema(
         request=CheckInput,
@@ -94,19 +95,25 @@ class OverrideView(APIView):
 
     # Trader and Operations have no override right; a PM only on orders they may see.
     permission_classes = [HasRole.of(PM, COMPLIANCE, ADMIN)]
+    schema_errors = {
+        "404": "no such order (or not the caller's)",
+        "409": "the order is not waiting for an override",
+    }
 
     @extend_schema(
         request=OverrideInput,
-        responses=inline_serializer(
-            "ComplianceOverride",
-            {
-                "id": serializers.IntegerField(),
-                "order_id": serializers.IntegerField(),
-                "verdict": serializers.CharField(),
-                "reason": serializers.CharField(),
-                "status": serializers.CharField(),
-            },
-        ),
+        responses={
+            201: inline_serializer(
+                "ComplianceOverride",
+                {
+                    "id": serializers.IntegerField(),
+                    "order_id": serializers.IntegerField(),
+                    "verdict": serializers.CharField(),
+                    "reason": serializers.CharField(),
+                    "status": serializers.CharField(),
+                },
+            )
+        },
     )
     def post(self, request):
         data = OverrideInput(data=request.data)

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -8,8 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from oms.api import ID_MAX
 from oms.errors import DomainError
 from oms.models import Account
+from oms.query import page_query, problems_text
 from oms.roles import ADMIN, COMPLIANCE, has_role
 
 from . import selectors, services
@@ -25,16 +28,32 @@ AWAITING_PER_PAGE = 50
 QUEUE_FILTERS = ("account", "rule", "pm")
 
 
+class QueueQuery(forms.Form):
+    """The names the queue takes (values are read by _queue_filters)."""
+
+    account = forms.CharField(required=False)
+    rule = forms.CharField(required=False)
+    pm = forms.CharField(required=False)
+
+
 def _queue_filters(params) -> tuple[dict, str | None]:
     """The queue's filters from a query string, or a message naming the one that is wrong."""
+    form = page_query(QueueQuery, params)  # an unknown or repeated name: a 400 page naming it
+    if not form.is_valid():  # e.g. a NUL character, which Postgres text cannot hold
+        return {}, problems_text(form.errors)
     raw_rule = params.get("rule", "").strip()
-    if raw_rule and not raw_rule.isdigit():
+    if raw_rule and not _is_id(raw_rule):
         return {}, f"Rule must be a rule id, not {raw_rule[:40]!r}."
     return {
         "account": params.get("account", "").strip()[:64],
         "rule_id": int(raw_rule) if raw_rule else None,
         "pm": params.get("pm", "").strip()[:150],
     }, None
+
+
+def _is_id(raw: str) -> bool:
+    # isdigit() alone takes "²" (int() refuses it) and numbers past a bigint.
+    return raw.isascii() and raw.isdigit() and 0 < int(raw) <= ID_MAX
 
 
 def _queue_query(params) -> str:
@@ -76,7 +95,7 @@ def dashboard(request):
 def post_trade_run(request):
     _require_compliance(request.user)
     raw = request.POST.get("rule", "").strip()
-    rule_id = int(raw) if raw.isdigit() else None
+    rule_id = int(raw) if _is_id(raw) else None
     try:
         run = services.compliance_post_trade_run(
             actor=request.user, as_of=timezone.now(), rule_id=rule_id
@@ -95,7 +114,7 @@ def override(request):
     raw = request.POST.get("order_id", "")
     try:
         services.compliance_override(
-            order_id=int(raw) if raw.isdigit() else 0,
+            order_id=int(raw) if _is_id(raw) else 0,
             reason=request.POST.get("reason", ""),
             actor=request.user,
             as_of=timezone.now(),
@@ -113,7 +132,7 @@ def override(request):
 @require_POST
 def override_bulk(request):
     _require_compliance(request.user)
-    ids = [int(v) for v in request.POST.getlist("order_ids") if v.isdigit()]
+    ids = [int(v) for v in request.POST.getlist("order_ids") if _is_id(v)]
     try:
         done, refused = services.compliance_override_many(
             order_ids=ids,

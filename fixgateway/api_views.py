@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole, form_or_400
+from oms.api import HasRole, NoQuery, query_or_400
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
+from oms.schema import form_parameters
 
 from . import selectors, services
-from .forms import FixMessageFilterForm
+from .forms import FixMessageFilterForm, KillSwitchQuery
 from .models import FixMessage
 
 DESK = HasRole.of(TRADER, ADMIN)
@@ -30,11 +31,11 @@ class KillSwitchListView(APIView):
 
     permission_classes = [READERS]
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None, responses=OpenApiTypes.OBJECT, parameters=form_parameters(KillSwitchQuery)
+    )
     def get(self, request):
-        history = request.query_params.get("history", "")
-        if history not in ("", "0", "1"):
-            raise serializers.ValidationError({"history": ["Use 1 or 0."]})
+        history = query_or_400(KillSwitchQuery, request.query_params).cleaned_data["history"]
         body = {"engaged": selectors.kill_switch_scopes()}
         if history == "1":
             body["history"] = selectors.kill_switch_history()
@@ -74,6 +75,7 @@ class HeldOrderListView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"held": selectors.held_orders()})
 
 
@@ -124,25 +126,17 @@ class HeldOrderCancelView(APIView):
         return Response({"withdrawn": True, **result})
 
 
-MESSAGE_FILTERS = [
-    OpenApiParameter("broker", str, description="the broker's code (one FIX session)"),
-    OpenApiParameter("direction", str, enum=["IN", "OUT"], description="default both"),
-    OpenApiParameter(
-        "msg_type",
-        str,
-        enum=sorted(selectors.MONITORED_MSG_TYPES),
-        description="MsgType (35): D, F, G, H, Q, 8, 9, 3, j",
-    ),
-    OpenApiParameter("cl_ord_id", str, description="ClOrdID (11) or OrigClOrdID (41)"),
-    OpenApiParameter("order_id", str, description="the broker's OrderID (37)"),
-    OpenApiParameter("exec_id", str, description="ExecID (17)"),
-    OpenApiParameter(
-        "since", OpenApiTypes.DATETIME, description="at or after (a date: its midnight UTC)"
-    ),
-    OpenApiParameter(
-        "until", OpenApiTypes.DATETIME, description="before (a date: the whole day counts)"
-    ),
-]
+MESSAGE_FILTERS = form_parameters(
+    FixMessageFilterForm,
+    broker="the broker's code (one FIX session)",
+    direction="default both",
+    msg_type="MsgType (35): D, F, G, H, Q, 8, 9, 3, j",
+    cl_ord_id="ClOrdID (11) or OrigClOrdID (41)",
+    order_id="the broker's OrderID (37)",
+    exec_id="ExecID (17)",
+    since="at or after (a date: its midnight UTC)",
+    until="before (a date: the whole day counts)",
+)
 
 
 class FixFieldSerializer(serializers.Serializer):
@@ -182,7 +176,7 @@ class FixMessageListView(generics.ListAPIView):
     filter_backends: list = []  # FixMessageFilterForm reads and checks the query parameters
 
     def get_queryset(self):
-        form = form_or_400(FixMessageFilterForm(self.request.query_params))
+        form = query_or_400(FixMessageFilterForm, self.request.query_params)
         return selectors.fix_messages(**form.selector_kwargs())
 
     @extend_schema(parameters=MESSAGE_FILTERS)
@@ -198,6 +192,7 @@ class SessionListView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"sessions": selectors.session_statuses()})
 
 
@@ -240,6 +235,7 @@ class UnconfirmedOrderListView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"unconfirmed": selectors.unconfirmed_orders()})
 
 

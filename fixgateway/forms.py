@@ -12,6 +12,11 @@ from .selectors import MONITORED_MSG_TYPES
 
 
 class FixMessageFilterForm(TimeRangeForm):
+    query_schema = {
+        **TimeRangeForm.query_schema,
+        "msg_type": {"type": "string", "enum": sorted(MONITORED_MSG_TYPES)},
+    }
+
     broker = forms.CharField(max_length=32, required=False, help_text="The broker's code.")
     direction = forms.ChoiceField(
         choices=[("", "Both"), *FixMessage.Direction.choices], required=False
@@ -54,3 +59,11 @@ class FixMessageFilterForm(TimeRangeForm):
             "since": data["since"],
             "until": data["until"],
         }
+
+
+class KillSwitchQuery(forms.Form):
+    history = forms.ChoiceField(
+        choices=[("", "no"), ("0", "no"), ("1", "yes")],
+        required=False,
+        help_text="1: the latest released switches too.",
+    )

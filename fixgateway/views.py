@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from oms.query import page_query, page_status
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER, has_role
 
 from . import selectors
@@ -21,7 +22,7 @@ MONITOR_READERS = (TRADER, ADMIN, COMPLIANCE, OPERATIONS)
 def messages_page(request):
     if not has_role(request.user, *MONITOR_READERS):
         raise PermissionDenied
-    form = FixMessageFilterForm(request.GET)
+    form = page_query(FixMessageFilterForm, request.GET)
     qs = (
         selectors.fix_messages(**form.selector_kwargs())
         if form.is_valid()
@@ -41,4 +42,5 @@ def messages_page(request):
             "brokers": Broker.objects.order_by("code").values_list("code", flat=True),
             "msg_types": sorted(selectors.MONITORED_MSG_TYPES.items()),
         },
+        status=page_status(form),
     )

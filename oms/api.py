@@ -14,6 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .error_views import busy_response, database_busy
 from .errors import DomainError
+from .query import PAGING_PARAMS, NoQuery, query_problems  # noqa: F401 (re-exported)
 from .roles import has_role
 
 # Primary keys are bigint: a larger number is a 400 at the edge, not a database error.
@@ -29,6 +30,8 @@ class StrictSerializer(serializers.Serializer):
     """An input that names every field it does not take (400), rather than dropping it: a
     client that sends a field it believes is applied must hear that it is not."""
 
+    refuses_unknown_fields = True  # the schema says additionalProperties: false (oms.schema)
+
     def to_internal_value(self, data):
         if hasattr(data, "keys"):
             unknown = sorted(set(data.keys()) - set(self.fields))
@@ -36,6 +39,15 @@ class StrictSerializer(serializers.Serializer):
                 raise serializers.ValidationError(
                     {name: ["This field cannot be set here."] for name in unknown}
                 )
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text that is text: DRF's CharField takes 0 or true for "0" and "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -52,22 +64,43 @@ def form_or_400(form):
     return form
 
 
-# Query parameters every list takes besides its filters.
-PAGING_PARAMS = frozenset({"page", "page_size", "format"})
-
-
 def query_or_400(form_class, params):
-    """form_or_400 for a list's query string, where a name the list does not know is a 400
-    too (a misspelt filter once answered every row, as if it had been applied)."""
-    unknown = sorted(set(params) - set(form_class.base_fields) - PAGING_PARAMS)
-    if unknown:
-        raise serializers.ValidationError({name: ["Unknown filter."] for name in unknown})
+    """form_or_400 for a query string, where an unknown or repeated name is a 400 too."""
+    problems = query_problems(form_class, params)
+    if problems:
+        raise serializers.ValidationError(problems)
     return form_or_400(form_class(params))
+
+
+def _whole_number(params, name: str, maximum: int) -> int | None:
+    """A paging parameter: absent or empty, or a whole number from 1 to `maximum` (a 400 naming
+    it otherwise: DRF would quietly use its default page size for page_size=abc)."""
+    raw = params.get(name, "")
+    if raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= maximum):
+        raise serializers.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+    return int(raw)
 
 
 class StandardPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request):
+        size = _whole_number(request.query_params, self.page_size_query_param, self.max_page_size)
+        return size or self.page_size
+
+    def get_page_number(self, request, paginator):
+        # Past the last page is still a 404 (the paginator's own check).
+        return _whole_number(request.query_params, self.page_query_param, ID_MAX) or 1
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            maximum = self.max_page_size if parameter["name"] == "page_size" else ID_MAX
+            parameter["schema"].update({"minimum": 1, "maximum": maximum})
+        return parameters
 
 
 COUNT_CAP = 10_000

@@ -1,10 +1,10 @@
+import django_filters
 from django.contrib.auth import authenticate
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status, viewsets
@@ -17,11 +17,12 @@ from rest_framework.views import APIView
 from audit.services import audit_record
 
 from . import services
-from .api import HasRole, form_or_400
+from .api import HasRole, query_or_400
 from .errors import NotFound
-from .forms import ExceptionFilterForm
-from .models import OpsException, Security
+from .forms import ExceptionFilterForm, SecuritySearchQuery
+from .models import Account, OpsException, Security
 from .roles import EXCEPTION_READERS, EXCEPTION_RESOLVERS
+from .schema import form_parameters
 from .selectors import accounts_visible_to, exception_get, exceptions_list, security_search
 from .serializers import (
     AccountSerializer,
@@ -41,6 +42,7 @@ class TokenLoginView(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    schema_errors = {"429": "too many failed logins for this username and address: wait"}
 
     @extend_schema(
         request=TokenLoginSerializer,
@@ -80,43 +82,73 @@ class TokenLoginView(APIView):
         return Response({"token": token.key})
 
 
+@extend_schema_field({"type": "string", "enum": ["true", "false"]})
+class YesNoFilter(django_filters.ChoiceFilter):
+    """true or false, anything else a 400: django-filter's BooleanFilter reads "AAA" as "not
+    given" and answers every row."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[("true", "true"), ("false", "false")], **kwargs)
+
+    def filter(self, qs, value):
+        return qs.filter(**{self.field_name: value == "true"}) if value else qs
+
+
+def _yes_no() -> YesNoFilter:
+    return YesNoFilter()
+
+
+class SecurityFilter(django_filters.FilterSet):
+    active = _yes_no()
+
+    class Meta:
+        model = Security
+        fields = ["symbol", "sector", "asset_class", "active"]
+
+
+class AccountFilter(django_filters.FilterSet):
+    active = _yes_no()
+
+    class Meta:
+        model = Account
+        fields = ["code", "active"]
+
+
 class SecurityViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = SecuritySerializer
-    filterset_fields = ["symbol", "sector", "asset_class", "active"]
+    filterset_class = SecurityFilter
 
     def get_queryset(self):
         return Security.objects.select_related("issuer").order_by("symbol")
 
     @extend_schema(
-        parameters=[OpenApiParameter("q", str, description="symbol prefix, name or ISIN")]
+        parameters=form_parameters(SecuritySearchQuery, q="symbol prefix, name or ISIN"),
+        responses=SecuritySerializer(many=True),
+        filters=False,
     )
     def search(self, request):
-        items = security_search(query=request.query_params.get("q", ""))
+        query = query_or_400(SecuritySearchQuery, request.query_params).cleaned_data
+        items = security_search(query=query["q"])
         return Response(SecuritySerializer(items, many=True).data)
 
 
 class AccountViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AccountSerializer
-    filterset_fields = ["code", "active"]
+    filterset_class = AccountFilter
 
     def get_queryset(self):
         return accounts_visible_to(self.request.user).prefetch_related("managers").order_by("code")
 
 
-EXCEPTION_FILTERS = [
-    OpenApiParameter(
-        "status", str, enum=["all", "open", "resolved"], description="default all (open first)"
-    ),
-    OpenApiParameter("kind", str, description="e.g. booking_failed, quarantined_report"),
-    OpenApiParameter("source", str, description="the app that opened it, e.g. allocation"),
-    OpenApiParameter("q", str, description="text in the summary or the ref"),
-    OpenApiParameter(
-        "since", OpenApiTypes.DATETIME, description="opened at or after (a date: its midnight UTC)"
-    ),
-    OpenApiParameter(
-        "until", OpenApiTypes.DATETIME, description="opened before (a date: the whole day counts)"
-    ),
-]
+EXCEPTION_FILTERS = form_parameters(
+    ExceptionFilterForm,
+    status="default all (open first)",
+    kind="e.g. booking_failed, quarantined_report",
+    source="the app that opened it, e.g. allocation",
+    q="text in the summary or the ref",
+    since="opened at or after (a date: its midnight UTC)",
+    until="opened before (a date: the whole day counts)",
+)
 
 
 class ExceptionViewSet(viewsets.GenericViewSet):
@@ -142,7 +174,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=EXCEPTION_FILTERS, responses=OpsExceptionSerializer(many=True))
     def list(self, request):
-        form = form_or_400(ExceptionFilterForm(request.query_params))
+        form = query_or_400(ExceptionFilterForm, request.query_params)
         page = self.paginate_queryset(exceptions_list(**form.selector_kwargs()))
         return self.get_paginated_response(OpsExceptionSerializer(page, many=True).data)
 

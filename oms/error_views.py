@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
 from .db import CONFLICT_SQLSTATES, exception_causes
+from .query import QueryInvalid
 
 RETRY_AFTER_SECONDS = 2
 # SQLSTATEs of a server that is busy rather than broken: a conflict that outlived its retries
@@ -61,6 +62,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Only our own message is shown: a SuspiciousOperation's says more than a caller needs.
+    if isinstance(exception, QueryInvalid):
+        return _answer(request, 400, "invalid", str(exception))
     return _answer(request, 400, "invalid", "The request could not be understood.")
 
 

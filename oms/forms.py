@@ -50,6 +50,12 @@ class TimeRangeForm(forms.Form):
     """A filter with a time range: `since` and `until` fields (declared by the subclass), each a
     date or a date-time, the end after the start."""
 
+    # How the API's schema describes them (oms.schema.form_parameters).
+    query_schema = {
+        name: {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
+        for name in ("since", "until")
+    }
+
     def clean_since(self) -> datetime | None:
         return parse_when(self.cleaned_data["since"], end=False)
 
@@ -96,3 +102,7 @@ class ExceptionResolveForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="How it was resolved; kept on the audit trail.",
     )
+
+
+class SecuritySearchQuery(forms.Form):
+    q = forms.CharField(required=False, max_length=100, strip=False)

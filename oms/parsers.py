@@ -40,3 +40,8 @@ class JSONParser(parsers.JSONParser):
         if _json_depth_over(data, MAX_JSON_DEPTH):
             raise ParseError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
         return data
+
+
+class UploadParser(parsers.MultiPartParser):
+    """The multipart parser of the file uploads (baskets): the one body the API documents
+    as other than JSON (SPECTACULAR_SETTINGS' PARSER_WHITELIST)."""

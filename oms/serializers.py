@@ -54,7 +54,9 @@ class AccountSerializer(serializers.ModelSerializer):
 
 class OpsExceptionSerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField()
-    resolved_by = serializers.SlugRelatedField(read_only=True, slug_field="username")
+    resolved_by = serializers.CharField(
+        source="resolved_by.username", read_only=True, allow_null=True, default=None
+    )
 
     class Meta:
         model = OpsException

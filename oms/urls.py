@@ -6,7 +6,10 @@ from rest_framework.routers import DefaultRouter
 
 from . import api_views, views
 
+# No format-suffix routes (/api/exceptions.json/): the API speaks JSON, and they passed a
+# `format` argument the viewsets' actions do not take (a 500 the URL walk found).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("securities", api_views.SecurityViewSet, basename="security")
 router.register("accounts", api_views.AccountViewSet, basename="account")
 router.register("exceptions", api_views.ExceptionViewSet, basename="exception")
@@ -29,7 +32,8 @@ api_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path(
         "securities/search/",
-        api_views.SecurityViewSet.as_view({"get": "search"}),
+        # A list of at most 20, not a page.
+        api_views.SecurityViewSet.as_view({"get": "search"}, pagination_class=None),
         name="security-search",
     ),
     *[path("", include(f"{app}.api_urls")) for app in APPS],

@@ -16,6 +16,7 @@ from .errors import DomainError, NotFound
 from .forms import ExceptionFilterForm, ExceptionResolveForm
 from .health import health_report
 from .models import ExceptionKind, OpsException
+from .query import page_query, page_status
 from .roles import EXCEPTION_READERS, EXCEPTION_RESOLVERS, has_role
 from .selectors import accounts_visible_to, exception_get, exceptions_list, exceptions_open_counts
 
@@ -35,6 +36,8 @@ def account_list(request):
 
 @login_required
 def account_detail(request, code: str):
+    if "\x00" in code:  # no code holds one, and Postgres text cannot
+        raise Http404("No such account.")
     # A foreign account is a 404, not a 403: its existence is not the PM's business either.
     account = get_object_or_404(accounts_visible_to(request.user), code=code)
     return render(request, "oms/account_detail.html", {"account": account})
@@ -96,7 +99,7 @@ def _detail_rows(detail) -> list[tuple[str, str, bool]]:
 
 @_exceptions_role(EXCEPTION_READERS)
 def exceptions_page(request):
-    form = ExceptionFilterForm(request.GET)
+    form = page_query(ExceptionFilterForm, request.GET)
     if form.is_valid():
         qs = exceptions_list(**form.selector_kwargs())
     else:
@@ -116,6 +119,7 @@ def exceptions_page(request):
             "open_by_kind": sorted(counts.items()),
             "kinds": sorted(set(ExceptionKind.KNOWN) | set(counts)),
         },
+        status=page_status(form),
     )
 
 

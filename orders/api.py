@@ -11,19 +11,23 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms import roles
-from oms.api import CappedCountPagination, HasRole, query_or_400
+from oms.api import CappedCountPagination, HasRole, NoQuery, query_or_400
 from oms.errors import NotFound
+from oms.parsers import UploadParser
+from oms.schema import form_parameters
 from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
 
 from . import basket_services, selectors, services
-from .forms import OrderListQuery
+from .forms import OrderListQuery, TicketInfoQuery
+from .lifecycle import OrderStatus
+from .models import Side
 from .serializers import (
     BasketPreviewSerializer,
     BasketUploadSerializer,
@@ -44,14 +48,15 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="A retry with the same key returns the original order and creates nothing.",
 )
 FILTER_PARAMS = [
-    OpenApiParameter("status", str, description="one status or several, comma-separated"),
-    OpenApiParameter("account", str, description="account code"),
-    OpenApiParameter("security", str, description="symbol"),
-    OpenApiParameter("symbol", str, description="symbol (same as security)"),
-    OpenApiParameter("side", str),
-    OpenApiParameter("date", OpenApiTypes.DATE, description="day received (UTC)"),
-    OpenApiParameter("date_from", OpenApiTypes.DATE),
-    OpenApiParameter("date_to", OpenApiTypes.DATE),
+    OpenApiParameter(
+        "status",
+        {"type": "array", "items": {"type": "string", "enum": OrderStatus.values}},
+        style="form",
+        explode=False,
+        description="one status or several, comma-separated (any case)",
+    ),
+    OpenApiParameter("side", {"type": "string", "enum": Side.values}, description="any case"),
+    *[p for p in form_parameters(OrderListQuery) if p.name not in ("status", "side")],
 ]
 
 
@@ -106,6 +111,7 @@ class OrderViewSet(viewsets.GenericViewSet):
     serializer_class = OrderSerializer
     lookup_value_regex = r"\d+"
     pagination_class = CappedCountPagination
+    schema_errors = {"404": "no such order, account or symbol the caller may see"}
     filter_backends: list = []  # order_list applies the filters (one place for API and pages)
 
     def get_permissions(self):
@@ -125,6 +131,7 @@ class OrderViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses=OrderDetailSerializer)
     def retrieve(self, request, pk: str):
+        query_or_400(NoQuery, request.query_params)
         order = selectors.order_get(user=request.user, order_id=int(pk))
         return Response(_detail(order, request.user))
 
@@ -174,20 +181,13 @@ class OrderViewSet(viewsets.GenericViewSet):
         )
         return Response(_detail(order, request.user))
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("account", str, required=True),
-            OpenApiParameter("symbol", str, required=True),
-            OpenApiParameter("quantity", str, required=False),
-            OpenApiParameter("price", str, required=False),
-        ],
-        responses=TicketInfoSerializer,
-    )
+    @extend_schema(parameters=form_parameters(TicketInfoQuery), responses=TicketInfoSerializer)
     @action(detail=False, methods=["get"], url_path="ticket-info")
     def ticket_info(self, request):
         """What the order ticket shows next to the entry: price, lot, tick and the position."""
-        code = request.query_params.get("account", "")
-        symbol = request.query_params.get("symbol", "").strip().upper()
+        query = query_or_400(TicketInfoQuery, request.query_params).cleaned_data
+        code = query["account"]
+        symbol = query["symbol"].strip().upper()
         account = accounts_visible_to(request.user).filter(code=code).first()
         if account is None:
             raise account_not_found(code)
@@ -224,7 +224,7 @@ class OrderViewSet(viewsets.GenericViewSet):
 
 class _UploadView(APIView):
     permission_classes = [HasRole.of(*CAPTURE_ROLES)]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [UploadParser, FormParser]
 
     def _handle(self, request, preview_fn, confirm_fn):
         serializer = BasketUploadSerializer(data=request.data)
@@ -280,7 +280,7 @@ class RebalanceDriftView(APIView):
     account and security, with the order and its compliance verdict. Saves nothing."""
 
     permission_classes = [HasRole.of(*CAPTURE_ROLES)]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [UploadParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": BasketUploadSerializer},

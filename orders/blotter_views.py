@@ -5,21 +5,30 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import HasRole, id_field
-from oms.errors import DomainError, NotFound
+from oms.api import (
+    HasRole,
+    NoQuery,
+    StrictCharField,
+    StrictSerializer,
+    id_field,
+    query_or_400,
+)
+from oms.errors import NotFound
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
+from oms.schema import form_parameters
 
 from . import block_services, blotter_selectors
 from .feed_history import sequence_position
@@ -36,31 +45,31 @@ def blotter_page(request):
     return render(request, "orders/blotter.html", {"may_work": True})
 
 
+class SnapshotQuery(forms.Form):
+    scope = forms.ChoiceField(choices=[("blotter", "blotter"), ("mine", "mine")], required=False)
+    form = forms.ChoiceField(
+        choices=[(f, f) for f in blotter_selectors.SNAPSHOT_FORMS], required=False
+    )
+
+
 class SnapshotView(APIView):
     """Rows plus the sequence number (and its epoch) they are current to: apply only later
     messages. `?form=columns` gives {"seq", "epoch", "columns": [names], "rows": [[values in
     that order]]}."""
 
     permission_classes = [IsAuthenticated]
+    schema_errors = {"404": "no such feed for the caller's role"}
 
     @extend_schema(
-        request=None,
-        responses=OpenApiTypes.OBJECT,
-        parameters=[
-            OpenApiParameter("scope", str, enum=["blotter", "mine"]),
-            OpenApiParameter("form", str, enum=list(blotter_selectors.SNAPSHOT_FORMS)),
-        ],
+        request=None, responses=OpenApiTypes.OBJECT, parameters=form_parameters(SnapshotQuery)
     )
     def get(self, request):
-        scope = request.query_params.get("scope", "blotter")
-        if scope not in ("blotter", "mine"):
-            raise DomainError("scope is blotter or mine.", code="invalid")
+        query = query_or_400(SnapshotQuery, request.query_params).cleaned_data
+        scope = query["scope"] or "blotter"
+        form = query["form"] or "objects"
         group = blotter_selectors.feed_for(request.user, scope=scope)
         if group is None:
             raise NotFound("No such feed for you.")
-        form = request.query_params.get("form", "objects")
-        if form not in blotter_selectors.SNAPSHOT_FORMS:
-            raise DomainError("form is objects or columns.", code="invalid")
         # Read the sequence number before the rows: anything committed after the query gets a
         # higher number (orders.broadcast), so the page loses nothing between the two.
         # The epoch names the numbering, for a later reconnect's resume (orders.feed_history).
@@ -76,14 +85,23 @@ class SnapshotView(APIView):
         return HttpResponse(f'{head}"rows":{rows}}}', content_type="application/json")
 
 
+class LayoutInput(StrictSerializer):
+    """What the grid remembers; the blotter's own script reads the values."""
+
+    columns = serializers.JSONField(required=False)
+    filters = serializers.JSONField(required=False)
+    group_by = serializers.JSONField(required=False)
+
+
 class LayoutView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response(blotter_selectors.blotter_layout(user=request.user))
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=LayoutInput, responses=OpenApiTypes.OBJECT)
     def put(self, request):
         return Response(block_services.blotter_layout_save(user=request.user, layout=request.data))
 
@@ -93,6 +111,7 @@ class SessionsView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"sessions": blotter_selectors.broker_sessions()})
 
 
@@ -103,6 +122,7 @@ class HeaderView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response(blotter_selectors.blotter_header())
 
 
@@ -111,6 +131,7 @@ class BrokersView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        query_or_400(NoQuery, request.query_params)
         return Response({"brokers": blotter_selectors.brokers_routable()})
 
 
@@ -130,11 +151,12 @@ def _block_out(block_id: int) -> dict:
 
 class BlockCreateView(APIView):
     permission_classes = [DESK]
+    schema_errors = {"404": "an order named does not exist", "409": "an order cannot join"}
 
     class BlockCreateInput(serializers.Serializer):
         order_ids = serializers.ListField(child=id_field(), min_length=1, max_length=5000)
 
-    @extend_schema(request=BlockCreateInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=BlockCreateInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         data = self.BlockCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -149,6 +171,7 @@ class BlockDetailView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def get(self, request, block_id: int):
+        query_or_400(NoQuery, request.query_params)
         block = _block_out(block_id)
         if block is None:
             raise NotFound(f"Block {block_id} does not exist.")
@@ -166,6 +189,7 @@ class BlockHistoryView(APIView):
         responses={200: OpenApiTypes.OBJECT, 404: OpenApiResponse(description="no such block")},
     )
     def get(self, request, block_id: int):
+        query_or_400(NoQuery, request.query_params)
         detail = blotter_selectors.block_history(user=request.user, block_id=block_id)
         return Response(_exact(detail))
 
@@ -234,12 +258,13 @@ class BlockDissolveView(APIView):
 
 class CrossView(APIView):
     permission_classes = [DESK]
+    schema_errors = {"404": "an order named does not exist", "409": "the orders cannot cross"}
 
     class CrossInput(serializers.Serializer):
         buy_order_id = id_field()
         sell_order_id = id_field()
 
-    @extend_schema(request=CrossInput, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=CrossInput, responses={201: OpenApiTypes.OBJECT})
     def post(self, request):
         data = self.CrossInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -255,7 +280,7 @@ class KillSwitchView(APIView):
 
     class KillSwitchInput(serializers.Serializer):
         scope = serializers.ChoiceField(choices=["all", "broker", "account", "trader"])
-        value = serializers.CharField(required=False, allow_blank=True, default="")
+        value = StrictCharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=KillSwitchInput, responses=OpenApiTypes.OBJECT)
     def post(self, request):

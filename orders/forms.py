@@ -39,3 +39,17 @@ class OrderListQuery(forms.Form):
         if side and side not in Side.values:
             raise forms.ValidationError(f"Unknown side: {side}.")
         return side
+
+
+POSITIVE = r"^(0*[1-9][0-9]*(\.[0-9]*)?|0*\.0*[1-9][0-9]*)$"
+
+
+class TicketInfoQuery(forms.Form):
+    # Not found (404) for an account the caller may not trade or an unknown symbol.
+    account = forms.CharField(max_length=32)
+    symbol = forms.CharField(max_length=32)
+    # Read by the view (a positive number, else a 400 naming it).
+    quantity = forms.CharField(required=False, max_length=40)
+    price = forms.CharField(required=False, max_length=40)
+
+    query_schema = {name: {"type": "string", "pattern": POSITIVE} for name in ("quantity", "price")}

@@ -9,13 +9,14 @@ from django.shortcuts import render
 
 from oms import roles
 from oms.paging import page_of
+from oms.query import page_query, page_status
 from oms.roles import has_role
 from oms.selectors import accounts_visible_to
 
 from . import basket_services, selectors
 from .forms import OrderFilterForm
 from .lifecycle import OrderStatus
-from .models import OrderType, Side, TimeInForce
+from .models import Order, OrderType, Side, TimeInForce
 from .services import ORDER_INPUT_FIELDS
 
 
@@ -48,14 +49,19 @@ def ticket(request):
 @login_required
 def my_orders(request):
     _capture_allowed(request)
-    form = OrderFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    orders = selectors.order_list(user=request.user, filters=filters)
+    form = page_query(OrderFilterForm, request.GET)
+    # A bad filter lists nothing (it once listed every order, as if it had been applied).
+    orders = (
+        selectors.order_list(user=request.user, filters=form.cleaned_data)
+        if form.is_valid()
+        else Order.objects.none()
+    )
     page = page_of(orders, request.GET.get("page"), 100)
     return render(
         request,
         "orders/my_orders.html",
         {"form": form, "page": page, "statuses": OrderStatus},
+        status=page_status(form),
     )
 
 

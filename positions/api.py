@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from oms.api import StandardPagination
+from oms.api import ID_MAX, StandardPagination, query_or_400
 from oms.errors import NotFound
 from oms.roles import sees_all_accounts
+from oms.schema import form_parameters
 from oms.selectors import accounts_visible_to
 
 from . import selectors
+from .forms import CashQuery, ExposureQuery, HoldingsQuery
 
 MONEY = {"max_digits": 28, "decimal_places": 8}
 
@@ -26,8 +28,10 @@ def visible_account_ids(request) -> list[int]:
     wanted = [v for item in request.query_params.getlist("account") for v in item.split(",") if v]
     if not wanted:
         return list(visible.values_list("pk", flat=True))
-    ids = [int(v) for v in wanted if v.isdigit()]
-    codes = [v for v in wanted if not v.isdigit()]
+    # An id past a bigint names no account (it once reached the database: a 500).
+    is_id = [v.isascii() and v.isdigit() and 0 < int(v) <= ID_MAX for v in wanted]
+    ids = [int(v) for v, numeric in zip(wanted, is_id, strict=True) if numeric]
+    codes = [v for v, numeric in zip(wanted, is_id, strict=True) if not numeric]
     found = list(visible.filter(pk__in=ids).values_list("pk", flat=True)) + list(
         visible.filter(code__in=codes).values_list("pk", flat=True)
     )
@@ -80,53 +84,53 @@ class ExposureOut(serializers.Serializer):
     gross_value = serializers.DecimalField(**MONEY)
 
 
-ACCOUNT_PARAM = OpenApiParameter("account", str, description="account id or code (repeatable)")
+ACCOUNT = "account id or code (repeatable, or comma-separated)"
 
 
 class _ListView(APIView):
+    pagination_class = StandardPagination  # read by the schema too: the answer is a page
+    schema_errors = {"404": "an account asked for that does not exist or is not the caller's"}
+
     def paginate(self, request, items, serializer):
-        paginator = StandardPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(items, request, view=self)
         return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 class PositionListView(_ListView):
     @extend_schema(
-        parameters=[
-            ACCOUNT_PARAM,
-            OpenApiParameter("security", str, description="symbol prefix or name"),
-            OpenApiParameter("sector", str),
-        ],
+        parameters=form_parameters(
+            HoldingsQuery, account=ACCOUNT, security="symbol prefix or name"
+        ),
         responses=HoldingOut(many=True),
     )
     def get(self, request):
+        query = query_or_400(HoldingsQuery, request.query_params).cleaned_data
         rows = selectors.holdings(
             account_ids=visible_account_ids(request),
-            security_query=request.query_params.get("security", "").strip(),
-            sector=request.query_params.get("sector", "").strip(),
+            security_query=query["security"].strip(),
+            sector=query["sector"].strip(),
         )
         return self.paginate(request, [asdict(r) for r in rows], HoldingOut)
 
 
 class CashListView(_ListView):
-    @extend_schema(parameters=[ACCOUNT_PARAM], responses=CashOut(many=True))
+    @extend_schema(
+        parameters=form_parameters(CashQuery, account=ACCOUNT), responses=CashOut(many=True)
+    )
     def get(self, request):
+        query_or_400(CashQuery, request.query_params)
         ladders = selectors.cash_ladders(account_ids=visible_account_ids(request))
         return self.paginate(request, [asdict(c) for c in ladders], CashOut)
 
 
 class ExposureListView(_ListView):
     @extend_schema(
-        parameters=[
-            ACCOUNT_PARAM,
-            OpenApiParameter("by", str, enum=["security", "issuer", "sector"]),
-        ],
+        parameters=form_parameters(ExposureQuery, account=ACCOUNT),
         responses=ExposureOut(many=True),
     )
     def get(self, request):
-        by = request.query_params.get("by", "security")
-        if by not in ("security", "issuer", "sector"):
-            raise serializers.ValidationError({"by": ["One of security, issuer, sector."]})
+        by = query_or_400(ExposureQuery, request.query_params).cleaned_data["by"] or "security"
         firm = sees_all_accounts(request.user) and not request.query_params.get("account")
         rows = selectors.exposure(account_ids=None if firm else visible_account_ids(request), by=by)
         return self.paginate(request, rows, ExposureOut)

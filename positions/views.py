@@ -12,16 +12,21 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from oms.errors import DomainError
+from oms.query import NoQuery, QueryInvalid, page_query, problems_text
 from oms.roles import ADMIN, OPERATIONS, has_role, sees_all_accounts
 from oms.selectors import accounts_visible_to
 
 from . import selectors
+from .forms import CashPageQuery, HoldingsPageQuery
 from .services import sod_load
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def _chosen_accounts(request):
+def _chosen_accounts(request, query_form):
+    form = page_query(query_form, request.GET)
+    if not form.is_valid():
+        raise QueryInvalid(problems_text(form.errors))
     visible = accounts_visible_to(request.user).order_by("code")
     code = request.GET.get("account", "").strip()
     if code:
@@ -34,7 +39,7 @@ def _chosen_accounts(request):
 
 @login_required
 def positions_page(request):
-    visible, chosen = _chosen_accounts(request)
+    visible, chosen = _chosen_accounts(request, HoldingsPageQuery)
     ids = [a.pk for a in chosen]
     rows = selectors.holdings(
         account_ids=ids,
@@ -57,7 +62,7 @@ def positions_page(request):
 
 @login_required
 def cash_page(request):
-    visible, chosen = _chosen_accounts(request)
+    visible, chosen = _chosen_accounts(request, CashPageQuery)
     ladders = selectors.cash_ladders(account_ids=[a.pk for a in chosen])
     context = {
         "accounts": visible,
@@ -72,6 +77,7 @@ def cash_page(request):
 
 @login_required
 def exposure_page(request):
+    page_query(NoQuery, request.GET)
     firm = sees_all_accounts(request.user)
     ids = None if firm else list(accounts_visible_to(request.user).values_list("pk", flat=True))
     by_sector = selectors.exposure(account_ids=ids, by="sector")

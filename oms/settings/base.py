@@ -255,8 +255,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "oms.api.StandardPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["oms.query.StrictFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "oms.schema.OmsAutoSchema",
     "EXCEPTION_HANDLER": "oms.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }
@@ -269,6 +269,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Bodies are documented as JSON (and the basket files as multipart): form encodings are
+    # still read, but cannot say null, a list or an object as JSON does.
+    "PARSER_WHITELIST": ["oms.parsers.JSONParser", "oms.parsers.UploadParser"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "oms.schema.postprocess",
+    ],
     # Several models have a "status": each choice set gets its own stable name.
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "orders.lifecycle.OrderStatus",

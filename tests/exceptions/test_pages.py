@@ -45,7 +45,8 @@ def test_the_list_shows_open_ones_first_with_the_open_count(refdata, queue):
 
 def test_a_bad_filter_is_shown_not_a_crash(refdata, queue):
     response = as_user(refdata.ops).get("/exceptions/?since=not-a-date&status=closed&page=zz")
-    assert response.status_code == 200
+    # A 400 (the filter is wrong), with the page and its form saying what is wrong.
+    assert response.status_code == 400
     page = response.content.decode()
     assert 'data-testid="filter-errors"' in page and "Opened from" in page and "Status" in page
     assert "No exceptions match." in page

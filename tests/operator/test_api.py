@@ -213,7 +213,7 @@ def test_the_page_shows_fields_by_name_and_filter_errors(refdata, traded):
     html = client.get(f"/fix/messages/?cl_ord_id={traded['cl']}").content.decode()
     assert "E-FILL" in html and "LastQty" in html and "F (TRADE)" in html
     bad = client.get("/fix/messages/?msg_type=ZZ&since=nope")
-    assert bad.status_code == 200
+    assert bad.status_code == 400  # the page, its form saying what is wrong
     text = bad.content.decode()
     assert "Unknown MsgType" in text and "No messages match" in text
 

@@ -105,3 +105,49 @@ def test_good_order_filters_still_filter(world):
     body = client.get("/api/orders/", {"side": "buy", "status": "staged,working", "page": 1}).json()
     assert [o["id"] for o in body["results"]] == [world.order1.pk]
     assert client.get("/api/orders/", {"side": "SELL"}).json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "path, query, named",
+    [
+        ("/api/positions/", "colour=red", "colour"),
+        ("/api/cash/", "sector=x", "sector"),
+        ("/api/exposure/", "by=colour", "by"),
+        ("/api/exceptions/", "since=2026-01-01&since=2026-02-01", "since"),
+        ("/api/fix/messages/", "direction=IN&extra=1", "extra"),
+        ("/api/kill-switches/", "history=maybe", "history"),
+        ("/api/blotter/snapshot/", "scope=everything", "scope"),
+        ("/api/securities/", "active=AAA", "active"),
+        ("/api/accounts/", "colour=red", "colour"),
+        ("/api/securities/search/", "q=a&limit=5", "limit"),
+        ("/api/held-orders/", "block=1", "block"),
+        ("/api/orders/", "page_size=abc", "page_size"),
+        ("/api/orders/ticket-info/", "account=ACCT1", "symbol"),
+    ],
+)
+def test_every_api_query_string_is_checked_by_name_and_value(world, path, query, named):
+    response = world.client("admin").get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    assert named in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    "path, query, named",
+    [
+        ("/orders/mine/", "colour=red", "colour"),
+        ("/orders/mine/", "date=2026-99-99", "Enter a valid date"),
+        ("/positions/", "sector=x&sector=y", "sector"),
+        ("/positions/cash/", "security=AAPL", "security"),
+        ("/positions/exposure/", "by=sector", "by"),
+        ("/compliance/", "rule=99999999999999999999999", "Rule"),
+        ("/compliance/", "colour=red", "colour"),
+        ("/exceptions/", "sinse=2026-01-01", "sinse"),
+        ("/fix/messages/", "direction=SIDEWAYS", "SIDEWAYS"),
+        ("/audit/", "colour=red", "colour"),
+    ],
+)
+def test_every_filtered_page_says_what_is_wrong_with_a_400(world, path, query, named):
+    role = "pm" if path.startswith(("/orders/", "/positions/")) else "admin"
+    response = world.client(role).get(f"{path}?{query}")
+    assert response.status_code == 400
+    assert named in response.content.decode()
