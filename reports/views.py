@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from oms.csvio import write_csv
+from oms.query import QueryInvalid
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, has_role
 
 from . import selectors, services
@@ -30,7 +31,10 @@ def _date(text: str) -> date | None:
 
 @login_required
 def report_list(request):
-    day = _date(request.GET.get("date", ""))
+    raw = request.GET.get("date", "").strip()
+    day = _date(raw)
+    if raw and day is None:
+        raise QueryInvalid(f"date: {raw[:40]!r} is not a date (YYYY-MM-DD).")
     reports = selectors.reports_visible(user=request.user, report_date=day)[:300]
     return render(
         request,
@@ -85,7 +89,12 @@ def report_csv(request, report_id: int):
 def report_generate(request):
     if not has_role(request.user, *GENERATORS):
         raise PermissionDenied
-    day = _date(request.POST.get("date", "")) or timezone.now().date()
+    raw = request.POST.get("date", "").strip()
+    day = _date(raw)
+    if raw and day is None:
+        # A date the user meant is never swapped for today's (a 400 page says which).
+        raise QueryInvalid(f"date: {raw[:40]!r} is not a date (YYYY-MM-DD).")
+    day = day or timezone.now().date()
     written = services.reports_generate(report_date=day, actor=request.user, as_of=timezone.now())
     messages.success(request, f"{len(written)} report(s) written for {day}.")
     return redirect(f"/reports/?date={day}")

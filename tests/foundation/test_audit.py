@@ -125,6 +125,8 @@ def test_admin_change_records_before_and_after(client, refdata):
             "reference_price_at_0": "2026-11-25",
             "reference_price_at_1": "15:00:00",
             "settlement_cycle": "1",
+            "price_quotation": "UNIT",
+            "contract_multiplier": "1",
             "active": "on",
         },
     )

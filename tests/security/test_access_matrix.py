@@ -107,6 +107,10 @@ API = [
     ("exception-detail",   "GET",   "/api/exceptions/{exc}/",                   403, 403, 200, 200, 200, 200, 401),
     ("exception-detail",   "GET",   "/api/exceptions/{missing}/",               403, 403, 404, 404, 404, 404, 401),
     ("exception-resolve",  "POST",  "/api/exceptions/{exc}/resolve/",           403, 403, 400, 403, 400, 400, 401),
+    # Quotes name no account: every role. TCA: the desk and compliance; a PM their own orders.
+    ("marketdata-quotes",  "GET",   "/api/marketdata/quotes/",                  200, 200, 200, 200, 200, 200, 401),
+    ("tca",                "GET",   "/api/tca/",                                200, 200, 200, 200, 403, 200, 401),
+    ("tca-fills",          "GET",   "/api/tca/blocks/{block}/fills/",           200, 404, 200, 200, 403, 200, 401),
 ]
 
 # Pages: an anonymous visitor is sent to the login page (302), which is not audited (it asks
@@ -144,6 +148,13 @@ PAGES = [
     ("exceptions",         "GET",   "/exceptions/",                             403, 403, 200, 200, 200, 200, 302),
     ("exception_detail",   "GET",   "/exceptions/{exc}/",                       403, 403, 200, 200, 200, 200, 302),
     ("exception_resolve",  "POST",  "/exceptions/{missing}/resolve/",           403, 403, 404, 403, 404, 404, 302),
+    ("tca",                "GET",   "/tca/",                                    403, 403, 200, 200, 403, 200, 302),
+    ("tca_export",         "GET",   "/tca/export.csv",                          403, 403, 200, 200, 403, 200, 302),
+    ("list",               "GET",   "/reports/",                                200, 200, 200, 200, 200, 200, 302),
+    ("detail",             "GET",   "/reports/{missing}/",                      404, 404, 404, 404, 404, 404, 302),
+    ("csv",                "GET",   "/reports/{missing}/download.csv",          404, 404, 404, 404, 404, 404, 302),
+    ("print",              "GET",   "/reports/{missing}/print/",                404, 404, 404, 404, 404, 404, 302),
+    ("generate",           "POST",  "/reports/generate/",                       403, 403, 403, 400, 400, 400, 302),
     # The Django admin keeps its own per-model permissions; only staff roles get in at all.
     ("index",              "GET",   "/admin/",                                  302, 302, 302, 200, 200, 200, 302),
 ]
@@ -187,6 +198,7 @@ BODIES = {
     ("booking-day-finalise", "POST"): {},
     ("settlement-file-generate", "POST"): {},
     ("exception_resolve", "POST"): {"note": "looked at it"},
+    ("generate", "POST"): {"date": "not a date"},
 }
 # Routes no role table covers, and why.
 NOT_IN_TABLE = {
