@@ -11,6 +11,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -103,6 +105,7 @@ class QuotesView(APIView):
 
     permission_classes = [QUOTE_READERS]
 
+    @extend_schema(parameters=[QuoteParams], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         p = checked(request, QuoteParams)
         now = timezone.now()
@@ -126,6 +129,7 @@ class TcaView(APIView):
 
     permission_classes = [TCA_READERS]
 
+    @extend_schema(parameters=[TcaParams], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         flt, by = tca_filter(request)
         rows = tca_selectors.tca_orders(user=request.user, flt=flt, as_of=timezone.now())
@@ -148,6 +152,7 @@ class TcaFillsView(APIView):
 
     permission_classes = [TCA_READERS]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, block_id: str):
         if not block_id.isdigit() or int(block_id) > 2**63 - 1:
             raise NotFound(f"Block {block_id[:40]} does not exist.")

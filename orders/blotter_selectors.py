@@ -171,6 +171,9 @@ def _sql_json(name: str) -> str:
             f"CASE WHEN t.c_status IN ({done}) THEN '\"0\"' "
             "ELSE to_json(trim_scale(t.c_quantity - t.c_cum_qty)::text)::text END"
         )
+    if name == "reject":
+        # As _row: the refusal's text, "" when there is none.
+        return f"coalesce(to_json({column}->>'text')::text, '\"\"')"
     if name in _SQL_INTS:
         value = f"{column}::text"
     elif name in _DECIMALS:

@@ -30,8 +30,8 @@ def test_the_order_list_count_is_capped_and_every_page_reachable(client, refdata
     }
     assert len(ids) == 12  # the PM's own, each once
     assert client.get("/api/orders/?page_size=5&page=4").status_code == 404
-    assert client.get("/api/orders/?page=abc").status_code == 404
-    assert client.get("/api/orders/?page=-1").status_code == 404
+    assert client.get("/api/orders/?page=abc").status_code == 400  # names the parameter
+    assert client.get("/api/orders/?page=-1").status_code == 400
 
 
 def test_days_are_whole_utc_days(client, refdata):

@@ -24,7 +24,7 @@ USERNAMES = {
 }
 COLUMNS = {"pm": 3, "trader": 5, "compliance": 6, "ops": 7, "admin": 8}
 # Not pages of the site's own layout: JSON, a download, the login form, Django's admin.
-NOT_SCREENS = ("/healthz", "/login/", "/logout/", "/admin/", "format=csv", "/download/")
+NOT_SCREENS = ("/healthz", "/login/", "/logout/", "/admin/", "format=csv", "/download", ".csv")
 
 
 def _screens(world, role: str) -> list[str]:
