@@ -511,15 +511,25 @@ class _DayBooks:
         amount = money_round(value, self.security.currency)
         return amount if self.block.side in SELL_SIDES else -amount
 
-    def _fill_booking(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal):
-        """The order's account books `quantity` worth `value` into its position and cash."""
+    def _fill_booking(
+        self,
+        day: BlockDay,
+        order_id: int,
+        quantity: Decimal,
+        value: Decimal,
+        *,
+        price: Decimal | None = None,
+        net_money: Decimal | None = None,
+    ):
+        """The order's account books `quantity` worth `value` into its position and cash (at
+        `price` and `net_money` when the caller has them to the cent already)."""
         self._position(
             day=day,
             account_id=self.orders[order_id].account_id,
             order_id=order_id,
             quantity=quantity,
-            price=(value / quantity).quantize(PRICE_PLACES),
-            net_money=self._cash(value),
+            price=price if price is not None else (value / quantity).quantize(PRICE_PLACES),
+            net_money=net_money if net_money is not None else self._cash(value),
             kind=Booking.Kind.FILL,
             ref=f"B{self.block.pk}:{day.trade_date:%Y%m%d}:O{order_id}",
         )
@@ -546,10 +556,22 @@ class _DayBooks:
         target at the day's average price."""
         self.reverse_live(day)
         values = _split_value(day.value, targets)
-        for oid, target, value in zip(self.order_ids, targets, values, strict=True):
+        if not day.executed:
+            for oid, target, value in zip(self.order_ids, targets, values, strict=True):
+                self.reprice(day, oid, target, value, ref)
+            return
+        # As finalising will: the average price, and the street gross split to the minor unit
+        # (so an order alone in its account already holds its final booking).
+        avg = (day.value / day.executed).quantize(PRICE_PLACES)
+        currency = self.security.currency
+        grosses = money_split(
+            total=money_round(day.value, currency), weights=targets, currency=currency
+        )
+        sign = 1 if self.block.side in SELL_SIDES else -1
+        for oid, target, value, gross in zip(self.order_ids, targets, values, grosses, strict=True):
             self.reprice(day, oid, target, value, ref)
             if target:
-                self._fill_booking(day, oid, target, value)
+                self._fill_booking(day, oid, target, value, price=avg, net_money=sign * gross)
 
     def reprice(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
         """Set the order's share of the day to `quantity` worth `value` (its positions are
@@ -659,6 +681,12 @@ def _day_book(books: _DayBooks, day: BlockDay) -> None:
     held = [books.held(day, oid) for oid in books.order_ids]
     deltas = [t - h for t, h in zip(targets, held, strict=True)]
     ref = f"book:{books.block.pk}:{day.trade_date:%Y%m%d}"
+    wide = len(books.order_ids) > settings.OMS_BOOKING_INLINE_MAX_ORDERS
+    if wide and any(deltas) and any(held):
+        # A wide block's day is booked again at its running average at every pass: each
+        # account holds one live booking of the day (what finalising keeps), not one per pass.
+        books.rebook(day, targets, ref)
+        return
     if all(d >= 0 for d in deltas):
         if not any(deltas):
             return

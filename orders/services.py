@@ -1029,6 +1029,8 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
         target = OrderStatus.PARTIALLY_FILLED
     if target != order.status:
         check_transition(order.status, target)
+    if target in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        fields["leaves_qty"] = Decimal(0)  # closed: nothing is left to work, whatever it holds
     return target, fields
 
 
