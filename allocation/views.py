@@ -98,7 +98,8 @@ def block_allocations(request, block_id: int):
         request,
         "allocation/block.html",
         {
-            "block": block,
+            # Not "block": inside a template's {% block %}, that name is the block tag itself.
+            "trading_block": block,
             "days": days,
             "open_day": open_day,
             "shares": shares,

@@ -1,3 +1,4 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from oms.fields import MoneyField, PriceField, QuantityField
@@ -13,7 +14,7 @@ class Broker(models.Model):
     code = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
     host = models.CharField(max_length=255, default="127.0.0.1")
-    port = models.PositiveIntegerField()
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
     fix_version = models.CharField(
         max_length=8, choices=FixVersion.choices, default=FixVersion.FIX44
     )
@@ -55,6 +56,9 @@ class Broker(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["sender_comp_id", "target_comp_id"], name="broker_session_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(port__gte=1, port__lte=65535), name="broker_port_range"
             ),
         ]
 
