@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +48,10 @@ log = logging.getLogger("fixgateway.runner")
 
 LOCK_NAMESPACE = 5_100_417  # pg_advisory_lock(namespace, broker id)
 APPLIER_STOP_SECONDS = 10
+
+
+def _active_broker_ids() -> list[int]:
+    return list(Broker.objects.filter(active=True).order_by("pk").values_list("pk", flat=True))
 
 
 def _now() -> datetime:
@@ -238,6 +243,28 @@ def initiator_settings(broker: Broker) -> fix.SessionSettings:
     return fixmsg.session_settings(default, [session])
 
 
+# How often a session checks its broker's row for changes, and the gateway for new brokers.
+BROKER_POLL_SECONDS = 2.0
+# What a session is built from (initiator_settings, GatewayApplication's options): a change to
+# any of these restarts that session.
+SESSION_FIELDS = (
+    "active",
+    "host",
+    "port",
+    "fix_version",
+    "sender_comp_id",
+    "target_comp_id",
+    "heartbeat_seconds",
+    "extra_config",
+)
+
+
+def broker_session_settings(broker_id: int) -> dict | None:
+    """The broker's session settings now, or None when it is gone or inactive."""
+    row = Broker.objects.filter(pk=broker_id).values(*SESSION_FIELDS).first()
+    return row if row and row["active"] else None
+
+
 def _registered_session(broker: Broker):
     return fix.Session.lookupSession(
         fix.SessionID(broker.fix_version, broker.sender_comp_id, broker.target_comp_id)
@@ -271,6 +298,10 @@ class BrokerSession(threading.Thread):
             connection.close()
 
     def _own_and_run(self) -> None:
+        # A deactivated broker's session waits here (without its lock) until it is active again.
+        while not self.stop_event.is_set() and not broker_session_settings(self.broker_id):
+            close_old_connections()
+            self.stop_event.wait(BROKER_POLL_SECONDS)
         lock_conn = _dedicated_connection()
         try:
             while not self.stop_event.is_set():
@@ -321,6 +352,8 @@ class BrokerSession(threading.Thread):
         self._sequence_reset(broker)
         self.initiator.start()
         seen_generation = 0
+        started_with = broker_session_settings(broker.pk)
+        checked_at = time.monotonic()
         reset_notice = f"{services.SESSION_RESET_NOTICE}:{broker.pk}"
         while not self.stop_event.is_set():
             app = self.app
@@ -335,6 +368,14 @@ class BrokerSession(threading.Thread):
             if problem:
                 app.sequence_problem = ""
                 self._logons_stop(broker, problem)
+            if time.monotonic() - checked_at >= BROKER_POLL_SECONDS:
+                checked_at = time.monotonic()
+                if broker_session_settings(broker.pk) != started_with:
+                    # An operator changed the broker's row (address, identities, version,
+                    # session settings) or deactivated it: the engine starts again from it,
+                    # with no worker restart.
+                    log.info("broker %s: its settings changed; restarting its session", broker)
+                    return
             app.send_outbox()
             if app.logged_on.is_set():
                 if app.market_data is not None:
@@ -468,16 +509,41 @@ class BrokerSession(threading.Thread):
 
 
 class Gateway:
-    """Every active broker's session in this process."""
+    """Every active broker's session in this process; a broker added or activated later gets
+    its session within BROKER_POLL_SECONDS (unless the gateway was given fixed brokers)."""
 
     def __init__(self, broker_ids: list[int] | None = None):
-        ids = broker_ids or list(Broker.objects.filter(active=True).values_list("pk", flat=True))
+        self.watch = broker_ids is None
+        ids = broker_ids or _active_broker_ids()
         self.stop_event = threading.Event()
         self.sessions = [BrokerSession(pk, self.stop_event) for pk in ids]
+        self.watcher: threading.Thread | None = None
 
     def start(self) -> None:
         for s in self.sessions:
             s.start()
+        if self.watch:
+            self.watcher = threading.Thread(
+                target=self._watch_brokers, name="fix-broker-watch", daemon=True
+            )
+            self.watcher.start()
+
+    def _watch_brokers(self) -> None:
+        try:
+            while not self.stop_event.wait(BROKER_POLL_SECONDS):
+                try:
+                    close_old_connections()
+                    known = {s.broker_id for s in self.sessions}
+                    for pk in _active_broker_ids():
+                        if pk not in known:
+                            log.info("broker %s is new or active again: starting its session", pk)
+                            session = BrokerSession(pk, self.stop_event)
+                            self.sessions.append(session)
+                            session.start()
+                except Exception:
+                    log.exception("looking for new brokers failed; trying again")
+        finally:
+            connection.close()
 
     def stop(self, timeout: float = 15) -> None:
         # The engines must be stopped before Python exits (exiting with one running segfaults).
