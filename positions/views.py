@@ -90,6 +90,7 @@ def exposure_page(request):
             for r in by_sector
         ],
         "issuers": [{"label": r.label, "net": str(r.net_value)} for r in by_issuer],
+        "nav": str(nav) if nav else None,
     }
     return render(
         request,
