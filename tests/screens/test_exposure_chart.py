@@ -41,7 +41,8 @@ def test_exposure_charts_are_in_percent_of_nav(refdata, browser, oms_server):
             }"""
         )
         assert chart["title"] == "% of NAV"
-        sectors = dict(zip(chart["labels"], zip(chart["long"], chart["short"], strict=True)))
+        pairs = zip(chart["long"], chart["short"], strict=True)
+        sectors = dict(zip(chart["labels"], pairs, strict=True))
         # AAPL: 100 at its reference price 190; XOM short 50 at 110 (sign as the table has it).
         tech_long = sectors["Information Technology"][0]
         assert abs(D(str(tech_long)) - 100 * D(19000) / nav) < D("0.0001")
