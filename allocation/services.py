@@ -567,11 +567,10 @@ class _DayBooks:
         grosses = money_split(
             total=money_round(day.value, currency), weights=targets, currency=currency
         )
-        sign = 1 if self.block.side in SELL_SIDES else -1
         for oid, target, value, gross in zip(self.order_ids, targets, values, grosses, strict=True):
             self.reprice(day, oid, target, value, ref)
             if target:
-                self._fill_booking(day, oid, target, value, price=avg, net_money=sign * gross)
+                self._fill_booking(day, oid, target, value, price=avg, net_money=self._cash(gross))
 
     def reprice(self, day: BlockDay, order_id: int, quantity: Decimal, value: Decimal, ref: str):
         """Set the order's share of the day to `quantity` worth `value` (its positions are
@@ -681,8 +680,7 @@ def _day_book(books: _DayBooks, day: BlockDay) -> None:
     held = [books.held(day, oid) for oid in books.order_ids]
     deltas = [t - h for t, h in zip(targets, held, strict=True)]
     ref = f"book:{books.block.pk}:{day.trade_date:%Y%m%d}"
-    wide = len(books.order_ids) > settings.OMS_BOOKING_INLINE_MAX_ORDERS
-    if wide and any(deltas) and any(held):
+    if _booked_by_booker(len(books.order_ids)) and any(deltas) and any(held):
         # A wide block's day is booked again at its running average at every pass: each
         # account holds one live booking of the day (what finalising keeps), not one per pass.
         books.rebook(day, targets, ref)
@@ -734,7 +732,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
             total=street_gross, weights=[by_account[a] for a in accounts], currency=currency
         )
         finals = {
-            account_id: (by_account[account_id], avg, gross if block.side in SELL_SIDES else -gross)
+            account_id: (by_account[account_id], avg, books._cash(gross))
             for account_id, gross in zip(accounts, grosses, strict=True)
         }
         # An account whose day is one live booking of its final quantity, price and money (a
@@ -930,7 +928,6 @@ def blocks_book_with_reports(*, block_ids: Iterable[int], as_of: datetime) -> li
     ids = sorted(set(block_ids))
     if not ids:
         return []
-    limit = settings.OMS_BOOKING_INLINE_MAX_ORDERS
     widths = dict(
         AllocationPlan.objects.filter(block_id__in=ids)
         .annotate(
@@ -938,11 +935,16 @@ def blocks_book_with_reports(*, block_ids: Iterable[int], as_of: datetime) -> li
         )
         .values_list("block_id", "width")
     )
-    wide = [pk for pk in ids if widths.get(pk, 0) > limit]
-    narrow = [pk for pk in ids if pk not in set(wide)]
+    wide = [pk for pk in ids if _booked_by_booker(widths.get(pk, 0))]
+    narrow = sorted(set(ids) - set(wide))
     if narrow:
         blocks_book(block_ids=narrow, as_of=as_of)
     return wide
+
+
+def _booked_by_booker(orders: int) -> bool:
+    """A block of this many orders is booked by the booker, not with its reports."""
+    return orders > settings.OMS_BOOKING_INLINE_MAX_ORDERS
 
 
 def block_book_due(*, block: Block, as_of: datetime) -> None:
@@ -985,7 +987,7 @@ def bookings_due_book(*, as_of: datetime) -> BookingPassOutcome:
             booked = in_transaction(book, durable=True)
         except Exception as exc:  # one failing block must not hold back the others
             log.exception("booking block %s failed", block_id)
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            message = _failure_message(exc)
             outcome.failed.append((block_id, message))
             exception_open(
                 kind="booking_failed",
@@ -1078,6 +1080,12 @@ def allocation_finalise(*, block: Block, as_of: datetime, actor=None) -> list[Al
         return allocations
 
 
+def _failure_message(exc: Exception) -> str:
+    """What a person in Operations reads of a booking that failed: a domain error's message,
+    else the exception's type and text."""
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
 @dataclass
 class FinaliseOutcome:
     finalised: list[tuple[int, date]]
@@ -1106,7 +1114,7 @@ def allocations_finalise_due(*, as_of: datetime, actor=None) -> FinaliseOutcome:
             )
         except Exception as exc:  # one failing day must not hold back the others
             log.exception("finalising block %s on %s failed", day.block_id, day.trade_date)
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            message = _failure_message(exc)
             outcome.failed.append((day.block_id, day.trade_date, message))
             exception_open(
                 kind="booking_failed",
