@@ -24,6 +24,7 @@ idempotent by ExecID.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -292,6 +293,10 @@ class BrokerSession(threading.Thread):
                 except Exception:
                     log.exception("broker %s session loop failed; retrying", self.broker_id)
                     self._stop_engine()
+                    # A connection the failure broke (a database restart) is not used again:
+                    # every retry would fail on it.
+                    with contextlib.suppress(Exception):
+                        connection.close()
                     self.stop_event.wait(2)
         finally:
             self._stop_engine()
