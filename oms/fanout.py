@@ -120,6 +120,11 @@ class _Hub:
 
     async def _receive(self) -> None:
         while True:
+            if not self.followers:
+                # Nobody here follows a feed: stop until the next subscribe starts a task
+                # (no await between this check and the end, so none is missed).
+                self.task = None
+                return
             try:
                 if not self.pubsub.subscribed:
                     await asyncio.sleep(0.1)

@@ -78,36 +78,42 @@ class OrdersConsumer(AccessCheckedConsumer):
         # dropped, so the page sees each once and in order.
         self.replayed_to = 0
         self.last_resume = -RESUME_INTERVAL
-        # While a replay is being sent, live messages wait here and follow it.
-        self.replaying = False
+        # Until the page has its "subscribed" (and its replay), live messages wait here.
+        self.holding = True
         self.held: deque[tuple[int, str]] = deque()
         if not await self.open_checked():
             return
         group = await database_sync_to_async(feed_for)(self.scope["user"], scope=self.feed_scope)
-        # Follow before reading the history: whatever is numbered after the read arrives live.
-        # The group's messages come through this process's one subscription (oms.fanout), not
-        # a copy per page through the channel layer.
-        await fanout.subscribe(group, self.order_changes)
-        self.group = group
-        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
-        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
-        point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
-        if point is None:
-            await self.send(text_data='{"type": "subscribed"}')
-            return
-        await self.resume(*point, subscribed=True)
-
-    async def resume(self, since: int, epoch: str, *, subscribed: bool = False) -> None:
-        self.replaying = True
         try:
-            await self._replay(since, epoch, subscribed=subscribed)
+            # Follow before reading the history: whatever is numbered after the read arrives
+            # live. The group's messages come through this process's one subscription
+            # (oms.fanout), not a copy per page through the channel layer.
+            await fanout.subscribe(group, self.order_changes)
+            self.group = group
+            # Quotes ride the same feed (marketdata.broadcast): prices name no account.
+            await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
+            point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
+            if point is None:
+                await self.send(text_data='{"type": "subscribed"}')
+            else:
+                await self._replay(*point, subscribed=True)
         finally:
-            # What arrived live meanwhile, in order, less what the replay already sent.
-            while self.held:
-                seq, text = self.held.popleft()
-                if not seq or seq > self.replayed_to:
-                    await self.send(text_data=text)
-            self.replaying = False
+            await self._release()
+
+    async def resume(self, since: int, epoch: str) -> None:
+        self.holding = True
+        try:
+            await self._replay(since, epoch, subscribed=False)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Send what arrived live while holding, in order, less what a replay already sent."""
+        while self.held:
+            seq, text = self.held.popleft()
+            if not seq or seq > self.replayed_to:
+                await self.send(text_data=text)
+        self.holding = False
 
     async def _replay(self, since: int, epoch: str, *, subscribed: bool) -> None:
         try:
@@ -135,6 +141,12 @@ class OrdersConsumer(AccessCheckedConsumer):
         for text in messages:
             await self.send(text_data=text)
         self.replayed_to = max(self.replayed_to, found.seq)
+
+    async def refuse(self, code: int, reason: str) -> None:
+        # Access ended: not one more order message, even before the socket's close completes.
+        if self.group:
+            await fanout.unsubscribe(self.group, self.order_changes)
+        await super().refuse(code, reason)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
@@ -164,7 +176,7 @@ class OrdersConsumer(AccessCheckedConsumer):
 
     async def order_changes(self, seq: int, text: str) -> None:
         """One live message of the group, already encoded (called by oms.fanout)."""
-        if self.replaying:
+        if self.holding:
             self.held.append((seq, text))
             return
         if seq and seq <= self.replayed_to:

@@ -1,0 +1,159 @@
+"""The live feed's fan-out: order changes committed within OMS_FEED_COALESCE_MS go out as one
+numbered message per group (the desk's with every order, each PM's with only theirs), kept in
+the history as sent; each web process follows a group with one Redis subscription however many
+pages it serves (oms.fanout)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from oms.fanout import live_channel
+from oms.publish import Coalescer
+from orders.blotter_selectors import BLOTTER_GROUP, pm_group
+from orders.broadcast import messages_per_group, sequence_current
+from orders.lifecycle import OrderStatus
+from orders.services import order_set_status
+
+from .helpers import session_cookie, staged_order, ws_connect, ws_json
+
+WINDOW_MS = 3000  # far longer than three commits take, so they fall in one window
+
+
+def _set(order, to_status, kind) -> None:
+    order_set_status(order_id=order.pk, to_status=to_status, as_of=timezone.now(), kind=kind)
+
+
+def _subscribers(group: str) -> int:
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    try:
+        return dict(client.pubsub_numsub(live_channel(group)))[live_channel(group).encode()]
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_changes_within_the_window_go_out_as_one_message_per_group(oms_server, refdata, settings):
+    settings.OMS_FEED_COALESCE_MS = WINDOW_MS
+    first = staged_order(refdata.acct1, refdata.aapl)  # pm1's account
+    second = staged_order(refdata.acct2, refdata.msft)  # pm2's account
+    before = sequence_current(BLOTTER_GROUP)
+    desk = ws_connect(oms_server, "/ws/blotter/", cookie=session_cookie(refdata.trader))
+    pm1 = ws_connect(oms_server, "/ws/orders/mine/", cookie=session_cookie(refdata.pm1))
+    pm2 = ws_connect(oms_server, "/ws/orders/mine/", cookie=session_cookie(refdata.pm2))
+    try:
+        for ws in (desk, pm1, pm2):
+            assert ws_json(ws)["type"] == "subscribed"
+        # Three commits: the first order twice (pulled back, staged again), the second once.
+        _set(first, OrderStatus.APPROVED, "unstage")
+        _set(first, OrderStatus.STAGED, "stage")
+        _set(second, OrderStatus.APPROVED, "unstage")
+
+        got = ws_json(desk, timeout=WINDOW_MS / 1000 + 10)
+        assert got["seq"] == before + 1
+        # The first order once, in its latest version; ids in order.
+        assert [(r["id"], r["status"]) for r in got["rows"]] == [
+            (first.pk, "STAGED"),
+            (second.pk, "APPROVED"),
+        ]
+        first.refresh_from_db()
+        assert got["rows"][0]["version"] == first.version
+        mine1 = ws_json(pm1, timeout=10)
+        mine2 = ws_json(pm2, timeout=10)
+        assert [r["id"] for r in mine1["rows"]] == [first.pk]
+        assert [r["id"] for r in mine2["rows"]] == [second.pk]
+        for ws in (desk, pm1, pm2):
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=1.0)
+
+        # The history holds the message as it was sent: a page that missed it gets it again.
+        epoch = got["epoch"]
+        with ws_connect(
+            oms_server,
+            f"/ws/blotter/?since={before}&epoch={epoch}",
+            cookie=session_cookie(refdata.trader),
+        ) as again:
+            assert ws_json(again) == {"type": "subscribed", "resumed": 1}
+            assert ws_json(again) == got
+    finally:
+        for ws in (desk, pm1, pm2):
+            ws.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_subscription_per_web_process_however_many_pages(oms_server, refdata):
+    cookie = session_cookie(refdata.trader)
+    pages = [ws_connect(oms_server, "/ws/blotter/", cookie=cookie) for _ in range(5)]
+    pm1 = ws_connect(oms_server, "/ws/orders/mine/", cookie=session_cookie(refdata.pm1))
+    try:
+        for ws in (*pages, pm1):
+            assert ws_json(ws)["type"] == "subscribed"
+        assert _subscribers(BLOTTER_GROUP) == 1
+        assert _subscribers(pm_group(refdata.pm1.pk)) == 1
+        order = staged_order(refdata.acct1, refdata.aapl)
+        _set(order, OrderStatus.APPROVED, "unstage")
+        seqs = {ws_json(ws, timeout=10)["seq"] for ws in pages}
+        assert seqs == {sequence_current(BLOTTER_GROUP)}
+        assert ws_json(pm1, timeout=10)["rows"][0]["id"] == order.pk
+    finally:
+        for ws in (*pages, pm1):
+            ws.close()
+    # The last page gone, the process stops following the groups.
+    deadline = time.monotonic() + 10
+    while _subscribers(BLOTTER_GROUP) or _subscribers(pm_group(refdata.pm1.pk)):
+        assert time.monotonic() < deadline, "the web process still follows the groups"
+        time.sleep(0.1)
+
+
+def test_a_group_gets_only_its_rows_each_order_once_in_its_latest_version():
+    def row(order_id, version, account_id):
+        return {"id": order_id, "version": version, "account_id": account_id}
+
+    gathered = [
+        (row(7, 2, 1), [10]),
+        (row(3, 5, 2), [11]),
+        (row(7, 4, 1), [10]),  # the same order again, later
+        (row(7, 3, 1), [10]),  # an older read handed in after the newer one
+        (row(9, 1, 3), [10, 11]),  # an account both PMs manage
+        (row(5, 1, 4), []),  # nobody's account: the desk only
+    ]
+    groups = messages_per_group(gathered)
+    assert groups[BLOTTER_GROUP] == [row(3, 5, 2), row(5, 1, 4), row(7, 4, 1), row(9, 1, 3)]
+    assert groups[pm_group(10)] == [row(7, 4, 1), row(9, 1, 3)]
+    assert groups[pm_group(11)] == [row(3, 5, 2), row(9, 1, 3)]
+    assert set(groups) == {BLOTTER_GROUP, pm_group(10), pm_group(11)}
+
+
+def test_the_coalescer_sends_what_was_added_in_one_batch_in_order():
+    sent: list[list] = []
+    done = threading.Event()
+
+    async def send(items: list) -> None:
+        sent.append(items)
+        await asyncio.sleep(0)
+        done.set()
+
+    # A window far longer than the adds: what fills max_items goes at once, the rest waits.
+    gathering = Coalescer(send, window=lambda: 2.0, max_items=4, what="test items")
+    threads = [threading.Thread(target=gathering.add, args=([n],)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gathering.add([3, 4])
+    assert done.wait(10)
+    assert len(sent) == 1 and sorted(sent[0][:3]) == [0, 1, 2] and sent[0][3:] == [3, 4]
+    done.clear()
+    gathering.add([5])
+    assert done.wait(10)  # sent when the window ends
+    assert sent[1] == [5]
+    # No window: each add goes alone.
+    done.clear()
+    Coalescer(send, window=lambda: 0, max_items=4, what="test items").add([6])
+    assert done.wait(10) and sent[2] == [6]
