@@ -11,7 +11,8 @@ Each latency run also reports the CPU share each process used (Daphne, the clien
 this committing process) and the frames the clients read a second: where the time goes.
 
 `make bench ARGS=fanout`; OMS_FANOUT_CLIENT_PROCS spreads the clients over that many processes
-(default 2), OMS_FEED_COALESCE_MS is the publisher's gathering window (oms.publish).
+(default 2). OMS_FEED_COALESCE_MS is the publisher's gathering window (orders.broadcast); the
+100 clients are measured with it and, in the same run, without (a message per commit).
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def main(argv: list[str]) -> dict:
     figures["load_before_fanout"] = _load()
     fanout = _latency(session, ids, clients_n=CLIENTS, rate=RATE, client_procs=procs)
     figures["fanout"] = fanout
+    if settings.OMS_FEED_COALESCE_MS:
+        # The same without gathering: a message per commit (the window is read when changes
+        # are handed to the publisher, in this process).
+        window = settings.OMS_FEED_COALESCE_MS
+        settings.OMS_FEED_COALESCE_MS = 0
+        try:
+            figures["load_before_no_window"] = _load()
+            figures["fanout_no_window"] = _latency(
+                session, ids, clients_n=CLIENTS, rate=RATE, client_procs=procs
+            )
+        finally:
+            settings.OMS_FEED_COALESCE_MS = window
     figures["load_at_end"] = _load()
     floor_p50 = figures["floor_one_client"]["live_latency_p50_ms"] or 1
     figures["p50_over_one_client"] = round(fanout["live_latency_p50_ms"] / floor_p50, 2)

@@ -9,8 +9,8 @@ its thread (Daphne's, Playwright's), where async_to_sync is refused; it never wa
 failed send is logged, never raised: the commit already happened, and pages recover from
 missed messages.
 
-A feed that many pages follow gathers its changes for a few milliseconds first (`Coalescer`):
-one message per group per window instead of one per commit.
+A feed that many pages follow sends at most one batch per few milliseconds (`Coalescer`): one
+message per group per window instead of one per commit.
 """
 
 from __future__ import annotations
@@ -108,11 +108,12 @@ def submit(make: Callable[[], Awaitable[None]], *, what: str) -> None:
 
 
 class Coalescer:
-    """Gathers what committing threads hand in for up to `window()` seconds, then sends it
-    as one: `send(items)` runs on the publisher thread with everything added since the last
-    send, in the order added. A feed that fans out to many pages sends tens of messages a
-    second this way instead of one per commit; the first item of a batch waits at most the
-    window, or less when `max_items` fill it first. A window of 0 sends each add at once.
+    """At most one send per `window()` seconds: `send(items)` runs on the publisher thread
+    with everything added since the last send, in the order added. What is added when nothing
+    was sent for a window goes at once (a quiet feed adds no delay); what follows within the
+    window waits for its end and goes together. A feed that fans out to many pages sends tens
+    of messages a second this way, however many commits there are. `max_items` waiting go at
+    once; a window of 0 sends each add at once.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class Coalescer:
         self.send, self.window, self.max_items, self.what = send, window, max_items, what
         self.lock = threading.Lock()
         self.pending: list = []
+        self.sent_at = -1e9  # when the last batch was handed to the publisher
         self.due = 0.0  # when the timer set on the publisher's loop fires (0: none set)
         self.pid = os.getpid()
 
@@ -135,25 +137,34 @@ class Coalescer:
             if self.pid != os.getpid():
                 # A forked child inherits the parent's pending items and timer, not its
                 # thread: they are the parent's to send.
-                self.pid, self.pending, self.due = os.getpid(), [], 0.0
+                self.pid, self.pending, self.due, self.sent_at = os.getpid(), [], 0.0, -1e9
             self.pending.extend(items)
             now = time.monotonic()
-            if window <= 0 or len(self.pending) >= self.max_items:
+            if self.due and now < self.due + 1.0:
+                # The timer set sends these too (a timer lost with its thread does not hold
+                # them for longer than a second).
+                if len(self.pending) < self.max_items:
+                    return
                 batch, self.pending = self.pending, []
-            elif self.due and now < self.due + 1.0:
-                return  # the timer set will send these too (one lost with its thread is not)
+            elif window <= 0 or now - self.sent_at >= window or len(self.pending) >= self.max_items:
+                batch, self.pending = self.pending, []
             else:
-                self.due = now + window
+                self.due = self.sent_at + window
+                delay = self.due - now
                 batch = None
+            if batch is not None:
+                self.sent_at = now
         if batch is not None:
             submit(lambda: self.send(batch), what=self.what)
             return
         sender = _publisher()
-        sender.loop.call_soon_threadsafe(sender.loop.call_later, window, self._due, sender)
+        sender.loop.call_soon_threadsafe(sender.loop.call_later, delay, self._due, sender)
 
     def _due(self, sender: _Sender) -> None:
         # On the publisher's loop: queue the send behind whatever was submitted before.
         with self.lock:
             batch, self.pending, self.due = self.pending, [], 0.0
+            if batch:
+                self.sent_at = time.monotonic()
         if batch:
             sender.queue.put_nowait((lambda: self.send(batch), self.what))

@@ -4,9 +4,10 @@ Services call order_changed_on_commit(order_id); after the transaction commits t
 orders are published to the websocket groups: the firm-wide "blotter" group and the group of
 each PM who manages the order's account.
 
-Changes committed within OMS_FEED_COALESCE_MS of each other go out as one message per group
-(oms.publish.Coalescer), each published once to the group's live channel and fanned out to the
-pages in each web process (oms.fanout).
+At most one message per group goes out per OMS_FEED_COALESCE_MS (oms.publish.Coalescer): a
+change after a quiet window at once, the changes committed during a window together at its end.
+Each is published once to the group's live channel and fanned out to the pages in each web
+process (oms.fanout).
 
 Every message carries a sequence number per group (Redis INCR, taken after the commit), so a
 page that sees a gap knows it missed something and reloads the snapshot, whose sequence number
@@ -41,8 +42,8 @@ def publish_order_changes(order_ids: list[int]) -> None:
 
     Reads the rows here (one query, after the commit) and hands them to this process's
     publisher thread, so the committing caller never waits on Redis and never needs an event
-    loop of its own. The publisher gathers what commits hand it for OMS_FEED_COALESCE_MS and
-    sends one message per group for all of them. A failure is logged, never raised: the commit
+    loop of its own. The publisher sends what commits hand it within one OMS_FEED_COALESCE_MS
+    window as one message per group. A failure is logged, never raised: the commit
     already happened, and pages notice the missing sequence number and reload.
     """
     if not order_ids:

@@ -5,7 +5,6 @@ pages it serves (oms.fanout)."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -23,7 +22,7 @@ from orders.services import order_set_status
 
 from .helpers import session_cookie, staged_order, ws_connect, ws_json
 
-WINDOW_MS = 3000  # far longer than three commits take, so they fall in one window
+WINDOW_MS = 5000  # far longer than three commits take, so they fall in one window
 
 
 def _set(order, to_status, kind) -> None:
@@ -50,17 +49,23 @@ def test_changes_within_the_window_go_out_as_one_message_per_group(oms_server, r
     try:
         for ws in (desk, pm1, pm2):
             assert ws_json(ws)["type"] == "subscribed"
-        # Three commits: the first order twice (pulled back, staged again), the second once.
+        # A change when nothing was sent for a window goes at once; a window starts with it.
+        _set(second, OrderStatus.APPROVED, "unstage")
+        opened = ws_json(desk, timeout=WINDOW_MS / 1000 + 10)
+        assert opened["seq"] == before + 1
+        assert [r["id"] for r in ws_json(pm2, timeout=10)["rows"]] == [second.pk]
+        # Three commits within it: the first order twice (pulled back, staged again), the
+        # second once more.
         _set(first, OrderStatus.APPROVED, "unstage")
         _set(first, OrderStatus.STAGED, "stage")
-        _set(second, OrderStatus.APPROVED, "unstage")
+        _set(second, OrderStatus.STAGED, "stage")
 
         got = ws_json(desk, timeout=WINDOW_MS / 1000 + 10)
-        assert got["seq"] == before + 1
+        assert got["seq"] == before + 2
         # The first order once, in its latest version; ids in order.
         assert [(r["id"], r["status"]) for r in got["rows"]] == [
             (first.pk, "STAGED"),
-            (second.pk, "APPROVED"),
+            (second.pk, "STAGED"),
         ]
         first.refresh_from_db()
         assert got["rows"][0]["version"] == first.version
@@ -76,7 +81,7 @@ def test_changes_within_the_window_go_out_as_one_message_per_group(oms_server, r
         epoch = got["epoch"]
         with ws_connect(
             oms_server,
-            f"/ws/blotter/?since={before}&epoch={epoch}",
+            f"/ws/blotter/?since={before + 1}&epoch={epoch}",
             cookie=session_cookie(refdata.trader),
         ) as again:
             assert ws_json(again) == {"type": "subscribed", "resumed": 1}
@@ -130,30 +135,33 @@ def test_a_group_gets_only_its_rows_each_order_once_in_its_latest_version():
     assert set(groups) == {BLOTTER_GROUP, pm_group(10), pm_group(11)}
 
 
-def test_the_coalescer_sends_what_was_added_in_one_batch_in_order():
+def test_the_coalescer_sends_at_most_one_batch_a_window_in_order():
     sent: list[list] = []
-    done = threading.Event()
+    arrived = threading.Condition()
 
     async def send(items: list) -> None:
-        sent.append(items)
-        await asyncio.sleep(0)
-        done.set()
+        with arrived:
+            sent.append(items)
+            arrived.notify_all()
 
-    # A window far longer than the adds: what fills max_items goes at once, the rest waits.
-    gathering = Coalescer(send, window=lambda: 2.0, max_items=4, what="test items")
-    threads = [threading.Thread(target=gathering.add, args=([n],)) for n in range(3)]
+    def batches(n: int) -> list[list]:
+        with arrived:
+            assert arrived.wait_for(lambda: len(sent) >= n, timeout=20)
+            return list(sent)
+
+    gathering = Coalescer(send, window=lambda: 5.0, max_items=4, what="test items")
+    gathering.add([0])  # nothing sent for a window: at once
+    assert batches(1) == [[0]]
+    threads = [threading.Thread(target=gathering.add, args=([n],)) for n in (1, 2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    gathering.add([3, 4])
-    assert done.wait(10)
-    assert len(sent) == 1 and sorted(sent[0][:3]) == [0, 1, 2] and sent[0][3:] == [3, 4]
-    done.clear()
-    gathering.add([5])
-    assert done.wait(10)  # sent when the window ends
-    assert sent[1] == [5]
+    gathering.add([3, 4])  # four waiting: they go without waiting for the window's end
+    second = batches(2)[1]
+    assert sorted(second[:2]) == [1, 2] and second[2:] == [3, 4]
+    gathering.add([5])  # waits for the window's end
+    assert batches(3)[2] == [5]
     # No window: each add goes alone.
-    done.clear()
     Coalescer(send, window=lambda: 0, max_items=4, what="test items").add([6])
-    assert done.wait(10) and sent[2] == [6]
+    assert batches(4)[3] == [6]
