@@ -165,3 +165,55 @@ def test_the_coalescer_sends_at_most_one_batch_a_window_in_order():
     # No window: each add goes alone.
     Coalescer(send, window=lambda: 0, max_items=4, what="test items").add([6])
     assert batches(4)[3] == [6]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resume_while_changes_flow_gives_each_message_once_in_order(oms_server, refdata):
+    """Live messages that arrive while the replay is read and sent wait for it: the page sees
+    one unbroken run of numbers, nothing twice."""
+    from django.db import connection
+
+    from orders.feed_history import sequence_position
+
+    order = staged_order(refdata.acct1, refdata.aapl)
+    flips = [(OrderStatus.APPROVED, "unstage"), (OrderStatus.STAGED, "stage")]
+    before = sequence_current(BLOTTER_GROUP)
+    for to_status, kind in flips:
+        _set(order, to_status, kind)
+    deadline = time.monotonic() + 10
+    while sequence_current(BLOTTER_GROUP) < before + 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    since, epoch = sequence_position(BLOTTER_GROUP)
+    since -= 2  # the page missed the last two
+
+    def changes() -> None:
+        try:
+            for n in range(30):
+                _set(order, *flips[n % 2])
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=changes)
+    writer.start()
+    try:
+        with ws_connect(
+            oms_server,
+            f"/ws/blotter/?since={since}&epoch={epoch}",
+            cookie=session_cookie(refdata.trader),
+        ) as ws:
+            assert ws_json(ws)["type"] == "subscribed"
+            writer.join()
+            last = since + 2 + 30
+            deadline = time.monotonic() + 10
+            while sequence_current(BLOTTER_GROUP) < last:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            seqs = []
+            while not seqs or seqs[-1] < last:
+                seqs.append(ws_json(ws, timeout=10)["seq"])
+            assert seqs == list(range(since + 1, last + 1))
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=1.0)
+    finally:
+        writer.join()
