@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import subprocess
@@ -33,7 +34,9 @@ WRITERS = 4  # committing threads (one alone cannot reach RATE: each commit exte
 ORDERS_PER_COMMIT = 4
 
 
-def _ms(values: list[float], q: float) -> float:
+def _ms(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
@@ -135,12 +138,25 @@ def _daphne(port: int) -> subprocess.Popen:
     raise RuntimeError("daphne did not start")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _latency(
-    session: str, order_ids: list[int], *, clients_n: int = CLIENTS, rate: int = RATE
+    session: str,
+    order_ids: list[int],
+    *,
+    clients_n: int = CLIENTS,
+    rate: int = RATE,
+    client_procs: int = 1,
 ) -> dict:
-    """`clients_n` websocket clients on a fresh Daphne, `rate` order changes a second committed
-    here for DURATION_S; from each commit to each client's receipt. bench/scale_bench.py runs
-    it with 100 clients."""
+    """`clients_n` websocket clients (spread over `client_procs` processes) on a fresh Daphne,
+    `rate` order changes a second committed here for DURATION_S; from each commit to each
+    client's receipt of that version of the order or a later one (the feed may send only the
+    latest state of an order changed twice within one message). bench/scale_bench.py runs it
+    with 100 clients. Also the CPU seconds each side used while the changes were committed."""
     from django.db import transaction
 
     from orders.services import order_fill_apply, orders_lock
@@ -150,16 +166,31 @@ def _latency(
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     results = ctx.Queue()
-    clients = ctx.Process(
-        target=_clients_process,
-        args=(port, session, ready, stop, results, clients_n),
-        daemon=True,
-    )
-    clients.start()
+    connected = ctx.Value("i", 0)
+    shares = [
+        clients_n // client_procs + (p < clients_n % client_procs) for p in range(client_procs)
+    ]
+    procs = [
+        ctx.Process(
+            target=_clients_process,
+            args=(port, session, ready, stop, results, share, connected, clients_n),
+            daemon=True,
+        )
+        for share in shares
+        if share
+    ]
+    for proc in procs:
+        proc.start()
     try:
         if not ready.wait(60):
             raise RuntimeError("websocket clients did not connect")
+        cpu_before = {
+            "daphne": _cpu_seconds(daphne.pid),
+            "clients": sum(_cpu_seconds(p.pid) for p in procs),
+            "committing_process": time.process_time(),
+        }
         committed: dict[tuple[int, int], float] = {}
+        commit_times: list[float] = []
         commits = rate * DURATION_S // ORDERS_PER_COMMIT
         started = time.perf_counter()
 
@@ -176,7 +207,12 @@ def _latency(
                     first = (n * ORDERS_PER_COMMIT) % len(order_ids)
                     ids = order_ids[first : first + ORDERS_PER_COMMIT]
                     changed = []
+                    stamp: list[float] = []
+                    began = time.time()
                     with transaction.atomic():
+                        # The first after-commit callback: the moment of the commit, before
+                        # the feed's own callback reads the rows to publish.
+                        transaction.on_commit(lambda stamp=stamp: stamp.append(time.time()))
                         for order in orders_lock(order_ids=ids):
                             changed.append(
                                 order_fill_apply(
@@ -187,7 +223,8 @@ def _latency(
                                     exec_ref=f"bench-{n}",
                                 )
                             )
-                    at = time.time()
+                    at = stamp[0]
+                    commit_times.append(at - began)
                     for order in changed:
                         committed[(order.pk, order.version)] = at
             finally:
@@ -200,30 +237,53 @@ def _latency(
             t.join()
         elapsed = time.perf_counter() - started
         time.sleep(2)
+        cpu = {
+            "daphne": _cpu_seconds(daphne.pid) - cpu_before["daphne"],
+            "clients": sum(_cpu_seconds(p.pid) for p in procs) - cpu_before["clients"],
+            "committing_process": time.process_time() - cpu_before["committing_process"],
+        }
         stop.set()
         received = [results.get(timeout=60) for _ in range(clients_n)]
     finally:
         stop.set()
-        clients.join(10)
-        if clients.is_alive():
-            clients.kill()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
         daphne.terminate()
-        daphne.wait(10)
+        try:
+            daphne.wait(30)  # closing 100 sockets on a loaded machine can take a while
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+            daphne.wait(10)
     latencies = []
     missing = 0
-    for per_client in received:
-        for key, at in committed.items():
-            got = per_client.get(key)
+    frames = 0
+    for per_client, client_frames in received:
+        frames += client_frames
+        seen: dict[int, list[tuple[int, float]]] = {}
+        for (order_id, version), got in per_client.items():
+            seen.setdefault(order_id, []).append((version, got))
+        for (order_id, version), at in committed.items():
+            # The earliest receipt of this version or a later one of the order.
+            got = min((t for v, t in seen.get(order_id, ()) if v >= version), default=None)
             if got is None:
                 missing += 1
             else:
                 latencies.append(got - at)
+    window = elapsed + 2
     return {
         "live_clients": clients_n,
+        "live_client_processes": len(procs),
+        "live_frames_received_per_s": round(frames / window),
+        "live_cpu_share": {name: round(used / window, 2) for name, used in cpu.items()},
         "live_order_updates": len(committed),
         "live_orders_per_commit": ORDERS_PER_COMMIT,
         "live_target_rate_per_s": rate,
         "live_achieved_rate_per_s": round(len(committed) / elapsed, 1),
+        # How long one writer's transaction took, lock to commit: what bounds the rate reached.
+        "live_commit_p50_ms": _ms(commit_times, 0.50),
+        "live_commit_p99_ms": _ms(commit_times, 0.99),
         "live_deliveries": len(latencies),
         "live_missing": missing,
         "live_latency_p50_ms": _ms(latencies, 0.50),
@@ -234,14 +294,17 @@ def _latency(
     }
 
 
-def _clients_process(port, session, ready, stop, results, clients_n=CLIENTS) -> None:
+def _clients_process(port, session, ready, stop, results, clients_n, connected, total) -> None:
     """`clients_n` websocket clients in a process of their own (so the committing threads' GIL does
-    not delay their receipts); wall-clock receipt time per (order id, version)."""
+    not delay their receipts); wall-clock receipt time per (order id, version), and the frames
+    each received. `connected` counts the clients of every such process; `ready` is set when it
+    reaches `total`."""
     import websockets
 
     received: list[dict] = [{} for _ in range(clients_n)]
+    frames = [0] * clients_n
 
-    async def client(i: int, connected: list):
+    async def client(i: int):
         async with websockets.connect(
             f"ws://127.0.0.1:{port}/ws/blotter/",
             additional_headers={"Cookie": f"sessionid={session}"},
@@ -249,22 +312,24 @@ def _clients_process(port, session, ready, stop, results, clients_n=CLIENTS) -> 
             max_queue=None,
         ) as ws:
             await ws.recv()  # subscribed
-            connected.append(i)
-            if len(connected) == clients_n:
-                ready.set()
+            with connected.get_lock():
+                connected.value += 1
+                if connected.value == total:
+                    ready.set()
             while not stop.is_set():
                 try:
                     raw = await asyncio.wait_for(ws.recv(), 0.5)
                 except TimeoutError:
                     continue
                 now = time.time()
-                for row in json.loads(raw)["rows"]:
-                    received[i][(row["id"], row["version"])] = now
+                frames[i] += 1
+                for row in json.loads(raw).get("rows", ()):
+                    key = (row["id"], row["version"])
+                    received[i].setdefault(key, now)
 
     async def all_clients():
-        connected: list = []
-        await asyncio.gather(*(client(i, connected) for i in range(clients_n)))
+        await asyncio.gather(*(client(i) for i in range(clients_n)))
 
     asyncio.run(all_clients())
-    for per_client in received:
-        results.put(per_client)
+    for per_client, n in zip(received, frames, strict=True):
+        results.put((per_client, n))

@@ -704,7 +704,9 @@ def _websockets(firm) -> dict:
             "SELECT id FROM orders_order WHERE status = 'WORKING' ORDER BY id DESC LIMIT 200"
         )
     ]
-    figures = _latency(client.cookies["sessionid"].value, ids, clients_n=WS_CLIENTS, rate=WS_RATE)
+    figures = _latency(
+        client.cookies["sessionid"].value, ids, clients_n=WS_CLIENTS, rate=WS_RATE, client_procs=2
+    )
     figures["ok"] = figures["live_latency_p99_ms"] <= TARGETS["websocket_p99_ms"]
     return figures
 

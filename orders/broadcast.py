@@ -4,6 +4,11 @@ Services call order_changed_on_commit(order_id); after the transaction commits t
 orders are published to the websocket groups: the firm-wide "blotter" group and the group of
 each PM who manages the order's account.
 
+At most one message per group goes out per OMS_FEED_COALESCE_MS (oms.publish.Coalescer): a
+change after a quiet window at once, the changes committed during a window together at its end.
+Each is published once to the group's live channel and fanned out to the pages in each web
+process (oms.fanout).
+
 Every message carries a sequence number per group (Redis INCR, taken after the commit), so a
 page that sees a gap knows it missed something and reloads the snapshot, whose sequence number
 is read before its query (see blotter_api.snapshot): whatever committed after a snapshot's
@@ -21,7 +26,7 @@ import os
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from oms.publish import changed_on_commit, submit
+from oms.publish import Coalescer, changed_on_commit
 
 from .feed_history import publish_numbered, sequence_position
 
@@ -37,26 +42,41 @@ def publish_order_changes(order_ids: list[int]) -> None:
 
     Reads the rows here (one query, after the commit) and hands them to this process's
     publisher thread, so the committing caller never waits on Redis and never needs an event
-    loop of its own. A failure is logged, never raised: the commit already happened, and pages
-    notice the missing sequence number and reload.
+    loop of its own. The publisher sends what commits hand it within one OMS_FEED_COALESCE_MS
+    window as one message per group. A failure is logged, never raised: the commit
+    already happened, and pages notice the missing sequence number and reload.
     """
     if not order_ids:
         return
-    from .blotter_selectors import BLOTTER_GROUP, order_rows_for_publish, pm_group
+    from .blotter_selectors import order_rows_for_publish
 
     try:
         rows = order_rows_for_publish(order_ids=list(order_ids))
     except Exception:
         logger.exception("reading orders %s to publish failed", order_ids)
         return
-    if not rows:
-        return
-    per_group: dict[str, list[dict]] = {BLOTTER_GROUP: []}
+    if rows:
+        _coalescer.add(rows)
+
+
+def messages_per_group(rows: list[tuple[dict, list[int]]]) -> dict[str, list[dict]]:
+    """Each group's rows from (row, ids of the PMs managing its account) pairs gathered over
+    a window: the firm-wide blotter gets every order, a PM's group only the orders of accounts
+    that PM manages. An order changed more than once in the window is sent once, in its latest
+    version (the row is the order's whole state, so nothing between is lost), in id order."""
+    from .blotter_selectors import BLOTTER_GROUP, pm_group
+
+    latest: dict[int, tuple[dict, list[int]]] = {}
     for row, manager_ids in rows:
+        seen = latest.get(row["id"])
+        if seen is None or row["version"] >= seen[0]["version"]:
+            latest[row["id"]] = (row, manager_ids)
+    per_group: dict[str, list[dict]] = {BLOTTER_GROUP: []}
+    for _, (row, manager_ids) in sorted(latest.items()):
         per_group[BLOTTER_GROUP].append(row)
         for manager_id in manager_ids:
             per_group.setdefault(pm_group(manager_id), []).append(row)
-    submit(lambda: _send(per_group), what="order changes")
+    return per_group
 
 
 def sequence_current(group: str) -> int:
@@ -67,20 +87,25 @@ def sequence_current(group: str) -> int:
 _redis: dict[int, object] = {}
 
 
-async def _send(per_group: dict[str, list[dict]]) -> None:
+async def _send(rows: list[tuple[dict, list[int]]]) -> None:
     import redis.asyncio as aredis
-    from channels.layers import get_channel_layer
 
     # One client per process, used only on the publisher thread's loop.
     client = _redis.get(os.getpid())
     if client is None:
         client = _redis[os.getpid()] = aredis.Redis.from_url(settings.REDIS_URL)
-    numbered = await publish_numbered(
+    per_group = messages_per_group(rows)
+    # Numbered, kept in the history and published to each group's live channel (oms.fanout)
+    # in one step: one PUBLISH per group, however many pages follow it.
+    await publish_numbered(
         client,
         {group: json.dumps(rows, cls=DjangoJSONEncoder) for group, rows in per_group.items()},
     )
-    layer = get_channel_layer()
-    for group, seq, text in numbered:
-        # The seq beside the text lets a consumer that has just replayed the history drop
-        # what it already sent without parsing the message.
-        await layer.group_send(group, {"type": "orders.changed", "seq": seq, "text": text})
+
+
+_coalescer = Coalescer(
+    _send,
+    window=lambda: settings.OMS_FEED_COALESCE_MS / 1000,
+    max_items=500,
+    what="order changes",
+)

@@ -1,7 +1,8 @@
 """Websocket feeds of live order changes: the trader's blotter and a PM's own orders.
 
-Thin: checks who is connecting, joins the one group they may follow, and forwards the
-publisher's pre-serialised messages (orders.broadcast) untouched. A page that reconnects names
+Thin: checks who is connecting, follows the one group they may follow (through the process's
+one subscription, oms.fanout), and forwards the publisher's pre-serialised messages
+(orders.broadcast) untouched. A page that reconnects names
 the last message it applied (`?since=<seq>&epoch=<epoch>`, or later a `{"type": "resume", ...}`
 message on the open socket when it sees a gap): the consumer replays what it missed from the
 group's recent history (orders.feed_history), or sends `{"type": "resync"}` when the history no
@@ -14,12 +15,14 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from marketdata.broadcast import MARKETDATA_GROUP
+from oms import fanout
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 
 from . import feed_history
@@ -75,22 +78,44 @@ class OrdersConsumer(AccessCheckedConsumer):
         # dropped, so the page sees each once and in order.
         self.replayed_to = 0
         self.last_resume = -RESUME_INTERVAL
+        # Until the page has its "subscribed" (and its replay), live messages wait here.
+        self.holding = True
+        self.held: deque[tuple[int, str]] = deque()
         if not await self.open_checked():
             return
-        self.group = await database_sync_to_async(feed_for)(
-            self.scope["user"], scope=self.feed_scope
-        )
-        # Join before reading the history: whatever is numbered after the read arrives live.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
-        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
-        point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
-        if point is None:
-            await self.send(text_data='{"type": "subscribed"}')
-            return
-        await self.resume(*point, subscribed=True)
+        group = await database_sync_to_async(feed_for)(self.scope["user"], scope=self.feed_scope)
+        try:
+            # Follow before reading the history: whatever is numbered after the read arrives
+            # live. The group's messages come through this process's one subscription
+            # (oms.fanout), not a copy per page through the channel layer.
+            await fanout.subscribe(group, self.order_changes)
+            self.group = group
+            # Quotes ride the same feed (marketdata.broadcast): prices name no account.
+            await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
+            point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
+            if point is None:
+                await self.send(text_data='{"type": "subscribed"}')
+            else:
+                await self._replay(*point, subscribed=True)
+        finally:
+            await self._release()
 
-    async def resume(self, since: int, epoch: str, *, subscribed: bool = False) -> None:
+    async def resume(self, since: int, epoch: str) -> None:
+        self.holding = True
+        try:
+            await self._replay(since, epoch, subscribed=False)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Send what arrived live while holding, in order, less what a replay already sent."""
+        while self.held:
+            seq, text = self.held.popleft()
+            if not seq or seq > self.replayed_to:
+                await self.send(text_data=text)
+        self.holding = False
+
+    async def _replay(self, since: int, epoch: str, *, subscribed: bool) -> None:
         try:
             found = await feed_history.resume_read(
                 _redis(), group=self.group, since=since, epoch=epoch
@@ -117,9 +142,15 @@ class OrdersConsumer(AccessCheckedConsumer):
             await self.send(text_data=text)
         self.replayed_to = max(self.replayed_to, found.seq)
 
+    async def refuse(self, code: int, reason: str) -> None:
+        # Access ended: not one more order message, even before the socket's close completes.
+        if self.group:
+            await fanout.unsubscribe(self.group, self.order_changes)
+        await super().refuse(code, reason)
+
     async def disconnect(self, code: int) -> None:
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await fanout.unsubscribe(self.group, self.order_changes)
             await self.channel_layer.group_discard(MARKETDATA_GROUP, self.channel_name)
         await super().disconnect(code)
 
@@ -143,10 +174,14 @@ class OrdersConsumer(AccessCheckedConsumer):
         self.last_resume = now
         await self.resume(*point)
 
-    async def orders_changed(self, event: dict) -> None:
-        if event.get("seq", 0) and event["seq"] <= self.replayed_to:
+    async def order_changes(self, seq: int, text: str) -> None:
+        """One live message of the group, already encoded (called by oms.fanout)."""
+        if self.holding:
+            self.held.append((seq, text))
             return
-        await self.send(text_data=event["text"])
+        if seq and seq <= self.replayed_to:
+            return
+        await self.send(text_data=text)
 
     async def marketdata_quotes(self, event: dict) -> None:
         await self.send(text_data=event["text"])

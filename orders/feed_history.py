@@ -8,8 +8,8 @@ Per websocket group three keys sit next to the channel layer's (same prefix):
 - `feed:<group>`: a sorted set of the last OMS_FEED_HISTORY messages (score = sequence number,
   member = the message as sent), expiring OMS_FEED_HISTORY_SECONDS after the last one.
 
-Both sides are one Lua script each, so they are atomic against each other: a message is numbered
-and kept in one step (the history never has a hole below its newest entry), and a reader sees
+Both sides are one Lua script each, so they are atomic against each other: a message is numbered,
+kept and published (oms.fanout: one PUBLISH per group, whatever the number of pages) in one step (the history never has a hole below its newest entry), and a reader sees
 the number and the entries at one instant. A page that reconnects with `since` (its last
 sequence number) and its epoch gets exactly the messages after it when the history still holds
 all of them, or is told to resync (take a snapshot) when it does not.
@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
+
+from oms.fanout import live_channel
 
 # A message is {"type": "orders", "seq": N, "epoch": "E", "rows": [...]} in json.dumps' own
 # layout, put together in the script (stored) and here (sent live): the same bytes.
@@ -44,12 +46,15 @@ for i = 0, #KEYS / 3 - 1 do
     redis.call('SET', epoch_key, epoch)
     redis.call('DEL', history_key)
   end
+  local text = ARGV[3 + 3 * i] .. seq .. ', "epoch": "' .. epoch .. '"' .. ARGV[4 + 3 * i]
   if cap > 0 then
-    local text = ARGV[3 + 2 * i] .. seq .. ', "epoch": "' .. epoch .. '"' .. ARGV[4 + 2 * i]
     redis.call('ZADD', history_key, seq, text)
     redis.call('ZREMRANGEBYRANK', history_key, 0, -cap - 1)
     redis.call('EXPIRE', history_key, ttl)
   end
+  -- Published in the same step as numbered: every process's pages get a group's messages
+  -- in the order of their numbers, whichever process sent them.
+  redis.call('PUBLISH', ARGV[5 + 3 * i], seq .. '\\n' .. text)
   out[#out + 1] = seq
   out[#out + 1] = epoch
 end
@@ -95,7 +100,8 @@ def history_limits() -> tuple[int, int]:
 
 
 async def publish_numbered(client, per_group: dict[str, str]) -> list[tuple[str, int, str]]:
-    """Number each group's message and keep it in the group's history, in one round trip.
+    """Number each group's message, keep it in the group's history and publish it to the
+    group's live channel (oms.fanout), in one round trip and one atomic step.
 
     `per_group` maps a group to the JSON of its rows; returns (group, seq, message text) per
     group, in the same order. The message names its epoch, so a page whose socket outlived a
@@ -108,7 +114,7 @@ async def publish_numbered(client, per_group: dict[str, str]) -> list[tuple[str,
     for group in groups:
         tail = ', "rows": ' + per_group[group] + "}"
         tails.append(tail)
-        args += [HEAD, tail]
+        args += [HEAD, tail, live_channel(group)]
     numbered = await client.eval(_PUBLISH, len(keys), *keys, *args)
     out = []
     for i, group in enumerate(groups):

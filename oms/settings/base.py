@@ -295,6 +295,10 @@ OMS_FIX_LOG_DIR = Path(env_str("OMS_FIX_LOG_DIR", str(OMS_RUN_DIR / "fix" / "log
 # missed instead of a snapshot (orders.feed_history). 0 keeps none (every reconnect resyncs).
 OMS_FEED_HISTORY = env_int("OMS_FEED_HISTORY", 1000)
 OMS_FEED_HISTORY_SECONDS = env_int("OMS_FEED_HISTORY_SECONDS", 3600)
+# At most one order-feed message per group per this many milliseconds (orders.broadcast): a
+# change after a quiet window goes at once, those committed during a window together at its
+# end; tens of websocket frames a second per page instead of one per commit. 0: one per commit.
+OMS_FEED_COALESCE_MS = env_int("OMS_FEED_COALESCE_MS", 25)
 # Inbound reports wait in a bounded queue (a full queue holds QuickFIX's callback: backpressure)
 # and are committed up to OMS_FIX_APPLY_BATCH at a time, with the inbound sequence mark.
 OMS_FIX_INBOUND_QUEUE = env_int("OMS_FIX_INBOUND_QUEUE", 5000)

@@ -12,3 +12,7 @@ OMS_RUN_DIR = BASE_DIR / ".run" / "test"  # noqa: F405
 # theirs (the web process's own stays OMS_DB_POOL_SIZE, 10 by default).
 if not os.environ.get("OMS_DB_POOL_SIZE") and "pool" in DATABASES["default"]["OPTIONS"]:  # noqa: F405
     DATABASES["default"]["OPTIONS"]["pool"]["max_size"] = 40  # noqa: F405
+
+# Tests that count the feed's messages expect one per commit; tests/blotter/test_feed_fanout.py
+# sets the window to see changes gathered.
+OMS_FEED_COALESCE_MS = 0
