@@ -3,9 +3,9 @@
 The channel layer hands every group message to every member's own channel: with 100 blotters
 open, one order change was 100 messages through Redis (each encoded, stored, popped and decoded
 again in the web process) before the 100 websocket frames. Here a feed's message is published
-once, already encoded, on the group's Redis pub/sub channel (`<prefix>:live:<group>`); each web
-process holds one subscription per event loop (Daphne runs one) to the groups its own consumers
-follow, and hands the text to each of them. Nothing is queued in Redis per consumer.
+once, already encoded, on the group's Redis pub/sub channel (`<prefix>:<db>:live:<group>`);
+each web process holds one subscription per event loop (Daphne runs one) to the groups its own
+consumers follow, and hands the text to each of them. Nothing is queued in Redis per consumer.
 
 A message is `<seq>\\n<text>`: the number lets a consumer that has just replayed the group's
 history drop what it already sent without parsing the text. What pub/sub does not give (a
@@ -23,11 +23,13 @@ after another on the subscription's task, in the order Redis delivered them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
+from redis.connection import parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,15 @@ def _prefix() -> str:
 
 
 def live_channel(group: str) -> str:
-    return f"{_prefix()}:live:{group}"
+    # Pub/sub channels belong to the whole Redis server, not to a database number: the number
+    # is in the name, so two OMS on one server (another database, the same prefix) never see
+    # each other's feeds.
+    return f"{_prefix()}:{_database_number(settings.REDIS_URL)}:live:{group}"
+
+
+@functools.lru_cache(maxsize=8)
+def _database_number(redis_url: str) -> int:
+    return int(parse_url(redis_url).get("db") or 0)
 
 
 def encode(seq: int, text: str) -> str:

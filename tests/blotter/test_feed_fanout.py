@@ -238,3 +238,19 @@ def test_a_resume_while_changes_flow_gives_each_message_once_in_order(oms_server
                 ws.recv(timeout=1.0)
     finally:
         writer.join()
+
+
+def test_two_oms_on_one_redis_server_in_other_databases_never_hear_each_other(settings):
+    """Pub/sub channels belong to the server, not to a database number."""
+    ours = django_settings.REDIS_URL
+    theirs = ours.rsplit("/", 1)[0] + f"/{(int(ours.rsplit('/', 1)[1] or 0) + 1) % 16}"
+    our_channel = live_channel(BLOTTER_GROUP)
+    settings.REDIS_URL = theirs
+    their_channel = live_channel(BLOTTER_GROUP)
+    assert our_channel != their_channel
+    listener = redis.Redis.from_url(theirs).pubsub()
+    listener.subscribe(their_channel)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    redis.Redis.from_url(ours).publish(our_channel, "1\n[]")
+    assert listener.get_message(timeout=1) is None
+    listener.close()
