@@ -206,7 +206,11 @@ def test_a_resume_while_changes_flow_gives_each_message_once_in_order(oms_server
         time.sleep(0.02)
     since, epoch = sequence_position(BLOTTER_GROUP)
     since -= 2
-    asyncio.run(publish_missed())
+    # On a thread of its own: a browser test before this one leaves Playwright's event loop
+    # running on the main thread, where asyncio.run refuses to start another.
+    publisher = threading.Thread(target=lambda: asyncio.run(publish_missed()))
+    publisher.start()
+    publisher.join()
 
     def changes() -> None:
         try:
