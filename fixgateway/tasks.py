@@ -6,8 +6,8 @@ from celery import shared_task
 from django.db import connection
 from django.utils import timezone
 
-from . import services
-from .services import NOTIFY_CHANNEL
+from . import sessions
+from .outbound import NOTIFY_CHANNEL
 
 
 @shared_task
@@ -20,4 +20,4 @@ def outbox_wake(*, broker_id: int) -> None:
 @shared_task
 def unacknowledged_orders_check() -> dict:
     """Beat, every few seconds: open or resolve the unacknowledged-order exceptions."""
-    return services.unacknowledged_orders_check(as_of=timezone.now())
+    return sessions.unacknowledged_orders_check(as_of=timezone.now())
