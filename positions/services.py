@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import any_of, rows_insert, rows_update
 from oms.db import retry_on_conflict
-from oms.errors import Conflict, DomainError, NotFound
+from oms.errors import Conflict, DomainError
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
 from orders.models import BUY_SIDES, SELL_SIDES
@@ -1015,10 +1015,3 @@ def opening_balances_load(
     for account_id in {p.account.pk for p in positions} | {c.account.pk for c in cash}:
         broadcast.position_changed_on_commit(account_id)
     return created, cash_created
-
-
-def security_get(*, security_id: int) -> Security:
-    try:
-        return Security.objects.get(pk=security_id)
-    except Security.DoesNotExist:
-        raise NotFound(f"No security {security_id}.") from None
