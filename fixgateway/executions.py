@@ -16,6 +16,7 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Subquery, 
 from allocation import services as allocation
 from oms.db import in_transaction
 from oms.errors import DomainError
+from oms.money import average_price
 from orders.lifecycle import AT_BROKER, OrderStatus, can_transition
 from orders.models import Block, Order
 from orders.services import order_transition, orders_lock
@@ -124,7 +125,7 @@ def ledger_totals(fix_orders: list[FixOrder]) -> dict[int, tuple[Decimal, Decima
 def block_figures_set(block: Block, cum: Decimal, value: Decimal) -> None:
     # From the ledger's totals, never from the last average: it cannot drift through rounding.
     block.cum_qty = cum
-    block.avg_price = (value / cum).quantize(Decimal("0.00000001")) if cum else None
+    block.avg_price = average_price(value, cum)
 
 
 def _block_recompute(block: Block, fix_order: FixOrder) -> None:

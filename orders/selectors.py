@@ -12,15 +12,13 @@ from django.db.models import Prefetch, QuerySet
 from allocation.selectors import account_block_allocations
 from compliance.selectors import order_compliance as compliance_of
 from oms.errors import NotFound
-from oms.money import Terms, money_round, notional
+from oms.money import PRICE_PLACES, Terms, money_round, notional
 from oms.roles import sees_all_accounts
 from oms.selectors import accounts_visible_to
 
 from .lifecycle import BEFORE_ROUTING, OrderStatus, can_transition
 from .models import Order, OrderEvent
 from .services import AMENDABLE_AT_BROKER, AMENDABLE_FIELDS, account_manageable_by
-
-PRICE_PLACES = Decimal("0.00000001")
 
 ORDER_FILTERS = ("status", "account", "security", "symbol", "side", "date", "date_from", "date_to")
 

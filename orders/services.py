@@ -23,7 +23,7 @@ from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
-from oms.money import Terms, money_round, notional
+from oms.money import Terms, average_price, money_round, notional
 from oms.roles import has_role
 from oms.selectors import account_not_found, accounts_visible_to
 
@@ -913,7 +913,7 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
             details={"order": order.pk, "cum_qty": str(new_cum)},
         )
     new_value = order.filled_value + (price * quantity if fill.value is None else fill.value)
-    avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
+    avg = average_price(new_value, new_cum)
     fields = {
         "cum_qty": new_cum,
         "leaves_qty": order.quantity - new_cum,
