@@ -31,7 +31,7 @@ from orders.services import (
 )
 from positions.selectors import order_weight
 
-from .engine import Candidate, program_evaluate, rules_in_force
+from .engine import program_evaluate
 from .models import (
     Breach,
     CheckRun,
@@ -47,6 +47,7 @@ from .models import (
 from .parameters import rule_parameters_clean
 from .posttrade import portfolio_breaches
 from .selectors import results_for_viewer
+from .specs import Candidate, rules_in_force
 
 # pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
 # baskets checked at once cannot both spend the same cash or headroom.
