@@ -60,7 +60,7 @@ def _scope_exists(scope: str, value: str) -> None:
         )
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def kill_switch_engage(
     *, scope: str, value: str | None, actor: Any, as_of: datetime
 ) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def kill_switch_engage(
     return {"switch": switch.pk, "new": created, "cancelled": cancelled, "skipped": skipped}
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def kill_switch_release(
     *,
     actor: Any,

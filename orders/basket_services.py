@@ -215,7 +215,7 @@ def basket_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
     return BasketPreview(sha256=sha256, lines=lines)
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def basket_orders_create(
     *,
     pm,

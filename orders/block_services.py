@@ -104,7 +104,7 @@ def _block_touch_orders(*, orders: list[Order], block: Block | None, kind: str, 
         broadcast.order_changed_on_commit(order.pk)
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     """Aggregate staged orders in one security and side (across accounts and PMs) into a block;
     one order makes a block of one."""
@@ -162,7 +162,7 @@ def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     return block
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_dissolve(*, block_id: int, actor, as_of: datetime) -> None:
     """Take an unrouted block apart; its orders stay staged."""
     _require_desk(actor)
@@ -259,7 +259,7 @@ def strategy_params_clean(*, strategy: str, params: dict[str, Any] | None) -> di
     return clean
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_route(
     *,
     block_id: int,
@@ -358,7 +358,7 @@ def block_route(
     return block
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     """Ask the broker to cancel what is left of a routed block; the block and its unfinished
     orders show PENDING_CANCEL until the broker answers (the gateway moves them)."""
@@ -385,7 +385,7 @@ def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     return block
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_replace(
     *,
     block_id: int,
@@ -458,7 +458,7 @@ def _compliance_recheck(*, orders: list[Order], actor, as_of: datetime) -> None:
         )
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def orders_cross(
     *,
     buy_order_id: int,

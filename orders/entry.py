@@ -97,7 +97,7 @@ def order_create(
         return order
 
     try:
-        order = in_transaction(insert_and_check)
+        order = in_transaction(insert_and_check, durable=True)
     except IntegrityError as exc:
         # Two retries raced: the other one inserted first and its order is the answer.
         if idempotency_key and "order_idempotency_key_unique" in str(exc):
@@ -109,7 +109,7 @@ def order_create(
     return order, True
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, Any]) -> Order:
     """Change quantity, prices or time in force. Before routing the change applies at once and
     the order goes back through compliance; at the broker it becomes a cancel/replace request
@@ -135,7 +135,7 @@ def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, 
     return order
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> Order:
     """Cancel at once before routing; at the broker, ask the FIX gateway to cancel (it moves
     the order to PENDING_CANCEL and sends the request)."""
