@@ -17,7 +17,7 @@ from oms.api import HasRole, NoQuery, query_or_400
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 from oms.schema import form_parameters
 
-from . import killswitch, outbound, selectors, sessions, unconfirmed
+from . import killswitch, selectors, sending, sessions, unconfirmed
 from .forms import FixMessageFilterForm, KillSwitchQuery
 from .models import FixMessage
 
@@ -96,7 +96,7 @@ class HeldOrderReleaseView(APIView):
     def post(self, request, block_id: int):
         data = self.HeldOrderReleaseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = outbound.held_order_release(
+        result = sending.held_order_release(
             block_id=block_id,
             note=data.validated_data["note"],
             actor=request.user,
@@ -120,7 +120,7 @@ class HeldOrderCancelView(APIView):
         },
     )
     def post(self, request, block_id: int):
-        result = outbound.held_order_cancel(
+        result = sending.held_order_cancel(
             block_id=block_id, actor=request.user, as_of=timezone.now()
         )
         return Response({"withdrawn": True, **result})

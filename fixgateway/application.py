@@ -37,7 +37,7 @@ from django.db import (
     transaction,
 )
 
-from . import allocinstr, fixmsg, inbound, marketdata, monitor, outbound, reports
+from . import allocinstr, fixmsg, inbound, marketdata, monitor, reports, sending
 from .algo import algo_fields
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, OutboxMessage
@@ -249,7 +249,7 @@ class GatewayApplication(fix.Application):
             self._keep_sent(message, kind, seq, raw)
             return True
         try:
-            outbound.outbox_record_sent(
+            sending.outbox_record_sent(
                 broker_id=self.broker.pk,
                 msg_type=kind,
                 cl_ord_id=cl_ord_id,
@@ -649,25 +649,25 @@ class GatewayApplication(fix.Application):
     def send_outbox(self) -> int:
         """Send what the outbox holds for this broker, oldest first. Returns how many.
 
-        Each message is claimed first (QUEUED -> SENDING, `outbound.outbox_send_claim`): a
+        Each message is claimed first (QUEUED -> SENDING, `sending.outbox_send_claim`): a
         trader's cancel withdraws a message only while it is unclaimed, so a cancelled order
         never leaves. A NewOrderSingle queued longer than the broker allows is held for the
         trader instead. toApp records each message as sent before QuickFIX writes it."""
         if not self.logged_on.is_set() or self.session_id is None:
             return 0
         close_old_connections()
-        claim = outbound.outbox_send_claim(broker=self.broker, as_of=_now())
+        claim = sending.outbox_send_claim(broker=self.broker, as_of=_now())
         if claim.held:
             log.warning("%s: %d queued orders held for a trader", self.broker, len(claim.held))
         sent = 0
         for i, row in enumerate(claim.send):
             if not fix.Session.sendToTarget(self.build(row), self.session_id):
                 # Not handed to QuickFIX (the session dropped, or toApp refused): queued again.
-                outbound.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
+                sending.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
                 break
             if self.last_recorded != row.cl_ord_id:
                 # toApp failed unexpectedly before recording it: sent, number unknown.
-                outbound.outbox_mark_sent(
+                sending.outbox_mark_sent(
                     message_id=row.pk, seq_num=None, as_of=_now(), seq_epoch=self.store_created
                 )
             sent += 1

@@ -40,7 +40,7 @@ import quickfix as fix
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import fixmsg, outbound, selectors, sessions
+from . import fixmsg, outbound, selectors, sending, sessions
 from .application import GatewayApplication
 from .models import Broker, OutboxMessage
 from .selectors import InboundMark
@@ -179,13 +179,13 @@ def outbox_reconcile_with_store(broker: Broker) -> int:
     marked = 0
     for cl_ord_id, pk in unsent.items():
         if cl_ord_id in stored:
-            outbound.outbox_mark_sent(
+            sending.outbox_mark_sent(
                 message_id=pk, seq_num=stored[cl_ord_id], as_of=_now(), seq_epoch=epoch
             )
             marked += 1
     if marked:
         log.warning("%s: %d outbox rows were in the FIX store already: marked sent", broker, marked)
-    requeued = outbound.outbox_send_unclaim(
+    requeued = sending.outbox_send_unclaim(
         message_ids=[pk for cl, pk in unsent.items() if cl not in stored]
     )
     if requeued:

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from fixgateway import outbound, rejects, sessions
+from fixgateway import outbound, rejects, sending, sessions
 from fixgateway.models import Broker, FixOrder, OutboxMessage
 from fixgateway.reports import InboundReport
 from oms.errors import Conflict, DomainError, NotPermitted
@@ -51,14 +51,14 @@ def _new(block) -> OutboxMessage:
 
 
 def _claim(broker, as_of=None):
-    return outbound.outbox_send_claim(
+    return sending.outbox_send_claim(
         broker=Broker.objects.get(pk=broker.pk), as_of=as_of or timezone.now()
     )
 
 
 def _send(broker, message, seq, epoch="E1"):
     """What the session owner does: claim, then toApp records it before the bytes leave."""
-    outbound.outbox_record_sent(
+    sending.outbox_record_sent(
         broker_id=broker.pk,
         msg_type=outbound.KIND_MSG_TYPE[message.kind],
         cl_ord_id=message.cl_ord_id,
@@ -156,8 +156,8 @@ def test_an_old_queued_order_is_held_until_a_trader_releases_it(refdata, broker)
     assert block_detail(block_id=old.pk)["send_state"] == "held"
     # Only the desk releases; then it is sent whatever its age.
     with pytest.raises(NotPermitted):
-        outbound.held_order_release(block_id=old.pk, actor=refdata.ops, as_of=now)
-    outbound.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now, note="go")
+        sending.held_order_release(block_id=old.pk, actor=refdata.ops, as_of=now)
+    sending.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now, note="go")
     assert _new(old).status == "QUEUED" and _new(old).released_at == now
     assert [m.cl_ord_id for m in _claim(broker, as_of=now + timedelta(minutes=5)).send] == [
         f"OMS-B{old.pk}-1"
@@ -167,7 +167,7 @@ def test_an_old_queued_order_is_held_until_a_trader_releases_it(refdata, broker)
     exception.refresh_from_db()
     assert exception.resolved_at is not None
     with pytest.raises(Conflict):
-        outbound.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now)
+        sending.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now)
 
 
 def test_a_held_order_cancelled_is_withdrawn_and_never_sent(client, refdata, broker):

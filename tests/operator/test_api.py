@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from fixgateway import inbound, killswitch, monitor, outbound
+from fixgateway import inbound, killswitch, monitor, sending
 from fixgateway.models import Broker, FixMessage, FixOrder, OutboxMessage
 from fixgateway.monitor import SentMessage
 from fixgateway.reports import InboundReport
@@ -51,7 +51,7 @@ def _sent(broker, block, seq=1, as_of=None):
         f"8=FIX.4.4|9=120|35=D|34={seq}|49=OMS|56=BRKM|11={message.cl_ord_id}|55=AAPL|54=1|"
         "38=300|40=1|59=0|10=000|"
     )
-    assert outbound.outbox_record_sent(
+    assert sending.outbox_record_sent(
         broker_id=broker.pk,
         msg_type="D",
         cl_ord_id=message.cl_ord_id,

@@ -31,7 +31,7 @@ def _one_round(desk, broker, n: int, rng: random.Random) -> dict:
 
     from fixgateway.executions import execution_report_apply
     from fixgateway.models import Execution
-    from fixgateway.outbound import outbox_mark_sent
+    from fixgateway.sending import outbox_mark_sent
     from oms.errors import DomainError
     from orders.block_services import block_cancel
     from orders.models import Block, Order, OrderEvent

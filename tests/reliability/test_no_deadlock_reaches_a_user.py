@@ -35,7 +35,7 @@ def _blocks(desk, broker) -> list:
 
     from fixgateway.inbound import inbound_batch_apply
     from fixgateway.models import FixOrder, OutboxMessage
-    from fixgateway.outbound import outbox_mark_sent
+    from fixgateway.sending import outbox_mark_sent
 
     blocks = [routed_block(desk, broker, "60000", "40000") for _ in range(BLOCKS)]
     now = timezone.now()
