@@ -38,13 +38,6 @@ OS = OutboxMessage.Status
 # A NewOrderSingle in one of these has not left: cancelling the block withdraws it.
 NOT_SENT = (OS.QUEUED, OS.HELD)
 KIND_MSG_TYPE = {"NEW": "D", "CANCEL": "F", "REPLACE": "G"}
-MSG_TYPE_NAMES = {
-    "D": "NewOrderSingle",
-    "F": "OrderCancelRequest",
-    "G": "OrderCancelReplaceRequest",
-    "H": "OrderStatusRequest",
-    "Q": "DontKnowTrade",
-}
 HELD_ORDER = "held_order"
 
 

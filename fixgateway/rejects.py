@@ -19,8 +19,9 @@ from .executions import (
     reject_info,
     set_block_status,
 )
+from .fixmsg import MSG_TYPE_NAMES
 from .models import Broker, FixOrder, OutboxMessage
-from .outbound import BS, KIND_MSG_TYPE, MSG_TYPE_NAMES, OS, block_lock
+from .outbound import BS, KIND_MSG_TYPE, OS, block_lock
 from .reports import ApplyResult, InboundReport, quarantine_record
 from .sessions import broker_status_requests_learned, unconfirmed_flag
 
