@@ -691,8 +691,9 @@ AMENDABLE_AT_BROKER = ("quantity", "limit_price", "time_in_force")
 
 
 def order_for_actor(*, order_id: int, actor) -> Order:
-    """For a PM's amend or cancel: lock the order (its block first, the order FIX and allocation lock in too); someone who
-    may not see it gets a 404, one who may see but not trade its account a 403."""
+    """For a PM's amend or cancel: lock the order (its block first, the order FIX and
+    allocation lock in too); someone who may not see it gets a 404, one who may see but not
+    trade its account a 403."""
     plain = Order.objects.select_related("account").filter(pk=order_id).first()
     if plain is None or not accounts_visible_to(actor).filter(pk=plain.account_id).exists():
         raise DomainNotFound(f"Order {order_id} not found.")
