@@ -282,8 +282,9 @@ def _measure() -> dict:
     from django.db import connection, reset_queries
     from django.test import Client
 
-    from compliance.engine import Candidate, program_evaluate
+    from compliance.engine import program_evaluate
     from compliance.services import compliance_check_orders
+    from compliance.specs import Candidate
     from orders.basket_services import basket_orders_create
     from orders.models import Order
     from orders.services import OrderLookups, order_input_validate

@@ -317,7 +317,8 @@ def _in_process(orders: int, reports: int) -> dict:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from fixgateway.services import InboundReport, execution_report_apply
+    from fixgateway.executions import execution_report_apply
+    from fixgateway.reports import InboundReport
 
     desk = _desk("I")
     accounts = _accounts(desk, orders, "A")
@@ -354,7 +355,7 @@ def _in_process(orders: int, reports: int) -> dict:
 
 
 def _report(cl_ord_id: str, exec_id: str, qty: int, px: str):
-    from fixgateway.services import InboundReport
+    from fixgateway.reports import InboundReport
 
     return InboundReport(
         msg_type="8",
@@ -406,7 +407,7 @@ class _WideStream:
         from django.test.utils import CaptureQueriesContext
         from django.utils import timezone
 
-        from fixgateway.services import inbound_batch_apply
+        from fixgateway.inbound import inbound_batch_apply
 
         chunk = self.batches.pop(0)
         started, cpu = time.perf_counter(), time.process_time()
@@ -523,7 +524,7 @@ def _finalise(accounts: int, passes: int) -> dict:
 
     from allocation.models import Booking
     from allocation.services import allocation_day_finalise, bookings_due_book
-    from fixgateway.services import inbound_batch_apply
+    from fixgateway.inbound import inbound_batch_apply
     from orders.models import Block
 
     desk = _desk("F", commission_bps="5")  # each allocation pays commission: a cash movement

@@ -31,7 +31,7 @@ def _basket(lines: int, symbols: list[str]) -> bytes:
 def main(argv: list[str]) -> dict:
     from orders.basket_services import MAX_CSV_LINES as PREVIEW_LINES
     from orders.basket_services import basket_confirm, basket_preview
-    from orders.services import order_create
+    from orders.entry import order_create
     from tests import factories
 
     pm = factories.user("bench_pm", "PM")

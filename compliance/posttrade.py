@@ -18,8 +18,9 @@ from oms.fields import ZERO
 from oms.models import Account
 from positions.selectors import account_navs, cash_settled, firm_quantities, position_quantities
 
-from .engine import HUNDRED, AccountInfo, RuleSpec, _securities, fmt, pct
+from .context import securities_of
 from .models import RestrictedEntry, RuleKind
+from .specs import HUNDRED, AccountInfo, RuleSpec, fmt, pct
 
 POST_TRADE_KINDS = frozenset(
     {
@@ -60,7 +61,7 @@ def portfolio_breaches(*, rules: list[RuleSpec], as_of: datetime) -> list[Found]
         accounts[account_id].tag_ids.add(tag_id)
     ids = list(accounts)
     positions = position_quantities(account_ids=ids)
-    securities = _securities({s for (_a, s) in positions})
+    securities = securities_of({s for (_a, s) in positions})
     kinds = {r.kind for r in rules}
     navs = (
         account_navs(account_ids=ids)

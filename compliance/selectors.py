@@ -8,6 +8,8 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from oms.roles import sees_all_accounts
+from orders.lifecycle import OrderStatus
+from orders.models import Order
 
 from .models import Breach, CheckRun, OrderCheck, Override, Rule, RuleHit
 
@@ -82,9 +84,6 @@ def orders_awaiting_override(
 ) -> QuerySet:
     """Warned and blocked orders, oldest first, narrowed by account code, a rule that warned or
     blocked them, and the PM's username."""
-    from orders.lifecycle import OrderStatus
-    from orders.models import Order
-
     qs = Order.objects.filter(
         status__in=[OrderStatus.AWAITING_OVERRIDE, OrderStatus.BLOCKED]
     ).select_related("account", "security", "pm")

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Q
 
 from audit.services import audit_record
 from oms.bulk_rows import rows_insert
 from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
+from oms.money import money_round
 from oms.roles import COMPLIANCE, has_role, sees_all_accounts
 from oms.selectors import account_not_found, accounts_visible_to
+from orders.lifecycle import OrderStatus
+from orders.models import Order, OrderType, Side
+from orders.services import (
+    order_lock,
+    order_terms_validate,
+    order_transition,
+    orders_lock,
+    orders_stage,
+    orders_transition_bulk,
+)
+from positions.selectors import order_weight
 
-from .engine import Candidate, program_evaluate, rules_in_force
+from .engine import program_evaluate
 from .models import (
     Breach,
     CheckRun,
@@ -31,7 +45,9 @@ from .models import (
     Verdict,
 )
 from .parameters import rule_parameters_clean
+from .posttrade import portfolio_breaches
 from .selectors import results_for_viewer
+from .specs import Candidate, rules_in_force
 
 # pg_advisory_xact_lock(namespace, account_id): checks of one account run one at a time, so two
 # baskets checked at once cannot both spend the same cash or headroom.
@@ -248,12 +264,8 @@ def _candidate(order) -> Candidate:
 
 
 def _stage(*, order_ids: list[int], actor, as_of: datetime) -> None:
-    """Send approved orders to the desk, if order capture offers that step."""
+    """Send approved orders to the desk (an override frees one)."""
     if not order_ids:
-        return
-    try:
-        from orders.services import orders_stage
-    except ImportError:
         return
     orders_stage(order_ids=order_ids, actor=actor, as_of=as_of)
 
@@ -270,11 +282,8 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
     """Check orders in PENDING_COMPLIANCE as one program and move each to APPROVED,
     AWAITING_OVERRIDE (a warning) or BLOCKED. Returns {order_id: "PASS"|"WARN"|"BLOCK"}.
 
-    Approved orders stay APPROVED: the caller (orders.services.orders_check_and_stage) stages
+    Approved orders stay APPROVED: the caller (orders.entry.orders_check_and_stage) stages
     them, in the same transaction."""
-    from orders.lifecycle import OrderStatus
-    from orders.services import orders_lock, orders_transition_bulk
-
     orders = [
         o for o in orders_lock(order_ids=order_ids) if o.status == OrderStatus.PENDING_COMPLIANCE
     ]
@@ -340,8 +349,6 @@ def compliance_check_orders(*, order_ids: list[int], actor, as_of: datetime) -> 
 def compliance_what_if(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
     """Check existing orders again as one program, saving nothing: {order_id: verdict}.
     (The desk re-checks an internal cross this way.)"""
-    from orders.models import Order
-
     orders = list(Order.objects.filter(pk__in=order_ids).order_by("pk"))
     evaluated = program_evaluate(candidates=[_candidate(o) for o in orders], as_of=as_of)
     return {key: verdict for key, (verdict, _results) in evaluated.items()}
@@ -391,9 +398,6 @@ def compliance_ticket_check(
 ) -> dict[str, Any]:
     """The order ticket's Check button: what would this order get, saving nothing.
     {"verdict": "PASS"|"WARN"|"BLOCK", "results": [...]}."""
-    from orders.models import OrderType, Side
-    from orders.services import order_terms_validate
-
     errors: dict[str, list[str]] = {}
     if side not in Side.values:
         errors["side"] = [f"Side must be one of {', '.join(Side.values)}."]
@@ -449,9 +453,6 @@ def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: dateti
     """What the ticket's review step shows before submit: the notional at the limit (else the
     reference) price in the security's currency, then in the account's currency and as a % of
     its NAV. No price: no notional, said so."""
-    from oms.money import money_round
-    from positions.selectors import order_weight
-
     price = limit if limit is not None else security.reference_price
     review: dict[str, Any] = {
         "security_currency": security.currency,
@@ -482,10 +483,6 @@ def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: dateti
 def compliance_override(*, order_id: int, actor, reason: str, as_of: datetime) -> Override:
     """Lift a warning (the order's PM) or a block (a Compliance user who is not the order's PM),
     with a reason; the order is approved and sent to the desk."""
-    from orders.lifecycle import OrderStatus
-    from orders.models import Order
-    from orders.services import order_lock, order_transition
-
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["An override needs a reason."]})
@@ -574,14 +571,6 @@ def compliance_post_trade_run(*, actor, as_of: datetime, rule_id: int | None = N
     """Run every rule in force (or one) against the portfolios as they stand and record the
     breaches, each with its likely cause: new since the last run with no trading in what it
     concerns means a price move."""
-    from datetime import time as dtime
-
-    from django.db.models import Q
-
-    from orders.models import Order
-
-    from .posttrade import portfolio_breaches
-
     if rule_id is not None and not Rule.objects.filter(pk=rule_id).exists():
         raise NotFound(f"Rule {rule_id} not found.")
     rules = rules_in_force(as_of=as_of, rule_ids=[rule_id] if rule_id is not None else None)

@@ -17,7 +17,7 @@ from oms.api import HasRole, NoQuery, query_or_400
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 from oms.schema import form_parameters
 
-from . import selectors, services
+from . import killswitch, selectors, sending, sessions, unconfirmed
 from .forms import FixMessageFilterForm, KillSwitchQuery
 from .models import FixMessage
 
@@ -59,7 +59,7 @@ class KillSwitchReleaseView(APIView):
     def post(self, request, switch_id: int):
         data = self.KillSwitchReleaseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.kill_switch_release(
+        result = killswitch.kill_switch_release(
             switch_id=switch_id,
             reason=data.validated_data["reason"],
             actor=request.user,
@@ -96,7 +96,7 @@ class HeldOrderReleaseView(APIView):
     def post(self, request, block_id: int):
         data = self.HeldOrderReleaseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.held_order_release(
+        result = sending.held_order_release(
             block_id=block_id,
             note=data.validated_data["note"],
             actor=request.user,
@@ -120,7 +120,7 @@ class HeldOrderCancelView(APIView):
         },
     )
     def post(self, request, block_id: int):
-        result = services.held_order_cancel(
+        result = sending.held_order_cancel(
             block_id=block_id, actor=request.user, as_of=timezone.now()
         )
         return Response({"withdrawn": True, **result})
@@ -222,7 +222,7 @@ class SessionSequenceResetView(APIView):
     def post(self, request, broker_id: int):
         data = self.SessionSequenceResetInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.session_sequence_reset_request(
+        result = sessions.session_sequence_reset_request(
             broker_id=broker_id, actor=request.user, as_of=timezone.now(), **data.validated_data
         )
         return Response({"requested": True, **result}, status=202)
@@ -259,7 +259,7 @@ class UnconfirmedCancelView(APIView):
     def post(self, request, block_id: int):
         data = self.UnconfirmedCancelInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.unconfirmed_cancel_locally(
+        result = unconfirmed.unconfirmed_cancel_locally(
             block_id=block_id,
             reason=data.validated_data["reason"],
             actor=request.user,
@@ -289,7 +289,7 @@ class UnconfirmedResendView(APIView):
     def post(self, request, block_id: int):
         data = self.UnconfirmedResendInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.unconfirmed_resend(
+        result = unconfirmed.unconfirmed_resend(
             block_id=block_id,
             note=data.validated_data["note"],
             actor=request.user,
@@ -318,7 +318,7 @@ class UnconfirmedConfirmView(APIView):
     def post(self, request, block_id: int):
         data = self.UnconfirmedConfirmInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = services.unconfirmed_confirm(
+        result = unconfirmed.unconfirmed_confirm(
             block_id=block_id,
             note=data.validated_data["note"],
             actor=request.user,

@@ -6,7 +6,7 @@ the session hangs silently, so anything unexpected is logged and the session goe
 Inbound messages are not applied in the callback. The callback turns each one into an
 `InboundItem` (the report, its MsgSeqNum and the QuickFIX store it is numbered in) and puts it
 on a bounded queue; one applier thread takes them off in arrival order and applies many per
-transaction (`services.inbound_batch_apply`), recording with them how far the inbound numbering
+transaction (`inbound.inbound_batch_apply`), recording with them how far the inbound numbering
 is covered (the mark). QuickFIX counts a message as received when the callback returns, so a
 crash can lose what sits in the queue: at start-up the runner winds the session back to the
 mark (`runner.inbound_rewind`) and the broker resends it (PossDup; replays are idempotent by
@@ -37,7 +37,7 @@ from django.db import (
     transaction,
 )
 
-from . import allocinstr, fixmsg, marketdata, services
+from . import allocinstr, fixmsg, inbound, marketdata, monitor, reports, sending
 from .algo import algo_fields
 from .fixmsg import get, get_date, get_decimal
 from .models import Broker, OutboxMessage
@@ -75,7 +75,7 @@ class InboundItem:
     numbering (MsgSeqNum and the QuickFIX store's creation time), and the original message's
     Symbol, Side and OrderQty (55/54/38) for a DontKnowTrade."""
 
-    report: services.InboundReport
+    report: reports.InboundReport
     seq_num: int | None
     store_created: str
     symbol: str = ""
@@ -249,7 +249,7 @@ class GatewayApplication(fix.Application):
             self._keep_sent(message, kind, seq, raw)
             return True
         try:
-            services.outbox_record_sent(
+            sending.outbox_record_sent(
                 broker_id=self.broker.pk,
                 msg_type=kind,
                 cl_ord_id=cl_ord_id,
@@ -269,9 +269,9 @@ class GatewayApplication(fix.Application):
         """Keep a message that is no outbox row for the monitor; it goes out even when the
         database cannot take it (a status request must not wait for the monitor)."""
         try:
-            services.fix_message_sent(
+            monitor.fix_message_sent(
                 broker_id=self.broker.pk,
-                message=services.SentMessage(
+                message=monitor.SentMessage(
                     msg_type=kind,
                     seq_num=seq,
                     seq_epoch=self.store_created,
@@ -332,7 +332,7 @@ class GatewayApplication(fix.Application):
             # in the numbering) for the service to quarantine with its raw text.
             kind = get(header, 35)
             alerts.error("FIX message %s could not be parsed: %s", seq or "?", exc)
-            report = services.InboundReport(
+            report = reports.InboundReport(
                 msg_type=kind,
                 exec_id=get(message, 17),
                 text=f"unparseable: {type(exc).__name__}: {exc}"[:500],
@@ -349,7 +349,7 @@ class GatewayApplication(fix.Application):
             order_qty=get(message, 38),
         )
 
-    def _report(self, message) -> services.InboundReport:
+    def _report(self, message) -> reports.InboundReport:
         header = message.getHeader()
         exec_type = get(message, 150)
         trans_type = get(message, 20)  # FIX 4.2: 1 cancel (bust), 2 correct, 3 status
@@ -359,7 +359,7 @@ class GatewayApplication(fix.Application):
             exec_type = "G"
         elif trans_type == "3":
             exec_type = "I"
-        return services.InboundReport(
+        return reports.InboundReport(
             msg_type=fixmsg.msg_type(message),
             cl_ord_id=get(message, 11),
             orig_cl_ord_id=get(message, 41),
@@ -498,7 +498,7 @@ class GatewayApplication(fix.Application):
         reports = [item.report for item in batch]
         try:
             results = self._until_committed(
-                lambda: services.inbound_batch_apply(
+                lambda: inbound.inbound_batch_apply(
                     broker=self.broker, reports=reports, as_of=_now(), mark=self._mark(batch)
                 )
             )
@@ -522,7 +522,7 @@ class GatewayApplication(fix.Application):
     def _apply_one(self, item: InboundItem) -> None:
         try:
             (result,) = self._until_committed(
-                lambda: services.inbound_batch_apply(
+                lambda: inbound.inbound_batch_apply(
                     broker=self.broker,
                     reports=[item.report],
                     as_of=_now(),
@@ -541,7 +541,7 @@ class GatewayApplication(fix.Application):
     def _quarantine(self, item: InboundItem, exc: Exception) -> None:
         def record() -> None:
             with transaction.atomic():
-                services.quarantine_failure(
+                reports.quarantine_failure(
                     broker=self.broker, report=item.report, exc=exc, as_of=_now()
                 )
 
@@ -579,7 +579,7 @@ class GatewayApplication(fix.Application):
             pass
         time.sleep(delay)
 
-    def _after_commit(self, item: InboundItem, result: services.ApplyResult) -> None:
+    def _after_commit(self, item: InboundItem, result: reports.ApplyResult) -> None:
         self.stats[result.outcome] = self.stats.get(result.outcome, 0) + 1
         if result.dont_know:
             try:
@@ -649,25 +649,25 @@ class GatewayApplication(fix.Application):
     def send_outbox(self) -> int:
         """Send what the outbox holds for this broker, oldest first. Returns how many.
 
-        Each message is claimed first (QUEUED -> SENDING, `services.outbox_send_claim`): a
+        Each message is claimed first (QUEUED -> SENDING, `sending.outbox_send_claim`): a
         trader's cancel withdraws a message only while it is unclaimed, so a cancelled order
         never leaves. A NewOrderSingle queued longer than the broker allows is held for the
         trader instead. toApp records each message as sent before QuickFIX writes it."""
         if not self.logged_on.is_set() or self.session_id is None:
             return 0
         close_old_connections()
-        claim = services.outbox_send_claim(broker=self.broker, as_of=_now())
+        claim = sending.outbox_send_claim(broker=self.broker, as_of=_now())
         if claim.held:
             log.warning("%s: %d queued orders held for a trader", self.broker, len(claim.held))
         sent = 0
         for i, row in enumerate(claim.send):
             if not fix.Session.sendToTarget(self.build(row), self.session_id):
                 # Not handed to QuickFIX (the session dropped, or toApp refused): queued again.
-                services.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
+                sending.outbox_send_unclaim(message_ids=[r.pk for r in claim.send[i:]])
                 break
             if self.last_recorded != row.cl_ord_id:
                 # toApp failed unexpectedly before recording it: sent, number unknown.
-                services.outbox_mark_sent(
+                sending.outbox_mark_sent(
                     message_id=row.pk, seq_num=None, as_of=_now(), seq_epoch=self.store_created
                 )
             sent += 1

@@ -210,7 +210,6 @@ class Quarantine(models.Model):
     exec_id = models.CharField(max_length=64, blank=True)
     raw = models.TextField(blank=True)
     received_at = models.DateTimeField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]

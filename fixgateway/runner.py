@@ -40,7 +40,7 @@ import quickfix as fix
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import fixmsg, selectors, services
+from . import fixmsg, outbound, selectors, sending, sessions
 from .application import GatewayApplication
 from .models import Broker, OutboxMessage
 from .selectors import InboundMark
@@ -179,13 +179,13 @@ def outbox_reconcile_with_store(broker: Broker) -> int:
     marked = 0
     for cl_ord_id, pk in unsent.items():
         if cl_ord_id in stored:
-            services.outbox_mark_sent(
+            sending.outbox_mark_sent(
                 message_id=pk, seq_num=stored[cl_ord_id], as_of=_now(), seq_epoch=epoch
             )
             marked += 1
     if marked:
         log.warning("%s: %d outbox rows were in the FIX store already: marked sent", broker, marked)
-    requeued = services.outbox_send_unclaim(
+    requeued = sending.outbox_send_unclaim(
         message_ids=[pk for cl, pk in unsent.items() if cl not in stored]
     )
     if requeued:
@@ -201,7 +201,7 @@ def outbox_requeue_unpersisted(broker: Broker) -> int:
     epoch = store_created(broker)
     if session is None or not epoch:
         return 0
-    requeued = services.outbox_requeue_unpersisted(
+    requeued = sessions.outbox_requeue_unpersisted(
         broker=broker, seq_epoch=epoch, next_sender_seq_num=session.getExpectedSenderNum()
     )
     if requeued:
@@ -320,7 +320,7 @@ class BrokerSession(threading.Thread):
                 return
             self.owning.set()
             log.info("broker %s: this process (%s) owns the session", self.broker_id, self.owner)
-            lock_conn.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+            lock_conn.execute(f"LISTEN {outbound.NOTIFY_CHANNEL}")
             self._serve(lock_conn)
         finally:
             self.owning.clear()
@@ -349,7 +349,7 @@ class BrokerSession(threading.Thread):
         self.app.refresh_store_created()
         outbox_requeue_unpersisted(broker)
         self.app.applier_start()
-        services.session_state_update(
+        sessions.session_state_update(
             broker_id=broker.pk, as_of=_now(), logged_on=False, owner=self.owner, heartbeat=True
         )
         self._heartbeat_start(broker)
@@ -359,7 +359,7 @@ class BrokerSession(threading.Thread):
         seen_generation = 0
         started_with = broker_session_settings(broker.pk)
         checked_at = time.monotonic()
-        reset_notice = f"{services.SESSION_RESET_NOTICE}:{broker.pk}"
+        reset_notice = f"{sessions.SESSION_RESET_NOTICE}:{broker.pk}"
         while not self.stop_event.is_set():
             app = self.app
             if app.inbound_failed.is_set():
@@ -395,8 +395,8 @@ class BrokerSession(threading.Thread):
     def _after_logon(self, broker: Broker, *, counterparty_reset: bool) -> None:
         if self.app.market_data is not None:
             self.app.market_data.on_logon()
-        services.session_sequence_resolved(broker=broker, as_of=_now())
-        ask = services.session_logon_reconcile(
+        sessions.session_sequence_resolved(broker=broker, as_of=_now())
+        ask = sessions.session_logon_reconcile(
             broker_id=broker.pk, counterparty_reset=counterparty_reset, as_of=_now()
         )
         if not ask:
@@ -412,7 +412,7 @@ class BrokerSession(threading.Thread):
         if session is not None:
             session.logout(problem[:200])  # disables it: the initiator stops reconnecting
         log.error("%s: logons stopped until the sequence numbers are reset: %s", broker, problem)
-        services.session_sequence_refused(broker=broker, text=problem, as_of=_now())
+        sessions.session_sequence_refused(broker=broker, text=problem, as_of=_now())
 
     def _sequence_reset(self, broker: Broker) -> None:
         """Carry out an operator's reset of the sequence numbers, if one is pending: a new
@@ -421,7 +421,7 @@ class BrokerSession(threading.Thread):
         session = _registered_session(broker)
         if session is None:
             return
-        reset = services.session_sequence_reset_take(broker_id=broker.pk, as_of=_now())
+        reset = sessions.session_sequence_reset_take(broker_id=broker.pk, as_of=_now())
         if reset is None:
             return
         session.reset()
@@ -469,7 +469,7 @@ class BrokerSession(threading.Thread):
 
     def _write_state(self, broker: Broker, app: GatewayApplication) -> None:
         session = fix.Session.lookupSession(app.session_id) if app.session_id else None
-        services.session_state_update(
+        sessions.session_state_update(
             broker_id=broker.pk,
             as_of=_now(),
             logged_on=app.logged_on.is_set(),
@@ -506,7 +506,7 @@ class BrokerSession(threading.Thread):
             app.applier_stop(timeout=APPLIER_STOP_SECONDS)
         if had_engine:
             try:
-                services.session_state_update(
+                sessions.session_state_update(
                     broker_id=self.broker_id, as_of=_now(), logged_on=False
                 )
             except Exception:

@@ -20,7 +20,6 @@ from .models import (
     FixOrder,
     KillSwitch,
     OutboxMessage,
-    Quarantine,
     SessionState,
 )
 
@@ -290,10 +289,6 @@ def held_orders() -> list[dict]:
         }
         for r in rows
     ]
-
-
-def quarantine_open() -> QuerySet[Quarantine]:
-    return Quarantine.objects.filter(resolved_at__isnull=True).select_related("broker")
 
 
 @dataclass(frozen=True)

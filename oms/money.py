@@ -133,6 +133,17 @@ def money_split(*, total: Decimal, weights: Sequence[Decimal], currency: str) ->
     return [(Decimal(sign * p) * quantum).quantize(quantum) for p in parts]
 
 
+# Prices (averages included) are kept to 8 places, the database's price precision (oms.fields).
+PRICE_PLACES = Decimal("0.00000001")
+
+
+def average_price(value: Decimal, quantity: Decimal) -> Decimal | None:
+    """The average price of `quantity` filled for `value` in all, to 8 places (the decimal
+    context's rounding, half even); None when nothing is filled. One rule for a block's, an
+    order's and a trading day's average, always from the totals so it cannot drift."""
+    return (value / quantity).quantize(PRICE_PLACES) if quantity else None
+
+
 # --- instrument conventions: what a quantity at a price is worth ------------------------------
 #
 # One place turns (quantity, price) into money for every kind of instrument, so the portfolio

@@ -24,7 +24,7 @@ from oms.schema import form_parameters
 from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
 
-from . import basket_services, selectors, services
+from . import basket_services, entry, selectors, services
 from .forms import OrderListQuery, TicketInfoQuery
 from .lifecycle import OrderStatus
 from .models import Side
@@ -146,7 +146,7 @@ class OrderViewSet(viewsets.GenericViewSet):
         key = (request.headers.get("Idempotency-Key") or "").strip() or None
         if key and len(key) > 128:
             raise serializers.ValidationError({"Idempotency-Key": ["At most 128 characters."]})
-        order, created = services.order_create(
+        order, created = entry.order_create(
             pm=request.user, as_of=timezone.now(), idempotency_key=key, **serializer.validated_data
         )
         return Response(
@@ -159,7 +159,7 @@ class OrderViewSet(viewsets.GenericViewSet):
         selectors.order_get(user=request.user, order_id=int(pk))
         serializer = OrderAmendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        order = services.order_amend(
+        order = entry.order_amend(
             order_id=int(pk),
             actor=request.user,
             as_of=timezone.now(),
@@ -173,7 +173,7 @@ class OrderViewSet(viewsets.GenericViewSet):
         selectors.order_get(user=request.user, order_id=int(pk))
         serializer = OrderCancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        order = services.order_cancel(
+        order = entry.order_cancel(
             order_id=int(pk),
             actor=request.user,
             as_of=timezone.now(),

@@ -20,13 +20,16 @@ from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from audit.services import audit_record
+from compliance.services import compliance_program_what_if
 from oms.csvio import write_csv
 from oms.db import retry_on_conflict
 from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
+from oms.models import Security
 from oms.selectors import account_not_found
 from positions.selectors import MissingFxRate, portfolio_snapshot
 
+from .entry import orders_check_and_stage
 from .models import Basket, OrderType, Side, TimeInForce
 from .services import (
     ORDER_INPUT_FIELDS,
@@ -35,7 +38,6 @@ from .services import (
     account_manageable_by,
     order_data_fingerprint,
     order_input_validate,
-    orders_check_and_stage,
     orders_insert_bulk,
 )
 
@@ -213,7 +215,7 @@ def basket_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
     return BasketPreview(sha256=sha256, lines=lines)
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def basket_orders_create(
     *,
     pm,
@@ -372,8 +374,6 @@ def _rebalance_what_if(
 ) -> tuple[list[LineResult], dict[str, int]]:
     """Check the rebalance's orders as the basket confirm would submit them, saving nothing:
     each line gets its verdict and reasons, blocking lines first."""
-    from compliance.services import compliance_program_what_if
-
     lines = [
         {
             "key": r.line,
@@ -405,8 +405,6 @@ def _rebalance_what_if(
 def _rebalance_orders(
     *, pm, targets: dict[int, dict[int, Decimal]], lookups: OrderLookups, as_of: datetime
 ) -> list[LineResult]:
-    from oms.models import Security
-
     account_ids = sorted(targets)
     # Open orders count as done: a holding already being sold is not sold again.
     snapshot = portfolio_snapshot(account_ids=account_ids, as_of=as_of)

@@ -8,17 +8,22 @@ request through the gateway's outbox in the same transaction.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from allocation import services as allocation
 from audit.services import audit_record
+from compliance.services import compliance_what_if
+from fixgateway import outbound
+from fixgateway.models import Broker
 from marketdata.services import arrival_capture
 from oms.calendars import settlement_date
 from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
-from oms.models import Security
+from oms.models import Security, UserPreference
 
 from . import broadcast
 from .blotter_selectors import may_work_orders
@@ -50,11 +55,6 @@ REPLACEABLE = frozenset({Block.Status.WORKING, Block.Status.PARTIALLY_FILLED})
 LIVE_BLOCK = frozenset(set(Block.Status) - {Block.Status.CANCELLED, Block.Status.REJECTED})
 
 
-class FixGatewayUnavailable(DomainError):
-    status_code = 503
-    code = "fix_unavailable"
-
-
 def _require_desk(actor) -> None:
     if not may_work_orders(actor):
         raise NotPermitted("Only traders work orders.")
@@ -69,17 +69,6 @@ def _block_lock(*, block_id: int) -> Block:
 
 def _block_orders_lock(block: Block) -> list[Order]:
     return orders_lock(order_ids=list(block.orders.values_list("pk", flat=True)))
-
-
-def fix_service(name: str):
-    try:
-        from fixgateway import services as fix_services
-    except ImportError as exc:
-        raise FixGatewayUnavailable("The FIX gateway is not installed.") from exc
-    func = getattr(fix_services, name, None)
-    if func is None:
-        raise FixGatewayUnavailable(f"The FIX gateway has no {name}.")
-    return func
 
 
 def _block_snapshot(block: Block) -> dict[str, Any]:
@@ -115,7 +104,7 @@ def _block_touch_orders(*, orders: list[Order], block: Block | None, kind: str, 
         broadcast.order_changed_on_commit(order.pk)
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     """Aggregate staged orders in one security and side (across accounts and PMs) into a block;
     one order makes a block of one."""
@@ -173,7 +162,7 @@ def block_create(*, order_ids: list[int], actor, as_of: datetime) -> Block:
     return block
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_dissolve(*, block_id: int, actor, as_of: datetime) -> None:
     """Take an unrouted block apart; its orders stay staged."""
     _require_desk(actor)
@@ -270,7 +259,7 @@ def strategy_params_clean(*, strategy: str, params: dict[str, Any] | None) -> di
     return clean
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_route(
     *,
     block_id: int,
@@ -287,8 +276,6 @@ def block_route(
 ) -> Block:
     """Send an open block to a broker: fix the allocation plan, move the orders to
     PENDING_NEW and write the FIX NewOrderSingle to the gateway's outbox, all in one commit."""
-    from fixgateway.models import Broker
-
     _require_desk(actor)
     if order_type not in OrderType.values:
         raise DomainError(f"Unknown order type {order_type!r}.", code="invalid_order_type")
@@ -349,7 +336,7 @@ def block_route(
     block.save()
     # The market at routing: the block's arrival benchmark for TCA (one statement).
     arrival_capture(kind="route", block_id=block.pk, as_of=as_of)
-    _allocation_plan_fix(block=block, actor=actor, as_of=as_of)
+    allocation.allocation_plan_fix(block=block, actor=actor, as_of=as_of)
     route_details = {"block": block.pk, "broker": broker.code}
     orders_transition_bulk(
         orders=orders,
@@ -359,7 +346,7 @@ def block_route(
         actor=actor,
         details_by_order={order.pk: route_details for order in orders},
     )
-    fix_service("block_route_enqueue")(block=block, actor=actor, as_of=as_of)
+    outbound.block_route_enqueue(block=block, actor=actor, as_of=as_of)
     audit_record(
         actor=actor,
         action="block.route",
@@ -371,17 +358,7 @@ def block_route(
     return block
 
 
-def _allocation_plan_fix(*, block: Block, actor, as_of: datetime) -> None:
-    try:
-        from allocation.services import allocation_plan_fix
-    except ImportError:
-        # Allocation (issue 8) fixes the plan when it is installed; routing does not wait for it.
-        logger.warning("allocation.services.allocation_plan_fix missing: block %s", block.pk)
-        return
-    allocation_plan_fix(block=block, actor=actor, as_of=as_of)
-
-
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     """Ask the broker to cancel what is left of a routed block; the block and its unfinished
     orders show PENDING_CANCEL until the broker answers (the gateway moves them)."""
@@ -395,7 +372,7 @@ def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     before = _block_snapshot(block)
     # The gateway moves the block and its live orders to PENDING_CANCEL with the outbox row
     # (it remembers the prior state, to restore it if the broker refuses).
-    fix_service("block_cancel_enqueue")(block=block, actor=actor, as_of=as_of)
+    outbound.block_cancel_enqueue(block=block, actor=actor, as_of=as_of)
     block.refresh_from_db()
     audit_record(
         actor=actor,
@@ -408,7 +385,7 @@ def block_cancel(*, block_id: int, actor, as_of: datetime) -> Block:
     return block
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def block_replace(
     *,
     block_id: int,
@@ -455,7 +432,7 @@ def block_replace(
         "limit_price": str(limit_price) if limit_price is not None else None,
     }
     # As for a cancel, the gateway moves the block and its orders to PENDING_REPLACE.
-    fix_service("block_replace_enqueue")(
+    outbound.block_replace_enqueue(
         block=block, quantity=quantity, limit_price=limit_price, actor=actor, as_of=as_of
     )
     block.refresh_from_db()
@@ -471,11 +448,6 @@ def block_replace(
 
 
 def _compliance_recheck(*, orders: list[Order], actor, as_of: datetime) -> None:
-    try:
-        from compliance.services import compliance_what_if
-    except ImportError:
-        logger.warning("compliance.services.compliance_what_if missing: cross not re-checked")
-        return
     verdicts = compliance_what_if(order_ids=[o.pk for o in orders], actor=actor, as_of=as_of)
     blocked = [pk for pk, verdict in (verdicts or {}).items() if verdict == "BLOCK"]
     if blocked:
@@ -486,7 +458,7 @@ def _compliance_recheck(*, orders: list[Order], actor, as_of: datetime) -> None:
         )
 
 
-@retry_on_conflict
+@retry_on_conflict(durable=True)
 def orders_cross(
     *,
     buy_order_id: int,
@@ -529,8 +501,6 @@ def orders_cross(
     ref = f"CROSS-{buy.pk}-{sell.pk}-{as_of.strftime('%Y%m%dT%H%M%S%f')}"
     # Each side is a block of its own, filled internally: the same booking ledger, day
     # average, allocation and custodian file as a broker's fill.
-    from allocation import services as allocation
-
     for order in (buy, sell):
         block = Block.objects.create(
             security=security,
@@ -586,10 +556,6 @@ LAYOUT_MAX_BYTES = 32_000
 def blotter_layout_save(*, user, layout: dict[str, Any]) -> dict[str, Any]:
     """Remember a user's grid layout (column order, widths, hidden columns, sort, filters,
     grouping) for their next visit."""
-    import json
-
-    from oms.models import UserPreference
-
     if not isinstance(layout, dict) or set(layout) - LAYOUT_FIELDS:
         raise DomainError(
             f"A layout is an object with keys among {sorted(LAYOUT_FIELDS)}.", code="invalid"

@@ -15,10 +15,15 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from fixgateway.algo import broker_strategies
+from fixgateway.models import Broker
+from fixgateway.selectors import block_fix_history, broker_session_up, kill_switch_scopes
+from fixgateway.selectors import broker_sessions as fix_broker_sessions
 from oms.errors import NotFound
 from oms.fields import ZERO
+from oms.models import UserPreference
 from oms.roles import ADMIN, TRADER, has_role, sees_all_accounts
-from oms.selectors import accounts_visible_to
+from oms.selectors import accounts_visible_to, exceptions_open_counts
 
 from .lifecycle import OPEN, OrderStatus
 from .models import Block, Order
@@ -281,14 +286,10 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
 def _session_up(broker_id: int | None) -> bool:
     if broker_id is None:
         return False
-    from fixgateway.selectors import broker_session_up
-
     return broker_session_up(broker_id=broker_id)
 
 
 def blotter_layout(*, user) -> dict[str, Any]:
-    from oms.models import UserPreference
-
     value = (
         UserPreference.objects.filter(user=user, key="blotter.layout")
         .values_list("value", flat=True)
@@ -299,25 +300,11 @@ def blotter_layout(*, user) -> dict[str, Any]:
 
 def broker_sessions() -> list[dict[str, Any]]:
     """Each broker's FIX session state from the gateway; "unknown" until the gateway reports."""
-    try:
-        from fixgateway.selectors import broker_sessions as fix_sessions
-    except ImportError:
-        fix_sessions = None
-    if fix_sessions is not None:
-        return list(fix_sessions())
-    from fixgateway.models import Broker
-
-    return [
-        {"broker": code, "logged_on": None, "state": "unknown"}
-        for code in Broker.objects.filter(active=True).values_list("code", flat=True)
-    ]
+    return list(fix_broker_sessions())
 
 
 def brokers_routable() -> list[dict[str, Any]]:
     """Active brokers with the strategies each takes (what routing would accept for it)."""
-    from fixgateway.algo import broker_strategies
-    from fixgateway.models import Broker
-
     rows = Broker.objects.filter(active=True).order_by("code")
     out = []
     for b in rows.values("id", "code", "name", "fix_version", "extra_config"):
@@ -330,9 +317,6 @@ def brokers_routable() -> list[dict[str, Any]]:
 def blotter_header() -> dict[str, Any]:
     """What the blotter's header shows, polled every few seconds: every engaged kill switch,
     the open exceptions (a count per kind) and each FIX session's state."""
-    from fixgateway.selectors import kill_switch_scopes
-    from oms.selectors import exceptions_open_counts
-
     by_kind = exceptions_open_counts()
     return {
         "kill_switches": kill_switch_scopes(),
@@ -345,8 +329,6 @@ def block_history(*, user, block_id: int) -> dict[str, Any]:
     """The block with what the broker did with it (fixgateway.selectors.block_fix_history),
     for the blotter's side panel. A PM sees only blocks holding an order of an account they
     manage; any other block is NotFound, as is a missing one."""
-    from fixgateway.selectors import block_fix_history
-
     visible = Order.objects.filter(block_id=block_id)
     if not sees_all_accounts(user):
         visible = visible.filter(account__in=accounts_visible_to(user).values("pk"))

@@ -18,6 +18,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fixgateway.killswitch import kill_switch_engage
 from oms.api import (
     HasRole,
     NoQuery,
@@ -286,6 +287,5 @@ class KillSwitchView(APIView):
     def post(self, request):
         data = self.KillSwitchInput(data=request.data)
         data.is_valid(raise_exception=True)
-        engage = block_services.fix_service("kill_switch_engage")
-        result = engage(**data.validated_data, actor=request.user, as_of=timezone.now())
+        result = kill_switch_engage(**data.validated_data, actor=request.user, as_of=timezone.now())
         return Response({"engaged": True, "result": result if isinstance(result, dict) else None})

@@ -9,14 +9,16 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
+from allocation.selectors import account_block_allocations
+from compliance.selectors import order_compliance as compliance_of
 from oms.errors import NotFound
-from oms.money import Terms, money_round, notional
+from oms.money import PRICE_PLACES, Terms, money_round, notional
 from oms.roles import sees_all_accounts
 from oms.selectors import accounts_visible_to
 
+from .lifecycle import BEFORE_ROUTING, OrderStatus, can_transition
 from .models import Order, OrderEvent
-
-PRICE_PLACES = Decimal("0.00000001")
+from .services import AMENDABLE_AT_BROKER, AMENDABLE_FIELDS, account_manageable_by
 
 ORDER_FILTERS = ("status", "account", "security", "symbol", "side", "date", "date_from", "date_to")
 
@@ -92,8 +94,6 @@ def order_events(*, order_id: int) -> QuerySet[OrderEvent]:
 
 
 def order_compliance(*, order_id: int, user=None) -> dict | None:
-    from compliance.selectors import order_compliance as compliance_of
-
     return compliance_of(order_id=order_id, user=user)
 
 
@@ -101,8 +101,6 @@ def order_actions(*, order: Order, user) -> dict[str, Any]:
     """What `user` may do with the order now, by the rules order_cancel, order_amend and
     compliance_override apply (they decide again on the request; this only spares the PM a
     button that can only fail). `amend_fields`: what an amend may change in this state."""
-    from .lifecycle import BEFORE_ROUTING, OrderStatus, can_transition
-    from .services import AMENDABLE_AT_BROKER, AMENDABLE_FIELDS, account_manageable_by
 
     none = {"cancel": False, "amend": False, "amend_fields": [], "override": False}
     if not account_manageable_by(user=user, account=order.account):
@@ -148,8 +146,6 @@ def order_allocations(*, order: Order) -> list[dict[str, Any]]:
     average): what the custodian is told. Empty until a trading day is finalised."""
     if order.block_id is None:
         return []
-    from allocation.selectors import account_block_allocations
-
     return [
         {
             "trade_date": a.trade_date,

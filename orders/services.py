@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,16 +19,16 @@ from audit.services import audit_record, audit_record_many, bulk_insert
 from marketdata.services import arrival_capture
 from oms import roles
 from oms.bulk_rows import any_of
-from oms.db import in_transaction, retry_on_conflict
+from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
-from oms.money import Terms, money_round, notional
+from oms.money import Terms, average_price, money_round, notional
 from oms.roles import has_role
 from oms.selectors import account_not_found, accounts_visible_to
 
 from . import broadcast
-from .lifecycle import BEFORE_ROUTING, OrderStatus, check_transition
+from .lifecycle import OrderStatus, check_transition
 from .models import Basket, Block, Order, OrderEvent, OrderType, Side, TimeInForce
 
 
@@ -658,18 +657,6 @@ def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Decimal | date) else v) for k, v in values.items()}
 
 
-def orders_check_and_stage(*, order_ids: list[int], actor, as_of: datetime) -> dict[int, str]:
-    """Run pre-trade compliance on new or amended orders, then stage the ones that passed so
-    they appear on the trading desk. Returns the compliance verdict per order."""
-    from compliance.services import compliance_check_orders
-
-    verdicts = compliance_check_orders(order_ids=order_ids, actor=actor, as_of=as_of)
-    passed = [order_id for order_id, verdict in verdicts.items() if verdict == "PASS"]
-    if passed:
-        orders_stage(order_ids=passed, actor=actor, as_of=as_of)
-    return verdicts
-
-
 @retry_on_conflict
 def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]:
     """Put approved orders on the trading desk (APPROVED -> STAGED)."""
@@ -685,69 +672,7 @@ def orders_stage(*, order_ids: list[int], actor, as_of: datetime) -> list[Order]
     return staged
 
 
-def order_create(
-    *,
-    pm,
-    account: str,
-    symbol: str,
-    side: str,
-    quantity: Decimal,
-    order_type: str,
-    as_of: datetime,
-    limit_price: Decimal | None = None,
-    stop_price: Decimal | None = None,
-    time_in_force: str = TimeInForce.DAY,
-    expire_date: date | None = None,
-    instructions: str = "",
-    idempotency_key: str | None = None,
-) -> tuple[Order, bool]:
-    """Validate and create one order, check it and stage it if it passes, all in one
-    transaction. With an idempotency key, a retry of the same request returns the original
-    order (created=False); the same key with a different request is a Conflict."""
-    data = {
-        "account": account,
-        "symbol": symbol,
-        "side": side,
-        "quantity": quantity,
-        "order_type": order_type,
-        "limit_price": limit_price,
-        "stop_price": stop_price,
-        "time_in_force": time_in_force,
-        "expire_date": expire_date,
-        "instructions": instructions,
-    }
-    fingerprint = order_data_fingerprint(data=data) if idempotency_key else ""
-    if idempotency_key:
-        replay = _order_replay(pm=pm, key=idempotency_key, fingerprint=fingerprint)
-        if replay is not None:
-            return replay, False
-    item = order_input_validate(pm=pm, data=data, as_of=as_of)
-
-    def insert_and_check() -> Order:
-        order = order_insert(
-            pm=pm,
-            item=item,
-            as_of=as_of,
-            idempotency_key=idempotency_key,
-            idempotency_fingerprint=fingerprint,
-        )
-        orders_check_and_stage(order_ids=[order.pk], actor=pm, as_of=as_of)
-        return order
-
-    try:
-        order = in_transaction(insert_and_check)
-    except IntegrityError as exc:
-        # Two retries raced: the other one inserted first and its order is the answer.
-        if idempotency_key and "order_idempotency_key_unique" in str(exc):
-            replay = _order_replay(pm=pm, key=idempotency_key, fingerprint=fingerprint)
-            if replay is not None:
-                return replay, False
-        raise
-    order.refresh_from_db()
-    return order, True
-
-
-def _order_replay(*, pm, key: str, fingerprint: str) -> Order | None:
+def order_replay(*, pm, key: str, fingerprint: str) -> Order | None:
     existing = Order.objects.filter(pm=pm, idempotency_key=key).first()
     if existing is None:
         return None
@@ -765,9 +690,10 @@ AMENDABLE_FIELDS = ("quantity", "limit_price", "stop_price", "time_in_force", "e
 AMENDABLE_AT_BROKER = ("quantity", "limit_price", "time_in_force")
 
 
-def _order_for_actor(*, order_id: int, actor) -> Order:
-    """Lock the order (its block first, the order FIX and allocation lock in too); someone who
-    may not see it gets a 404, one who may see but not trade its account a 403."""
+def order_for_actor(*, order_id: int, actor) -> Order:
+    """For a PM's amend or cancel: lock the order (its block first, the order FIX and
+    allocation lock in too); someone who may not see it gets a 404, one who may see but not
+    trade its account a 403."""
     plain = Order.objects.select_related("account").filter(pk=order_id).first()
     if plain is None or not accounts_visible_to(actor).filter(pk=plain.account_id).exists():
         raise DomainNotFound(f"Order {order_id} not found.")
@@ -785,25 +711,25 @@ def _order_for_actor(*, order_id: int, actor) -> Order:
     return order
 
 
-@retry_on_conflict
-def order_amend(*, order_id: int, actor, as_of: datetime, changes: Mapping[str, Any]) -> Order:
-    """Change quantity, prices or time in force. Before routing the change applies at once and
-    the order goes back through compliance; at the broker it becomes a cancel/replace request
-    (PENDING_REPLACE) that the FIX gateway sends."""
+def order_amend_prepare(
+    *, order_id: int, actor, changes: Mapping[str, Any]
+) -> tuple[Order, dict[str, Any]]:
+    """The order locked for an amend by `actor`, and what the amendment changes (a field that
+    cannot be amended is a 400, a change of nothing a DomainError)."""
     unknown = set(changes) - set(AMENDABLE_FIELDS)
     if unknown:
         raise ValidationError({name: ["This field cannot be amended."] for name in sorted(unknown)})
-    order = _order_for_actor(order_id=order_id, actor=actor)
+    order = order_for_actor(order_id=order_id, actor=actor)
     current = {name: getattr(order, name) for name in AMENDABLE_FIELDS}
     diff = {k: v for k, v in changes.items() if current[k] != v}
     if not diff:
         raise DomainError("The amendment changes nothing.", code="nothing_to_amend")
-    if order.status in BEFORE_ROUTING:
-        return _order_amend_before_routing(order=order, actor=actor, as_of=as_of, diff=diff)
-    return _order_amend_at_broker(order=order, actor=actor, as_of=as_of, diff=diff)
+    return order, diff
 
 
-def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -> Order:
+def order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -> None:
+    """Apply an amendment of an order not routed yet at once; it goes back to
+    PENDING_COMPLIANCE (the caller checks it again)."""
     if order.block_id is not None:
         raise Conflict(
             f"Order {order.pk} is in block {order.block_id}; the desk must take it out first.",
@@ -851,12 +777,11 @@ def _order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -
             details=details,
             extra_fields={**fields, "compliance_status": ""},
         )
-    orders_check_and_stage(order_ids=[order.pk], actor=actor, as_of=as_of)
-    order.refresh_from_db()
-    return order
 
 
-def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Order:
+def order_amend_request(*, order: Order, actor, as_of: datetime, diff) -> None:
+    """Validate an amendment of an order at the broker and record the request; the caller
+    asks the broker (the new terms apply when it confirms)."""
     refused = sorted(set(diff) - set(AMENDABLE_AT_BROKER))
     if refused:
         raise ValidationError(
@@ -899,44 +824,31 @@ def _order_amend_at_broker(*, order: Order, actor, as_of: datetime, diff) -> Ord
         before=_jsonable({name: getattr(order, name) for name in diff}),
         after=_jsonable(diff),
     )
-    from fixgateway.services import order_replace_enqueue
-
-    # The gateway writes the outbox row and moves the order to PENDING_REPLACE; the new terms
-    # apply when the broker confirms. Unchanged terms go as None (the gateway's "keep").
-    order_replace_enqueue(
-        order=order,
-        actor=actor,
-        as_of=as_of,
-        quantity=diff.get("quantity"),
-        limit_price=diff.get("limit_price"),
-        time_in_force=diff.get("time_in_force"),
-    )
-    order.refresh_from_db()
-    return order
 
 
-@retry_on_conflict
-def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> Order:
-    """Cancel at once before routing; at the broker, ask the FIX gateway to cancel (it moves
-    the order to PENDING_CANCEL and sends the request)."""
-    order = _order_for_actor(order_id=order_id, actor=actor)
-    details = {"reason": reason} if reason else None
-    if order.status in BEFORE_ROUTING:
-        if order.block_id is not None:
-            raise Conflict(
-                f"Order {order.pk} is in block {order.block_id}; the desk must take it out first.",
-                code="order_in_block",
-            )
-        return order_transition(
-            order=order,
-            to_status=OrderStatus.CANCELLED,
-            as_of=as_of,
-            kind="cancel",
-            actor=actor,
-            details=details,
-            extra_fields={"leaves_qty": Decimal(0)},
+def order_cancel_before_routing(*, order: Order, actor, as_of: datetime, reason: str = "") -> Order:
+    """Cancel an order that was not routed (and is in no block) at once."""
+    if order.block_id is not None:
+        raise Conflict(
+            f"Order {order.pk} is in block {order.block_id}; the desk must take it out first.",
+            code="order_in_block",
         )
+    return order_transition(
+        order=order,
+        to_status=OrderStatus.CANCELLED,
+        as_of=as_of,
+        kind="cancel",
+        actor=actor,
+        details={"reason": reason} if reason else None,
+        extra_fields={"leaves_qty": Decimal(0)},
+    )
+
+
+def order_cancel_request(*, order: Order, actor, as_of: datetime, reason: str = "") -> None:
+    """Record a PM's request to cancel an order at the broker; the caller asks the broker
+    (the order moves to PENDING_CANCEL with the outbox row)."""
     check_transition(order.status, OrderStatus.PENDING_CANCEL)
+    details = {"reason": reason} if reason else None
     order_history_record(
         order=order,
         kind="cancel_request",
@@ -948,11 +860,6 @@ def order_cancel(*, order_id: int, actor, as_of: datetime, reason: str = "") -> 
         before={"status": order.status},
         after=details,
     )
-    from fixgateway.services import order_cancel_enqueue
-
-    order_cancel_enqueue(order=order, actor=actor, as_of=as_of)
-    order.refresh_from_db()
-    return order
 
 
 # --- Fills in bulk (the execution-report path) ---------------------------------------------
@@ -1007,7 +914,7 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
             details={"order": order.pk, "cum_qty": str(new_cum)},
         )
     new_value = order.filled_value + (price * quantity if fill.value is None else fill.value)
-    avg = (new_value / new_cum).quantize(Decimal("0.00000001")) if new_cum else None
+    avg = average_price(new_value, new_cum)
     fields = {
         "cum_qty": new_cum,
         "leaves_qty": order.quantity - new_cum,

@@ -61,18 +61,6 @@ def cash_settled(*, account_ids: list[int], currency: str = "USD") -> dict[int, 
     return dict(rows.values_list("account_id", "settled"))
 
 
-def cash_available(*, account_ids: list[int], as_of: datetime) -> dict[int, Decimal]:
-    """{account_id: cash in its base currency the account can spend}: settled cash plus every
-    booked movement still to settle (purchases already made take their money now; sales
-    proceeds count on trade date), every currency converted at the FX rates of as_of's date."""
-    rates = FxTable.load(as_of=as_of.date())
-    bases = dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "base_currency"))
-    result = {account_id: ZERO for account_id in account_ids}
-    for row in CashBalance.objects.filter(account_id__in=account_ids):
-        result[row.account_id] += rates.convert(row.projected, row.currency, bases[row.account_id])
-    return {k: v.quantize(CENTS) for k, v in result.items()}
-
-
 def account_navs(*, account_ids: list[int], as_of: date | None = None) -> dict[int, Decimal]:
     """NAV per account in its base currency: positions at the reference price (a bond's
     dirty value: per 100 of face plus accrued interest to as_of) plus projected cash (a bought
@@ -164,10 +152,6 @@ class FxTable:
         if amount == 0 or from_ccy == to_ccy:
             return amount
         return amount * self.rate(from_ccy, to_ccy)
-
-
-def fx_rates_latest(*, as_of: date | None = None) -> list[tuple[str, str, Decimal]]:
-    return sorted((b, q, r) for (b, q), r in FxTable.load(as_of=as_of).rates.items())
 
 
 # --- the money view: one snapshot every rule reads ------------------------------------------

@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit.services import audit_record, bulk_insert
 from oms.bulk_rows import any_of, rows_insert, rows_update
 from oms.db import retry_on_conflict
-from oms.errors import Conflict, DomainError, NotFound
+from oms.errors import Conflict, DomainError
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
 from orders.models import BUY_SIDES, SELL_SIDES
@@ -1015,37 +1015,3 @@ def opening_balances_load(
     for account_id in {p.account.pk for p in positions} | {c.account.pk for c in cash}:
         broadcast.position_changed_on_commit(account_id)
     return created, cash_created
-
-
-def security_get(*, security_id: int) -> Security:
-    try:
-        return Security.objects.get(pk=security_id)
-    except Security.DoesNotExist:
-        raise NotFound(f"No security {security_id}.") from None
-
-
-def sod_load(*, text: str, as_of: datetime, actor=None, source: str = "") -> tuple[int, int]:
-    """Load the custodian's start-of-day file (positions.sod describes it): settle what is
-    due, then make the file's figures the opening balances. All or nothing; a DomainError
-    lists every bad line."""
-    from .sod import sod_parse
-
-    parsed = sod_parse(text)
-    if parsed.errors:
-        raise DomainError(
-            f"The start-of-day file has {len(parsed.errors)} error(s); nothing was loaded.",
-            code="invalid_file",
-            details={"errors": parsed.errors},
-        )
-    if not parsed.positions and not parsed.cash:
-        raise DomainError("The start-of-day file has no lines.", code="invalid_file")
-    with transaction.atomic():
-        cash_settle_due(as_of=as_of)
-        opening_balances_load(
-            positions=parsed.positions,
-            cash=parsed.cash,
-            replace=True,
-            actor=actor,
-            source=source or "start-of-day file",
-        )
-    return len(parsed.positions), len(parsed.cash)

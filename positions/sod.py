@@ -22,14 +22,17 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from django.db import transaction
 from django.db.models import Q
 
+from oms.errors import DomainError
 from oms.models import Account, Security
 
 from .models import Position
-from .services import OpeningCash, OpeningPosition
+from .services import OpeningCash, OpeningPosition, cash_settle_due, opening_balances_load
 
 COLUMNS = ("type", "account", "security", "currency", "quantity", "avg_cost", "amount")
 REQUIRED = ("type", "account")
@@ -178,3 +181,28 @@ def _flatten_omitted(result: SodFile) -> None:
             result.positions.append(
                 OpeningPosition(account_by_id[p.account_id], p.security, Decimal(0), Decimal(0))
             )
+
+
+def sod_load(*, text: str, as_of: datetime, actor=None, source: str = "") -> tuple[int, int]:
+    """Load the custodian's start-of-day file (described above): settle what is due, then
+    make the file's figures the opening balances. All or nothing; a DomainError
+    lists every bad line."""
+    parsed = sod_parse(text)
+    if parsed.errors:
+        raise DomainError(
+            f"The start-of-day file has {len(parsed.errors)} error(s); nothing was loaded.",
+            code="invalid_file",
+            details={"errors": parsed.errors},
+        )
+    if not parsed.positions and not parsed.cash:
+        raise DomainError("The start-of-day file has no lines.", code="invalid_file")
+    with transaction.atomic():
+        cash_settle_due(as_of=as_of)
+        opening_balances_load(
+            positions=parsed.positions,
+            cash=parsed.cash,
+            replace=True,
+            actor=actor,
+            source=source or "start-of-day file",
+        )
+    return len(parsed.positions), len(parsed.cash)

@@ -18,7 +18,7 @@ from oms.selectors import accounts_visible_to
 
 from . import selectors
 from .forms import CashPageQuery, HoldingsPageQuery
-from .services import sod_load
+from .sod import sod_load
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 

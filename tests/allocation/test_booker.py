@@ -14,11 +14,12 @@ from allocation.models import Allocation, BlockDay
 from allocation.selectors import blocks_booking_due
 from allocation.services import bookings_due_book
 from allocation.tasks import settlement_after_close
+from fixgateway.inbound import inbound_batch_apply
 from fixgateway.models import FixOrder
-from fixgateway.services import InboundReport, inbound_batch_apply
+from fixgateway.reports import InboundReport
+from orders.entry import order_cancel
 from orders.lifecycle import OrderStatus
 from orders.models import Order
-from orders.services import order_cancel
 from positions.models import CashMovement
 
 from .test_booking_ledger import CLOSE, DAY1, Desk, orders_of, position

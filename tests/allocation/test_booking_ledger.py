@@ -13,13 +13,14 @@ import pytest
 from allocation.models import Allocation, BlockDay, SettlementFile
 from allocation.services import settlement_files_generate
 from allocation.tasks import settlement_after_close
+from fixgateway.executions import execution_report_apply
 from fixgateway.models import Broker, FixOrder, Quarantine
-from fixgateway.services import InboundReport, execution_report_apply
+from fixgateway.reports import InboundReport
 from oms import roles
 from orders.block_services import block_create, block_replace, block_route
+from orders.entry import order_amend, order_cancel
 from orders.lifecycle import OrderStatus
 from orders.models import Order
-from orders.services import order_amend, order_cancel
 from positions.models import CashMovement, Position
 from positions.services import OpeningPosition, opening_balances_load
 from tests import factories

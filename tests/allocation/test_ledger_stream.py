@@ -24,8 +24,8 @@ from allocation.tasks import settlement_after_close
 from fixgateway.models import FixOrder
 from fixgateway.selectors import executed_by_block
 from oms.errors import DomainError
+from orders.entry import order_amend, order_cancel
 from orders.models import Block, Order
-from orders.services import order_amend, order_cancel
 from positions.selectors import reconcile_differences
 
 from .test_booking_ledger import CLOSE, DAY1, DAY2, DAY3, Desk

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from fixgateway.models import OutboxMessage
-from fixgateway.services import outbox_mark_sent
+from fixgateway.sending import outbox_mark_sent
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.roles import user_roles
 from orders import block_services as bs

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from compliance.models import RuleKind
 from orders.basket_services import basket_confirm
+from orders.entry import order_create
 from orders.models import Order
-from orders.services import order_create
 from tests.compliance.conftest import fund, hold, make_rule
 
 pytestmark = pytest.mark.django_db

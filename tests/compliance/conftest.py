@@ -1,5 +1,5 @@
 """Compliance test data: a firm with cash and holdings, rules made through the services, and
-orders placed through order capture (orders.services.order_create)."""
+orders placed through order capture (orders.entry.order_create)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def make_rule(actor, kind: str, parameters=None, *, name: str | None = None, **k
 
 def place(pm, account, symbol: str, side: str, quantity, *, as_of=AS_OF, **kw):
     """One order through order capture: created, checked, staged if it passed."""
-    from orders.services import order_create
+    from orders.entry import order_create
 
     for name in ("limit_price", "stop_price"):
         if kw.get(name) is not None:

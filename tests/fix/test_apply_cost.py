@@ -34,7 +34,8 @@ AUDIT_STATEMENTS_AT_MOST = 4
 def _fill(broker, block, exec_id: str, qty: str, px: str, cum: str):
     from django.utils import timezone
 
-    from fixgateway.services import InboundReport, execution_report_apply
+    from fixgateway.executions import execution_report_apply
+    from fixgateway.reports import InboundReport
 
     report = InboundReport(
         msg_type="8",

@@ -78,7 +78,7 @@ def _reports(world: World) -> list:
     """A burst as a broker sends it: acks, fills on three blocks interleaved, a duplicate, a
     conflicting ExecID, an overfill, a bust, a correction, an unknown ClOrdID, more fills."""
     from fixgateway.models import FixOrder
-    from fixgateway.services import InboundReport
+    from fixgateway.reports import InboundReport
 
     cl = [FixOrder.objects.get(block=b).cl_ord_id for b in world.blocks]
 
@@ -147,8 +147,9 @@ def _snapshot(world: World) -> dict:
 
 def test_a_batch_reaches_what_one_report_at_a_time_reaches(desk):
     from allocation.selectors import booking_differences
+    from fixgateway.executions import execution_report_apply
+    from fixgateway.inbound import inbound_batch_apply
     from fixgateway.selectors import executed_by_block
-    from fixgateway.services import execution_report_apply, inbound_batch_apply
     from positions.selectors import reconcile_differences
 
     one_by_one, batched = _world("W1"), _world("W2")
@@ -178,8 +179,9 @@ def test_a_batch_reaches_what_one_report_at_a_time_reaches(desk):
 
 def test_a_run_of_trades_costs_a_fixed_number_of_statements(desk):
     """Fifty fills on two blocks cost what five cost: the run is written set-wise."""
+    from fixgateway.inbound import inbound_batch_apply
     from fixgateway.models import FixOrder
-    from fixgateway.services import InboundReport, inbound_batch_apply
+    from fixgateway.reports import InboundReport
 
     def run(world: World, n: int) -> int:
         cl = [FixOrder.objects.get(block=b).cl_ord_id for b in world.blocks[:2]]
@@ -211,8 +213,9 @@ def test_a_block_without_a_recorded_plan_gets_one_from_its_orders(desk):
     """A block filled before its plan was recorded (a shortcut some tests and tools take):
     the first booking records the plan from the block's orders and books every fill."""
     from allocation.models import AllocationPlan
+    from fixgateway.inbound import inbound_batch_apply
     from fixgateway.models import FixOrder
-    from fixgateway.services import InboundReport, inbound_batch_apply
+    from fixgateway.reports import InboundReport
     from orders.models import Block, Order
 
     world = _world("P1")

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from fixgateway import selectors, services
+from fixgateway import killswitch, selectors
 from fixgateway.models import Broker, KillSwitch
 from oms.errors import DomainError, NotPermitted
 
@@ -93,7 +93,7 @@ def test_engaged_scopes_are_listed_and_released_with_a_reason(refdata, broker):
 
 
 def test_who_may_read_and_release(refdata, broker):
-    switch = services.kill_switch_engage(
+    switch = killswitch.kill_switch_engage(
         scope="all", value=None, actor=refdata.trader, as_of=timezone.now()
     )["switch"]
     release = f"/api/kill-switches/{switch}/release/"
@@ -114,19 +114,19 @@ def test_who_may_read_and_release(refdata, broker):
 
 
 def test_the_release_service_checks_the_actor_and_the_reason(refdata, broker):
-    services.kill_switch_engage(
+    killswitch.kill_switch_engage(
         scope="broker", value="BRKA", actor=refdata.trader, as_of=timezone.now()
     )
     with pytest.raises(NotPermitted):
-        services.kill_switch_release(
+        killswitch.kill_switch_release(
             scope="broker", value="BRKA", reason="x", actor=refdata.ops, as_of=timezone.now()
         )
     with pytest.raises(DomainError) as err:
-        services.kill_switch_release(
+        killswitch.kill_switch_release(
             scope="broker", value="BRKA", reason="   ", actor=refdata.trader, as_of=timezone.now()
         )
     assert err.value.code == "reason_required"
-    result = services.kill_switch_release(
+    result = killswitch.kill_switch_release(
         scope="broker", value="BRKA", reason="ok", actor=refdata.trader, as_of=timezone.now()
     )
     assert result["scope"] == "broker"

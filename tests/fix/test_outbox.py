@@ -12,15 +12,15 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from fixgateway import services
+from fixgateway import outbound, rejects, sending, sessions
 from fixgateway.models import Broker, FixOrder, OutboxMessage
-from fixgateway.services import InboundReport
+from fixgateway.reports import InboundReport
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.models import OpsException
 from orders import block_services as bs
 from orders.blotter_selectors import block_detail, blotter_rows
+from orders.entry import order_cancel
 from orders.models import Block, Order, OrderEvent
-from orders.services import order_cancel
 from tests.blotter.helpers import staged_order
 
 pytestmark = pytest.mark.django_db
@@ -51,16 +51,16 @@ def _new(block) -> OutboxMessage:
 
 
 def _claim(broker, as_of=None):
-    return services.outbox_send_claim(
+    return sending.outbox_send_claim(
         broker=Broker.objects.get(pk=broker.pk), as_of=as_of or timezone.now()
     )
 
 
 def _send(broker, message, seq, epoch="E1"):
     """What the session owner does: claim, then toApp records it before the bytes leave."""
-    services.outbox_record_sent(
+    sending.outbox_record_sent(
         broker_id=broker.pk,
-        msg_type=services.KIND_MSG_TYPE[message.kind],
+        msg_type=outbound.KIND_MSG_TYPE[message.kind],
         cl_ord_id=message.cl_ord_id,
         seq_num=seq,
         seq_epoch=epoch,
@@ -156,8 +156,8 @@ def test_an_old_queued_order_is_held_until_a_trader_releases_it(refdata, broker)
     assert block_detail(block_id=old.pk)["send_state"] == "held"
     # Only the desk releases; then it is sent whatever its age.
     with pytest.raises(NotPermitted):
-        services.held_order_release(block_id=old.pk, actor=refdata.ops, as_of=now)
-    services.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now, note="go")
+        sending.held_order_release(block_id=old.pk, actor=refdata.ops, as_of=now)
+    sending.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now, note="go")
     assert _new(old).status == "QUEUED" and _new(old).released_at == now
     assert [m.cl_ord_id for m in _claim(broker, as_of=now + timedelta(minutes=5)).send] == [
         f"OMS-B{old.pk}-1"
@@ -167,7 +167,7 @@ def test_an_old_queued_order_is_held_until_a_trader_releases_it(refdata, broker)
     exception.refresh_from_db()
     assert exception.resolved_at is not None
     with pytest.raises(Conflict):
-        services.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now)
+        sending.held_order_release(block_id=old.pk, actor=refdata.trader, as_of=now)
 
 
 def test_a_held_order_cancelled_is_withdrawn_and_never_sent(client, refdata, broker):
@@ -267,7 +267,7 @@ def test_a_session_reject_naming_a_tag_rejects_its_order_and_shows_the_tag(clien
     other = _route(refdata, broker, "70")
     _send(broker, _new(block), seq=12)
     _send(broker, _new(other), seq=13)
-    result = services.message_reject_apply(
+    result = rejects.message_reject_apply(
         broker=broker,
         report=_reject(
             broker,
@@ -309,7 +309,7 @@ def test_a_session_reject_naming_a_tag_rejects_its_order_and_shows_the_tag(clien
 def test_a_reject_that_matches_nothing_exactly_touches_no_order(refdata, broker, values, why):
     block = _route(refdata, broker, "100")
     _send(broker, _new(block), seq=12)
-    result = services.message_reject_apply(
+    result = rejects.message_reject_apply(
         broker=broker,
         report=_reject(broker, msg_type=values.pop("msg_type", "j"), **values),
         as_of=timezone.now(),
@@ -325,7 +325,7 @@ def test_a_refused_status_request_names_the_broker_and_moves_no_order(refdata, b
     block = _route(refdata, broker, "100")
     _send(broker, _new(block), seq=12)
     for seq in (20, 21):
-        services.message_reject_apply(
+        rejects.message_reject_apply(
             broker=broker,
             report=_reject(
                 broker,
@@ -350,15 +350,15 @@ def test_a_message_recorded_as_sent_that_never_reached_the_store_is_queued_again
     block = _route(refdata, broker, "100")
     _send(broker, _new(block), seq=5, epoch="E1")
     assert (
-        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=6)
+        sessions.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=6)
         == 0
     )  # stored: seq 5 is behind the store's next number
     assert (
-        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E0", next_sender_seq_num=5)
+        sessions.outbox_requeue_unpersisted(broker=broker, seq_epoch="E0", next_sender_seq_num=5)
         == 0
     )  # another store's numbering says nothing about this one
     assert (
-        services.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=5)
+        sessions.outbox_requeue_unpersisted(broker=broker, seq_epoch="E1", next_sender_seq_num=5)
         == 1
     )
     new = _new(block)

@@ -146,11 +146,29 @@ def test_a_conflict_inside_a_callers_transaction_is_not_retried_there(
     from django.db import OperationalError, transaction
     from django.utils import timezone
 
+    from oms.db import in_transaction
     from orders.block_services import block_cancel
     from tests.fix.conftest import routed_block
 
     block = routed_block(refdata, broker, "100")
     refusing_blocks("40001")
+    # block_cancel is a workflow's entry, durable: it refuses to run inside another
+    # transaction at all. Its body, in a use case nested in the caller's transaction:
+    cancel = block_cancel.__wrapped__
     with pytest.raises(OperationalError), transaction.atomic():
-        block_cancel(block_id=block.pk, actor=refdata.trader, as_of=timezone.now())
+        in_transaction(
+            lambda: cancel(block_id=block.pk, actor=refdata.trader, as_of=timezone.now())
+        )
     assert _attempts() == 1
+
+
+def test_a_workflow_entry_refuses_to_run_inside_a_callers_transaction(refdata, broker):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from orders.block_services import block_cancel
+    from tests.fix.conftest import routed_block
+
+    block = routed_block(refdata, broker, "100")
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        block_cancel(block_id=block.pk, actor=refdata.trader, as_of=timezone.now())

@@ -163,3 +163,12 @@ def test_split_properties(currency, minor_units, weights):
         assert part * total >= 0  # never the opposite sign to the total
     # Deterministic: the same inputs give the same split.
     assert money_split(total=total, weights=list(weights), currency=currency) == parts
+
+
+def test_one_average_price_for_blocks_orders_and_days():
+    from oms.money import average_price
+
+    assert average_price(Decimal("100.5"), Decimal(3)) == Decimal("33.50000000")
+    # Half even at the 8th place, as every average has been rounded.
+    assert average_price(Decimal("0.000000025"), Decimal(1)) == Decimal("0.00000002")
+    assert average_price(Decimal(0), Decimal(0)) is None

@@ -11,9 +11,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from fixgateway import services
+from fixgateway import inbound, killswitch, monitor, sending
 from fixgateway.models import Broker, FixMessage, FixOrder, OutboxMessage
-from fixgateway.services import InboundReport, SentMessage
+from fixgateway.monitor import SentMessage
+from fixgateway.reports import InboundReport
 from orders import block_services as bs
 from tests.blotter.helpers import staged_order
 
@@ -50,7 +51,7 @@ def _sent(broker, block, seq=1, as_of=None):
         f"8=FIX.4.4|9=120|35=D|34={seq}|49=OMS|56=BRKM|11={message.cl_ord_id}|55=AAPL|54=1|"
         "38=300|40=1|59=0|10=000|"
     )
-    assert services.outbox_record_sent(
+    assert sending.outbox_record_sent(
         broker_id=broker.pk,
         msg_type="D",
         cl_ord_id=message.cl_ord_id,
@@ -89,7 +90,7 @@ def traded(refdata, broker):
     """A block sent, acknowledged and part filled; a status request sent; another block sent."""
     block = _routed(refdata, broker)
     cl = _sent(broker, block, seq=2)
-    results = services.inbound_batch_apply(
+    results = inbound.inbound_batch_apply(
         broker=broker,
         reports=[
             _report(cl, "E-ACK", "0", seq=5),
@@ -98,7 +99,7 @@ def traded(refdata, broker):
         as_of=timezone.now(),
     )
     assert [r.outcome for r in results] == ["applied", "applied"]
-    services.fix_message_sent(
+    monitor.fix_message_sent(
         broker_id=broker.pk,
         message=SentMessage(
             msg_type="H",
@@ -254,7 +255,7 @@ def test_block_detail_shows_the_reject_with_its_tag_name(refdata, broker):
         seq_num=9,
         raw="8=FIX.4.2|35=3|34=9|45=7|371=847|373=0|58=Invalid tag number|10=000|",
     )
-    services.inbound_batch_apply(broker=broker, reports=[reject], as_of=timezone.now())
+    inbound.inbound_batch_apply(broker=broker, reports=[reject], as_of=timezone.now())
     body = as_user(refdata.trader).get(f"/api/blocks/{block.pk}/detail/").json()
     assert body["status"] == "REJECTED"
     assert "847 (TargetStrategy)" in body["last_reject"]["text"]
@@ -279,7 +280,7 @@ def test_a_pm_reads_only_blocks_of_their_accounts(refdata, traded):
 def test_the_blotter_header(refdata, traded):
     from oms.services import exception_open
 
-    services.kill_switch_engage(
+    killswitch.kill_switch_engage(
         scope="broker", value="BRKM", actor=refdata.trader, as_of=timezone.now()
     )
     exception_open(
@@ -304,7 +305,7 @@ def test_no_fix_order_means_empty_history(refdata, broker):
 
 def test_a_message_s_text_is_shown_as_text(refdata, broker):
     hostile = "<script>alert(1)</script>"
-    services.fix_message_sent(
+    monitor.fix_message_sent(
         broker_id=broker.pk,
         message=SentMessage(
             msg_type="Q", seq_num=1, seq_epoch="E1", raw=f"8=FIX.4.4|35=Q|58={hostile}|10=000|"

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from fixgateway import services
+from fixgateway import killswitch
 from fixgateway.models import Execution, KillSwitch
 from orders.models import Order
 from tests.fix.conftest import broker, gateway, gateway_env, routed_block, sim, wait_until
@@ -27,7 +27,7 @@ def test_kill_switch_banner_release_and_block_panel(
         what="the simulator's fill",
     )
     order = Order.objects.get(block=block)
-    services.kill_switch_engage(scope="all", value="", actor=refdata.trader, as_of=timezone.now())
+    killswitch.kill_switch_engage(scope="all", value="", actor=refdata.trader, as_of=timezone.now())
 
     page = login("trader1")
     page.goto(f"{oms_server}/blotter/")

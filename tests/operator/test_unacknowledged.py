@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from fixgateway import services, tasks
+from fixgateway import sessions, tasks
 from fixgateway.models import Broker, Execution, FixMessage, OutboxMessage
 from oms.models import OpsException
 from tests.fix.conftest import broker, desk, gateway, gateway_env, routed_block, sim, wait_until
@@ -33,7 +33,7 @@ def test_an_unanswered_order_opens_an_exception_the_answer_resolves(desk, broker
     sim("config", send_new=False, fill_mode="none")  # the broker takes the order, says nothing
     block = routed_block(desk, broker, "100")
     sent = _sent(block)
-    check = services.unacknowledged_orders_check
+    check = sessions.unacknowledged_orders_check
 
     assert check(as_of=sent.sent_at + timedelta(seconds=2)) == {"opened": 0, "resolved": 0}
     assert check(as_of=sent.sent_at + timedelta(seconds=3)) == {"opened": 1, "resolved": 0}
@@ -73,6 +73,6 @@ def test_a_broker_that_fills_without_a_new_ack_has_answered(desk, broker, sim, g
         what="the fill",
     )
     assert not Execution.objects.filter(fix_order__block=block, exec_type="0").exists()
-    result = services.unacknowledged_orders_check(as_of=sent.sent_at + timedelta(seconds=30))
+    result = sessions.unacknowledged_orders_check(as_of=sent.sent_at + timedelta(seconds=30))
     assert result == {"opened": 0, "resolved": 0}
     assert not OpsException.objects.filter(kind="unacknowledged_order").exists()

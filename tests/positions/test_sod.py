@@ -11,7 +11,8 @@ from django.core.management.base import CommandError
 from audit.models import AuditEvent
 from positions.models import CashBalance, Position
 from positions.selectors import reconcile_differences
-from positions.services import position_fill_apply, sod_load
+from positions.services import position_fill_apply
+from positions.sod import sod_load
 
 pytestmark = pytest.mark.django_db
 

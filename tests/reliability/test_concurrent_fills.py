@@ -20,7 +20,7 @@ THREADS = 50
 
 
 def _report(block, **values):
-    from fixgateway.services import InboundReport
+    from fixgateway.reports import InboundReport
 
     return InboundReport(msg_type="8", cl_ord_id=block.fix_order.cl_ord_id, **values)
 
@@ -29,8 +29,9 @@ def _one_round(desk, broker, n: int, rng: random.Random) -> dict:
     from django.db import connection
     from django.utils import timezone
 
+    from fixgateway.executions import execution_report_apply
     from fixgateway.models import Execution
-    from fixgateway.services import execution_report_apply, outbox_mark_sent
+    from fixgateway.sending import outbox_mark_sent
     from oms.errors import DomainError
     from orders.block_services import block_cancel
     from orders.models import Block, Order, OrderEvent

@@ -23,7 +23,7 @@ BATCH = 50  # the applier takes up to 500; smaller batches interleave more with 
 
 
 def _report(cl_ord_id: str, exec_id: str, **values):
-    from fixgateway.services import InboundReport
+    from fixgateway.reports import InboundReport
 
     return InboundReport(
         msg_type="8", cl_ord_id=cl_ord_id, order_id=f"BRK-{cl_ord_id}", exec_id=exec_id, **values
@@ -33,8 +33,9 @@ def _report(cl_ord_id: str, exec_id: str, **values):
 def _blocks(desk, broker) -> list:
     from django.utils import timezone
 
+    from fixgateway.inbound import inbound_batch_apply
     from fixgateway.models import FixOrder, OutboxMessage
-    from fixgateway.services import inbound_batch_apply, outbox_mark_sent
+    from fixgateway.sending import outbox_mark_sent
 
     blocks = [routed_block(desk, broker, "60000", "40000") for _ in range(BLOCKS)]
     now = timezone.now()
@@ -54,7 +55,7 @@ def _applier(broker, batches: list[list], progress: list[threading.Event], out: 
     from django.db import DatabaseError, connection
     from django.utils import timezone
 
-    from fixgateway.services import inbound_batch_apply
+    from fixgateway.inbound import inbound_batch_apply
     from oms.db import is_conflict
 
     try:

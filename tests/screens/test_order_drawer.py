@@ -36,7 +36,7 @@ def _warn_rule(refdata):
 
 
 def _place(refdata, quantity: str, **kw) -> Order:
-    from orders.services import order_create
+    from orders.entry import order_create
 
     kw.setdefault("order_type", "LIMIT" if "limit_price" in kw else "MARKET")
     order, _ = order_create(

@@ -31,8 +31,8 @@ def _morning() -> None:
     from oms.errors import DomainError
     from oms.models import Security
     from orders.block_services import block_create
+    from orders.entry import order_create
     from orders.models import Order
-    from orders.services import order_create
 
     pm1, pm2 = User.objects.get(username="pm1"), User.objects.get(username="pm2")
     trader = User.objects.get(username="trader1")

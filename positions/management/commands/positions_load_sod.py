@@ -4,8 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from oms.errors import DomainError
-from positions.services import sod_load
-from positions.sod import sod_parse
+from positions.sod import sod_load, sod_parse
 
 
 class Command(BaseCommand):
