@@ -423,17 +423,18 @@ class _DayBooks:
 
     def capacity(self, day: BlockDay, *, late: bool = False) -> list[Decimal]:
         """What each order may hold on `day`: its quantity (or, closed, what it had filled when
-        it closed) less what earlier days gave it. `late`: a closed order may take up to its
+        it closed) less what its other days hold. The later days count too: a day reopened by
+        a late bust or correction is split again among orders whose later days are booked, and
+        must not give an order more than it has left. `late`: a closed order may take up to its
         quantity too (fills the broker reports after confirming a cancel of the whole block)."""
-        # One walk over the shares (not one per order and day): what each order holds before
-        # the day, and on every day.
-        earlier: dict[int, Decimal] = defaultdict(Decimal)
+        # One walk over the shares (not one per order and day): what each order holds on its
+        # other days, and on every day.
+        elsewhere: dict[int, Decimal] = defaultdict(Decimal)
         total: dict[int, Decimal] = defaultdict(Decimal)
-        before = {d.pk for d in self.days if d.trade_date < day.trade_date}
         for (day_id, oid), share in self.shares.items():
             total[oid] += share.quantity
-            if day_id in before:
-                earlier[oid] += share.quantity
+            if day_id != day.pk:
+                elsewhere[oid] += share.quantity
         result = []
         for oid in self.order_ids:
             order = self.orders[oid]
@@ -442,7 +443,7 @@ class _DayBooks:
                 weight = max(held, self.closed_with.get(oid, ZERO))
             else:
                 weight = max(order.quantity, held)
-            result.append(max(weight - earlier.get(oid, ZERO), ZERO))
+            result.append(max(weight - elsewhere.get(oid, ZERO), ZERO))
         return result
 
     def targets(self, day: BlockDay) -> list[Decimal]:

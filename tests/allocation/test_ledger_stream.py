@@ -15,7 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from allocation.models import Allocation, BlockDay
@@ -174,6 +174,9 @@ _EXAMPLES = 0
     ],
 )
 @given(seed=st.integers(0, 2**32 - 1))
+# A bust of a day-1 fill split that day again among orders whose day 2 was booked: one was
+# given more than it had left (an overfill, quarantined) until capacity counted later days.
+@example(seed=7386143)
 def test_random_stream_reconciles_to_zero(refdata, seed):
     events = _events(seed, LENGTH)
     global _EXAMPLES
