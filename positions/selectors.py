@@ -600,15 +600,24 @@ class Difference:
 def reconcile_differences() -> list[Difference]:
     """Recompute every position and cash balance from the opening balances and the ledger and
     list what differs from the kept figures (empty when everything agrees)."""
-    from .services import PositionState, position_state_apply, replay_rows, replays
+    from .services import (
+        PositionState,
+        position_state_apply,
+        price_factors,
+        replay_rows,
+        replays,
+    )
 
     codes = dict(Account.objects.values_list("pk", "code"))
     symbols = dict(Security.objects.values_list("pk", "symbol"))
+    factors = price_factors(symbols)
     diffs: list[Difference] = []
 
     positions = {(p.account_id, p.security_id): p for p in Position.objects.all()}
     states = {
-        k: PositionState.opening(quantity=p.opening_quantity, avg_cost=p.opening_avg_cost)
+        k: PositionState.opening(
+            quantity=p.opening_quantity, avg_cost=p.opening_avg_cost, factor=factors[k[1]]
+        )
         for k, p in positions.items()
     }
     for fill_id, account_id, security_id, delta, price, reverses_id in replay_rows(
@@ -619,7 +628,9 @@ def reconcile_differences() -> list[Difference]:
         opening_id = position.opening_ledger_id if position is not None else 0
         if replays(fill_id, reverses_id, opening_id):
             states[key] = position_state_apply(
-                states.get(key, PositionState()), delta=delta, price=price
+                states.get(key, PositionState(factor=factors[security_id])),
+                delta=delta,
+                price=price,
             )
     for key, state in states.items():
         kept = positions.get(key)
