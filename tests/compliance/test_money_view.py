@@ -193,6 +193,11 @@ def test_a_bond_buy_needs_its_dirty_amount_in_cash_and_in_the_fat_finger_limit(f
     assert size["outcome"] == "BLOCK" and size["value_after"] == "1011666.67"
     assert "USD exceeds the maximum 1000000 USD" in size["message"]
     assert only_result(check, "CASH")["outcome"] == "BLOCK"
+    # The ticket's review shows the same dirty amount and its share of the 1,000,000 NAV (it
+    # showed 99,500,000 and 9,950%).
+    review = check["review"]
+    assert (review["notional_security"], review["notional"]) == ("1011666.67", "1011666.67")
+    assert review["pct_nav"] == "101.17"
 
 
 def test_the_fat_finger_notional_is_in_the_accounts_base_currency(firm):
