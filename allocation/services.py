@@ -507,6 +507,7 @@ class _DayBooks:
                 fill_ref=ref,
                 currency=self.security.currency,
                 net_money=net_money,
+                terms=self.terms,
             )
         )
 

@@ -247,8 +247,11 @@ class FillBooking:
     settle_date: date
     fill_ref: str
     currency: str = ""
-    # The cash it moves, when the caller has it to the cent; else quantity x price.
+    # The cash it moves, when the caller has it to the cent; else oms.money.notional of
+    # quantity at price (a bond's accrued interest to settle_date), rounded to the cent.
     net_money: Decimal | None = None
+    # The security's conventions (oms.money.Terms), when the caller has them (saves a read).
+    terms: Terms | None = None
 
 
 def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[int]:
@@ -363,6 +366,7 @@ def _fills_apply(
         Position, "security_id", {(b.account_id, b.security_id) for b in everything}
     )
     seen = _fills_counted(everything)
+    terms = _terms(everything)
     reversal_rows = _reversal_rows(reversals, seen) if reversals else []
     reversal_ids = rows_insert(
         PositionFill, _FILL_FIELDS, [r.values(as_of) for r in reversal_rows], copy_from=COPY_FROM
@@ -370,12 +374,12 @@ def _fills_apply(
     if reversal_rows:
         # Exact undo: each position becomes what it would be had those bookings never happened.
         replayed = _positions_replay(
-            [positions[(r.account_id, r.security_id)] for r in reversal_rows]
+            [positions[(r.account_id, r.security_id)] for r in reversal_rows],
+            factors={pk: t.price_factor for pk, t in terms.items()},
         )
         for key, state in replayed.items():
             _position_set(positions[key], state)
     currencies = _currencies(bookings) if bookings else {}
-    terms = _terms(bookings) if bookings else {}
     rows: list[_Row] = []
     for b in bookings:
         key = (b.account_id, b.security_id, b.fill_ref)
@@ -584,9 +588,13 @@ def _open_bookings(keys: set[tuple[int, int, str]]) -> list[_Open]:
         return [_Open(*row) for row in cursor.fetchall()]
 
 
-def _positions_replay(positions: list[Position]) -> dict[tuple[int, int], PositionState]:
-    """position_replay for several positions, reading their ledgers in one query."""
-    factors = price_factors(p.security_id for p in positions)
+def _positions_replay(
+    positions: list[Position], *, factors: dict[int, Decimal] | None = None
+) -> dict[tuple[int, int], PositionState]:
+    """position_replay for several positions, reading their ledgers in one query (and their
+    securities' price factors in another, unless the caller gives them)."""
+    if factors is None or any(p.security_id not in factors for p in positions):
+        factors = price_factors(p.security_id for p in positions)
     states = {
         (p.account_id, p.security_id): PositionState.opening(
             quantity=p.opening_quantity,
@@ -652,13 +660,18 @@ def _rows_lock(model, second: str, keys: set[tuple]) -> dict[tuple, Any]:
 
 
 def _terms(bookings: list[FillBooking]) -> dict[int, Terms]:
-    """{security_id: its conventions} of the bookings' securities, one query."""
-    return {
-        pk: Terms.from_values(*conventions)
-        for pk, *conventions in Security.objects.filter(
-            pk__in={b.security_id for b in bookings}
-        ).values_list("pk", *Terms.FIELDS)
-    }
+    """{security_id: its conventions} of the bookings' securities: as the caller gave them,
+    else read in one query."""
+    known = {b.security_id: b.terms for b in bookings if b.terms is not None}
+    wanted = {b.security_id for b in bookings} - set(known)
+    if wanted:
+        known.update(
+            (pk, Terms.from_values(*conventions))
+            for pk, *conventions in Security.objects.filter(pk__in=wanted).values_list(
+                "pk", *Terms.FIELDS
+            )
+        )
+    return known
 
 
 def _signed_money(b: FillBooking, terms: Terms, currency: str) -> Decimal:
