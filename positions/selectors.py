@@ -162,6 +162,8 @@ class AccountSnapshot:
     """One account as the rules see it, every amount in its base currency.
 
     holdings: quantity per security at trade date (a fill counts the day it trades).
+    holdings_settled: the same at settlement date (fills still to settle left out; read with
+    the ladder, the rules do not need it).
     cash_settled: cash that has settled. cash_projected: settled plus every booked movement
     still to settle (unsettled fills), with cash_by_settle_date the running balance on each
     settlement date to come. buy_commitment / sell_proceeds: what the account's open orders
@@ -173,6 +175,7 @@ class AccountSnapshot:
     account_id: int
     base_currency: str
     holdings: dict[int, Decimal] = field(default_factory=dict)
+    holdings_settled: dict[int, Decimal] = field(default_factory=dict)
     cash_settled: Decimal = ZERO
     cash_projected: Decimal = ZERO
     cash_by_settle_date: dict[date, Decimal] = field(default_factory=dict)
@@ -284,6 +287,8 @@ def portfolio_snapshot(
             terms[security_id] = Terms.from_values(*conventions)
         if price is not None:
             add(snap, "holdings_value", quantity * unit_value(security_id, price), currency)
+    if with_ladder:
+        _holdings_settled(snaps, ids, day)
     for account_id, currency, settled, projected in (
         CashBalance.objects.filter(account_id__in=ids)
         .order_by()
@@ -339,6 +344,30 @@ def portfolio_snapshot(
         amount = remaining * unit_value(security_id, price)
         add(snap, "buy_commitment" if buy else "sell_proceeds", amount, currency)
     return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities, terms=terms)
+
+
+def _holdings_settled(snaps: dict[int, AccountSnapshot], ids: list[int], day: date) -> None:
+    """Each account's holdings at settlement date: its trade-date holdings less the bookings
+    of the ledger that settle after `day` (a buy adds, a sell takes away; a reversal undoes
+    its booking). One query."""
+    from orders.models import BUY_SIDES
+
+    for snap in snaps.values():
+        snap.holdings_settled = dict(snap.holdings)
+    pending = (
+        PositionFill.objects.filter(account_id__in=ids, settle_date__gt=day)
+        .order_by()
+        .values_list("account_id", "security_id", "side")
+        .annotate(total=Sum("quantity"))
+    )
+    for account_id, security_id, side, total in pending:
+        settled = snaps[account_id].holdings_settled
+        signed = total if side in BUY_SIDES else -total
+        quantity = settled.get(security_id, ZERO) - signed
+        if quantity:
+            settled[security_id] = quantity
+        else:
+            settled.pop(security_id, None)
 
 
 def order_weight(

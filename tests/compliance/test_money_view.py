@@ -78,6 +78,8 @@ def test_the_snapshot_reads_ledger_fills_and_commitments_in_base_currency(firm):
     snap = portfolio_snapshot(account_ids=[ref.acct1.pk], as_of=AS_OF).accounts[ref.acct1.pk]
     assert snap.base_currency == "USD"
     assert snap.holdings == {firm.tst.pk: Decimal(1000)}
+    # At settlement date the fill (settling in two days) is not held yet.
+    assert snap.holdings_settled == {}
     assert snap.cash_settled == Decimal(1_000_000)
     # 1,000,000 settled, + EUR 1,000 (USD 1,100) tomorrow, - 100,000 for the fill in two days.
     day1, day2 = AS_OF.date() + timedelta(days=1), AS_OF.date() + timedelta(days=2)
