@@ -213,6 +213,20 @@ def test_a_bond_block_books_face_per_100_plus_accrued_to_settlement(desk):
         D("597027.00"),
         D("99.5045"),
     )
+    # The PM's order shows the same money.
+    from rest_framework.test import APIClient
+
+    from orders.models import Order
+
+    api = APIClient()
+    api.force_authenticate(desk["pm"])
+    order = Order.objects.get(block=block, account=desk["accounts"][1])
+    [shown] = api.get(f"/api/orders/{order.pk}/").json()["allocations"]
+    assert (D(shown["gross_amount"]), D(shown["accrued_interest"])) == (
+        D("398018.00"),
+        D("6266.67"),
+    )
+    assert D(shown["net_amount"]) == D("404364.27")
     assert booking_differences() == []
 
 
