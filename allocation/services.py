@@ -535,7 +535,11 @@ class _DayBooks:
         street = self.money(day, day.executed, day.value)
         currency = self.security.currency
         cleans = money_split(total=street.clean, weights=weights, currency=currency)
-        accrued = money_split(total=street.accrued, weights=weights, currency=currency)
+        accrued = (
+            money_split(total=street.accrued, weights=weights, currency=currency)
+            if street.accrued
+            else [street.accrued] * len(weights)  # no coupon: nothing to split, wide or not
+        )
         return [Notional(c, a) for c, a in zip(cleans, accrued, strict=True)]
 
     def _fill_booking(
