@@ -66,8 +66,9 @@ def _trade(desk, security, quantities, fills, *, side="BUY"):
     """Orders for the two accounts, one block routed to the broker, the broker's fills
     applied as the FIX applier applies them; the block fills in full and the after-close job
     finalises its day."""
+    from fixgateway.inbound import inbound_batch_apply
     from fixgateway.models import FixOrder
-    from fixgateway.services import InboundReport, inbound_batch_apply
+    from fixgateway.reports import InboundReport
     from orders.block_services import block_create, block_route
     from orders.lifecycle import OrderStatus
 
