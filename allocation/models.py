@@ -146,7 +146,11 @@ class Allocation(models.Model):
     side = models.CharField(max_length=16)
     quantity = QuantityField()
     avg_price = PriceField()
+    # The clean amount (quantity x price, per 100 of face for a bond, times the multiplier of
+    # a contract), then a bond's accrued interest to the settlement date: net is their total
+    # plus the charges on a buy, less them on a sell.
     gross_amount = MoneyField()
+    accrued_interest = MoneyField(default=0)
     commission = MoneyField(default=0)
     fees = MoneyField(default=0)
     fee_breakdown = models.JSONField(default=dict, blank=True)

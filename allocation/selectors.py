@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db.models import Prefetch, QuerySet
 
 from oms.models import Custodian
-from oms.money import money_round
+from oms.money import Terms, notional_rounded
 from orders.models import SELL_SIDES, Block, Order
 
 from .models import Allocation, BlockDay, Booking, OrderShare, SettlementFile, StreetFill
@@ -192,10 +192,11 @@ def booking_differences(
             check("positions", key, field, booked[key][i], kept.get(key, (ZERO, ZERO))[i])
 
     current = list(Allocation.objects.filter(replaced_at__isnull=True).select_related("account"))
-    per_day_alloc = defaultdict(lambda: [ZERO, ZERO])
+    per_day_alloc = defaultdict(lambda: [ZERO, ZERO, ZERO])
     for a in current:
         per_day_alloc[a.day_id][0] += a.quantity
         per_day_alloc[a.day_id][1] += a.gross_amount
+        per_day_alloc[a.day_id][2] += a.accrued_interest
     charges = cash_by_ref(refs={f"allocation:{a.pk}" for a in current})
     for a in current:
         key = f"allocation {a.pk} ({a.account.code}, block {a.block_id}, {a.trade_date})"
@@ -207,21 +208,26 @@ def booking_differences(
             charges.get(f"allocation:{a.pk}", ZERO),
         )
         paid = a.commission + a.fees
-        net = a.gross_amount - paid if a.side in SELL_SIDES else a.gross_amount + paid
+        money = a.gross_amount + a.accrued_interest
+        net = money - paid if a.side in SELL_SIDES else money + paid
         check("allocations", key, "net_amount", net, a.net_amount)
     for day_id, day in days.items():
         if day.status != BlockDay.Status.FINALISED:
             continue
         key = f"block {day.block_id} {day.trade_date}"
-        quantity, gross = per_day_alloc[day_id]
+        quantity, gross, accrued = per_day_alloc[day_id]
         check("allocations", key, "quantity", day.executed, quantity)
-        check(
-            "allocations",
-            key,
-            "gross",
-            money_round(day.value, day.block.security.currency) if day.executed else ZERO,
-            gross,
+        # The street's money from its executions again (oms.money.notional: per 100 of face
+        # and accrued interest to the settlement date for a bond, a contract's multiplier).
+        street = notional_rounded(
+            terms=Terms.of(day.block.security),
+            quantity=day.executed,
+            value=day.value,
+            on=day.settle_date,
+            currency=day.block.security.currency,
         )
+        check("allocations", key, "gross", street.clean if day.executed else ZERO, gross)
+        check("allocations", key, "accrued", street.accrued if day.executed else ZERO, accrued)
         check("allocations", key, "street_gross", day.street_gross, gross)
 
     from .services import settlement_file_content

@@ -151,6 +151,7 @@ class AllocationOut(serializers.ModelSerializer):
             "quantity",
             "avg_price",
             "gross_amount",
+            "accrued_interest",
             "commission",
             "fees",
             "fee_breakdown",

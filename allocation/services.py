@@ -46,7 +46,7 @@ from oms.csvio import write_csv
 from oms.db import in_transaction, retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound
 from oms.models import Custodian
-from oms.money import money_round, money_split
+from oms.money import Notional, Terms, money_round, money_split, notional_rounded
 from orders import services as order_services
 from orders.lifecycle import OrderStatus
 from orders.models import SELL_SIDES, Block, Order
@@ -368,6 +368,9 @@ class _DayBooks:
     ) -> None:
         self.block, self.plan, self.as_of, self.actor = block, plan, as_of, actor
         self.security = block.security
+        # How a quantity at a price becomes money (a bond: per 100 of face plus accrued
+        # interest to the settlement date; a future: times its multiplier).
+        self.terms = Terms.of(self.security)
         days = BlockDay.objects.filter(block_id=block.pk).order_by("trade_date")
         if lock_days:
             self.days = list(days.select_for_update())
@@ -504,13 +507,40 @@ class _DayBooks:
                 fill_ref=ref,
                 currency=self.security.currency,
                 net_money=net_money,
+                terms=self.terms,
             )
         )
 
-    def _cash(self, value: Decimal) -> Decimal:
-        """What a booking of `value` does to cash: buys pay, sells receive."""
-        amount = money_round(value, self.security.currency)
-        return amount if self.block.side in SELL_SIDES else -amount
+    def _cash(self, money: Notional) -> Decimal:
+        """What booking `money` (to the minor unit) does to cash: buys pay the clean amount
+        and the accrued interest, sells receive them."""
+        return money.total if self.block.side in SELL_SIDES else -money.total
+
+    def money(self, day: BlockDay, quantity: Decimal, value: Decimal) -> Notional:
+        """`quantity` traded for `value` (quantity x price summed over its executions) as money
+        to the minor unit: the clean amount and the accrued interest to the day's settlement
+        date, each rounded once (oms.money.notional: the one place prices become money)."""
+        return notional_rounded(
+            terms=self.terms,
+            quantity=quantity,
+            value=value,
+            on=day.settle_date,
+            currency=self.security.currency,
+        )
+
+    def street_split(self, day: BlockDay, weights: list[Decimal]) -> list[Notional]:
+        """The day's street money (its clean amount and accrued interest, each rounded once)
+        split to the minor unit in proportion to `weights`: the parts add up to the street's
+        figures exactly (oms.money.money_split)."""
+        street = self.money(day, day.executed, day.value)
+        currency = self.security.currency
+        cleans = money_split(total=street.clean, weights=weights, currency=currency)
+        accrued = (
+            money_split(total=street.accrued, weights=weights, currency=currency)
+            if street.accrued
+            else [street.accrued] * len(weights)  # no coupon: nothing to split, wide or not
+        )
+        return [Notional(c, a) for c, a in zip(cleans, accrued, strict=True)]
 
     def _fill_booking(
         self,
@@ -530,7 +560,9 @@ class _DayBooks:
             order_id=order_id,
             quantity=quantity,
             price=price if price is not None else (value / quantity).quantize(PRICE_PLACES),
-            net_money=net_money if net_money is not None else self._cash(value),
+            net_money=(
+                net_money if net_money is not None else self._cash(self.money(day, quantity, value))
+            ),
             kind=Booking.Kind.FILL,
             ref=f"B{self.block.pk}:{day.trade_date:%Y%m%d}:O{order_id}",
         )
@@ -564,10 +596,7 @@ class _DayBooks:
         # As finalising will: the average price, and the street gross split to the minor unit
         # (so an order alone in its account already holds its final booking).
         avg = (day.value / day.executed).quantize(PRICE_PLACES)
-        currency = self.security.currency
-        grosses = money_split(
-            total=money_round(day.value, currency), weights=targets, currency=currency
-        )
+        grosses = self.street_split(day, targets)
         for oid, target, value, gross in zip(self.order_ids, targets, values, grosses, strict=True):
             self.reprice(day, oid, target, value, ref)
             if target:
@@ -728,13 +757,14 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
             if target:
                 by_account[books.orders[oid].account_id] += target
         accounts = sorted(by_account)
-        street_gross = money_round(day.value, currency)
-        grosses = money_split(
-            total=street_gross, weights=[by_account[a] for a in accounts], currency=currency
-        )
+        # The street's clean amount and accrued interest (a bond's, to the settlement date),
+        # each rounded once and split to the cent: the accounts add up to the street.
+        street = books.money(day, day.executed, day.value)
+        street_gross = street.clean
+        moneys = books.street_split(day, [by_account[a] for a in accounts])
         finals = {
-            account_id: (by_account[account_id], avg, books._cash(gross))
-            for account_id, gross in zip(accounts, grosses, strict=True)
+            account_id: (by_account[account_id], avg, books._cash(money))
+            for account_id, money in zip(accounts, moneys, strict=True)
         }
         # An account whose day is one live booking of its final quantity, price and money (a
         # day booked in one pass: the usual case) keeps it; the others are booked again at
@@ -750,7 +780,8 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
         )
         books.reverse_live(day, live=live, keep=keep)
         rules = fee_rules_in_force(side=block.side, trade_date=day.trade_date)
-        for account_id, gross in zip(accounts, grosses, strict=True):
+        for account_id, money in zip(accounts, moneys, strict=True):
+            gross = money.clean
             quantity = by_account[account_id]
             if account_id not in keep:
                 books._position(
@@ -773,7 +804,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
                 rules=rules,
             )
             paid = charges.commission + charges.fees
-            net = gross - paid if block.side in SELL_SIDES else gross + paid
+            net = money.total - paid if block.side in SELL_SIDES else money.total + paid
             allocations.append(
                 Allocation(
                     day=day,
@@ -786,6 +817,7 @@ def _day_finalise(books: _DayBooks, day: BlockDay) -> list[Allocation]:
                     quantity=quantity,
                     avg_price=avg,
                     gross_amount=gross,
+                    accrued_interest=money.accrued,
                     commission=charges.commission,
                     fees=charges.fees,
                     fee_breakdown={k: str(v) for k, v in charges.breakdown.items()},
@@ -1219,6 +1251,7 @@ SETTLEMENT_COLUMNS = [
     "quantity",
     "price",
     "gross_amount",
+    "accrued_interest",
     "commission",
     "fees",
     "net_amount",
@@ -1255,6 +1288,7 @@ def settlement_rows(*, custodian_id: int, trade_date: date) -> list[dict[str, st
                 "quantity": f"{a.quantity.normalize():f}",
                 "price": f"{a.avg_price.normalize():f}",
                 "gross_amount": str(money_round(a.gross_amount, a.currency)),
+                "accrued_interest": str(money_round(a.accrued_interest, a.currency)),
                 "commission": str(money_round(a.commission, a.currency)),
                 "fees": str(money_round(a.fees, a.currency)),
                 "net_amount": str(money_round(a.net_amount, a.currency)),

@@ -3,6 +3,11 @@
 Only the rules that describe a holding are meaningful here: restricted holdings, issuer and
 sector weights, firm ownership, short positions and negative cash. Order-level rules (size,
 price band, volume, conflicts, duplicates) have nothing to measure without an order.
+
+Weights and cash are read from the money view (positions.selectors.portfolio_snapshot), as
+pre-trade reads them: every amount in the account's base currency through the FX rates table,
+a bond at its dirty value. An account whose figures need a rate the table does not have is
+reported with the reason (never valued at a rate of 1).
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from django.db.models import Q
 
 from oms.fields import ZERO
 from oms.models import Account
-from positions.selectors import account_navs, cash_settled, firm_quantities, position_quantities
+from positions.selectors import (
+    MissingFxRate,
+    PortfolioSnapshot,
+    firm_quantities,
+    portfolio_snapshot,
+    position_quantities,
+)
 
 from .context import securities_of
 from .models import RestrictedEntry, RuleKind
@@ -63,14 +74,15 @@ def portfolio_breaches(*, rules: list[RuleSpec], as_of: datetime) -> list[Found]
     positions = position_quantities(account_ids=ids)
     securities = securities_of({s for (_a, s) in positions})
     kinds = {r.kind for r in rules}
-    navs = (
-        account_navs(account_ids=ids)
-        if kinds
-        & {
-            RuleKind.ISSUER_CONCENTRATION,
-            RuleKind.SECTOR_CONCENTRATION,
-        }
-        else {}
+    snapshot = (
+        portfolio_snapshot(
+            account_ids=ids,
+            as_of=as_of,
+            with_ladder=False,
+            base_currencies={pk: a.currency for pk, a in accounts.items()},
+        )
+        if kinds & {RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION, RuleKind.CASH}
+        else None
     )
     by_account: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
     for (account_id, security_id), qty in positions.items():
@@ -81,7 +93,7 @@ def portfolio_breaches(*, rules: list[RuleSpec], as_of: datetime) -> list[Found]
         if spec.kind == RuleKind.RESTRICTED_LIST:
             found += _restricted(spec, covered, by_account, securities, as_of)
         elif spec.kind in (RuleKind.ISSUER_CONCENTRATION, RuleKind.SECTOR_CONCENTRATION):
-            found += _concentration(spec, covered, by_account, securities, navs, as_of.date())
+            found += _concentration(spec, covered, by_account, securities, snapshot, as_of.date())
         elif spec.kind == RuleKind.FIRM_OWNERSHIP:
             found += _ownership(spec, covered, by_account, securities)
         elif spec.kind == RuleKind.NO_SHORT:
@@ -103,28 +115,43 @@ def portfolio_breaches(*, rules: list[RuleSpec], as_of: datetime) -> list[Found]
                             )
                         )
         elif spec.kind == RuleKind.CASH:
-            cash_accounts = [a for a in covered if a.is_cash]
-            by_currency: dict[str, list[int]] = defaultdict(list)
-            for a in cash_accounts:
-                by_currency[a.currency].append(a.id)
-            for currency, account_ids in by_currency.items():
-                for account_id, settled in cash_settled(
-                    account_ids=account_ids, currency=currency
-                ).items():
-                    if settled < 0:
-                        found.append(
-                            Found(
-                                spec,
-                                account_id,
-                                currency,
-                                settled,
-                                ZERO,
-                                f"{accounts[account_id].code} has negative cash: "
-                                f"{fmt(settled)} {currency}.",
-                                frozenset(),
-                            )
+            for a in covered:
+                if not a.is_cash:
+                    continue
+                snap = snapshot.accounts[a.id]
+                if snap.fx_error:
+                    found.append(_unvalued(spec, a, snap.fx_error))
+                    continue
+                # Every currency the account holds, in its base currency: settled cash and
+                # what its booked trades will still pay or receive (the cash rule's view).
+                cash = snap.cash_projected
+                if cash < 0:
+                    found.append(
+                        Found(
+                            spec,
+                            a.id,
+                            a.currency,
+                            cash,
+                            ZERO,
+                            f"{a.code} has negative cash: {fmt(cash)} {a.currency} "
+                            "(settled and to settle, in its base currency).",
+                            frozenset(),
                         )
+                    )
     return found
+
+
+def _unvalued(spec: RuleSpec, account: AccountInfo, reason: str) -> Found:
+    """An account the rule cannot value: a rate missing from the FX rates table."""
+    return Found(
+        spec,
+        account.id,
+        "FX rate",
+        None,
+        None,
+        f"{account.code} cannot be checked: {reason}",
+        frozenset(),
+    )
 
 
 def _restricted(spec, covered, by_account, securities, as_of):
@@ -155,13 +182,17 @@ def _restricted(spec, covered, by_account, securities, as_of):
     return out
 
 
-def _concentration(spec, covered, by_account, securities, navs, day):
+def _concentration(spec, covered, by_account, securities, snapshot: PortfolioSnapshot, day):
     by_issuer = spec.kind == RuleKind.ISSUER_CONCENTRATION
     limit = spec.dec("max_pct")
     sectors = spec.params.get("sectors")
     out = []
     for a in covered:
-        nav = navs.get(a.id, ZERO)
+        try:
+            nav = snapshot.accounts[a.id].nav
+        except MissingFxRate as exc:
+            out.append(_unvalued(spec, a, exc.message))
+            continue
         if nav <= 0:
             continue
         exposure: dict[object, Decimal] = defaultdict(lambda: ZERO)
@@ -175,8 +206,11 @@ def _concentration(spec, covered, by_account, securities, navs, day):
             if not by_issuer and sectors and sec.sector not in sectors:
                 continue
             names[key] = sec.issuer_name if by_issuer else sec.sector
-            # The dirty value, as the NAV it is divided by (a bond: face per 100 plus accrued).
-            exposure[key] += qty * sec.terms.unit_value(sec.price, day)
+            # The dirty value in the account's base currency, as the NAV it is divided by (a
+            # bond: face per 100 plus accrued; a rate missing: the NAV above said so already).
+            exposure[key] += snapshot.to_base(
+                a.id, qty * sec.terms.unit_value(sec.price, day), sec.currency
+            )
             members[key].add(security_id)
         for key, value in exposure.items():
             weight = pct(abs(value) / nav * HUNDRED)

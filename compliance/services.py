@@ -16,7 +16,7 @@ from oms.bulk_rows import rows_insert
 from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError, NotFound, NotPermitted
 from oms.models import Security
-from oms.money import money_round
+from oms.money import Terms, money_round, notional
 from oms.roles import COMPLIANCE, has_role, sees_all_accounts
 from oms.selectors import account_not_found, accounts_visible_to
 from orders.lifecycle import OrderStatus
@@ -467,7 +467,11 @@ def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: dateti
     if price is None:
         return review
     price = Decimal(price)
-    amount = quantity * price
+    # The dirty amount, as every rule values it (oms.money.notional): a bond's face per 100
+    # plus accrued interest, a contract's multiplier.
+    amount = notional(
+        terms=Terms.of(security), quantity=quantity, price=price, on=as_of.date()
+    ).total
     review["notional_security"] = money_round(amount, security.currency)
     review.update(
         order_weight(account_id=account.pk, amount=amount, currency=security.currency, as_of=as_of)

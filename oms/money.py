@@ -334,11 +334,36 @@ class Notional:
         return self.clean + self.accrued
 
 
-def notional(*, terms: Terms, quantity: Decimal, price: Decimal, on: date) -> Notional:
+def notional(
+    *,
+    terms: Terms,
+    quantity: Decimal,
+    on: date,
+    price: Decimal | None = None,
+    value: Decimal | None = None,
+) -> Notional:
     """quantity at price, in the security's currency: clean (quantity x price x multiplier, or
     / 100 for a bond), accrued interest to `on`, and their total (the dirty amount every
-    figure of the money view uses). Unrounded."""
+    figure of the money view uses). Unrounded.
+
+    Booking passes `value` instead of `price`: the sum of quantity x price over the executions
+    a share of a day is made of (exact, where an average price would be rounded). Trades book
+    their accrued interest to the settlement date: that is what the buyer pays the seller."""
+    if (price is None) == (value is None):
+        raise TypeError("notional takes a price or a value, not both")
+    if value is None:
+        value = quantity * price
     return Notional(
-        clean=quantity * price * terms.price_factor,
+        clean=value * terms.price_factor,
         accrued=quantity * terms.accrued_per_unit(on),
     )
+
+
+def notional_rounded(
+    *, terms: Terms, quantity: Decimal, value: Decimal, on: date, currency: str
+) -> Notional:
+    """`notional` of a booking with its clean amount and its accrued interest each rounded
+    once to the currency's minor unit (what a confirmation and a settlement file show; their
+    total is then the cash that moves)."""
+    n = notional(terms=terms, quantity=quantity, value=value, on=on)
+    return Notional(clean=money_round(n.clean, currency), accrued=money_round(n.accrued, currency))

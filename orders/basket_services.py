@@ -26,6 +26,7 @@ from oms.db import retry_on_conflict
 from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
 from oms.models import Security
+from oms.money import Terms
 from oms.selectors import account_not_found
 from positions.selectors import MissingFxRate, portfolio_snapshot
 
@@ -446,7 +447,10 @@ def _rebalance_orders(
                 result.error("symbol", f"{security.symbol} has no reference price.")
                 continue
             try:
-                price = snapshot.to_base(account_id, security.reference_price, security.currency)
+                # What one unit of quantity is worth in the account's base currency: a bond's
+                # face per 100 plus accrued interest, a contract's multiplier (the NAV's terms).
+                unit = Terms.of(security).unit_value(security.reference_price, as_of.date())
+                price = snapshot.to_base(account_id, unit, security.currency)
             except MissingFxRate as exc:
                 result.error("symbol", exc.message)
                 continue

@@ -153,6 +153,7 @@ def order_allocations(*, order: Order) -> list[dict[str, Any]]:
             "quantity": a.quantity,
             "avg_price": a.avg_price,
             "gross_amount": a.gross_amount,
+            "accrued_interest": a.accrued_interest,
             "commission": a.commission,
             "fees": a.fees,
             "net_amount": a.net_amount,

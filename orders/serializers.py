@@ -149,6 +149,7 @@ class OrderAllocationSerializer(serializers.Serializer):
     quantity = _decimal()
     avg_price = _decimal()
     gross_amount = _decimal()
+    accrued_interest = _decimal()
     commission = _decimal()
     fees = _decimal()
     net_amount = _decimal()

@@ -58,6 +58,9 @@ class HoldingOut(serializers.Serializer):
     market_value = serializers.DecimalField(**MONEY, allow_null=True)
     unrealized_pnl = serializers.DecimalField(**MONEY, allow_null=True)
     pct_nav = serializers.DecimalField(**MONEY, allow_null=True)
+    fx_error = serializers.CharField(
+        allow_null=True, help_text="why pct_nav is missing: a rate the FX rates table lacks"
+    )
 
 
 class LadderStepOut(serializers.Serializer):
@@ -132,5 +135,11 @@ class ExposureListView(_ListView):
     def get(self, request):
         by = query_or_400(ExposureQuery, request.query_params).cleaned_data["by"] or "security"
         firm = sees_all_accounts(request.user) and not request.query_params.get("account")
-        rows = selectors.exposure(account_ids=None if firm else visible_account_ids(request), by=by)
-        return self.paginate(request, rows, ExposureOut)
+        fx_errors: list[str] = []
+        rows = selectors.exposure(
+            account_ids=None if firm else visible_account_ids(request), by=by, fx_errors=fx_errors
+        )
+        response = self.paginate(request, rows, ExposureOut)
+        # What was left out for a missing FX rate, said (never valued at a rate of 1).
+        response.data["fx_errors"] = fx_errors
+        return response

@@ -162,6 +162,8 @@ class AccountSnapshot:
     """One account as the rules see it, every amount in its base currency.
 
     holdings: quantity per security at trade date (a fill counts the day it trades).
+    holdings_settled: the same at settlement date (fills still to settle left out; read with
+    the ladder, the rules do not need it).
     cash_settled: cash that has settled. cash_projected: settled plus every booked movement
     still to settle (unsettled fills), with cash_by_settle_date the running balance on each
     settlement date to come. buy_commitment / sell_proceeds: what the account's open orders
@@ -173,6 +175,7 @@ class AccountSnapshot:
     account_id: int
     base_currency: str
     holdings: dict[int, Decimal] = field(default_factory=dict)
+    holdings_settled: dict[int, Decimal] = field(default_factory=dict)
     cash_settled: Decimal = ZERO
     cash_projected: Decimal = ZERO
     cash_by_settle_date: dict[date, Decimal] = field(default_factory=dict)
@@ -284,6 +287,8 @@ def portfolio_snapshot(
             terms[security_id] = Terms.from_values(*conventions)
         if price is not None:
             add(snap, "holdings_value", quantity * unit_value(security_id, price), currency)
+    if with_ladder:
+        _holdings_settled(snaps, ids, day)
     for account_id, currency, settled, projected in (
         CashBalance.objects.filter(account_id__in=ids)
         .order_by()
@@ -341,6 +346,30 @@ def portfolio_snapshot(
     return PortfolioSnapshot(accounts=snaps, rates=rates, securities=securities, terms=terms)
 
 
+def _holdings_settled(snaps: dict[int, AccountSnapshot], ids: list[int], day: date) -> None:
+    """Each account's holdings at settlement date: its trade-date holdings less the bookings
+    of the ledger that settle after `day` (a buy adds, a sell takes away; a reversal undoes
+    its booking). One query."""
+    from orders.models import BUY_SIDES
+
+    for snap in snaps.values():
+        snap.holdings_settled = dict(snap.holdings)
+    pending = (
+        PositionFill.objects.filter(account_id__in=ids, settle_date__gt=day)
+        .order_by()
+        .values_list("account_id", "security_id", "side")
+        .annotate(total=Sum("quantity"))
+    )
+    for account_id, security_id, side, total in pending:
+        settled = snaps[account_id].holdings_settled
+        signed = total if side in BUY_SIDES else -total
+        quantity = settled.get(security_id, ZERO) - signed
+        if quantity:
+            settled[security_id] = quantity
+        else:
+            settled.pop(security_id, None)
+
+
 def order_weight(
     *, account_id: int, amount: Decimal, currency: str, as_of: datetime
 ) -> dict[str, Any]:
@@ -388,6 +417,26 @@ class HoldingRow:
     market_value: Decimal | None
     unrealized_pnl: Decimal | None
     pct_nav: Decimal | None
+    # Why pct_nav is missing when a rate is (the FX rates table has no rate for the pair).
+    fx_error: str | None = None
+
+
+def account_nav_figures(
+    *, account_ids: list[int], as_of: datetime | None = None
+) -> dict[int, tuple[Decimal | None, str | None]]:
+    """{account_id: (NAV in its base currency, None) or (None, why not)}: the money view's NAV
+    (portfolio_snapshot), for the pages. A rate missing from the FX rates table is said, never
+    taken as 1."""
+    snapshot = portfolio_snapshot(
+        account_ids=account_ids, as_of=as_of or timezone.now(), with_ladder=False
+    )
+    out: dict[int, tuple[Decimal | None, str | None]] = {}
+    for account_id, snap in snapshot.accounts.items():
+        try:
+            out[account_id] = (snap.nav.quantize(CENTS), None)
+        except MissingFxRate as exc:
+            out[account_id] = (None, exc.message)
+    return out
 
 
 def holdings(
@@ -412,24 +461,34 @@ def holdings(
     if sector:
         qs = qs.filter(security__sector=sector)
     positions = list(qs.order_by("account__code", "security__symbol"))
-    navs = account_navs(account_ids=sorted({p.account_id for p in positions}))
-    rates = FxTable.load()
-    today = timezone.now().date()
+    now = timezone.now()
+    navs = account_nav_figures(account_ids=sorted({p.account_id for p in positions}), as_of=now)
+    rates = FxTable.load(as_of=now.date())
+    today = now.date()
     rows = []
     for p in positions:
         sec = p.security
         price = sec.reference_price
+        terms = Terms.of(sec)
         # The dirty value: a bond's face per 100 plus accrued interest, a contract's multiplier.
         mv = (
-            (p.quantity * Terms.of(sec).unit_value(price, today)).quantize(CENTS)
+            (p.quantity * terms.unit_value(price, today)).quantize(CENTS)
             if price is not None
             else None
         )
+        # Against the clean cost basis, the clean value (a bond's accrued interest is not a
+        # gain on its price).
+        clean = (
+            (p.quantity * price * terms.price_factor).quantize(CENTS) if price is not None else None
+        )
         pct = None
-        nav = navs.get(p.account_id) or ZERO
-        if mv is not None and nav:
-            in_base = rates.convert(mv, sec.currency, p.account.base_currency)
-            pct = (in_base / nav * HUNDRED).quantize(PCT)
+        nav, fx_error = navs.get(p.account_id, (None, None))
+        if mv is not None and nav and fx_error is None:
+            try:
+                in_base = rates.convert(mv, sec.currency, p.account.base_currency)
+                pct = (in_base / nav * HUNDRED).quantize(PCT)
+            except MissingFxRate as exc:
+                fx_error = exc.message
         rows.append(
             HoldingRow(
                 account_id=p.account_id,
@@ -447,8 +506,11 @@ def holdings(
                 realized_pnl=p.realized_pnl,
                 price=price,
                 market_value=mv,
-                unrealized_pnl=(mv - p.cost_basis).quantize(CENTS) if mv is not None else None,
+                unrealized_pnl=(clean - p.cost_basis).quantize(CENTS)
+                if clean is not None
+                else None,
                 pct_nav=pct,
+                fx_error=fx_error,
             )
         )
     return rows
@@ -519,12 +581,21 @@ class ExposureRow:
         return self.long_value - self.short_value
 
 
-def exposure(*, account_ids: list[int] | None = None, by: str = "security") -> list[ExposureRow]:
-    """Market value (firm currency, at the reference price) held long and short, grouped by
-    security, issuer or sector, largest gross first. None for account_ids means the firm."""
+def exposure(
+    *,
+    account_ids: list[int] | None = None,
+    by: str = "security",
+    fx_errors: list[str] | None = None,
+) -> list[ExposureRow]:
+    """Market value (firm currency, at the reference price; a bond's dirty value per 100 of
+    face, a contract's multiplier) held long and short, grouped by security, issuer or sector,
+    largest gross first. None for account_ids means the firm. A security whose currency has
+    no rate to the firm's is left out and the reason added to `fx_errors` (never a rate of 1).
+    """
     if by not in ("security", "issuer", "sector"):
         raise ValueError(f"Unknown exposure grouping {by!r}.")
-    rates = FxTable.load()
+    today = timezone.now().date()
+    rates = FxTable.load(as_of=today)
     qs = Position.objects.exclude(quantity=0)
     if account_ids is not None:
         qs = qs.filter(account_id__in=account_ids)
@@ -538,7 +609,16 @@ def exposure(*, account_ids: list[int] | None = None, by: str = "security") -> l
     groups: dict[str, ExposureRow] = {}
     for t in totals:
         sec = securities[t["security_id"]]
-        price = rates.convert(sec.reference_price or ZERO, sec.currency, FIRM_CURRENCY)
+        try:
+            price = rates.convert(
+                Terms.of(sec).unit_value(sec.reference_price or ZERO, today),
+                sec.currency,
+                FIRM_CURRENCY,
+            )
+        except MissingFxRate as exc:
+            if fx_errors is not None and exc.message not in fx_errors:
+                fx_errors.append(exc.message)
+            continue
         if by == "security":
             key, label = str(sec.pk), sec.symbol
         elif by == "issuer":
@@ -554,22 +634,27 @@ def exposure(*, account_ids: list[int] | None = None, by: str = "security") -> l
     return sorted(groups.values(), key=lambda r: (-r.gross_value, r.label))
 
 
-def firm_nav(*, account_ids: list[int] | None = None) -> Decimal:
-    """Sum of the accounts' NAVs in the firm currency."""
-    rates = FxTable.load()
+def firm_nav(
+    *, account_ids: list[int] | None = None, fx_errors: list[str] | None = None
+) -> Decimal:
+    """Sum of the accounts' NAVs (the money view's) in the firm currency. An account that
+    cannot be valued for a missing FX rate is left out and the reason added to `fx_errors`."""
+    now = timezone.now()
+    rates = FxTable.load(as_of=now.date())
     ids = (
         list(account_ids)
         if account_ids is not None
         else list(Account.objects.values_list("pk", flat=True))
     )
-    bases = dict(Account.objects.filter(pk__in=ids).values_list("pk", "base_currency"))
-    return sum(
-        (
-            rates.convert(nav, bases[a], FIRM_CURRENCY)
-            for a, nav in account_navs(account_ids=ids).items()
-        ),
-        ZERO,
-    ).quantize(CENTS)
+    snapshot = portfolio_snapshot(account_ids=ids, as_of=now, with_ladder=False)
+    total = ZERO
+    for snap in snapshot.accounts.values():
+        try:
+            total += rates.convert(snap.nav, snap.base_currency, FIRM_CURRENCY)
+        except MissingFxRate as exc:
+            if fx_errors is not None and exc.message not in fx_errors:
+                fx_errors.append(exc.message)
+    return total.quantize(CENTS)
 
 
 def position_fills(*, account_id: int, security_id: int, limit: int = 200):
@@ -600,15 +685,24 @@ class Difference:
 def reconcile_differences() -> list[Difference]:
     """Recompute every position and cash balance from the opening balances and the ledger and
     list what differs from the kept figures (empty when everything agrees)."""
-    from .services import PositionState, position_state_apply, replay_rows, replays
+    from .services import (
+        PositionState,
+        position_state_apply,
+        price_factors,
+        replay_rows,
+        replays,
+    )
 
     codes = dict(Account.objects.values_list("pk", "code"))
     symbols = dict(Security.objects.values_list("pk", "symbol"))
+    factors = price_factors(symbols)
     diffs: list[Difference] = []
 
     positions = {(p.account_id, p.security_id): p for p in Position.objects.all()}
     states = {
-        k: PositionState.opening(quantity=p.opening_quantity, avg_cost=p.opening_avg_cost)
+        k: PositionState.opening(
+            quantity=p.opening_quantity, avg_cost=p.opening_avg_cost, factor=factors[k[1]]
+        )
         for k, p in positions.items()
     }
     for fill_id, account_id, security_id, delta, price, reverses_id in replay_rows(
@@ -619,7 +713,9 @@ def reconcile_differences() -> list[Difference]:
         opening_id = position.opening_ledger_id if position is not None else 0
         if replays(fill_id, reverses_id, opening_id):
             states[key] = position_state_apply(
-                states.get(key, PositionState()), delta=delta, price=price
+                states.get(key, PositionState(factor=factors[security_id])),
+                delta=delta,
+                price=price,
             )
     for key, state in states.items():
         kept = positions.get(key)

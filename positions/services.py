@@ -19,6 +19,7 @@ from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError
 from oms.fields import DECIMAL_PLACES, ZERO
 from oms.models import Account, Security
+from oms.money import ONE, Terms, money_round, notional
 from orders.models import BUY_SIDES, SELL_SIDES
 
 from . import broadcast
@@ -37,21 +38,28 @@ def q8(value: Decimal) -> Decimal:
 
 @dataclass
 class PositionState:
-    """Quantity, cost basis (signed like the quantity: what the open position cost) and
-    realized P&L. The basis is the primary figure, so the average cost never drifts by
-    rounding: it is derived from it."""
+    """Quantity, cost basis (signed like the quantity: what the open position cost, in money)
+    and realized P&L (money). The basis is the primary figure, so the average cost never
+    drifts by rounding: it is derived from it, in the security's quoted price.
+
+    `factor` is money per unit of quantity per unit of price (oms.money.Terms.price_factor):
+    1 for a share, 1/100 for a bond quoted per 100 of face, the multiplier of a contract. The
+    basis is clean (a bond's accrued interest is cash paid and received, not its cost)."""
 
     quantity: Decimal = ZERO
     cost_basis: Decimal = ZERO
     realized_pnl: Decimal = ZERO
+    factor: Decimal = ONE
 
     @property
     def avg_cost(self) -> Decimal:
-        return abs(q8(self.cost_basis / self.quantity)) if self.quantity else ZERO
+        return abs(q8(self.cost_basis / self.quantity / self.factor)) if self.quantity else ZERO
 
     @classmethod
-    def opening(cls, *, quantity: Decimal, avg_cost: Decimal) -> PositionState:
-        return cls(quantity, q8(quantity * avg_cost), ZERO)
+    def opening(
+        cls, *, quantity: Decimal, avg_cost: Decimal, factor: Decimal = ONE
+    ) -> PositionState:
+        return cls(quantity, q8(quantity * avg_cost * factor), ZERO, factor)
 
 
 def position_state_apply(state: PositionState, *, delta: Decimal, price: Decimal) -> PositionState:
@@ -60,21 +68,51 @@ def position_state_apply(state: PositionState, *, delta: Decimal, price: Decimal
     Adding to a position (or opening one) adds its cost to the basis (weighted average cost);
     reducing it releases the closed share of the basis and realizes the difference from the
     proceeds (for a short, profit when bought back cheaper); crossing zero closes the old
-    side and opens the rest at the fill price.
+    side and opens the rest at the fill price. Amounts are quantity x price x the state's
+    factor (a bond's face per 100, a contract's multiplier).
     """
-    qty, basis, realized = state.quantity, state.cost_basis, state.realized_pnl
+    qty, basis, realized, factor = (
+        state.quantity,
+        state.cost_basis,
+        state.realized_pnl,
+        state.factor,
+    )
+    unit = price * factor
     if qty == 0 or (qty > 0) == (delta > 0):
-        return PositionState(qty + delta, q8(basis + delta * price), realized)
+        return PositionState(qty + delta, q8(basis + delta * unit), realized, factor)
     closed = min(abs(delta), abs(qty))
     direction = 1 if qty > 0 else -1
     released = basis if closed == abs(qty) else q8(basis * closed / abs(qty))
-    realized = q8(realized + direction * closed * price - released)
+    realized = q8(realized + direction * closed * unit - released)
     new_qty = qty + delta
     if new_qty == 0:
-        return PositionState(ZERO, ZERO, realized)
+        return PositionState(ZERO, ZERO, realized, factor)
     if (new_qty > 0) != (qty > 0):
-        return PositionState(new_qty, q8(new_qty * price), realized)
-    return PositionState(new_qty, basis - released, realized)
+        return PositionState(new_qty, q8(new_qty * unit), realized, factor)
+    return PositionState(new_qty, basis - released, realized, factor)
+
+
+def price_factors(security_ids) -> dict[int, Decimal]:
+    """{security_id: money per unit of quantity per unit of price} (oms.money.Terms), one
+    query; 1 for what is priced per unit."""
+    ids = sorted(set(security_ids))
+    if not ids:
+        return {}
+    return {
+        pk: Terms.from_values(*conventions).price_factor
+        for pk, *conventions in Security.objects.filter(pk__in=ids).values_list("pk", *Terms.FIELDS)
+    }
+
+
+def fill_money(
+    *, security: Security | Terms, quantity: Decimal, price: Decimal, settle_date: date, currency
+) -> Decimal:
+    """The money of a booking nobody priced to the cent (a fill booked directly, not through
+    allocation): oms.money.notional of quantity at price, a bond's accrued interest to the
+    settlement date included, rounded once (oms.money.money_round). Unsigned."""
+    terms = security if isinstance(security, Terms) else Terms.of(security)
+    n = notional(terms=terms, quantity=quantity, price=price, on=settle_date)
+    return money_round(n.total, currency)
 
 
 def signed_quantity(*, side: str, quantity: Decimal) -> Decimal:
@@ -209,8 +247,11 @@ class FillBooking:
     settle_date: date
     fill_ref: str
     currency: str = ""
-    # The cash it moves, when the caller has it to the cent; else quantity x price.
+    # The cash it moves, when the caller has it to the cent; else oms.money.notional of
+    # quantity at price (a bond's accrued interest to settle_date), rounded to the cent.
     net_money: Decimal | None = None
+    # The security's conventions (oms.money.Terms), when the caller has them (saves a read).
+    terms: Terms | None = None
 
 
 def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> list[int]:
@@ -325,6 +366,7 @@ def _fills_apply(
         Position, "security_id", {(b.account_id, b.security_id) for b in everything}
     )
     seen = _fills_counted(everything)
+    terms = _terms(everything)
     reversal_rows = _reversal_rows(reversals, seen) if reversals else []
     reversal_ids = rows_insert(
         PositionFill, _FILL_FIELDS, [r.values(as_of) for r in reversal_rows], copy_from=COPY_FROM
@@ -332,7 +374,8 @@ def _fills_apply(
     if reversal_rows:
         # Exact undo: each position becomes what it would be had those bookings never happened.
         replayed = _positions_replay(
-            [positions[(r.account_id, r.security_id)] for r in reversal_rows]
+            [positions[(r.account_id, r.security_id)] for r in reversal_rows],
+            factors={pk: t.price_factor for pk, t in terms.items()},
         )
         for key, state in replayed.items():
             _position_set(positions[key], state)
@@ -354,14 +397,23 @@ def _fills_apply(
                 trade_date=b.trade_date,
                 settle_date=b.settle_date,
                 currency=currencies[b.security_id],
-                net_money=q8(-delta * b.price) if b.net_money is None else b.net_money,
+                net_money=(
+                    _signed_money(b, terms[b.security_id], currencies[b.security_id])
+                    if b.net_money is None
+                    else b.net_money
+                ),
                 reverses_id=None,
                 reason=f"{b.side} {b.quantity} @ {b.price}",
             )
         )
         position = positions[(b.account_id, b.security_id)]
         state = position_state_apply(
-            PositionState(position.quantity, position.cost_basis, position.realized_pnl),
+            PositionState(
+                position.quantity,
+                position.cost_basis,
+                position.realized_pnl,
+                terms[b.security_id].price_factor,
+            ),
             delta=delta,
             price=b.price,
         )
@@ -536,11 +588,18 @@ def _open_bookings(keys: set[tuple[int, int, str]]) -> list[_Open]:
         return [_Open(*row) for row in cursor.fetchall()]
 
 
-def _positions_replay(positions: list[Position]) -> dict[tuple[int, int], PositionState]:
-    """position_replay for several positions, reading their ledgers in one query."""
+def _positions_replay(
+    positions: list[Position], *, factors: dict[int, Decimal] | None = None
+) -> dict[tuple[int, int], PositionState]:
+    """position_replay for several positions, reading their ledgers in one query (and their
+    securities' price factors in another, unless the caller gives them)."""
+    if factors is None or any(p.security_id not in factors for p in positions):
+        factors = price_factors(p.security_id for p in positions)
     states = {
         (p.account_id, p.security_id): PositionState.opening(
-            quantity=p.opening_quantity, avg_cost=p.opening_avg_cost
+            quantity=p.opening_quantity,
+            avg_cost=p.opening_avg_cost,
+            factor=factors[p.security_id],
         )
         for p in positions
     }
@@ -600,6 +659,33 @@ def _rows_lock(model, second: str, keys: set[tuple]) -> dict[tuple, Any]:
     return found
 
 
+def _terms(bookings: list[FillBooking]) -> dict[int, Terms]:
+    """{security_id: its conventions} of the bookings' securities: as the caller gave them,
+    else read in one query."""
+    known = {b.security_id: b.terms for b in bookings if b.terms is not None}
+    wanted = {b.security_id for b in bookings} - set(known)
+    if wanted:
+        known.update(
+            (pk, Terms.from_values(*conventions))
+            for pk, *conventions in Security.objects.filter(pk__in=wanted).values_list(
+                "pk", *Terms.FIELDS
+            )
+        )
+    return known
+
+
+def _signed_money(b: FillBooking, terms: Terms, currency: str) -> Decimal:
+    """The cash a booking without net_money moves: buys pay, sells receive."""
+    money = fill_money(
+        security=terms,
+        quantity=b.quantity,
+        price=b.price,
+        settle_date=b.settle_date,
+        currency=currency,
+    )
+    return -money if signed_quantity(side=b.side, quantity=b.quantity) > 0 else money
+
+
 def _currencies(bookings: list[FillBooking]) -> dict[int, str]:
     known = {b.security_id: b.currency for b in bookings if b.currency}
     wanted = {b.security_id for b in bookings} - set(known)
@@ -630,10 +716,18 @@ def _fills_counted(bookings: list[FillBooking]) -> dict[tuple, int]:
 def _book(
     position, side, quantity, price, trade_date, settle_date, fill_ref, seq, as_of, net_money=None
 ):
-    currency = Security.objects.values_list("currency", flat=True).get(pk=position.security_id)
+    security = Security.objects.get(pk=position.security_id)
+    currency, terms = security.currency, Terms.of(security)
     delta = signed_quantity(side=side, quantity=quantity)
     if net_money is None:
-        net_money = q8(-delta * price)
+        money = fill_money(
+            security=terms,
+            quantity=quantity,
+            price=price,
+            settle_date=settle_date,
+            currency=currency,
+        )
+        net_money = -money if delta > 0 else money
     fill = PositionFill.objects.create(
         account_id=position.account_id,
         security_id=position.security_id,
@@ -649,7 +743,9 @@ def _book(
         booked_at=as_of,
     )
     state = position_state_apply(
-        PositionState(position.quantity, position.cost_basis, position.realized_pnl),
+        PositionState(
+            position.quantity, position.cost_basis, position.realized_pnl, terms.price_factor
+        ),
         delta=delta,
         price=price,
     )
@@ -767,7 +863,9 @@ def position_replay(position: Position) -> PositionState:
     """The position recomputed from its opening balance and the ledger since, in booking
     order, as if every reversed booking had never happened."""
     state = PositionState.opening(
-        quantity=position.opening_quantity, avg_cost=position.opening_avg_cost
+        quantity=position.opening_quantity,
+        avg_cost=position.opening_avg_cost,
+        factor=price_factors([position.security_id])[position.security_id],
     )
     rows = PositionFill.objects.filter(
         account_id=position.account_id,
@@ -946,7 +1044,11 @@ def opening_balances_load(
     created = 0
     last_fill = _last_fill_id()
     for item in sorted(positions, key=lambda p: (p.account.pk, p.security.pk)):
-        state = PositionState.opening(quantity=item.quantity, avg_cost=item.avg_cost)
+        state = PositionState.opening(
+            quantity=item.quantity,
+            avg_cost=item.avg_cost,
+            factor=Terms.of(item.security).price_factor,
+        )
         values = {
             "quantity": item.quantity,
             "avg_cost": state.avg_cost,

@@ -46,12 +46,13 @@ def positions_page(request):
         security_query=request.GET.get("security", "").strip(),
         sector=request.GET.get("sector", "").strip(),
     )
-    navs = selectors.account_navs(account_ids=ids)
+    navs = selectors.account_nav_figures(account_ids=ids)
     context = {
         "accounts": visible,
         "chosen": chosen,
         "rows": rows,
-        "navs": [(a, navs.get(a.pk)) for a in chosen],
+        # (account, NAV or None, why not: a rate missing from the FX rates table)
+        "navs": [(a, *navs.get(a.pk, (None, None))) for a in chosen],
         "filters": {k: request.GET.get(k, "") for k in ("account", "security", "sector")},
         "account_ids": ",".join(str(i) for i in ids),
     }
@@ -80,10 +81,12 @@ def exposure_page(request):
     page_query(NoQuery, request.GET)
     firm = sees_all_accounts(request.user)
     ids = None if firm else list(accounts_visible_to(request.user).values_list("pk", flat=True))
-    by_sector = selectors.exposure(account_ids=ids, by="sector")
+    # What could not be valued for a missing FX rate is left out and said on the page.
+    fx_errors: list[str] = []
+    by_sector = selectors.exposure(account_ids=ids, by="sector", fx_errors=fx_errors)
     by_issuer = selectors.exposure(account_ids=ids, by="issuer")[:15]
     by_security = selectors.exposure(account_ids=ids, by="security")[:25]
-    nav = selectors.firm_nav(account_ids=ids)
+    nav = selectors.firm_nav(account_ids=ids, fx_errors=fx_errors)
     chart = {
         "sectors": [
             {"label": r.label, "long": str(r.long_value), "short": str(r.short_value)}
@@ -102,6 +105,7 @@ def exposure_page(request):
             "by_issuer": by_issuer,
             "by_security": by_security,
             "chart": chart,
+            "fx_errors": fx_errors,
         },
     )
 

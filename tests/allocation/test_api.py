@@ -37,6 +37,7 @@ ALLOCATION_FIELDS = {
     "quantity",
     "avg_price",
     "gross_amount",
+    "accrued_interest",
     "commission",
     "fees",
     "fee_breakdown",
@@ -124,6 +125,7 @@ def test_finalise_a_day_then_list_allocations_by_block_account_and_date(desk, re
         "quantity": "300.00000000",
         "avg_price": "50.25000000",  # (150 x 50.00 + 250 x 50.40) / 400
         "gross_amount": "15075.00000000",
+        "accrued_interest": "0.00000000",
         "commission": f"{stored.commission:.8f}",
         "fees": f"{stored.fees:.8f}",
         "fee_breakdown": None,

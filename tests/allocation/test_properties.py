@@ -1,5 +1,6 @@
 """Property tests: random orders and fills, through the allocator and through the database."""
 
+import itertools
 from collections import Counter
 from decimal import Decimal
 from fractions import Fraction
@@ -16,6 +17,7 @@ from positions.models import Position
 
 from .conftest import AS_OF, done, fill, shares
 
+_BOND_SYMBOLS = itertools.count()
 LOTS = st.sampled_from([Decimal(1), Decimal(10), Decimal(100), Decimal("0.001")])
 
 
@@ -140,3 +142,65 @@ def test_booked_through_orders_and_positions(make_block, quantities, data):
         if quantity:
             assert order.avg_price == avg and allocs[order.account_id].avg_price == avg
             assert position.avg_cost == avg
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    faces=st.lists(st.integers(1, 500).map(lambda n: n * 1000), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_a_bond_block_books_clean_and_accrued_to_the_cent(make_block, faces, data):
+    """Random face amounts and prices of a 6% 30/360 bond: the accounts' clean amounts add up
+    to the street's (Σ quantity x price / 100, rounded once), their accrued interest to the
+    street's (face x 6% x days to the settlement date / 360, rounded once), each account's
+    cash moves clean + accrued + charges to the cent, and the booking ledger reconciles."""
+    from datetime import date
+
+    from allocation.selectors import booking_differences
+    from oms.money import Terms, money_round
+    from positions.models import CashMovement
+    from tests import factories
+
+    coupon = data.draw(st.sampled_from(["6", "4.125", "0.5"]))
+    bond = factories.security(
+        f"BOND{next(_BOND_SYMBOLS)}",  # examples share the database: a new bond each
+        price="99.50",
+        asset_class="BOND",
+        sector="Government",
+        price_quotation="PER_100",
+        coupon_rate=Decimal(coupon),
+        coupon_frequency=2,
+        day_count=data.draw(st.sampled_from(["30/360", "ACT/360", "ACT/ACT"])),
+        maturity_date=date(2030, 2, 15),
+    )
+    block = make_block(faces, security=bond)
+    total = sum(faces)
+    prices = data.draw(
+        st.lists(st.sampled_from(["99.50", "99.515", "100.03125", "98.7"]), min_size=1, max_size=3)
+    )
+    value, executed = Decimal(0), 0
+    for i, price in enumerate(prices):
+        step = total // len(prices) if i < len(prices) - 1 else total - executed
+        fill(block, f"B{block.pk}-E{i}", step, price)
+        value += step * Decimal(price)
+        executed += step
+    done(block, "FILLED")
+    allocation_finalise(block=block, as_of=AS_OF)
+    day = BlockDay.objects.get(block=block)
+    allocs = list(Allocation.objects.filter(block=block))
+    street_accrued = money_round(
+        total * Terms.of(bond).accrued_per_unit(day.settle_date), bond.currency
+    )
+    assert sum(a.gross_amount for a in allocs) == money_round(value / 100, "USD")
+    assert sum(a.accrued_interest for a in allocs) == street_accrued
+    for a in allocs:
+        assert a.net_amount == a.gross_amount + a.accrued_interest + a.commission + a.fees
+        moved = sum(
+            CashMovement.objects.filter(account_id=a.account_id).values_list("amount", flat=True),
+            Decimal(0),
+        )
+        assert moved == -a.net_amount
+    assert booking_differences() == []

@@ -78,6 +78,8 @@ def test_the_snapshot_reads_ledger_fills_and_commitments_in_base_currency(firm):
     snap = portfolio_snapshot(account_ids=[ref.acct1.pk], as_of=AS_OF).accounts[ref.acct1.pk]
     assert snap.base_currency == "USD"
     assert snap.holdings == {firm.tst.pk: Decimal(1000)}
+    # At settlement date the fill (settling in two days) is not held yet.
+    assert snap.holdings_settled == {}
     assert snap.cash_settled == Decimal(1_000_000)
     # 1,000,000 settled, + EUR 1,000 (USD 1,100) tomorrow, - 100,000 for the fill in two days.
     day1, day2 = AS_OF.date() + timedelta(days=1), AS_OF.date() + timedelta(days=2)
@@ -193,6 +195,11 @@ def test_a_bond_buy_needs_its_dirty_amount_in_cash_and_in_the_fat_finger_limit(f
     assert size["outcome"] == "BLOCK" and size["value_after"] == "1011666.67"
     assert "USD exceeds the maximum 1000000 USD" in size["message"]
     assert only_result(check, "CASH")["outcome"] == "BLOCK"
+    # The ticket's review shows the same dirty amount and its share of the 1,000,000 NAV (it
+    # showed 99,500,000 and 9,950%).
+    review = check["review"]
+    assert (review["notional_security"], review["notional"]) == ("1011666.67", "1011666.67")
+    assert review["pct_nav"] == "101.17"
 
 
 def test_the_fat_finger_notional_is_in_the_accounts_base_currency(firm):

@@ -112,3 +112,71 @@ def test_dashboard_lists_hits_breaches_and_overrides(client, firm):
     assert f"Order {blocked.pk} approved by override." in response.content.decode()
     blocked.refresh_from_db()
     assert blocked.status == OrderStatus.STAGED
+
+
+# --- the money view: base currency through the FX rates table --------------------------------
+
+
+def _post_trade_breaches(ref, kind):
+    run = compliance_post_trade_run(actor=ref.compliance, as_of=AS_OF)
+    return {
+        b.account.code: b
+        for b in run.breaches.select_related("rule", "account")
+        if b.rule.kind == kind and b.account is not None
+    }
+
+
+def test_post_trade_weights_a_foreign_holding_in_the_accounts_base_currency(firm):
+    """1,000 SAP at EUR 210 with EURUSD 1.10 in a USD account of NAV 1,000,000 is USD 231,000:
+    23.1%, over a 22% limit (valued in euros it read 21% and passed)."""
+    from positions.services import fx_rate_set
+    from tests.factories import account, security
+
+    ref = firm.ref
+    sap = security("SAP", price="210", currency="EUR", sector="Software")
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    euro = account("EUROHOLD", ref.pm1)
+    fund(euro, "769000")
+    hold(euro, sap, 1000)
+    make_rule(ref.compliance, RuleKind.ISSUER_CONCENTRATION, {"max_pct": "22"})
+    breach = _post_trade_breaches(ref, RuleKind.ISSUER_CONCENTRATION)["EUROHOLD"]
+    assert (breach.value, breach.limit) == (Decimal("23.1"), Decimal("22"))
+
+
+def test_post_trade_says_which_rate_is_missing_and_checks_the_other_accounts(firm):
+    """A JPY holding with no JPY rate: that account is reported with the reason (never valued
+    at 1); the run goes on for the others (it used to fail as a whole)."""
+    from tests.factories import account, security
+
+    ref = firm.ref
+    toyo = security("TOYO", price="2100", currency="JPY", sector="Industrials")
+    japan = account("JAPANHOLD", ref.pm1)
+    fund(japan, "1000000")
+    hold(japan, toyo, 100)
+    hold(ref.acct1, firm.tst, 5000)
+    make_rule(ref.compliance, RuleKind.ISSUER_CONCENTRATION, {"max_pct": "1"})
+    breaches = _post_trade_breaches(ref, RuleKind.ISSUER_CONCENTRATION)
+    assert breaches["JAPANHOLD"].key == "FX rate" and breaches["JAPANHOLD"].value is None
+    assert breaches["JAPANHOLD"].message == (
+        "JAPANHOLD cannot be checked: No FX rate for JPY/USD: add one in the FX rates table."
+    )
+    assert breaches["ACCT1"].key == "TST Inc."
+
+
+def test_post_trade_negative_cash_counts_every_currency_in_the_base_currency(firm):
+    """USD 100 settled and EUR -1,000 (EURUSD 1.10) is USD -1,000 in the account's base
+    currency: negative cash (reading the USD balance alone, it was +100)."""
+    from positions.services import fx_rate_set
+    from tests.factories import account
+
+    ref = firm.ref
+    fx_rate_set(base="EUR", quote="USD", rate=Decimal("1.10"), as_of_date=AS_OF.date())
+    mixed = account("MIXEDCASH", ref.pm1)
+    fund(mixed, "100")
+    fund(mixed, "-1000", currency="EUR")
+    make_rule(ref.compliance, RuleKind.CASH)
+    breach = _post_trade_breaches(ref, RuleKind.CASH)["MIXEDCASH"]
+    assert (breach.key, breach.value) == ("USD", Decimal("-1000"))
+    assert breach.message == (
+        "MIXEDCASH has negative cash: -1000 USD (settled and to settle, in its base currency)."
+    )

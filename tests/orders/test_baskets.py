@@ -314,3 +314,47 @@ def test_rebalance_drift_downloads_as_csv(refdata):
     # Another PM's account is refused line by line (as in the preview): no rows of it.
     other = upload(refdata.pm2, targets, url="/api/baskets/rebalance/drift.csv")
     assert other.status_code == 200 and "AAPL" not in other.content.decode()
+
+
+def test_rebalance_values_a_bond_per_100_plus_accrued_and_runs_the_fat_finger_rule(refdata):
+    """A bond's target quantity is face: 10% of a 500,000 NAV is 50,000 of dirty value, about
+    49,000 face at 99.50 plus accrued (as shares it was 502). A 246,000 MSFT buy over a 200,000
+    fat-finger limit is BLOCK in the preview (it used to show OK), first, counted at the top,
+    and the confirm answer carries the same counts."""
+    from datetime import date
+
+    from compliance.models import RuleKind
+    from oms.money import Terms
+    from tests.compliance.conftest import make_rule
+
+    portfolio(refdata)
+    bond = factories.security(
+        "UST30",
+        price="99.50",
+        asset_class="BOND",
+        sector="Government",
+        price_quotation="PER_100",
+        coupon_rate=Decimal("6"),
+        coupon_frequency=2,
+        day_count="30/360",
+        maturity_date=date(2030, 2, 15),
+    )
+    make_rule(refdata.compliance, RuleKind.ORDER_SIZE, {"max_notional": "200000"})
+    targets = b"account,symbol,target_weight_pct\nACCT1,AAPL,20\nACCT1,MSFT,50\nACCT1,UST30,10\n"
+    body = upload(refdata.pm1, targets, url="/api/baskets/rebalance/").json()
+    orders = {o["data"]["symbol"]: o["data"] for o in body["orders"]}
+    unit = Terms.of(bond).unit_value(Decimal("99.50"), timezone.now().date())
+    assert Decimal(orders["UST30"]["quantity"]) == (Decimal(50_000) / unit).to_integral_value(
+        rounding="ROUND_DOWN"
+    )
+    assert 48_000 < Decimal(orders["UST30"]["quantity"]) < 50_300
+    assert orders["UST30"]["compliance"] == "PASS"
+    # MSFT: 50% of 500,000 = 250,000 / 410 = 609.76 -> 600 (lots of 10) x 410 = 246,000.
+    assert (orders["MSFT"]["quantity"], orders["MSFT"]["compliance"]) == ("600", "BLOCK")
+    assert body["orders"][0]["data"]["symbol"] == "MSFT"
+    assert body["compliance"] == {"PASS": 3, "WARN": 0, "BLOCK": 1}
+    confirmed = upload(refdata.pm1, targets, confirm=True, url="/api/baskets/rebalance/")
+    assert confirmed.status_code == 201, confirmed.json()
+    assert confirmed.json()["compliance"] == body["compliance"]
+    basket = Basket.objects.get(pk=confirmed.json()["basket"]["id"])
+    assert basket.orders.get(security=refdata.msft).compliance_status == "BLOCK"

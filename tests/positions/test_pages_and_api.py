@@ -132,3 +132,59 @@ def test_exposure_page_serves_charts(client, book):
     page = client.get("/positions/exposure/").content.decode()
     assert "vendor/chart.js/dist/chart.umd.js" in page
     assert 'id="exposure-data"' in page and "Energy" in page
+
+
+# --- the money view on the pages: a missing FX rate is said, a bond is per 100 plus accrued ---
+
+
+def test_a_missing_fx_rate_is_said_on_every_positions_page_never_taken_as_one(client, book):
+    """ACCT1 holds a JPY stock and the FX rates table has no JPY rate: its NAV and % of NAV
+    say why they are missing, the exposure pages leave it out and say so; nothing is a 500."""
+    toyo = factories.security("TOYO", price="2100", currency="JPY", sector="Industrials")
+    fill(book.acct1, toyo, "BUY", "100", "2000", "j1")
+    message = "No FX rate for JPY/USD: add one in the FX rates table."
+    client.force_login(book.compliance)
+    page = client.get("/positions/", {"account": "ACCT1"})
+    assert page.status_code == 200 and message in page.content.decode()
+    rows = {
+        r["symbol"]: r
+        for r in client.get("/api/positions/", {"account": "ACCT1"}).json()["results"]
+    }
+    assert rows["TOYO"]["pct_nav"] is None and rows["TOYO"]["fx_error"] == message
+    assert rows["TOYO"]["market_value"] == "210000.00000000"  # in yen, its own currency
+    exposure = client.get("/positions/exposure/")
+    assert exposure.status_code == 200 and message in exposure.content.decode()
+    body = client.get("/api/exposure/?by=security").json()
+    assert body["fx_errors"] == [message]
+    assert "TOYO" not in {r["label"] for r in body["results"]}
+    assert "AAPL" in {r["label"] for r in body["results"]}
+
+
+def test_a_bond_is_worth_face_per_100_plus_accrued_on_the_pages(client, refdata):
+    """1,000,000 face of a 6% 30/360 bond bought at 99.00, reference price 99.50: the position
+    costs 990,000 (its average cost stays 99.00, a price per 100); valued at 995,000 clean, so
+    5,000 unrealized; its market value and its exposure add the accrued interest."""
+    from oms.money import Terms
+
+    bond = factories.security(
+        "UST30",
+        price="99.50",
+        asset_class="BOND",
+        sector="Government",
+        price_quotation="PER_100",
+        coupon_rate=D("6"),
+        coupon_frequency=2,
+        day_count="30/360",
+        maturity_date=date(2030, 2, 15),
+    )
+    fill(refdata.acct1, bond, "BUY", "1000000", "99.00", "u1")
+    client.force_login(refdata.compliance)
+    [row] = client.get("/api/positions/", {"account": "ACCT1"}).json()["results"]
+    assert (D(row["avg_cost"]), D(row["cost_basis"])) == (D("99.00"), D("990000"))
+    assert D(row["unrealized_pnl"]) == D("5000")
+    from django.utils import timezone
+
+    accrued = D(1_000_000) * Terms.of(bond).accrued_per_unit(timezone.now().date())
+    assert D(row["market_value"]) == (D(995_000) + accrued).quantize(D("0.01"))
+    [exposure] = client.get("/api/exposure/?by=security").json()["results"]
+    assert D(exposure["long_value"]) == (D(995_000) + accrued).quantize(D("0.01"))
