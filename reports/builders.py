@@ -29,6 +29,7 @@ def trades_by_account(d: date):
             a.quantity,
             a.avg_price,
             a.gross_amount,
+            a.accrued_interest,
             a.commission,
             a.fees,
             a.net_amount,
@@ -40,8 +41,10 @@ def trades_by_account(d: date):
         .select_related("account", "block__security", "block__broker")
         .order_by("account__code", "block_id")
     ]
+    # A bond's net is its clean gross plus the accrued interest (plus or less the charges).
     columns = ["account", "block", "security", "side", "quantity", "avg_price", "gross",
-               "commission", "fees", "net", "currency", "settle_date", "broker"]  # fmt: skip
+               "accrued_interest", "commission", "fees", "net", "currency", "settle_date",
+               "broker"]  # fmt: skip
     return columns, rows, "account"
 
 

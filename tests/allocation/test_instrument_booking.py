@@ -228,6 +228,19 @@ def test_a_bond_block_books_face_per_100_plus_accrued_to_settlement(desk):
         D("6266.67"),
     )
     assert D(shown["net_amount"]) == D("404364.27")
+    # The end-of-day trades report too: net is the clean gross plus the accrued interest.
+    from reports.builders import trades_by_account
+
+    columns, report_rows, _ = trades_by_account(TRADE_DATE)
+    reported = {row[0]: dict(zip(columns, row, strict=True)) for row in report_rows}
+    for code, (_qty, gross, accrued, commission, net) in expected.items():
+        row = reported[code]
+        assert (row["gross"], row["accrued_interest"], row["commission"], row["net"]) == (
+            gross,
+            accrued,
+            commission,
+            net,
+        )
     assert booking_differences() == []
 
 
