@@ -111,6 +111,7 @@ def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms
     import json
     from datetime import datetime
 
+    from marketdata.broadcast import quotes_rows
     from tests.blotter.helpers import session_cookie, ws_connect
 
     broker = world.make(extra_config={"market_data": True})
@@ -127,8 +128,9 @@ def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms
             while len(sent_at) < 10:
                 message = json.loads(ws.recv(timeout=5))
                 if message["type"] == "quotes":
-                    (quote,) = [q for q in message["quotes"] if q["symbol"] == "AAPL"]
+                    (quote,) = [q for q in quotes_rows(message) if q["symbol"] == "AAPL"]
                     assert Decimal(quote["bid"]) < Decimal(quote["ask"])
+                    assert quote["src"] <= datetime.fromisoformat(message["at"]).timestamp()
                     sent_at.append(datetime.fromisoformat(message["at"]))
             # 50 updates a second from the simulator; AAPL pushed at most every 200 ms.
             gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:], strict=False)]
