@@ -46,6 +46,9 @@ DURATION_S = float(os.environ.get("OMS_BENCH_MD_SECONDS", "20"))
 CLIENTS = 20
 BLOCKS = int(os.environ.get("OMS_BENCH_MD_BLOCKS", "20"))
 FLOOR_BLOCKS = 5
+# "separate": market data over a FIX session of its own, held by `run_market_data` in a process
+# of its own (fixgateway.mdsession); "order": over the order session, in the gateway's process.
+MD_SESSION = os.environ.get("OMS_BENCH_MD_SESSION", "separate")
 
 
 def _clients_process(port, session, ready, stop, measuring, results) -> None:
@@ -217,7 +220,12 @@ def main(argv: list[str]) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="md-bench-"))
     desk = _desk("M", port=_free_port())
     broker = desk.broker
-    broker.extra_config = {"market_data": True}
+    md_comp_id = f"O{desk.tag}MD"
+    broker.extra_config = {
+        "market_data": {"session": {"SenderCompID": md_comp_id}}
+        if MD_SESSION == "separate"
+        else True
+    }
     broker.save(update_fields=["extra_config"])
     (holder,) = _accounts(desk, 1, "H")
     securities = Security.objects.bulk_create(
@@ -251,9 +259,10 @@ def main(argv: list[str]) -> dict:
     sim.market.rate = 0.2  # still while the fills alone are measured
     sim.market.batch = BATCH
     sim.market.trade_probability = 0.2
-    acfg = acceptor_settings(
-        [{"port": broker.port, "sender": f"T{desk.tag}", "target": f"O{desk.tag}"}], tmp / "sim"
-    )
+    sessions = [{"port": broker.port, "sender": f"T{desk.tag}", "target": f"O{desk.tag}"}]
+    if MD_SESSION == "separate":
+        sessions.append({"port": broker.port, "sender": f"T{desk.tag}", "target": md_comp_id})
+    acfg = acceptor_settings(sessions, tmp / "sim")
     acceptor = fix.ThreadedSocketAcceptor(
         sim, fix.FileStoreFactory(acfg), acfg, fix.ScreenLogFactory(False, False, False)
     )
@@ -269,6 +278,25 @@ def main(argv: list[str]) -> dict:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+    feed = None
+    if MD_SESSION == "separate":
+        feed_log = tmp / "market-data.log"
+        with feed_log.open("wb") as sink:
+            feed = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "run_market_data",
+                    "--broker",
+                    broker.code,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+    else:
+        feed_log = gateway_log
     port = _free_port()
     daphne = _daphne(port)
     trader = factories.user(f"mdtr{desk.tag}", "Trader")
@@ -326,19 +354,23 @@ def main(argv: list[str]) -> dict:
             clients.kill()
         daphne.terminate()
         daphne.wait(10)
-        gateway.terminate()
-        gateway.wait(30)
+        for proc in (gateway, feed):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
         sim.stop()
         acceptor.stop()
         connection.close()
     latencies = [v for c, _ in per_client for v in c]
     from_push = [v for _, p in per_client for v in p]
-    hops = _gateway_stats(gateway_log, window_start + 4)  # whole 5 s lines inside the window
+    hops = _gateway_stats(feed_log, window_start + 4)  # whole 5 s lines inside the window
     applied_rate = round(sum(h["updates_per_s"] for h in hops) / len(hops), 1) if hops else None
     p99 = _ms(latencies, 0.99) if latencies else None
     fill_rate = round(fills / elapsed, 1)
     return {
         "md_securities": SECURITIES,
+        "md_session": MD_SESSION,
+        "md_securities_per_message": BATCH,
         "md_target_updates_per_s": int(SECURITIES * RATE),
         "md_sent_updates_per_s": round(sent / elapsed, 1),
         "md_applied_updates_per_s": applied_rate,

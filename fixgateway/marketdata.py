@@ -50,6 +50,13 @@ def wants_market_data(broker) -> bool:
     return bool((broker.extra_config or {}).get("market_data"))
 
 
+def has_own_session(broker) -> bool:
+    """Whether the broker's market data comes over a FIX session of its own (fixgateway.
+    mdsession), not the order session."""
+    config = (broker.extra_config or {}).get("market_data")
+    return isinstance(config, dict) and isinstance(config.get("session"), dict)
+
+
 def subscription_message(md_req_id: str, symbols: list[str], *, unsubscribe: bool = False):
     """A MarketDataRequest: snapshot plus updates (263=1), top of book (264=1), incremental
     refresh (265=1)."""
@@ -407,7 +414,12 @@ class MarketDataSession:
         with self.lock:
             stats, self.stats = self.stats, _Stats()
         if stats.refreshes:
-            log.info("%s: market data %s", self.broker, json.dumps(stats.summary()))
+            summary = stats.summary()
+            # Execution reports waiting to be applied: when that queue is full, QuickFIX's
+            # reader waits, and the market data behind them in the socket with it.
+            inbound = getattr(self.app, "inbound", None)
+            summary["inbound_queue"] = inbound.qsize() if inbound is not None else None
+            log.info("%s: market data %s", self.broker, json.dumps(summary))
 
     def _security_id(self, symbol: str) -> int | None:
         if symbol not in self.security_ids:
