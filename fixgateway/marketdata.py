@@ -376,9 +376,10 @@ class MarketDataSession:
                 rows = self.push_rows(started)
                 if rows:
                     await quotes_send(quotes_message(rows, sent_at=time.time()))
-                    self.stats.pushes += 1
-                    self.stats.pushed += len(rows)
-                    self.stats.push_seconds += time.monotonic() - started
+                    with self.lock:
+                        self.stats.pushes += 1
+                        self.stats.pushed += len(rows)
+                        self.stats.push_seconds += time.monotonic() - started
             except Exception:
                 log.exception("%s: market data push failed; going on", self.broker)
                 await asyncio.sleep(0.5)
