@@ -61,6 +61,7 @@ def _clients_process(port, session, ready, stop, measuring, results) -> None:
     src_at = QUOTE_COLUMNS.index("src")
     latencies: list[list[float]] = [[] for _ in range(CLIENTS)]
     from_push: list[list[float]] = [[] for _ in range(CLIENTS)]
+    floor: list[list[float]] = [[] for _ in range(CLIENTS)]  # the bench's own pushes alone
     decoding = [0.0, 0]  # seconds, messages
 
     async def client(i: int, connected: list):
@@ -83,7 +84,12 @@ def _clients_process(port, session, ready, stop, measuring, results) -> None:
                     continue
                 now = time.time()
                 message = json.loads(raw)
-                if message.get("type") != "quotes" or not measuring.is_set():
+                if message.get("type") != "quotes":
+                    continue
+                if message["rows"] and message["rows"][0][0].startswith("FLOOR"):
+                    floor[i].append(now - datetime.fromisoformat(message["at"]).timestamp())
+                    continue
+                if not measuring.is_set():
                     continue
                 decoding[0] += time.time() - now
                 decoding[1] += 1
@@ -99,7 +105,7 @@ def _clients_process(port, session, ready, stop, measuring, results) -> None:
 
     asyncio.run(all_clients())
     for i in range(CLIENTS):
-        results.put((latencies[i], from_push[i]))
+        results.put((latencies[i], from_push[i], floor[i]))
     results.put(decoding)
 
 
@@ -176,7 +182,24 @@ def _hop_floors(broker) -> dict:
         "floor_client_decode_ms": round(decode * 1000, 2),
         "floor_push_bytes": len(text),
         "floor_write_ms": round(min(writes) * 1000, 2),
+        "_push_text": text,
     }
+
+
+def _push_alone(text: str, pushes: int = 40, per_second: float = 10) -> None:
+    """Send `pushes` copies of one push of every security (the floor's rows, named FLOOR...)
+    from this process, at `per_second`: the fan-out (channel layer, Daphne, the clients) alone,
+    the market still."""
+    from marketdata.broadcast import quotes_message, quotes_send
+
+    rows = json.loads(text)["rows"]
+
+    async def send_all():
+        for _ in range(pushes):
+            await quotes_send(quotes_message(rows, sent_at=time.time()))
+            await asyncio.sleep(1 / per_second)
+
+    asyncio.run(send_all())
 
 
 def _fills_alone(desk, accounts, applied) -> float:
@@ -324,6 +347,7 @@ def main(argv: list[str]) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not subscribe to every security")
             time.sleep(0.2)
+        _push_alone(floors.pop("_push_text"))
         applied = Execution.objects.filter(broker=broker, exec_type="F")
         floors["floor_fills_alone_per_s"] = _fills_alone(desk, fill_accounts, applied)
         sim.market.rate = RATE
@@ -361,8 +385,9 @@ def main(argv: list[str]) -> dict:
         sim.stop()
         acceptor.stop()
         connection.close()
-    latencies = [v for c, _ in per_client for v in c]
-    from_push = [v for _, p in per_client for v in p]
+    latencies = [v for c, _, _ in per_client for v in c]
+    from_push = [v for _, p, _ in per_client for v in p]
+    push_floor = [v for _, _, f in per_client for v in f]
     hops = _gateway_stats(feed_log, window_start + 4)  # whole 5 s lines inside the window
     applied_rate = round(sum(h["updates_per_s"] for h in hops) / len(hops), 1) if hops else None
     p99 = _ms(latencies, 0.99) if latencies else None
@@ -384,6 +409,8 @@ def main(argv: list[str]) -> dict:
         "md_measured_from": "the simulator's SendingTime of the latest update a quote carries",
         "md_push_to_client_p50_ms": _ms(from_push, 0.50) if from_push else None,
         "md_push_to_client_p99_ms": _ms(from_push, 0.99) if from_push else None,
+        "floor_push_to_client_p50_ms": _ms(push_floor, 0.50) if push_floor else None,
+        "floor_push_to_client_p99_ms": _ms(push_floor, 0.99) if push_floor else None,
         "md_client_decode_ms": round(decoding[0] / max(decoding[1], 1) * 1000, 3),
         "md_gateway_hops": hops,
         "fills_applied": fills,
