@@ -1,5 +1,5 @@
-"""Quotes to the screens: messages on the "marketdata" channel group, which the blotter's and
-the positions pages' existing feeds join. Market data is public within the firm (no account in
+"""Quotes to the screens: messages on the "marketdata" live group (oms.fanout), which the
+blotter's and the positions pages' existing feeds follow. Market data is public within the firm (no account in
 it), so one group serves every role; and it is latest-state, so it carries no sequence number:
 a missed message is superseded by the next.
 
@@ -39,11 +39,23 @@ def quotes_rows(message: dict) -> list[dict]:
     return [dict(zip(cols, row, strict=True)) for row in message["rows"]]
 
 
-async def quotes_send(text: str) -> None:
-    """Send one message to every page following quotes (awaited by the caller: the gateway's
-    pusher sends one at a time, so a slow send delays the next rather than queueing it)."""
-    from channels.layers import get_channel_layer
+_clients: dict = {}  # event loop -> async Redis client
 
-    await get_channel_layer().group_send(
-        MARKETDATA_GROUP, {"type": "marketdata.quotes", "text": text}
-    )
+
+async def quotes_send(text: str) -> None:
+    """Send one message to every page following quotes: one Redis PUBLISH, which each web
+    process's one subscription hands to its pages (oms.fanout; not a copy per page through the
+    channel layer). Awaited by the caller: the gateway's pusher sends one at a time, so a slow
+    send delays the next rather than queueing it."""
+    import asyncio
+
+    import redis.asyncio as aredis
+    from django.conf import settings
+
+    from oms import fanout
+
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = aredis.Redis.from_url(settings.REDIS_URL)
+    await fanout.publish_text(client, MARKETDATA_GROUP, text)
