@@ -127,9 +127,10 @@ class GatewayApplication(fix.Application):
         self._applier: threading.Thread | None = None
         # Market data (35=V/W/X) and allocation instructions (35=J/P) live in modules of their
         # own; these are their only hooks here.
+        # (Where market data has a FIX session of its own, its process holds it: mdsession.)
         self.market_data = (
             marketdata.MarketDataSession(broker, self)
-            if marketdata.wants_market_data(broker)
+            if marketdata.wants_market_data(broker) and not marketdata.has_own_session(broker)
             else None
         )
         self.allocations = allocinstr.AllocationSession(broker, self)

@@ -80,6 +80,15 @@ def _dictionary(begin_string: str) -> fix.DataDictionary | None:
     return _DICTIONARIES[begin_string]
 
 
+def data_dictionary(begin_string: str) -> fix.DataDictionary:
+    """The standard data dictionary of this FIX version, read once per process (composing a
+    message from its text needs it to place the repeating groups)."""
+    dictionary = _dictionary(begin_string)
+    if dictionary is None:
+        raise FileNotFoundError(f"QuickFIX data dictionary for {begin_string} not readable")
+    return dictionary
+
+
 def _dictionary_lookup(tag: int, begin_string: str, look) -> str:
     """The first non-empty answer of `look(dictionary)` in the data dictionary of the
     session's version, else in a later one (a FIX 4.2 broker refusing 847 names a 4.4

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -525,6 +526,11 @@ class Gateway:
         self.watcher: threading.Thread | None = None
 
     def start(self) -> None:
+        # QuickFIX delivers each message on its own thread, which must take the GIL from
+        # whichever Python thread holds it (the applier, the market data writer); Python
+        # hands it over only every switch interval (5 ms by default), which caps the callbacks
+        # near 200 a second whatever the CPU. A shorter interval lets the socket's reader in.
+        sys.setswitchinterval(int(getattr(settings, "OMS_FIX_SWITCH_INTERVAL_US", 5000)) / 1e6)
         for s in self.sessions:
             s.start()
         if self.watch:

@@ -42,60 +42,71 @@ class QuoteUpdate:
     bars: list[BarDelta] = field(default_factory=list)
 
 
+_QUOTES_SQL = """
+INSERT INTO marketdata_quote (security_id, bid, ask, last, day_volume, day_vwap, trade_date,
+                              source, updated_at)
+SELECT u.security_id, u.bid, u.ask, u.last, u.day_volume, u.day_vwap, u.trade_date,
+       %(source)s, %(as_of)s
+  FROM unnest(%(security_id)s::bigint[], %(bid)s::numeric[], %(ask)s::numeric[],
+              %(last)s::numeric[], %(day_volume)s::numeric[], %(day_vwap)s::numeric[],
+              %(trade_date)s::date[])
+       AS u (security_id, bid, ask, last, day_volume, day_vwap, trade_date)
+ON CONFLICT (security_id) DO UPDATE SET bid = EXCLUDED.bid, ask = EXCLUDED.ask,
+       last = EXCLUDED.last, day_volume = EXCLUDED.day_volume, day_vwap = EXCLUDED.day_vwap,
+       trade_date = EXCLUDED.trade_date, source = EXCLUDED.source,
+       updated_at = EXCLUDED.updated_at
+"""
+
+_BARS_SQL = """
+INSERT INTO marketdata_minutebar AS b (security_id, start, open, high, low, close, volume, value)
+SELECT * FROM unnest(%(security_id)s::bigint[], %(start)s::timestamptz[], %(open)s::numeric[],
+                     %(high)s::numeric[], %(low)s::numeric[], %(close)s::numeric[],
+                     %(volume)s::numeric[], %(value)s::numeric[])
+ON CONFLICT (security_id, start) DO UPDATE SET
+       high = GREATEST(b.high, EXCLUDED.high), low = LEAST(b.low, EXCLUDED.low),
+       close = EXCLUDED.close, volume = b.volume + EXCLUDED.volume,
+       value = b.value + EXCLUDED.value
+"""
+
+
 def quotes_apply(*, updates: list[QuoteUpdate], source: str, as_of: datetime) -> int:
     """Write the latest quote of each security and add their trades to the minute bars:
-    two statements whatever the number of securities. Returns how many quotes."""
+    two statements whatever the number of securities, each taking its rows as one array per
+    column (a statement whose text does not grow with the rows is read once by the driver;
+    one placeholder per value cost more than the write). Returns how many quotes."""
     if not updates:
         return 0
-    quote_rows, quote_params = [], []
-    bar_rows, bar_params = [], []
+    quotes = {
+        "source": source,
+        "as_of": as_of,
+        "security_id": [u.security_id for u in updates],
+        "bid": [u.bid for u in updates],
+        "ask": [u.ask for u in updates],
+        "last": [u.last for u in updates],
+        "day_volume": [u.day_volume for u in updates],
+        "day_vwap": [u.day_vwap for u in updates],
+        "trade_date": [u.trade_date for u in updates],
+    }
+    bars: dict[str, list] = {
+        k: [] for k in ("security_id", "start", "open", "high", "low", "close", "volume", "value")
+    }
     for u in updates:
-        quote_rows.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
-        quote_params += [
-            u.security_id,
-            u.bid,
-            u.ask,
-            u.last,
-            u.day_volume,
-            u.day_vwap,
-            u.trade_date,
-            source,
-            as_of,
-        ]
         for b in u.bars:
-            bar_rows.append("(%s, %s, %s, %s, %s, %s, %s, %s)")
-            bar_params += [
-                u.security_id,
-                b.start,
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
-                b.value,
-            ]
+            for key, value in (
+                ("security_id", u.security_id),
+                ("start", b.start),
+                ("open", b.open),
+                ("high", b.high),
+                ("low", b.low),
+                ("close", b.close),
+                ("volume", b.volume),
+                ("value", b.value),
+            ):
+                bars[key].append(value)
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO marketdata_quote (security_id, bid, ask, last, day_volume, day_vwap,"
-            " trade_date, source, updated_at) VALUES "
-            + ", ".join(quote_rows)
-            + " ON CONFLICT (security_id) DO UPDATE SET bid = EXCLUDED.bid, ask = EXCLUDED.ask,"
-            " last = EXCLUDED.last, day_volume = EXCLUDED.day_volume,"
-            " day_vwap = EXCLUDED.day_vwap, trade_date = EXCLUDED.trade_date,"
-            " source = EXCLUDED.source, updated_at = EXCLUDED.updated_at",
-            quote_params,
-        )
-        if bar_rows:
-            cur.execute(
-                "INSERT INTO marketdata_minutebar AS b (security_id, start, open, high, low,"
-                " close, volume, value) VALUES "
-                + ", ".join(bar_rows)
-                + " ON CONFLICT (security_id, start) DO UPDATE SET"
-                " high = GREATEST(b.high, EXCLUDED.high), low = LEAST(b.low, EXCLUDED.low),"
-                " close = EXCLUDED.close, volume = b.volume + EXCLUDED.volume,"
-                " value = b.value + EXCLUDED.value",
-                bar_params,
-            )
+        cur.execute(_QUOTES_SQL, quotes)
+        if bars["security_id"]:
+            cur.execute(_BARS_SQL, bars)
     return len(updates)
 
 

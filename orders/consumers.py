@@ -91,7 +91,7 @@ class OrdersConsumer(AccessCheckedConsumer):
             await fanout.subscribe(group, self.order_changes)
             self.group = group
             # Quotes ride the same feed (marketdata.broadcast): prices name no account.
-            await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
+            await fanout.subscribe(MARKETDATA_GROUP, self.quotes)
             point = _resume_point(parse_qs(self.scope.get("query_string", b"").decode("latin1")))
             if point is None:
                 await self.send(text_data='{"type": "subscribed"}')
@@ -146,12 +146,13 @@ class OrdersConsumer(AccessCheckedConsumer):
         # Access ended: not one more order message, even before the socket's close completes.
         if self.group:
             await fanout.unsubscribe(self.group, self.order_changes)
+            await fanout.unsubscribe(MARKETDATA_GROUP, self.quotes)
         await super().refuse(code, reason)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
             await fanout.unsubscribe(self.group, self.order_changes)
-            await self.channel_layer.group_discard(MARKETDATA_GROUP, self.channel_name)
+            await fanout.unsubscribe(MARKETDATA_GROUP, self.quotes)
         await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
@@ -183,8 +184,9 @@ class OrdersConsumer(AccessCheckedConsumer):
             return
         await self.send(text_data=text)
 
-    async def marketdata_quotes(self, event: dict) -> None:
-        await self.send(text_data=event["text"])
+    async def quotes(self, seq: int, text: str) -> None:
+        """One push of quotes (marketdata.broadcast, through oms.fanout)."""
+        await self.send(text_data=text)
 
 
 class BlotterConsumer(OrdersConsumer):

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from marketdata.broadcast import MARKETDATA_GROUP
+from oms import fanout
 from oms.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessCheckedConsumer
 from oms.selectors import accounts_visible_to
 
@@ -53,21 +54,25 @@ class PositionsConsumer(AccessCheckedConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         self.account_ids = list(account_ids or [])
-        # Quotes ride the same feed (marketdata.broadcast): prices name no account.
-        await self.channel_layer.group_add(MARKETDATA_GROUP, self.channel_name)
-        self.groups_joined.append(MARKETDATA_GROUP)
+        # Quotes ride the same feed (marketdata.broadcast, through oms.fanout): prices name no
+        # account.
+        await fanout.subscribe(MARKETDATA_GROUP, self.quotes)
+        self.follows_quotes = True
         await self.send(text_data=json.dumps({"type": "subscribed", "accounts": self.account_ids}))
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "follows_quotes", False):
+            await fanout.unsubscribe(MARKETDATA_GROUP, self.quotes)
         await super().disconnect(code)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         return None  # one-way feed
 
-    async def marketdata_quotes(self, event: dict) -> None:
-        await self.send(text_data=event["text"])
+    async def quotes(self, seq: int, text: str) -> None:
+        """One push of quotes (marketdata.broadcast, through oms.fanout)."""
+        await self.send(text_data=text)
 
     async def positions_changed(self, event: dict) -> None:
         await self.send(text_data=json.dumps({"type": "changed", "account": event["account"]}))

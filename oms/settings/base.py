@@ -303,16 +303,21 @@ OMS_FEED_COALESCE_MS = env_int("OMS_FEED_COALESCE_MS", 25)
 # and are committed up to OMS_FIX_APPLY_BATCH at a time, with the inbound sequence mark.
 OMS_FIX_INBOUND_QUEUE = env_int("OMS_FIX_INBOUND_QUEUE", 5000)
 OMS_FIX_APPLY_BATCH = env_int("OMS_FIX_APPLY_BATCH", 500)
+# The gateway process's GIL switch interval (sys.setswitchinterval), in microseconds: QuickFIX's
+# reader thread waits up to this long for the GIL before every message it delivers.
+OMS_FIX_SWITCH_INTERVAL_US = env_int("OMS_FIX_SWITCH_INTERVAL_US", 500)
 # The process owning a FIX session writes its heartbeat row every OMS_FIX_OWNER_HEARTBEAT_SECONDS;
 # readers take the owner for dead (the session down) once the row is older than the stale time,
 # so a killed gateway shows down within stale + one beat (4 s by default).
 OMS_FIX_OWNER_HEARTBEAT_SECONDS = env_int("OMS_FIX_OWNER_HEARTBEAT_SECONDS", 1)
 OMS_FIX_OWNER_STALE_SECONDS = env_int("OMS_FIX_OWNER_STALE_SECONDS", 3)
 # Market data (marketdata app, fixgateway/marketdata.py): a quote not updated within
-# OMS_MD_STALE_SECONDS is flagged stale; the gateway writes and pushes the books every
-# OMS_MD_FLUSH_MS, each security at most once per OMS_MD_THROTTLE_MS.
+# OMS_MD_STALE_SECONDS is flagged stale; the gateway pushes what changed every OMS_MD_PUSH_MS,
+# each security at most once per OMS_MD_THROTTLE_MS, and writes the latest quotes and the
+# minute bars to the database every OMS_MD_FLUSH_MS.
 OMS_MD_STALE_SECONDS = env_int("OMS_MD_STALE_SECONDS", 15)
-OMS_MD_FLUSH_MS = env_int("OMS_MD_FLUSH_MS", 50)
+OMS_MD_PUSH_MS = env_int("OMS_MD_PUSH_MS", 50)
+OMS_MD_FLUSH_MS = env_int("OMS_MD_FLUSH_MS", 250)
 OMS_MD_THROTTLE_MS = env_int("OMS_MD_THROTTLE_MS", 200)
 
 # Allocation and settlement (issue 8): the SEC-style fee on sells, as a rate of gross (Section 31,

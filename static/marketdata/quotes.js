@@ -46,11 +46,17 @@
   }
 
   window.OMSQuotes = {
+    // A push is columns and rows (marketdata/broadcast.py): [symbol, bid, ask, ...].
     apply(msg) {
-      for (const q of msg.quotes) {
-        if (!rows[q.symbol]) continue; // only what this page lists
-        Object.assign(rows[q.symbol], q, { source: "feed", stale: false, seenAt: Date.now() });
-        render(q.symbol);
+      const cols = msg.cols;
+      for (const values of msg.rows) {
+        const row = rows[values[0]];
+        if (!row) continue; // only what this page lists
+        cols.forEach((name, i) => {
+          row[name] = values[i];
+        });
+        Object.assign(row, { source: "feed", stale: false, seenAt: Date.now() });
+        render(values[0]);
       }
       panel.dataset.updates = String(Number(panel.dataset.updates || 0) + 1);
     },

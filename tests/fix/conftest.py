@@ -253,8 +253,14 @@ class World:
             "target": "OMS",
             "fix_version": self.broker.fix_version,
         }
+        specs = [spec]
+        # Market data over a session of its own (fixgateway.mdsession): the simulator accepts
+        # that session too, on the same port.
+        md = (self.broker.extra_config or {}).get("market_data")
+        if isinstance(md, dict) and md.get("session", {}).get("SenderCompID"):
+            specs.append({**spec, "target": md["session"]["SenderCompID"]})
         chosen = self.personalities if personalities is None else tuple(personalities)
-        sim = Sim(self.tmp, [spec], chosen, store=store)
+        sim = Sim(self.tmp, specs, chosen, store=store)
         self.sims.append(sim)
         return sim
 

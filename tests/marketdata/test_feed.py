@@ -111,6 +111,7 @@ def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms
     import json
     from datetime import datetime
 
+    from marketdata.broadcast import quotes_rows
     from tests.blotter.helpers import session_cookie, ws_connect
 
     broker = world.make(extra_config={"market_data": True})
@@ -127,9 +128,46 @@ def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms
             while len(sent_at) < 10:
                 message = json.loads(ws.recv(timeout=5))
                 if message["type"] == "quotes":
-                    (quote,) = [q for q in message["quotes"] if q["symbol"] == "AAPL"]
+                    (quote,) = [q for q in quotes_rows(message) if q["symbol"] == "AAPL"]
                     assert Decimal(quote["bid"]) < Decimal(quote["ask"])
+                    assert quote["src"] <= datetime.fromisoformat(message["at"]).timestamp()
                     sent_at.append(datetime.fromisoformat(message["at"]))
             # 50 updates a second from the simulator; AAPL pushed at most every 200 ms.
             gaps = [(b - a).total_seconds() for a, b in zip(sent_at, sent_at[1:], strict=False)]
             assert min(gaps) >= 0.19, gaps
+
+
+def test_market_data_over_a_session_of_its_own_beside_the_fills(desk, world, gateway_env, tmp_path):
+    """The broker's row gives market data a FIX session of its own: `run_market_data` holds
+    it in another process and subscribes there; the order session carries the fills."""
+    import subprocess
+    import sys
+
+    from marketdata.models import Quote
+    from orders.models import Block
+    from tests.fix.conftest import ROOT
+
+    broker = world.make(extra_config={"market_data": {"session": {"SenderCompID": "OMSMD"}}})
+    world.sim("md_config", rate=20, trade_probability=0.5)
+    routed_block(desk, broker, "100", order_type="LIMIT", limit_price="150.00")
+    with (tmp_path / "market-data.log").open("w") as log:
+        feed = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_market_data", "--broker", broker.code],
+            cwd=ROOT,
+            env=gateway_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        first = wait_until(lambda: _quote(desk.aapl), timeout=30, what="a quote")
+        assert first.source == broker.code and first.bid < first.ask
+        wait_until(lambda: _quote(desk.aapl).updated_at > first.updated_at, what="an update")
+        (request,) = world.sim("md_state")["requests"]  # one 35=V: the order session sent none
+        assert "AAPL" in request["symbols"]
+        block = routed_block(desk, broker, "300")
+        wait_until(lambda: Block.objects.get(pk=block.pk).status == "FILLED", what="filled")
+        assert Quote.objects.filter(security=desk.aapl).count() == 1
+    finally:
+        feed.terminate()
+        feed.wait(30)
+    assert feed.returncode == 0 or feed.returncode == -15
