@@ -83,10 +83,30 @@ class OmsAutoSchema(AutoSchema):
             # It answers 400 to a field it does not take: say so, or a client (and a fuzzer)
             # would take extra fields for allowed.
             schema["additionalProperties"] = False
+        if direction == "request":
+            _non_blank_patterns(serializer, schema)
         return schema
 
     def _has_path_parameters(self) -> bool:
         return "{" in self.path
+
+
+def _non_blank_patterns(serializer, schema: dict) -> None:
+    """A text field that strips whitespace and refuses blank answers 400 to "  ": its schema
+    says it needs a character that is not whitespace (minLength alone lets "  " through)."""
+    properties = schema.get("properties", {})
+    for name, field in getattr(serializer, "fields", {}).items():
+        prop = properties.get(name)
+        if (
+            prop is not None
+            and type(field) is serializers.CharField
+            and field.trim_whitespace
+            and not field.allow_blank
+            and not field.read_only
+            and prop.get("type") == "string"
+            and "pattern" not in prop
+        ):
+            prop["pattern"] = r"\S"
 
 
 def _form_field_schema(field: forms.Field) -> dict:
