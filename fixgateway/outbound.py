@@ -195,14 +195,8 @@ def withdraw_if_unsent(
     block.save(update_fields=["status", "updated_at"])
     for order in _live_orders(block):
         if can_transition(order.status, OrderStatus.CANCELLED):
-            order_transition(
-                order=order,
-                to_status=OrderStatus.CANCELLED,
-                as_of=as_of,
-                kind="withdrawn",
-                actor=actor,
-                details={"cl_ord_id": message.cl_ord_id, "reason": reason},
-                extra_fields={"leaves_qty": ZERO},
+            _order_withdrawn(
+                order, cl_ord_id=message.cl_ord_id, reason=reason, actor=actor, as_of=as_of
             )
     audit_record(
         actor=actor,
@@ -221,6 +215,21 @@ def withdraw_if_unsent(
             actor=actor if getattr(actor, "pk", None) else None,
         )
     return True
+
+
+def _order_withdrawn(
+    order: Order, *, cl_ord_id: str, reason: str, actor: Any, as_of: datetime
+) -> None:
+    """An order whose message never left: CANCELLED at once, nothing left to work."""
+    order_transition(
+        order=order,
+        to_status=OrderStatus.CANCELLED,
+        as_of=as_of,
+        kind="withdrawn",
+        actor=actor,
+        details={"cl_ord_id": cl_ord_id, "reason": reason},
+        extra_fields={"leaves_qty": ZERO},
+    )
 
 
 def _reduce_if_unsent(
@@ -246,14 +255,12 @@ def _reduce_if_unsent(
     block.quantity = new_quantity
     block.save(update_fields=["quantity", "updated_at"])
     for order in orders:
-        order_transition(
-            order=order,
-            to_status=OrderStatus.CANCELLED,
-            as_of=as_of,
-            kind="withdrawn",
+        _order_withdrawn(
+            order,
+            cl_ord_id=message.cl_ord_id,
+            reason="cancelled before it was sent",
             actor=actor,
-            details={"cl_ord_id": message.cl_ord_id, "reason": "cancelled before it was sent"},
-            extra_fields={"leaves_qty": ZERO},
+            as_of=as_of,
         )
     audit_record(
         actor=actor,
