@@ -44,11 +44,24 @@ def program_evaluate(
     *, candidates: list[Candidate], as_of: datetime, rules: list[RuleSpec] | None = None
 ) -> dict[int, tuple[str, list[dict[str, Any]]]]:
     """{candidate key: (verdict, results)} for the candidates checked as one program."""
-    if rules is None:
-        rules = rules_in_force(as_of=as_of)
     if not candidates:
         return {}
-    ctx = Context(candidates=candidates, rules=rules, as_of=as_of)
+    return context_evaluate(program_context(candidates=candidates, as_of=as_of, rules=rules))
+
+
+def program_context(
+    *, candidates: list[Candidate], as_of: datetime, rules: list[RuleSpec] | None = None
+) -> Context:
+    """What the rules read for these candidates, loaded once: a caller that also shows figures
+    of the same accounts (the ticket's review) reads them from its snapshot, not again."""
+    if rules is None:
+        rules = rules_in_force(as_of=as_of)
+    return Context(candidates=candidates, rules=rules, as_of=as_of)
+
+
+def context_evaluate(ctx: Context) -> dict[int, tuple[str, list[dict[str, Any]]]]:
+    """{candidate key: (verdict, results)} for the context's candidates, as one program."""
+    candidates, rules = ctx.candidates, ctx.rules
     out: dict[int, tuple[str, list[dict[str, Any]]]] = {}
     todo = list(enumerate(candidates))
     dropped: set[int] = set()

@@ -29,9 +29,9 @@ from orders.services import (
     orders_stage,
     orders_transition_bulk,
 )
-from positions.selectors import order_weight
+from positions.selectors import PortfolioSnapshot, order_weight
 
-from .engine import program_evaluate
+from .engine import context_evaluate, program_context, program_evaluate
 from .models import (
     Breach,
     CheckRun,
@@ -439,17 +439,25 @@ def compliance_ticket_check(
         limit_price=limit,
         pm_id=actor.pk,
     )
-    verdict, results = program_evaluate(candidates=[candidate], as_of=as_of)[0]
+    ctx = program_context(candidates=[candidate], as_of=as_of)
+    verdict, results = context_evaluate(ctx)[0]
     return {
         "verdict": verdict,
         "results": results_for_viewer(results=results, user=actor),
         "review": _ticket_review(
-            account=acct, security=security, quantity=qty, limit=limit, as_of=as_of
+            account=acct,
+            security=security,
+            quantity=qty,
+            limit=limit,
+            as_of=as_of,
+            snapshot=ctx.snapshot,
         ),
     }
 
 
-def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: datetime) -> dict:
+def _ticket_review(
+    *, account, security, quantity: Decimal, limit, as_of: datetime, snapshot: PortfolioSnapshot
+) -> dict:
     """What the ticket's review step shows before submit: the notional at the limit (else the
     reference) price in the security's currency, then in the account's currency and as a % of
     its NAV. No price: no notional, said so."""
@@ -474,7 +482,9 @@ def _ticket_review(*, account, security, quantity: Decimal, limit, as_of: dateti
     ).total
     review["notional_security"] = money_round(amount, security.currency)
     review.update(
-        order_weight(account_id=account.pk, amount=amount, currency=security.currency, as_of=as_of)
+        order_weight(
+            account_id=account.pk, amount=amount, currency=security.currency, snapshot=snapshot
+        )
     )
     # Decimals as strings, as the API gives every amount (no float on the way).
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in review.items()}

@@ -371,14 +371,14 @@ def _holdings_settled(snaps: dict[int, AccountSnapshot], ids: list[int], day: da
 
 
 def order_weight(
-    *, account_id: int, amount: Decimal, currency: str, as_of: datetime
+    *, account_id: int, amount: Decimal, currency: str, snapshot: PortfolioSnapshot
 ) -> dict[str, Any]:
     """What an order of `amount` (in `currency`) weighs in the account, for the ticket's review:
-    the amount in the account's base currency and as a % of its NAV (the money view's NAV).
-    A missing FX rate is said, never taken as 1; an account without NAV has no %."""
+    the amount in the account's base currency and as a % of its NAV (the money view's NAV, from
+    a snapshot holding the account: the one compliance has just read). A missing FX rate is
+    said, never taken as 1; an account without NAV has no %."""
     from oms.money import money_round
 
-    snapshot = portfolio_snapshot(account_ids=[account_id], as_of=as_of, with_ladder=False)
     snap = snapshot.accounts[account_id]
     base = snap.base_currency
     out: dict[str, Any] = {"currency": base, "notional": None, "nav": None, "pct_nav": None}
