@@ -695,6 +695,7 @@ def _post_trade(firm) -> dict:
 
 def _websockets(firm) -> dict:
     from bench.blotter_bench import _latency
+    from bench.fanout_bench import WRITERS
 
     client = _client(firm["trader"])
     client.get("/api/blotter/layout/")
@@ -705,9 +706,18 @@ def _websockets(firm) -> dict:
         )
     ]
     figures = _latency(
-        client.cookies["sessionid"].value, ids, clients_n=WS_CLIENTS, rate=WS_RATE, client_procs=2
+        client.cookies["sessionid"].value,
+        ids,
+        clients_n=WS_CLIENTS,
+        rate=WS_RATE,
+        client_procs=2,
+        writers_n=WRITERS,
     )
-    figures["ok"] = figures["live_latency_p99_ms"] <= TARGETS["websocket_p99_ms"]
+    figures["ok"] = (
+        figures["live_latency_p99_ms"] <= TARGETS["websocket_p99_ms"]
+        and figures["live_missing"] == 0
+        and figures["live_achieved_rate_per_s"] >= WS_RATE * 0.95
+    )
     return figures
 
 
