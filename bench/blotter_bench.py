@@ -116,12 +116,11 @@ def _daphne(port: int) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "daphne",
+            "oms.web",
             "-b",
             "127.0.0.1",
             "-p",
             str(port),
-            "oms.asgi:application",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

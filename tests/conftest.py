@@ -91,8 +91,8 @@ def _test_database_url() -> str:
 
 @contextmanager
 def daphne_serving(database_url: str, **extra_env: str):
-    """A real Daphne serving `database_url` with the test settings (and `extra_env`): its
-    address while it runs."""
+    """A real Daphne (the OMS's web process, oms.web) serving `database_url` with the test
+    settings and `extra_env`: its address while it runs."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env["DATABASE_URL"] = database_url
@@ -109,12 +109,11 @@ def daphne_serving(database_url: str, **extra_env: str):
         [
             sys.executable,
             "-m",
-            "daphne",
+            "oms.web",
             "-b",
             "127.0.0.1",
             "-p",
             str(port),
-            "oms.asgi:application",
         ],
         cwd=ROOT,
         env=env,

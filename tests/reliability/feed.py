@@ -88,12 +88,11 @@ class DaphneServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "oms.web",
                 "-b",
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "oms.asgi:application",
             ],
             cwd=ROOT,
             env=self.env,
