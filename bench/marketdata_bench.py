@@ -29,11 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-
-import quickfix as fix
 
 from bench.blotter_bench import _daphne, _free_port, _ms
 from bench.fix_bench import _accounts, _desk, _routed_block
@@ -230,12 +229,65 @@ def _gateway_stats(log_path: Path, after: float) -> list[dict]:
     return found
 
 
+class _Simulator:
+    """`manage.py run_broker_sim` in a process of its own (no message log: it sends tens of
+    thousands of updates a second), called through its control port: sim(command, **args)."""
+
+    def __init__(self, tmp: Path, sessions: list[str]):
+        ready = tmp / "sim-ready.json"
+        self.log = (tmp / "simulator.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "run_broker_sim",
+                *(a for spec in sessions for a in ("--session", spec)),
+                "--control-port",
+                str(_free_port()),
+                "--store",
+                str(tmp / "sim"),
+                "--ready-file",
+                str(ready),
+                "--fill-mode",
+                "slices",
+                "--no-db-prices",
+                "--no-message-log",
+            ],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator did not start (see {tmp / 'simulator.log'})")
+            time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{json.loads(ready.read_text())['control_port']}"
+
+    def __call__(self, command: str, **args) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/{command}",
+            data=json.dumps(args).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
 def main(argv: list[str]) -> dict:
     from django.db import connection
     from django.test import Client
 
     from fixgateway.models import Execution, SessionState
-    from fixgateway.simulator import BrokerSimulator, SimConfig, acceptor_settings
     from oms.models import Security
     from positions.models import Position
     from tests import factories
@@ -272,24 +324,16 @@ def main(argv: list[str]) -> dict:
     fill_accounts = _accounts(desk, 1, "F")
     floors = _hop_floors(broker)
 
-    # The simulator runs in this process, its publisher beside its fill sender and this
-    # thread: the same short GIL switch interval as the gateway's (fixgateway.runner), or each
-    # send waits up to 5 ms for the GIL back.
-    sys.setswitchinterval(500e-6)
-    sim = BrokerSimulator(
-        SimConfig(fill_mode="slices", slices=1000, interval=0.0, prices={desk.sec.symbol: "10.00"})
-    )
-    sim.market.rate = 0.2  # still while the fills alone are measured
-    sim.market.batch = BATCH
-    sim.market.trade_probability = 0.2
-    sessions = [{"port": broker.port, "sender": f"T{desk.tag}", "target": f"O{desk.tag}"}]
+    # The simulator is a process of its own, as a broker is another machine: in this process it
+    # would share the GIL with the order entry below, and send a fifth less while blocks are
+    # routed. It is driven through its control port.
+    sessions = [f"{broker.port}:T{desk.tag}:O{desk.tag}"]
     if MD_SESSION == "separate":
-        sessions.append({"port": broker.port, "sender": f"T{desk.tag}", "target": md_comp_id})
-    acfg = acceptor_settings(sessions, tmp / "sim")
-    acceptor = fix.ThreadedSocketAcceptor(
-        sim, fix.FileStoreFactory(acfg), acfg, fix.ScreenLogFactory(False, False, False)
-    )
-    acceptor.start()
+        sessions.append(f"{broker.port}:T{desk.tag}:{md_comp_id}")
+    sim = _Simulator(tmp, sessions)
+    sim("config", slices=1000, interval=0.0, prices={desk.sec.symbol: "10.00"})
+    # Still while the fills alone are measured.
+    sim("md_config", rate=0.2, batch=BATCH, trade_probability=0.2)
     env = dict(os.environ)
     env.update(OMS_FIX_STORE_DIR=str(tmp / "gw-store"), OMS_FIX_LOG_DIR=str(tmp / "gw-log"))
     gateway_log = tmp / "gateway.log"
@@ -343,19 +387,19 @@ def main(argv: list[str]) -> dict:
         if not ready.wait(60):
             raise RuntimeError("websocket clients did not connect")
         deadline = time.monotonic() + 60
-        while len(sim.market.state()["subscribed"]) < SECURITIES:
+        while len(sim("md_state")["subscribed"]) < SECURITIES:
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not subscribe to every security")
             time.sleep(0.2)
         _push_alone(floors.pop("_push_text"))
         applied = Execution.objects.filter(broker=broker, exec_type="F")
         floors["floor_fills_alone_per_s"] = _fills_alone(desk, fill_accounts, applied)
-        sim.market.rate = RATE
+        sim("md_config", rate=RATE)
         time.sleep(3)  # the market settles in
         load_before = os.getloadavg()
         measuring.set()
         window_start = time.time()
-        sent_before, started = sim.market.sent_updates, time.perf_counter()
+        sent_before, started = sim("md_state")["sent_updates"], time.perf_counter()
         fills_before = applied.count()
         for _ in range(BLOCKS):
             _routed_block(desk, fill_accounts, 1000)
@@ -364,7 +408,7 @@ def main(argv: list[str]) -> dict:
             time.sleep(remaining)
         elapsed = time.perf_counter() - started
         fills = applied.count() - fills_before
-        sent = sim.market.sent_updates - sent_before
+        sent = sim("md_state")["sent_updates"] - sent_before
         measuring.clear()
         load_after = os.getloadavg()
         time.sleep(1)
@@ -383,7 +427,6 @@ def main(argv: list[str]) -> dict:
                 proc.terminate()
                 proc.wait(30)
         sim.stop()
-        acceptor.stop()
         connection.close()
     latencies = [v for c, _, _ in per_client for v in c]
     from_push = [v for _, p, _ in per_client for v in p]

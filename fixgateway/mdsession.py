@@ -11,18 +11,21 @@ reading quotes and applying fills. Apart, neither waits for the other.
 
 The session carries nothing that must not be lost: each logon starts the numbering again
 (ResetOnLogon) and subscribes afresh (a snapshot, then refreshes), so it has no outbox, no
-resend and no inbound mark. Run it with `manage.py run_market_data --broker CODE`.
+resend and no inbound mark. `manage.py run_market_data` (the Procfile's `md`) holds the
+session of every broker configured so, started and stopped as broker rows change
+(market_data_supervise); `--broker CODE` holds one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 
 import quickfix as fix
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from . import fixmsg
 from .marketdata import MD_MSG_TYPES, MarketDataSession
@@ -147,3 +150,75 @@ def market_data_run(*, broker, stop: threading.Event) -> None:
     finally:
         app.market_data.stop()
         initiator.stop()
+
+
+def _session_key(broker) -> str:
+    """What the market data session of the broker is made of: a change restarts it."""
+    return json.dumps(
+        [
+            broker.host,
+            broker.port,
+            broker.sender_comp_id,
+            broker.target_comp_id,
+            broker.fix_version,
+            broker.heartbeat_seconds,
+            separate_session(broker),
+        ],
+        sort_keys=True,
+    )
+
+
+def market_data_supervise(*, stop: threading.Event, poll_seconds: float = 5.0) -> None:
+    """Hold the market data session of every active broker whose row gives market data a
+    session of its own, each on a thread of its own, until `stop` is set. Every poll_seconds
+    the broker rows are read again: a broker configured so is started, one deactivated or
+    configured otherwise is stopped, a changed one restarted, a session whose thread died is
+    started again. With none configured it only waits (the Procfile runs it regardless)."""
+    from .models import Broker
+
+    running: dict[int, tuple[threading.Thread, threading.Event, str]] = {}
+
+    def halt(broker_id: int) -> None:
+        thread, own_stop, _ = running.pop(broker_id)
+        own_stop.set()
+        thread.join(30)
+
+    def hold(broker, own_stop: threading.Event) -> None:
+        try:
+            market_data_run(broker=broker, stop=own_stop)
+        except Exception:
+            log.exception("%s: market data session failed; starting it again", broker)
+        finally:
+            connection.close()  # this thread's own
+
+    try:
+        while True:
+            try:
+                close_old_connections()
+                wanted = {
+                    b.pk: b
+                    for b in Broker.objects.filter(active=True)
+                    if separate_session(b) is not None
+                }
+            except Exception:
+                log.exception("reading the brokers failed; going on")
+                wanted = None
+            if wanted is not None:
+                for broker_id, (thread, _, key) in list(running.items()):
+                    broker = wanted.get(broker_id)
+                    if broker is None or _session_key(broker) != key or not thread.is_alive():
+                        halt(broker_id)
+                for broker_id, broker in wanted.items():
+                    if broker_id not in running:
+                        own_stop = threading.Event()
+                        thread = threading.Thread(
+                            target=hold, args=(broker, own_stop), name=f"md-{broker.code}"
+                        )
+                        thread.start()
+                        running[broker_id] = (thread, own_stop, _session_key(broker))
+                        log.info("market data session of %s started", broker.code)
+            if stop.wait(poll_seconds):
+                return
+    finally:
+        for broker_id in list(running):
+            halt(broker_id)

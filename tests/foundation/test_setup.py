@@ -62,7 +62,14 @@ def test_bad_boolean_setting_fails_loudly():
 def test_compose_file_has_every_service_with_a_health_check():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "fix", "broker-sim"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "beat", "fix", "md", "broker-sim"} <= set(
+        services
+    )
+    # As in the Procfile: the FIX worker is the app with the bootstep that holds the sessions
+    # (the plain oms.celery app would consume the queue and hold none), the web process is
+    # Daphne with the keep-alive bound.
+    assert "-A fixgateway.worker" in services["fix"]["command"]
+    assert "python -m oms.web" in services["web"]["command"]
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     for name, service in services.items():

@@ -138,8 +138,9 @@ def test_quotes_reach_the_blotter_and_positions_feeds_throttled(desk, world, oms
 
 
 def test_market_data_over_a_session_of_its_own_beside_the_fills(desk, world, gateway_env, tmp_path):
-    """The broker's row gives market data a FIX session of its own: `run_market_data` holds
-    it in another process and subscribes there; the order session carries the fills."""
+    """The broker's row gives market data a FIX session of its own: `run_market_data` (as the
+    Procfile's `md` runs it: every broker configured so) holds it in another process and
+    subscribes there; the order session carries the fills. A broker deactivated is let go."""
     import subprocess
     import sys
 
@@ -152,7 +153,7 @@ def test_market_data_over_a_session_of_its_own_beside_the_fills(desk, world, gat
     routed_block(desk, broker, "100", order_type="LIMIT", limit_price="150.00")
     with (tmp_path / "market-data.log").open("w") as log:
         feed = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "run_market_data", "--broker", broker.code],
+            [sys.executable, str(ROOT / "manage.py"), "run_market_data", "--poll-seconds", "1"],
             cwd=ROOT,
             env=gateway_env,
             stdout=log,
@@ -167,6 +168,14 @@ def test_market_data_over_a_session_of_its_own_beside_the_fills(desk, world, gat
         block = routed_block(desk, broker, "300")
         wait_until(lambda: Block.objects.get(pk=block.pk).status == "FILLED", what="filled")
         assert Quote.objects.filter(security=desk.aapl).count() == 1
+        sessions = world.sim("state")["sessions"]
+        assert any("OMSMD" in name for name in sessions), sessions
+        type(broker).objects.filter(pk=broker.pk).update(active=False)
+        wait_until(
+            lambda: not any("OMSMD" in name for name in world.sim("state")["sessions"]),
+            timeout=20,
+            what="the market data session let go",
+        )
     finally:
         feed.terminate()
         feed.wait(30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +51,13 @@ class Command(BaseCommand):
             help="behave as this kind of counterparty; repeatable (later ones win)",
         )
         parser.add_argument("--list-personalities", action="store_true")
+        parser.add_argument(
+            "--no-message-log",
+            dest="message_log",
+            action="store_false",
+            default=True,
+            help="keep no log of the FIX messages (a benchmark sending tens of thousands a second)",
+        )
 
     def handle(self, *args, **opts):
         if opts["list_personalities"]:
@@ -109,9 +117,15 @@ class Command(BaseCommand):
         cfg = acceptor_settings(
             sessions, store / "store", store / "log", personalities=opts["personality"]
         )
-        acceptor = fix.ThreadedSocketAcceptor(
-            sim, fix.FileStoreFactory(cfg), cfg, fix.FileLogFactory(cfg)
+        # The same short GIL switch interval as the gateway's (fixgateway.runner): the market
+        # publisher, the fill sender and QuickFIX's threads each wait up to 5 ms otherwise.
+        sys.setswitchinterval(int(getattr(settings, "OMS_FIX_SWITCH_INTERVAL_US", 5000)) / 1e6)
+        log = (
+            fix.FileLogFactory(cfg)
+            if opts["message_log"]
+            else fix.ScreenLogFactory(False, False, False)
         )
+        acceptor = fix.ThreadedSocketAcceptor(sim, fix.FileStoreFactory(cfg), cfg, log)
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
