@@ -11,6 +11,9 @@ in the web process. The ping is queued behind that backlog, so its pong comes ba
 the page has read everything before it: a page more than interval + timeout behind (20 s of
 feed with the defaults) is dropped, its buffer freed, and on reconnect it resumes from the
 feed's history or takes a snapshot. Daphne's own defaults (20 + 30 s) allow 50 s of feed.
+
+The application is loaded before Daphne starts, and what loading made is frozen out of the
+garbage collector's full walks (oms.runtime.loaded_objects_freeze).
 """
 
 from __future__ import annotations
@@ -38,7 +41,16 @@ def daphne_argv(args: list[str], environ: os._Environ | dict = os.environ) -> li
 
 def main(args: list[str]) -> None:
     from daphne.cli import CommandLineInterface
+    from django.urls import get_resolver
 
+    # Load the application, every view and the URL patterns before the first request, and
+    # keep them out of the garbage collector's full walks (oms.runtime); Daphne then finds
+    # the module already imported.
+    import oms.asgi  # noqa: F401
+    from oms.runtime import loaded_objects_freeze
+
+    get_resolver().url_patterns  # noqa: B018
+    loaded_objects_freeze()
     CommandLineInterface().run(daphne_argv(args))
 
 
