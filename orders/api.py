@@ -36,6 +36,8 @@ from .serializers import (
     OrderDetailSerializer,
     OrderInputSerializer,
     OrderSerializer,
+    order_row_columns,
+    order_rows,
     preview_data,
 )
 
@@ -126,8 +128,8 @@ class OrderViewSet(viewsets.GenericViewSet):
     def list(self, request):
         query = query_or_400(OrderListQuery, request.query_params)
         qs = selectors.order_list(user=request.user, filters=query.cleaned_data)
-        page = self.paginate_queryset(qs)
-        return self.get_paginated_response(OrderSerializer(page, many=True).data)
+        page = self.paginate_queryset(qs.values(*order_row_columns()))
+        return self.get_paginated_response(order_rows(page))
 
     @extend_schema(responses=OrderDetailSerializer)
     def retrieve(self, request, pk: str):
