@@ -28,13 +28,13 @@ from . import basket_services, entry, selectors, services
 from .forms import OrderListQuery, TicketInfoQuery
 from .lifecycle import OrderStatus
 from .models import Side
+from .order_fields import OrderInputSerializer
 from .serializers import (
     BasketPreviewSerializer,
     BasketUploadSerializer,
     OrderAmendSerializer,
     OrderCancelSerializer,
     OrderDetailSerializer,
-    OrderInputSerializer,
     OrderSerializer,
     order_row_columns,
     order_rows,
