@@ -27,12 +27,9 @@ from .plans import CLOSED_ORDERS, PRICE_PLACES
 
 M = TypeVar("M", bound=models.Model)
 
-
 VALUE_PLACES = Decimal(1).scaleb(-16)
 
-
 ZERO = Decimal(0)
-
 
 # A Booking's columns as DayBooks gathers them for rows_insert.
 BOOKING_FIELDS = (

@@ -22,7 +22,6 @@ from .models import AllocationPlan
 
 PRICE_PLACES = Decimal("0.00000001")
 
-
 # An order in one of these takes no further shares: it keeps what it holds.
 CLOSED_ORDERS = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 

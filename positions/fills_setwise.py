@@ -82,7 +82,6 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
 # pays its second round trip from this many on.
 COPY_FROM = 20
 
-
 # The ledger's and the cash ladder's columns, in the order rows_insert takes them.
 _FILL_FIELDS = (
     "account_id",
