@@ -16,6 +16,7 @@ from oms.money import Terms, notional_rounded
 from orders.models import SELL_SIDES, Block, Order
 
 from .models import Allocation, BlockDay, Booking, OrderShare, SettlementFile, StreetFill
+from .settlement_content import settlement_file_content
 
 ZERO = Decimal(0)
 
@@ -230,8 +231,6 @@ def booking_differences(
         check("allocations", key, "accrued", street.accrued if day.executed else ZERO, accrued)
         check("allocations", key, "street_gross", day.street_gross, gross)
 
-    from .services import settlement_file_content
-
     latest = {}
     for f in SettlementFile.objects.order_by("custodian_id", "trade_date", "version"):
         latest[(f.custodian_id, f.trade_date)] = f
@@ -244,7 +243,7 @@ def booking_differences(
 def blocks_booking_due(*, block_ids: Iterable[int] | None = None) -> list[int]:
     """Blocks with an open trading day whose executions are not all booked to their orders
     yet: the day's executed quantity or value differs from what its order shares add up to.
-    Wide blocks are booked this way, off the report's path (allocation.services
+    Wide blocks are booked this way, off the report's path (allocation.booking
     .bookings_due_book); a narrow block is booked with its reports, so it is here only between
     a report and its commit, or when its booking failed. One query over the open days."""
     where = ""

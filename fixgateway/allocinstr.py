@@ -2,7 +2,7 @@
 finalised, AllocationInstructionAck (35=P) in.
 
 - `allocation_instruction_enqueue` is called by the booking ledger when it finalises a day
-  (allocation.services._day_finalise), in that transaction: one row per block, trade date and
+  (allocation.days.day_finalise), in that transaction: one row per block, trade date and
   day version, for brokers whose row asks (extra_config {"allocation_instructions": true}).
   A rebooked day (a late fill, bust or correction) writes the next version: a replace
   (AllocTransType 71=1) naming the previous AllocID (72).

@@ -1,4 +1,4 @@
-"""Order capture API: thin views over orders.services / selectors / basket_services."""
+"""Order capture API: thin views over orders.entry / selectors / basket_services."""
 
 from __future__ import annotations
 
@@ -19,22 +19,23 @@ from rest_framework.views import APIView
 from oms import roles
 from oms.api import CappedCountPagination, HasRole, NoQuery, query_or_400
 from oms.errors import NotFound
+from oms.models import Security
 from oms.parsers import UploadParser
 from oms.schema import form_parameters
 from oms.selectors import account_not_found, accounts_visible_to
 from positions.selectors import position_quantity
 
-from . import basket_services, entry, selectors, services
+from . import basket_services, entry, selectors
 from .forms import OrderListQuery, TicketInfoQuery
 from .lifecycle import OrderStatus
 from .models import Side
+from .order_fields import OrderInputSerializer
 from .serializers import (
     BasketPreviewSerializer,
     BasketUploadSerializer,
     OrderAmendSerializer,
     OrderCancelSerializer,
     OrderDetailSerializer,
-    OrderInputSerializer,
     OrderSerializer,
     order_row_columns,
     order_rows,
@@ -193,7 +194,7 @@ class OrderViewSet(viewsets.GenericViewSet):
         account = accounts_visible_to(request.user).filter(code=code).first()
         if account is None:
             raise account_not_found(code)
-        security = services.Security.objects.filter(symbol=symbol).first()
+        security = Security.objects.filter(symbol=symbol).first()
         if security is None:
             raise NotFound(f"Unknown symbol '{symbol}'.")
         amounts = {

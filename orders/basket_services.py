@@ -1,8 +1,9 @@
 """Baskets and model rebalances: many orders from one CSV, previewed line by line, then created
 together in one transaction as one Basket.
 
-Each basket line goes through the same checks as an API order (OrderInputSerializer for the
-field types, then order_input_validate for the rules), so the two can never disagree.
+Each basket line goes through the same checks as an API order (orders.order_fields'
+OrderInputSerializer for the field types, then order_input_validate for the rules), so the two
+can never disagree.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from positions.selectors import MissingFxRate, portfolio_snapshot
 
 from .entry import orders_check_and_stage
 from .models import Basket, OrderType, Side, TimeInForce
+from .order_fields import OrderInputSerializer
 from .services import (
     ORDER_INPUT_FIELDS,
     OrderInput,
@@ -199,8 +201,6 @@ def basket_preview(*, pm, content: bytes, as_of: datetime) -> BasketPreview:
         account_codes=[r.data.get("account", "") for r in lines],
         symbols=[r.data.get("symbol", "") for r in lines],
     )
-    from .serializers import OrderInputSerializer
-
     serializer = OrderInputSerializer()  # stateless: one for every line
     seen: dict[str, int] = {}
     for result in lines:

@@ -1,62 +1,29 @@
 """The order API's shapes. Input serializers only type the fields; the rules live in
-orders.services.order_input_validate, which the basket CSV uses too."""
+orders.services.order_input_validate. An order request's fields (OrderInputSerializer) are
+typed in orders.order_fields, which the basket CSV parses with too."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from oms.api import StrictSerializer, id_field
-from oms.fields import DECIMAL_PLACES, MAX_DIGITS
 
 from .lifecycle import OrderStatus
-from .models import Basket, Order, OrderEvent, OrderType, Side, TimeInForce
-
-_UPPER = ("account", "symbol", "side", "order_type", "time_in_force")
-
-
-def _decimal(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
-
-
-class OrderInputSerializer(serializers.Serializer):
-    """One order request, as the API and every basket CSV line send it."""
-
-    account = serializers.CharField(max_length=32, help_text="Account code")
-    symbol = serializers.CharField(max_length=32)
-    side = serializers.ChoiceField(choices=Side.choices)
-    quantity = _decimal()
-    order_type = serializers.ChoiceField(choices=OrderType.choices)
-    limit_price = _decimal(required=False, allow_null=True)
-    stop_price = _decimal(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.DAY)
-    expire_date = serializers.DateField(required=False, allow_null=True)
-    instructions = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, default=""
-    )
-
-    def to_internal_value(self, data):
-        # Only a mapping is normalised; anything else gets DRF's "expected a dictionary" 400.
-        if isinstance(data, Mapping):
-            data = data.copy()
-            for name in _UPPER:
-                value = data.get(name)
-                if isinstance(value, str):
-                    # Codes are upper case; "buy" and " aapl " mean BUY and AAPL.
-                    data[name] = value.strip().upper() if name != "account" else value.strip()
-        return super().to_internal_value(data)
+from .models import Basket, Order, OrderEvent, TimeInForce
+from .order_fields import decimal_field
 
 
 class OrderAmendSerializer(StrictSerializer):
     """What an amend may change; any other field (side, account, symbol...) is a 400."""
 
-    quantity = _decimal(required=False)
-    limit_price = _decimal(required=False, allow_null=True)
-    stop_price = _decimal(required=False, allow_null=True)
+    quantity = decimal_field(required=False)
+    limit_price = decimal_field(required=False, allow_null=True)
+    stop_price = decimal_field(required=False, allow_null=True)
     time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, required=False)
     expire_date = serializers.DateField(required=False, allow_null=True)
 
@@ -191,13 +158,13 @@ class OrderFillSerializer(serializers.Serializer):
 class OrderAllocationSerializer(serializers.Serializer):
     trade_date = serializers.DateField()
     settle_date = serializers.DateField()
-    quantity = _decimal()
-    avg_price = _decimal()
-    gross_amount = _decimal()
-    accrued_interest = _decimal()
-    commission = _decimal()
-    fees = _decimal()
-    net_amount = _decimal()
+    quantity = decimal_field()
+    avg_price = decimal_field()
+    gross_amount = decimal_field()
+    accrued_interest = decimal_field()
+    commission = decimal_field()
+    fees = decimal_field()
+    net_amount = decimal_field()
     currency = serializers.CharField()
     version = serializers.IntegerField()
 
@@ -214,7 +181,7 @@ class OrderDetailSerializer(OrderSerializer):
     compliance = serializers.SerializerMethodField()
     security_name = serializers.CharField(source="security.name", read_only=True)
     currency = serializers.CharField(source="security.currency", read_only=True)
-    tick_size = _decimal(source="security.tick_size", read_only=True)
+    tick_size = decimal_field(source="security.tick_size", read_only=True)
     fills = serializers.SerializerMethodField()
     allocations = serializers.SerializerMethodField()
     actions = serializers.SerializerMethodField()

@@ -18,6 +18,7 @@ from oms.models import Account, Security
 from oms.money import Quotation, Terms
 
 from .models import CashBalance, CashMovement, FxRate, Position, PositionFill
+from .replay import PositionState, position_state_apply, price_factors, replay_rows, replays
 
 FIRM_CURRENCY = "USD"
 HUNDRED = Decimal(100)
@@ -685,14 +686,6 @@ class Difference:
 def reconcile_differences() -> list[Difference]:
     """Recompute every position and cash balance from the opening balances and the ledger and
     list what differs from the kept figures (empty when everything agrees)."""
-    from .services import (
-        PositionState,
-        position_state_apply,
-        price_factors,
-        replay_rows,
-        replays,
-    )
-
     codes = dict(Account.objects.values_list("pk", "code"))
     symbols = dict(Security.objects.values_list("pk", "symbol"))
     factors = price_factors(symbols)
