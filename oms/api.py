@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils.functional import cached_property
 from rest_framework import exceptions, permissions, serializers
@@ -118,13 +119,29 @@ class _CappedPage(Page):
         return self.number + 1
 
 
+class PagedRows:
+    """A list paged as rows (`rows`, e.g. a values() queryset) and counted on the model
+    queryset it came from (`counted`): a count of values() would carry their joins into the
+    counting subquery (a PM's order list counted 10,001 rows through three joins, 80 ms,
+    where the ids alone take a few)."""
+
+    ordered = True  # for Paginator's check: `rows` keeps the queryset's order
+
+    def __init__(self, counted: QuerySet, rows: QuerySet) -> None:
+        self.counted, self.rows = counted, rows
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+
 class _CappedCountPaginator(Paginator):
     """Counts at most COUNT_CAP + 1 rows; a page reads one row more than it shows to know
     whether another follows, so every page stays reachable whatever the count says."""
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+        counted = getattr(self.object_list, "counted", self.object_list)
+        return counted.order_by()[: COUNT_CAP + 1].count()
 
     def page(self, number):
         try:

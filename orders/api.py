@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms import roles
-from oms.api import CappedCountPagination, HasRole, NoQuery, query_or_400
+from oms.api import CappedCountPagination, HasRole, NoQuery, PagedRows, query_or_400
 from oms.errors import NotFound
 from oms.models import Security
 from oms.parsers import UploadParser
@@ -129,7 +129,7 @@ class OrderViewSet(viewsets.GenericViewSet):
     def list(self, request):
         query = query_or_400(OrderListQuery, request.query_params)
         qs = selectors.order_list(user=request.user, filters=query.cleaned_data)
-        page = self.paginate_queryset(qs.values(*order_row_columns()))
+        page = self.paginate_queryset(PagedRows(qs, qs.values(*order_row_columns())))
         return self.get_paginated_response(order_rows(page))
 
     @extend_schema(responses=OrderDetailSerializer)
