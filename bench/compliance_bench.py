@@ -282,6 +282,7 @@ def _measure() -> dict:
     from django.db import connection, reset_queries
     from django.test import Client
 
+    from bench.floors import request_floors
     from compliance.engine import program_evaluate
     from compliance.services import compliance_check_orders
     from compliance.specs import Candidate
@@ -411,51 +412,26 @@ def _measure() -> dict:
         "api_single_check_p99_ms": 50,
         "orders_10000_s": 10,
     }
-    figures.update(_floors(client))
-    floor = figures["floor_api_p50_ms"]
+    figures["floors"] = {
+        **request_floors(client, samples=API_SAMPLES),
+        "decimal_50k_ms": _decimal_floor_ms(),
+    }
+    floor = figures["floors"]["api_floor_p50_ms"]
     figures["api_single_check_p99_x_floor"] = round(figures["api_single_check_p99_ms"] / floor, 1)
     return figures
 
 
-def _floors(client) -> dict:
-    """Limits measured in the same run, to compare runs on a machine whose speed varies (the
-    same code measured 7.0 s and 12.3 s an hour apart, nothing else running): a query round
-    trip, the cheapest authenticated API call through the same client, and a fixed piece of
-    Python arithmetic (Decimal, as the engine's)."""
-    from django.db import connection
-
-    def p(times: list[float], q: float) -> float:
-        times = sorted(times)
-        return round(times[min(len(times) - 1, int(len(times) * q))] * 1000, 3)
-
-    sql = []
-    with connection.cursor() as cursor:
-        for _ in range(300):
-            started = time.perf_counter()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-            sql.append(time.perf_counter() - started)
-    api = []
-    for i in range(API_SAMPLES + 20):
-        started = time.perf_counter()
-        response = client.get("/api/blotter/layout/")
-        if response.status_code != 200:
-            raise RuntimeError(f"floor call answered {response.status_code}")
-        if i >= 20:
-            api.append(time.perf_counter() - started)
-    arithmetic = []
+def _decimal_floor_ms() -> float:
+    """50,000 Decimal operations, as the engine's arithmetic: the machine's Python speed in
+    this run (median of 5)."""
+    times = []
     for _ in range(5):
         started = time.perf_counter()
         total = Decimal(0)
         for n in range(50_000):
             total += Decimal(n) * Decimal("1.0001") / Decimal(7)
-        arithmetic.append(time.perf_counter() - started)
-    return {
-        "floor_sql_round_trip_p50_ms": p(sql, 0.5),
-        "floor_api_p50_ms": p(api, 0.5),
-        "floor_api_p99_ms": p(api, 0.99),
-        "floor_decimal_50k_ms": p(arithmetic, 0.5),
-    }
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 2)
 
 
 def main(argv: list[str]) -> dict:

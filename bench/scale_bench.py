@@ -571,26 +571,6 @@ def _stats(times: list[float], target_ms: float | None = None, floor_ms: float |
     return out
 
 
-def _floors(client) -> dict:
-    """What nothing can beat here: a query round trip, and the cheapest authenticated API
-    request through the same client (session, middleware, one small query)."""
-    from django.db import connection
-
-    times = []
-    with connection.cursor() as cursor:
-        for _ in range(200):
-            started = time.perf_counter()
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-            times.append(time.perf_counter() - started)
-    api, _ = _timed_get(client, "/api/blotter/layout/", n=SAMPLES)
-    return {
-        "sql_round_trip_p50_ms": _ms(times, 0.5),
-        "api_floor_p50_ms": _ms(api, 0.5),
-        "api_floor_p99_ms": _ms(api, 0.99),
-    }
-
-
 def _client(user):
     from django.test import Client
 
@@ -784,6 +764,7 @@ def _measure(firm: dict) -> dict:
     from django.test import Client
     from django.urls import get_resolver
 
+    from bench.floors import request_floors
     from oms.runtime import loaded_objects_freeze
 
     # Load what a web process has loaded before its first request (views, URL patterns, the
@@ -791,7 +772,7 @@ def _measure(firm: dict) -> dict:
     get_resolver().url_patterns  # noqa: B018
     Client(HTTP_HOST="127.0.0.1").get("/healthz")
     figures: dict = {"objects_frozen": loaded_objects_freeze()}
-    floors = _floors(_client(firm["trader"]))
+    floors = request_floors(_client(firm["trader"]), samples=SAMPLES)
     figures["floors"] = floors
     floor = floors["api_floor_p50_ms"]
     figures["load_before_measuring"] = _load()
