@@ -24,7 +24,7 @@ import sys
 APPLICATION = "oms.asgi:application"
 
 
-def daphne_argv(args: list[str], environ: os._Environ | dict = os.environ) -> list[str]:
+def daphne_argv(args: list[str]) -> list[str]:
     """Daphne's arguments: `args` plus the keep-alive bound and the application, each unless
     `args` already names it."""
     argv = list(args)
@@ -33,7 +33,7 @@ def daphne_argv(args: list[str], environ: os._Environ | dict = os.environ) -> li
         ("--ping-timeout", "OMS_WS_PING_TIMEOUT"),
     ):
         if not any(a == option or a.startswith(option + "=") for a in argv):
-            argv += [option, str(int(environ.get(variable) or 10))]
+            argv += [option, str(int(os.environ.get(variable) or 10))]
     if APPLICATION not in argv:
         argv.append(APPLICATION)
     return argv

@@ -78,30 +78,24 @@ class OrderSerializer(serializers.ModelSerializer):
 
 
 # The order list reads rows, not model instances: OrderSerializer's output from values()
-# (order_rows). Each field's value column; the rest are the field's own name.
-_ROW_COLUMNS = {
-    "account": "account__code",
-    "symbol": "security__symbol",
-    "pm": "pm__username",
-    "basket": "basket_id",
-    "block": "block_id",
-}
-# Relations given as their primary key, which the row holds already.
-_ROW_KEYS = frozenset({"basket", "block"})
-
-
-def order_row_columns() -> list[str]:
-    """The values() columns order_rows formats, in OrderSerializer's field order."""
-    return [_ROW_COLUMNS.get(name, name) for name in OrderSerializer.Meta.fields]
+# (order_rows). Each field's column is derived from the serializer itself: its source with
+# "__" for ".", a relation's key column for a relation given as its primary key.
 
 
 @functools.cache
 def _row_fields() -> list[tuple[str, str, serializers.Field | None]]:
-    fields = OrderSerializer().fields
+    """(name, values() column, field formatting it or None for a key given as it is)."""
     return [
-        (name, _ROW_COLUMNS.get(name, name), None if name in _ROW_KEYS else fields[name])
-        for name in OrderSerializer.Meta.fields
+        (name, f"{field.source}_id", None)
+        if isinstance(field, serializers.RelatedField)
+        else (name, field.source.replace(".", "__"), field)
+        for name, field in OrderSerializer().fields.items()
     ]
+
+
+def order_row_columns() -> list[str]:
+    """The values() columns order_rows formats, in OrderSerializer's field order."""
+    return [column for _, column, _ in _row_fields()]
 
 
 def order_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
