@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from django.contrib.auth.models import Group, User
@@ -57,6 +58,21 @@ def security(
         reference_price_at=timezone.now(),
         settlement_cycle=cycle,
         **terms,
+    )
+
+
+def bond(symbol: str, *, price: str = "99.50") -> Security:
+    """A 6% semi-annual 30/360 government note maturing 15 Feb 2030, quoted per 100 of face."""
+    return security(
+        symbol,
+        price=price,
+        asset_class="BOND",
+        sector="Government",
+        price_quotation="PER_100",
+        coupon_rate=Decimal("6"),
+        coupon_frequency=2,
+        day_count="30/360",
+        maturity_date=date(2030, 2, 15),
     )
 
 

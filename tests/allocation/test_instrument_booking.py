@@ -162,17 +162,7 @@ def test_a_bond_block_books_face_per_100_plus_accrued_to_settlement(desk):
     from allocation.selectors import booking_differences
     from positions.models import Position
 
-    bond = factories.security(
-        "UST26",
-        price="99.50",
-        asset_class="BOND",
-        sector="Government",
-        price_quotation="PER_100",
-        coupon_rate=D("6"),
-        coupon_frequency=2,
-        day_count="30/360",
-        maturity_date=date(2030, 2, 15),
-    )
+    bond = factories.bond("UST26")
     block = _trade(desk, bond, ["600000", "400000"], [("300000", "99.515"), ("700000", "99.50")])
     day = BlockDay.objects.get(block=block)
     assert (day.status, day.settle_date) == (BlockDay.Status.FINALISED, SETTLE_DATE)

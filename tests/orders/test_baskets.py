@@ -321,24 +321,13 @@ def test_rebalance_values_a_bond_per_100_plus_accrued_and_runs_the_fat_finger_ru
     49,000 face at 99.50 plus accrued (as shares it was 502). A 246,000 MSFT buy over a 200,000
     fat-finger limit is BLOCK in the preview (it used to show OK), first, counted at the top,
     and the confirm answer carries the same counts."""
-    from datetime import date
 
     from compliance.models import RuleKind
     from oms.money import Terms
     from tests.compliance.conftest import make_rule
 
     portfolio(refdata)
-    bond = factories.security(
-        "UST30",
-        price="99.50",
-        asset_class="BOND",
-        sector="Government",
-        price_quotation="PER_100",
-        coupon_rate=Decimal("6"),
-        coupon_frequency=2,
-        day_count="30/360",
-        maturity_date=date(2030, 2, 15),
-    )
+    bond = factories.bond("UST30")
     make_rule(refdata.compliance, RuleKind.ORDER_SIZE, {"max_notional": "200000"})
     targets = b"account,symbol,target_weight_pct\nACCT1,AAPL,20\nACCT1,MSFT,50\nACCT1,UST30,10\n"
     body = upload(refdata.pm1, targets, url="/api/baskets/rebalance/").json()

@@ -166,17 +166,7 @@ def test_a_bond_is_worth_face_per_100_plus_accrued_on_the_pages(client, refdata)
     5,000 unrealized; its market value and its exposure add the accrued interest."""
     from oms.money import Terms
 
-    bond = factories.security(
-        "UST30",
-        price="99.50",
-        asset_class="BOND",
-        sector="Government",
-        price_quotation="PER_100",
-        coupon_rate=D("6"),
-        coupon_frequency=2,
-        day_count="30/360",
-        maturity_date=date(2030, 2, 15),
-    )
+    bond = factories.bond("UST30")
     fill(refdata.acct1, bond, "BUY", "1000000", "99.00", "u1")
     client.force_login(refdata.compliance)
     [row] = client.get("/api/positions/", {"account": "ACCT1"}).json()["results"]
