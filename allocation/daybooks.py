@@ -16,14 +16,14 @@ from django.db import models
 from audit.services import bulk_insert
 from oms.bulk_rows import rows_insert, rows_update
 from oms.errors import Conflict
-from oms.money import Notional, Terms, money_split, notional_rounded
+from oms.money import PRICE_PLACES, Notional, Terms, average_price, money_split, notional_rounded
 from orders import services as order_services
 from orders.models import SELL_SIDES, Block
 from positions import services as position_services
 
 from .allocator import pro_rata
 from .models import AllocationPlan, BlockDay, Booking, OrderShare
-from .plans import CLOSED_ORDERS, PRICE_PLACES
+from .plans import CLOSED_ORDERS
 
 M = TypeVar("M", bound=models.Model)
 
@@ -246,7 +246,7 @@ class DayBooks:
             account_id=self.orders[order_id].account_id,
             order_id=order_id,
             quantity=quantity,
-            price=price if price is not None else (value / quantity).quantize(PRICE_PLACES),
+            price=price if price is not None else average_price(value, quantity),
             net_money=(
                 net_money if net_money is not None else self._cash(self.money(day, quantity, value))
             ),
@@ -261,7 +261,7 @@ class DayBooks:
             order_services.OrderFill(
                 order=self.orders[order_id],
                 quantity=quantity,
-                price=(value / quantity).quantize(PRICE_PLACES),
+                price=average_price(value, quantity),
                 exec_ref=ref,
                 value=value,
             )
@@ -282,7 +282,7 @@ class DayBooks:
             return
         # As finalising will: the average price, and the street gross split to the minor unit
         # (so an order alone in its account already holds its final booking).
-        avg = (day.value / day.executed).quantize(PRICE_PLACES)
+        avg = average_price(day.value, day.executed)
         grosses = self.street_split(day, targets)
         for oid, target, value, gross in zip(self.order_ids, targets, values, grosses, strict=True):
             self.reprice(day, oid, target, value, ref)
@@ -300,7 +300,7 @@ class DayBooks:
             order_services.OrderFill(
                 order=self.orders[order_id],
                 quantity=dq,
-                price=(value / quantity).quantize(PRICE_PLACES) if quantity else PRICE_PLACES,
+                price=average_price(value, quantity) if quantity else PRICE_PLACES,
                 exec_ref=ref,
                 value=dv,
             )

@@ -15,13 +15,14 @@ from django.conf import settings
 from audit.services import audit_record
 from fixgateway.allocinstr import allocation_instruction_enqueue
 from oms.bulk_rows import rows_update
+from oms.db import within_transaction
+from oms.money import average_price
 from orders.models import SELL_SIDES, Block
 from positions import services as position_services
 
 from .daybooks import ZERO, DayBooks, insert_rows, split_value
 from .fees import charges_for, fee_rules_in_force
 from .models import Allocation, BlockDay, Booking
-from .plans import PRICE_PLACES
 
 # A block in one of these has stopped executing: its days can be finalised.
 DONE_STATUSES = frozenset(
@@ -44,6 +45,7 @@ def booked_by_booker(orders: int) -> bool:
     return orders > settings.OMS_BOOKING_INLINE_MAX_ORDERS
 
 
+@within_transaction
 def day_book(books: DayBooks, day: BlockDay) -> None:
     held_total = sum((books.held(day, oid) for oid in books.order_ids), ZERO)
     if books.plan.adjusted and held_total == day.executed:
@@ -79,6 +81,7 @@ def day_book(books: DayBooks, day: BlockDay) -> None:
     books.rebook(day, targets, ref)
 
 
+@within_transaction
 def day_finalise(books: DayBooks, day: BlockDay) -> list[Allocation]:
     """Every account's shares of the day as one allocation at the day's average price:
     gross to the minor unit (the accounts add up to the street gross), commission and fees by
@@ -89,7 +92,7 @@ def day_finalise(books: DayBooks, day: BlockDay) -> list[Allocation]:
     live = books.live(day)
     allocations: list[Allocation] = []
     if day.executed:
-        avg = (day.value / day.executed).quantize(PRICE_PLACES)
+        avg = average_price(day.value, day.executed)
         targets = [books.held(day, oid) for oid in books.order_ids]
         values = split_value(day.value, targets)
         for oid, target, value in zip(books.order_ids, targets, values, strict=True):
@@ -217,6 +220,7 @@ def day_finalise(books: DayBooks, day: BlockDay) -> list[Allocation]:
     return allocations
 
 
+@within_transaction
 def day_reopen(day: BlockDay, *, block: Block, as_of: datetime, why: str) -> None:
     """Cancel a finalised day's allocations (charges given back, marked replaced) so it can be
     booked again under the next version; blocks_book finalises it again in the same

@@ -15,12 +15,11 @@ from django.db import connection, transaction
 
 from audit.services import audit_record
 from oms.errors import DomainError
+from oms.money import PRICE_PLACES
 from orders.lifecycle import OrderStatus
 from orders.models import Block, Order
 
 from .models import AllocationPlan
-
-PRICE_PLACES = Decimal("0.00000001")
 
 # An order in one of these takes no further shares: it keeps what it holds.
 CLOSED_ORDERS = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
