@@ -170,6 +170,11 @@ class Order(models.Model):
             # The blotter takes what was touched today and post-trade what traded since the
             # last run: without it both read every order of the history (bench/scale_bench.py).
             models.Index(fields=["updated_at"], name="order_updated_at_idx"),
+            # One account's newest orders first (a PM's list filtered by account) without
+            # reading and sorting all of the account's history (bench/scale_bench.py).
+            models.Index(
+                fields=["account", "received_at", "id"], name="order_account_received_idx"
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),

@@ -73,3 +73,28 @@ def test_the_list_gives_what_the_serializer_gives_for_every_shape_of_order(refda
     assert len(listed) == len(shapes)
     assert {o["block"] for o in listed} == {None, block.pk}
     assert {o["basket"] for o in listed} == {None, basket.pk}
+
+
+def test_a_list_filtered_by_account_holds_that_accounts_orders_newest_first(refdata):
+    now = timezone.now()
+    for n in range(6):
+        Order.objects.create(
+            account=refdata.acct1 if n % 3 else refdata.acct2,
+            security=refdata.aapl,
+            side="BUY",
+            quantity=Decimal("100"),
+            pm=refdata.pm1 if n % 3 else refdata.pm2,
+            received_at=now - timedelta(minutes=n),
+            leaves_qty=Decimal("100"),
+            status="STAGED",
+        )
+    client = APIClient()
+    client.force_authenticate(refdata.trader)
+    listed = client.get("/api/orders/?account=ACCT1").json()["results"]
+    assert [o["account"] for o in listed] == ["ACCT1"] * 4
+    received = [o["received_at"] for o in listed]
+    assert received == sorted(received, reverse=True)
+    assert client.get("/api/orders/?account=NOSUCH").json()["results"] == []
+    # A PM names another PM's account: nothing, as for an account that does not exist.
+    client.force_authenticate(refdata.pm1)
+    assert client.get("/api/orders/?account=ACCT2").json()["results"] == []
