@@ -24,6 +24,7 @@ import quickfix as fix
 from django.db import close_old_connections, transaction
 
 from audit.services import audit_record
+from oms.db import within_transaction
 
 from . import fixmsg
 from .fixmsg import get
@@ -48,6 +49,7 @@ def wants_allocation_instructions(broker: Broker) -> bool:
     return bool((broker.extra_config or {}).get("allocation_instructions"))
 
 
+@within_transaction
 def allocation_instruction_enqueue(
     *,
     block,

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from audit.services import audit_record
+from oms.db import within_transaction
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.roles import ADMIN, TRADER, has_role
 from oms.services import exceptions_resolve_for
@@ -124,6 +125,7 @@ def kill_switch_refuse(block: Block) -> None:
         )
 
 
+@within_transaction
 def block_route_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
     """Write the NewOrderSingle for a block into the outbox, in the caller's transaction.
     The algo instruction must fit the broker's FIX version and tag map, or nothing is written
@@ -349,6 +351,7 @@ def _enqueue_change(
     return message
 
 
+@within_transaction
 def block_cancel_enqueue(*, block: Block, actor: Any, as_of: datetime) -> None:
     """Ask the broker to cancel the whole block; its orders wait in PENDING_CANCEL. A block
     whose NewOrderSingle has not been sent is withdrawn instead, and ends CANCELLED now."""
@@ -394,6 +397,7 @@ def _replace_values(
     return values
 
 
+@within_transaction
 def block_replace_enqueue(
     *,
     block: Block,
@@ -453,6 +457,7 @@ def routed_block_lock(*, order: Order) -> Block:
     return block_lock(order.block_id)
 
 
+@within_transaction
 def block_reduce_enqueue(*, block: Block, orders: list[Order], actor: Any, as_of: datetime) -> bool:
     """Cancel some of a block's orders: the block is replaced with their leaves taken off
     (a cancel when nothing would be left). True when they were taken off a NewOrderSingle not
@@ -489,6 +494,7 @@ def block_reduce_enqueue(*, block: Block, orders: list[Order], actor: Any, as_of
     return False
 
 
+@within_transaction
 def order_cancel_enqueue(*, order: Order, block: Block, actor: Any, as_of: datetime) -> bool:
     """Cancel one order of its routed block, locked by `routed_block_lock` (the block is
     reduced by that order's leaves). True when the block's allocation plan changed (see
@@ -499,6 +505,7 @@ def order_cancel_enqueue(*, order: Order, block: Block, actor: Any, as_of: datet
     return block_reduce_enqueue(block=block, orders=[order], actor=actor, as_of=as_of)
 
 
+@within_transaction
 def order_replace_enqueue(
     *,
     order: Order,

@@ -70,6 +70,24 @@ def in_transaction(work: Callable[[], T], *, attempts: int = ATTEMPTS, durable: 
         attempt += 1
 
 
+def within_transaction(fn: Callable[P, T]) -> Callable[P, T]:
+    """For a helper that writes one step of a use case: it refuses to run outside a
+    transaction, where each of its writes would commit alone (half a booking left by a crash)
+    and the use case's lock order (rows first, the audit chain last) would not hold."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not connection.in_atomic_block:
+            raise transaction.TransactionManagementError(
+                f"{fn.__qualname__} runs inside its use case's transaction "
+                "(oms.db.in_transaction or retry_on_conflict)."
+            )
+        return fn(*args, **kwargs)
+
+    run.within_transaction = True  # type: ignore[attr-defined]
+    return run
+
+
 def retry_on_conflict(
     func: Callable[P, T] | None = None, *, attempts: int = ATTEMPTS, durable: bool = False
 ):

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from oms.db import within_transaction
 from oms.errors import Conflict, DomainError, NotPermitted
 from oms.errors import NotFound as DomainNotFound
 from oms.selectors import accounts_visible_to
@@ -75,6 +76,7 @@ def order_amend_prepare(
     return order, diff
 
 
+@within_transaction
 def order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) -> None:
     """Apply an amendment of an order not routed yet at once; it goes back to
     PENDING_COMPLIANCE (the caller checks it again)."""
@@ -127,6 +129,7 @@ def order_amend_before_routing(*, order: Order, actor, as_of: datetime, diff) ->
         )
 
 
+@within_transaction
 def order_amend_request(*, order: Order, actor, as_of: datetime, diff) -> None:
     """Validate an amendment of an order at the broker and record the request; the caller
     asks the broker (the new terms apply when it confirms)."""
@@ -174,6 +177,7 @@ def order_amend_request(*, order: Order, actor, as_of: datetime, diff) -> None:
     )
 
 
+@within_transaction
 def order_cancel_before_routing(*, order: Order, actor, as_of: datetime, reason: str = "") -> Order:
     """Cancel an order that was not routed (and is in no block) at once."""
     if order.block_id is not None:
@@ -192,6 +196,7 @@ def order_cancel_before_routing(*, order: Order, actor, as_of: datetime, reason:
     )
 
 
+@within_transaction
 def order_cancel_request(*, order: Order, actor, as_of: datetime, reason: str = "") -> None:
     """Record a PM's request to cancel an order at the broker; the caller asks the broker
     (the order moves to PENDING_CANCEL with the outbox row)."""

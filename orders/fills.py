@@ -12,6 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from audit.services import audit_record_many
+from oms.db import within_transaction
 from oms.errors import Conflict, DomainError
 from oms.money import average_price
 
@@ -98,6 +99,7 @@ def _fill_outcome(fill: OrderFill) -> tuple[str, dict[str, Any]]:
     return target, fields
 
 
+@within_transaction
 def orders_fill_apply_many(
     *, fills: list[OrderFill], as_of: datetime, actor=None, kind: str = "fill"
 ) -> list[Order]:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many, bulk_insert
 from oms.bulk_rows import any_of
-from oms.db import retry_on_conflict
+from oms.db import retry_on_conflict, within_transaction
 from oms.errors import DomainError
 
 from . import broadcast
@@ -34,6 +34,7 @@ def order_lock(*, order_id: int) -> Order:
     return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
 
 
+@within_transaction
 def order_event_record(
     *,
     order: Order,
@@ -88,6 +89,7 @@ def order_history_record(
     )
 
 
+@within_transaction
 def order_transition(
     *,
     order: Order,
@@ -167,6 +169,7 @@ def _order_change(
     return event, audit
 
 
+@within_transaction
 def orders_transition_bulk(
     *,
     orders: list[Order],

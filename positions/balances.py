@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import F, Q
 
 from oms.bulk_rows import any_of
+from oms.db import within_transaction
 
 from .models import CashBalance, CashMovement, Position, PositionFill
 
@@ -34,6 +35,7 @@ def cash_lock(*, account_id: int, currency: str) -> CashBalance:
     )
 
 
+@within_transaction
 def cash_move(
     *,
     account_id: int,
