@@ -1,7 +1,9 @@
 """The PM's pages: who may open them, and My orders shows only the PM's orders, filtered."""
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from tests import factories
 
@@ -39,3 +41,20 @@ def test_my_orders_lists_own_orders_with_filters(refdata):
     assert f'data-order-id="{theirs.pk}"' not in html
     filtered = client_for(refdata.pm1).get("/orders/mine/?status=STAGED&symbol=AAPL")
     assert {o.pk for o in filtered.context["page"]} == {mine.pk}
+
+
+def test_my_orders_reads_a_page_in_the_same_queries_for_one_order_or_many(
+    refdata, django_assert_max_num_queries
+):
+    # The page reads only the columns it shows (orders.views.MY_ORDERS_COLUMNS): a field it
+    # shows but did not read would cost a query per row here.
+    client = client_for(refdata.pm1)
+    factories.order(refdata.acct1, refdata.aapl, refdata.pm1, status="STAGED")
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/orders/mine/").status_code == 200
+    for n in range(30):
+        factories.order(refdata.acct1, refdata.msft if n % 2 else refdata.aapl, refdata.pm1)
+    with django_assert_max_num_queries(len(one)):
+        html = client.get("/orders/mine/").content.decode()
+    assert html.count("data-order-id=") == 31
+    assert "MSFT" in html and "AAPL" in html
