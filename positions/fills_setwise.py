@@ -1,6 +1,6 @@
-"""Many fills at once (the slices of one execution, a block's shares): position_fills_apply
-writes the same ledger rows, cash movements and balances as position_fill_apply once per booking
-in order, in a fixed number of round trips."""
+"""Fills into positions and cash, the one write path of a booking: position_fills_apply
+writes many at once (the slices of one execution, a block's shares) in a fixed number of round
+trips; position_fill_apply is a batch of one."""
 
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ from oms.models import Security
 from oms.money import Terms
 
 from . import broadcast
-from .balances import position_lock, rows_lock
-from .fills import fill_book, fill_check, fill_money, fill_reverse, position_save, position_set
+from .balances import rows_lock
+from .fills import fill_check, fill_money, position_set
 from .models import CashBalance, CashMovement, CashMovementKind, Position, PositionFill
 from .replay import (
     PositionState,
-    position_replay,
     position_state_apply,
     positions_replay,
     signed_quantity,
@@ -57,10 +56,10 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
     locked in one statement each (pk order), and rows are written with one INSERT or UPDATE
     per table.
 
-    Reversals (quantity < 0) that come before every booking (a booking day taken back, then
-    booked again) go the same way (_fills_apply); a reversal after a booking goes one booking
-    at a time (_fills_apply_with_reversals).
-    Runs inside the caller's transaction. Returns the ids of the bookings' ledger rows."""
+    Reversals (quantity < 0) that come before the bookings (a booking day taken back, then
+    booked again) are written in the same pass; a reversal after a booking starts a pass of
+    its own (_runs). Runs inside the caller's transaction. Returns the ids of the bookings'
+    ledger rows."""
     if not bookings:
         return []
     for b in bookings:
@@ -71,11 +70,55 @@ def position_fills_apply(*, bookings: list[FillBooking], as_of: datetime) -> lis
             trade_date=b.trade_date,
             settle_date=b.settle_date,
         )
-    split = next((i for i, b in enumerate(bookings) if b.quantity > 0), len(bookings))
-    if any(b.quantity < 0 for b in bookings[split:]):
-        _fills_apply_with_reversals(bookings, as_of=as_of)
-        return []
-    return _fills_apply(reversals=bookings[:split], bookings=bookings[split:], as_of=as_of)
+    ids: list[int] = []
+    for reversals, booked in _runs(bookings):
+        ids += _fills_apply(reversals=reversals, bookings=booked, as_of=as_of)
+    return ids
+
+
+def position_fill_apply(
+    *,
+    account_id: int,
+    security_id: int,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    trade_date: date,
+    settle_date: date,
+    fill_ref: str,
+    as_of: datetime,
+    net_money: Decimal | None = None,
+) -> None:
+    """Book a fill (quantity > 0) or reverse an earlier booking of that size at that price
+    (quantity < 0) into the account's position and cash: a batch of one of
+    position_fills_apply, so a booking is written one way whatever the number. `net_money`,
+    when given, is the cash the booking moves (the allocation's money to the cent)."""
+    booking = FillBooking(
+        account_id=account_id,
+        security_id=security_id,
+        side=side,
+        quantity=quantity,
+        price=price,
+        trade_date=trade_date,
+        settle_date=settle_date,
+        fill_ref=fill_ref,
+        net_money=net_money,
+    )
+    with transaction.atomic():
+        position_fills_apply(bookings=[booking], as_of=as_of)
+
+
+def _runs(bookings: list[FillBooking]):
+    """The bookings in order as runs of (reversals, then bookings): a reversal after a
+    booking starts a run of its own, so it finds in the ledger what the runs before it
+    wrote (a day booked, taken back and booked again in one call)."""
+    start = 0
+    for i in range(1, len(bookings) + 1):
+        if i == len(bookings) or (bookings[i].quantity < 0 < bookings[i - 1].quantity):
+            run = bookings[start:i]
+            split = next((j for j, b in enumerate(run) if b.quantity > 0), len(run))
+            yield run[:split], run[split:]
+            start = i
 
 
 # The rows of one call follow the accounts of a block (not the number of its fills): COPY
@@ -307,43 +350,6 @@ def _reversal_rows(reversals: list[FillBooking], seen: dict[tuple, int]) -> list
             )
         )
     return rows
-
-
-def _fills_apply_with_reversals(bookings: list[FillBooking], *, as_of: datetime) -> None:
-    """Bookings and reversals in order, one at a time; a position that had a reversal is
-    recomputed from its ledger once at the end rather than after each reversal (a day booked
-    again reverses many bookings of the same positions)."""
-    reversed_positions: dict[tuple[int, int], Position] = {}
-    with transaction.atomic():
-        for b in bookings:
-            position = position_lock(account_id=b.account_id, security_id=b.security_id)
-            seq = (
-                PositionFill.objects.filter(
-                    account_id=b.account_id, security_id=b.security_id, fill_ref=b.fill_ref
-                ).count()
-                + 1
-            )
-            if b.quantity > 0:
-                fill_book(
-                    position,
-                    b.side,
-                    b.quantity,
-                    b.price,
-                    b.trade_date,
-                    b.settle_date,
-                    b.fill_ref,
-                    seq,
-                    as_of,
-                    net_money=b.net_money,
-                )
-            else:
-                fill_reverse(position, b.side, -b.quantity, b.price, b.fill_ref, seq, as_of, False)
-                reversed_positions[(b.account_id, b.security_id)] = position
-        for key in sorted(reversed_positions):
-            position = position_lock(account_id=key[0], security_id=key[1])
-            position_save(position, position_replay(position))
-    for account_id in sorted({b.account_id for b in bookings}):
-        broadcast.position_changed_on_commit(account_id)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ goes through position_fill_apply (or position_fills_apply for many), every other
 positions_reconcile can recompute everything from the opening balances and the ledger.
 
 The work is done by one module per job, named here so callers need one import:
-- positions.fills: one fill at a time (position_fill_apply);
-- positions.fills_setwise: many fills at once (position_fills_apply, FillBooking);
+- positions.fills_setwise: fills booked, many at once (position_fills_apply, FillBooking) or
+  one (position_fill_apply, a batch of one);
+- positions.fills: a booking's checks, its money and a position's new state;
 - positions.cash: cash adjustments, settling, FX rates;
 - positions.opening: start-of-day positions and cash;
 - positions.balances: the locked rows they all write through;
@@ -15,8 +16,7 @@ The work is done by one module per job, named here so callers need one import:
 from __future__ import annotations
 
 from .cash import CashAdjustment, cash_adjust, cash_adjust_many, cash_settle_due, fx_rate_set
-from .fills import position_fill_apply
-from .fills_setwise import FillBooking, position_fills_apply
+from .fills_setwise import FillBooking, position_fill_apply, position_fills_apply
 from .opening import OpeningCash, OpeningPosition, opening_balances_load
 
 __all__ = [
