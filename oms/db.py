@@ -84,7 +84,6 @@ def within_transaction(fn: Callable[P, T]) -> Callable[P, T]:
             )
         return fn(*args, **kwargs)
 
-    run.within_transaction = True  # type: ignore[attr-defined]
     return run
 
 
