@@ -46,42 +46,20 @@ def ticket(request):
     )
 
 
-# What the page shows of each order: the whole rows of the order, its account, security and PM
-# were read and built for a page of 100 (bench/scale_bench.py).
-MY_ORDERS_COLUMNS = (
-    "version",
-    "received_at",
-    "account__code",
-    "security__symbol",
-    "security__tick_size",
-    "side",
-    "quantity",
-    "order_type",
-    "limit_price",
-    "time_in_force",
-    "expire_date",
-    "status",
-    "cum_qty",
-    "leaves_qty",
-    "avg_price",
-    "compliance_status",
-)
-
-
 @login_required
 def my_orders(request):
     _capture_allowed(request)
     form = page_query(OrderFilterForm, request.GET)
     # A bad filter lists nothing (it once listed every order, as if it had been applied).
     orders = (
-        selectors.order_list(user=request.user, filters=form.cleaned_data)
-        .select_related(None)
-        .select_related("account", "security")
-        .only(*MY_ORDERS_COLUMNS)
+        selectors.order_list_values(
+            selectors.order_list(user=request.user, filters=form.cleaned_data)
+        )
         if form.is_valid()
         else Order.objects.none()
     )
     page = page_of(orders, request.GET.get("page"), 100)
+    page.object_list = selectors.order_page_rows(page.object_list)
     return render(
         request,
         "orders/my_orders.html",
