@@ -26,7 +26,7 @@ bench: $(STAMP)
 
 # The fault suite at full scale (10,000 fills through kill -9 and so on): see the README.
 faults: $(STAMP)
-	OMS_FAULTS_SCALE=full $(PY) -m oms.launch test tests/reliability -m faults $(ARGS)
+	OMS_FAULTS_SCALE=full OMS_TEST_WORKERS=1 $(PY) -m oms.launch test tests/reliability -m faults $(ARGS)
 
 # The API fuzzed at full depth: schemathesis, every check, every role (see the README).
 fuzz: $(STAMP)

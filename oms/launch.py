@@ -179,11 +179,26 @@ def run() -> int:
             return 130
 
 
+def _test_workers(args: list[str]) -> list[str]:
+    """Two pytest-xdist workers, a test file to each at a time (most of the suite waits on
+    sockets, servers and timers, not on a CPU): OMS_TEST_WORKERS=1 runs it in one process, and
+    -n in the arguments is the caller's own choice."""
+    workers = os.environ.get("OMS_TEST_WORKERS", "2").strip()
+    chosen = any(
+        a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
+    )
+    if chosen or workers in ("", "0", "1"):
+        return args
+    return ["-n", workers, "--dist", "loadfile", *args]
+
+
 def test(args: list[str]) -> int:
     services = resolve_services()
     env = _child_env(services, "oms.settings.test")
     started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", *args], env=env, cwd=ROOT)
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", *_test_workers(args)], env=env, cwd=ROOT
+    )
     print(f"make test: pytest exited {code} after {time.monotonic() - started:.0f} s", flush=True)
     return code
 

@@ -63,6 +63,19 @@ def make_user(db):
 
 
 @pytest.fixture
+def fee_rules(db):
+    """The fee schedule allocation's migration seeds, back if a transactional test's flush
+    emptied it earlier in this process (which test ran before depends on the worker)."""
+    import importlib
+
+    from allocation.models import FeeRule
+
+    if not FeeRule.objects.exists():
+        seed = importlib.import_module("allocation.migrations.0004_fee_rules").SEED
+        FeeRule.objects.bulk_create(FeeRule(**row) for row in seed)
+
+
+@pytest.fixture
 def refdata(db):
     """A small firm: two PMs with an account each, a trader, compliance, ops, a few stocks."""
     from tests.factories import build_refdata

@@ -17,6 +17,11 @@ AS_OF = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 TRADE_DATE = date(2026, 11, 25)
 
 
+@pytest.fixture(autouse=True)
+def _seeded_fee_rules(fee_rules):
+    """Allocations charge the seeded fees: every test here starts with them."""
+
+
 @pytest.fixture
 def broker(db):
     return Broker.objects.create(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from datetime import date
 from decimal import Decimal
 
@@ -20,17 +19,8 @@ from tests import factories
 D = Decimal
 pytestmark = pytest.mark.django_db
 
-SEEDED = importlib.import_module("allocation.migrations.0004_fee_rules").SEED
 IN_2024 = date(2024, 6, 3)  # SEC fee $27.80 per million, TAF $0.000166 per share (max $8.30)
 IN_2025 = date(2025, 6, 2)  # French FTT 0.4%
-
-
-@pytest.fixture(autouse=True)
-def fee_rules(db):
-    """The rules the migration seeds (a transactional test elsewhere may have emptied them)."""
-    if not FeeRule.objects.exists():
-        for row in SEEDED:
-            FeeRule.objects.create(**row)
 
 
 def listed(symbol, *, mic, isin=None, currency="USD", asset_class="EQUITY", price="100.00"):

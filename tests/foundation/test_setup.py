@@ -1,5 +1,6 @@
 """The set-up contract: settings, deploy checks, compose file, embedded services."""
 
+import json
 import os
 import shutil
 import socket
@@ -121,3 +122,46 @@ def test_embedded_services_start_and_answer(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[-3:] == ["['postgres', 'redis']", "oms", "True"]
     assert (tmp_path / "run" / "pgdata" / "PG_VERSION").exists()
+
+
+def _test_settings_as(worker: str, redis_url: str, inherited: dict | None = None) -> dict:
+    moved = ("OMS_RUN_DIR", "PYTEST_XDIST_WORKER", "OMS_TEST_WORKER")
+    env = {k: v for k, v in os.environ.items() if k not in moved}
+    env.update({"REDIS_URL": redis_url, "DJANGO_SETTINGS_MODULE": "oms.settings.test"})
+    if worker:
+        env["PYTEST_XDIST_WORKER"] = worker
+    env.update(inherited or {})
+    code = (
+        "import json, os; from django.conf import settings as s; print(json.dumps({"
+        "'redis': s.REDIS_URL, 'env_redis': os.environ['REDIS_URL'], 'broker': s.CELERY_BROKER_URL,"
+        "'layer': s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'],"
+        "'run': str(s.OMS_RUN_DIR), 'store': str(s.OMS_FIX_STORE_DIR),"
+        "'env_run': os.environ.get('OMS_RUN_DIR', ''),"
+        "'env': {k: os.environ[k] for k in ('REDIS_URL', 'OMS_RUN_DIR', 'OMS_TEST_WORKER')"
+        " if k in os.environ}}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_each_test_worker_has_its_own_redis_database_and_run_directory():
+    # make test's two xdist workers: a shared Redis database or FIX store would let one
+    # worker's feeds, Celery tasks and sequence numbers reach the other's tests.
+    alone = _test_settings_as("", "redis://127.0.0.1:6379/3")
+    gw0 = _test_settings_as("gw0", "redis://127.0.0.1:6379/3")
+    gw1 = _test_settings_as("gw1", "redis://127.0.0.1:6379/3")
+    assert alone["redis"] == gw0["redis"] == "redis://127.0.0.1:6379/3"
+    assert gw1["redis"] == "redis://127.0.0.1:6379/11"
+    # The servers a test starts inherit the environment, so it must say the same.
+    for worker in (gw0, gw1):
+        assert worker["redis"] == worker["env_redis"] == worker["broker"] == worker["layer"]
+        assert worker["store"].startswith(worker["run"]) and worker["env_run"] == worker["run"]
+    assert gw0["run"].endswith("/.run/test-gw0") and gw1["run"].endswith("/.run/test-gw1")
+    assert _test_settings_as("gw1", "redis://127.0.0.1:6379/9")["redis"].endswith("/1")
+    # A server the test starts (Daphne, Celery, the FIX gateway) inherits the worker's moved
+    # environment and loads these settings again: it must land where the worker did.
+    child = _test_settings_as("gw1", gw1["env_redis"], inherited=gw1["env"])
+    assert (child["redis"], child["run"]) == (gw1["redis"], gw1["run"])
