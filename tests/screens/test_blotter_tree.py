@@ -208,6 +208,14 @@ def test_selection_is_cleared_by_a_filter_and_after_an_action(desk, login, oms_s
 def test_route_dialog_starts_from_the_orders_and_the_brokers_strategies(desk, login, oms_server):
     page = _blotter(login, oms_server)
     block = desk["open_block"]
+    # The grid applies the feed's rows in batches: the block's orders may still be on their way
+    # when its row shows (a busy machine made the click select nothing).
+    page.wait_for_function(
+        "(id) => { let n = 0; window.OMSBlotter.api.forEachNode("
+        "x => { if (x.data && x.data.kind === 'order' && x.data.block_id === id) n++; });"
+        " return n === 2; }",
+        arg=block.pk,
+    )
     # A click on the block row selects its orders.
     page.locator(f"#blotter-grid [row-id='B{block.pk}'] [col-id='symbol']").click()
     assert _selected(page) == 2
