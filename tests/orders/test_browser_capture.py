@@ -59,6 +59,9 @@ def test_pm_enters_an_order_sees_it_and_uploads_a_basket(refdata, login, oms_ser
     assert row.locator("[data-field=status]").inner_text() == "STAGED"
 
     page.click("nav >> text=Baskets")
+    # The page's script listens for the file once loaded: a file set before then went unseen on
+    # a busy machine.
+    page.wait_for_url(re.compile(r"/orders/baskets/$"), wait_until="load")
     csv_path = tmp_path / "basket.csv"
     csv_path.write_text(BASKET, encoding="utf-8")
     page.set_input_files("#basket-file", str(csv_path))
