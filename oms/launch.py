@@ -180,10 +180,12 @@ def run() -> int:
 
 
 def _test_workers(args: list[str]) -> list[str]:
-    """Two pytest-xdist workers, a test file to each at a time (most of the suite waits on
-    sockets, servers and timers, not on a CPU): OMS_TEST_WORKERS=1 runs it in one process, and
-    -n in the arguments is the caller's own choice."""
-    workers = os.environ.get("OMS_TEST_WORKERS", "2").strip()
+    """OMS_TEST_WORKERS=2 runs the suite in two pytest-xdist workers, a test file to each at a
+    time (8.5 minutes here instead of 15: most of it waits on sockets, servers and timers). One
+    process is the default: on two CPUs, browser tests that assert soon after a click or an
+    upload failed now and then beside the other worker (README, quick start). -n in the
+    arguments is the caller's own choice."""
+    workers = os.environ.get("OMS_TEST_WORKERS", "1").strip()
     chosen = any(
         a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
     )
