@@ -20,6 +20,8 @@ BASKET = (
 def test_pm_enters_an_order_sees_it_and_uploads_a_basket(refdata, login, oms_server, tmp_path):
     page = login("pm1")
     page.click("nav >> text=Order ticket")
+    # Typing before the page's script listens starts no search: wait for it to load.
+    page.wait_for_url(re.compile(r"/orders/ticket/$"), wait_until="load")
     page.wait_for_selector("#order-ticket")
     assert page.locator("select[name=account] option").all_inner_texts() == ["ACCT1 · ACCT1 Fund"]
 
