@@ -9,7 +9,7 @@ import hashlib
 from datetime import date
 
 from oms.csvio import write_csv
-from oms.money import money_round
+from oms.money import decimal_text, money_round
 
 from .models import Allocation
 
@@ -60,8 +60,8 @@ def settlement_rows(*, custodian_id: int, trade_date: date) -> list[dict[str, st
                 "symbol": security.symbol,
                 "isin": security.isin or "",
                 "side": a.side,
-                "quantity": f"{a.quantity.normalize():f}",
-                "price": f"{a.avg_price.normalize():f}",
+                "quantity": decimal_text(a.quantity),
+                "price": decimal_text(a.avg_price),
                 "gross_amount": str(money_round(a.gross_amount, a.currency)),
                 "accrued_interest": str(money_round(a.accrued_interest, a.currency)),
                 "commission": str(money_round(a.commission, a.currency)),

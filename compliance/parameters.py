@@ -9,6 +9,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from rest_framework import serializers
 
+from oms.money import decimal_text
+
 from .models import RuleKind
 
 PCT = {"max_digits": 12, "decimal_places": 6, "min_value": Decimal("0")}
@@ -128,6 +130,6 @@ def rule_parameters_clean(*, kind: str, parameters: Any) -> dict[str, Any]:
         )
     return {
         # 10, 10.0 and 1E+1 are one limit: store the plain form.
-        key: format(value.normalize(), "f") if isinstance(value, Decimal) else value
+        key: decimal_text(value) if isinstance(value, Decimal) else value
         for key, value in serializer.validated_data.items()
     }

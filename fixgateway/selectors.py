@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
+from oms import money
 from orders.models import Block
 
 from . import fixmsg
@@ -172,7 +173,7 @@ def unconfirmed_orders() -> list[dict]:
 
 def decimal_text(value: Decimal | None) -> str | None:
     """A quantity or price as the API writes it: "100", "150.25" (None stays None)."""
-    return None if value is None else format(value.normalize(), "f")
+    return None if value is None else money.decimal_text(value)
 
 
 def outbox_unsent(*, broker_id: int) -> QuerySet[OutboxMessage]:

@@ -46,6 +46,11 @@ DEFAULT_MINOR_UNIT = 2
 _ISO_CODE = re.compile(r"[A-Z]{3}")
 
 
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as people write it: 10, not 1E+1 or 10.00000000 (the 8-place columns)."""
+    return format(value.normalize(), "f")
+
+
 def minor_unit(currency: str) -> int:
     """Decimal places of the currency's minor unit: 2 for USD, 0 for JPY, 3 for KWD, 8 for BTC;
     2 for any other three-letter code. Anything else is not a currency code (DomainError)."""

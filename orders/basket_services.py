@@ -27,7 +27,7 @@ from oms.db import retry_on_conflict
 from oms.errors import DomainError, NotFound, NotPermitted
 from oms.fields import ZERO
 from oms.models import Security
-from oms.money import Terms
+from oms.money import Terms, decimal_text
 from oms.selectors import account_not_found
 from positions.selectors import MissingFxRate, portfolio_snapshot
 
@@ -287,7 +287,7 @@ def basket_confirm(
 
 
 def _num(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value else "0"
+    return decimal_text(value) if value else "0"
 
 
 def _decimal(text: str) -> Decimal | None:

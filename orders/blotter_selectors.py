@@ -7,7 +7,6 @@ publisher runs after every commit, so neither may touch a model instance or lazy
 from __future__ import annotations
 
 from datetime import datetime, time
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
@@ -22,6 +21,7 @@ from fixgateway.selectors import broker_sessions as fix_broker_sessions
 from oms.errors import NotFound
 from oms.fields import ZERO
 from oms.models import UserPreference
+from oms.money import decimal_text
 from oms.roles import ADMIN, TRADER, has_role, sees_all_accounts
 from oms.selectors import accounts_visible_to, exceptions_open_counts
 
@@ -124,18 +124,13 @@ def _row(values: dict[str, Any]) -> dict[str, Any]:
         row["leaves_qty"] = row["quantity"] - row["cum_qty"]
     for name in _DECIMALS:
         value = row[name]
-        row[name] = None if value is None else _plain(value)
+        row[name] = None if value is None else decimal_text(value)
     row["received_at"] = row["received_at"].isoformat()
     if row["unconfirmed_at_broker"] is not None:
         row["unconfirmed_at_broker"] = row["unconfirmed_at_broker"].isoformat()
     row["updated_at"] = row["updated_at"].isoformat()
     row["reject"] = (row["reject"] or {}).get("text", "")
     return row
-
-
-def _plain(value: Decimal) -> str:
-    # 8-place columns print as "100.00000000"; the grid wants "100".
-    return format(value.normalize(), "f")
 
 
 def _blotter_orders(*, as_of: datetime) -> QuerySet[Order]:
@@ -271,7 +266,7 @@ def block_detail(*, block_id: int) -> dict[str, Any] | None:
     )
     if row is not None:
         for name in _BLOCK_DECIMALS:
-            row[name] = None if row[name] is None else _plain(row[name])
+            row[name] = None if row[name] is None else decimal_text(row[name])
         # Routing to a session that is down only queues the order: the desk must see that.
         row["send_state"] = row.pop("fix_order__outbox_state") or ""
         row["queued"] = row["send_state"] in ("queued", "held")

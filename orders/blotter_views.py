@@ -28,6 +28,7 @@ from oms.api import (
     query_or_400,
 )
 from oms.errors import NotFound
+from oms.money import decimal_text
 from oms.roles import ADMIN, COMPLIANCE, OPERATIONS, TRADER
 from oms.schema import form_parameters
 
@@ -142,7 +143,7 @@ def _exact(value):
     if isinstance(value, list | tuple):
         return [_exact(v) for v in value]
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+        return decimal_text(value)
     return value
 
 

@@ -22,7 +22,7 @@ from oms.db import retry_on_conflict
 from oms.errors import Conflict, DomainError
 from oms.errors import NotFound as DomainNotFound
 from oms.models import Account, Security
-from oms.money import Terms, money_round, notional
+from oms.money import Terms, decimal_text, money_round, notional
 from oms.roles import has_role
 from oms.selectors import account_not_found
 
@@ -91,7 +91,7 @@ class OrderInput:
 def _canonical(value: Any) -> Any:
     if isinstance(value, Decimal):
         # 100, 100.0 and 1E+2 are the same quantity.
-        return format(value.normalize(), "f")
+        return decimal_text(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
@@ -137,11 +137,6 @@ def account_manageable_by(*, user, account: Account) -> bool:
     if not has_role(user, roles.PM):
         return False
     return any(m.pk == user.pk for m in account.managers.all())
-
-
-def decimal_text(value: Decimal) -> str:
-    """A Decimal as people write it: 10, not 1E+1 or 10.00000000."""
-    return format(value.normalize(), "f")
 
 
 def on_tick(price: Decimal, tick: Decimal) -> bool:

@@ -13,7 +13,7 @@ from allocation.selectors import account_block_allocations
 from compliance.selectors import order_compliance as compliance_of
 from oms.errors import NotFound
 from oms.models import Account
-from oms.money import PRICE_PLACES, Terms, money_round, notional
+from oms.money import PRICE_PLACES, Terms, decimal_text, money_round, notional
 from oms.roles import sees_all_accounts
 from oms.selectors import accounts_visible_to
 
@@ -104,8 +104,8 @@ _ORDER_TYPE_LABELS = dict(OrderType.choices)
 
 
 def _plain(value: Decimal | None) -> str:
-    """A quantity or price as written, without trailing zeros or an exponent (100, 12.5)."""
-    return "" if value is None else format(value.normalize(), "f")
+    """A quantity or price as written (100, 12.5); an empty cell for none."""
+    return "" if value is None else decimal_text(value)
 
 
 def order_list_values(orders: QuerySet[Order]) -> QuerySet:

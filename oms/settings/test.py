@@ -2,7 +2,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-# `make test` runs the suite in two pytest-xdist workers. Each gets its own test database
+# `OMS_TEST_WORKERS=2 make test` runs the suite in two pytest-xdist workers (oms.launch). Each
+# gets its own test database
 # (pytest-django's _gw<N> suffix), Redis database and run directory (FIX stores, anchors), so one
 # worker's feeds, Celery queues and FIX sessions never meet the other's. They are set in the
 # environment before the base settings read it, so the servers a test starts inherit them.

@@ -210,7 +210,7 @@ def test_route_dialog_starts_from_the_orders_and_the_brokers_strategies(desk, lo
     page = _blotter(login, oms_server)
     block = desk["open_block"]
     # The grid applies the feed's rows in batches: the block's orders may still be on their way
-    # when its row shows (a busy machine made the click select nothing).
+    # when its row shows.
     page.wait_for_function(
         "(id) => { let n = 0; window.OMSBlotter.api.forEachNode("
         "x => { if (x.data && x.data.kind === 'order' && x.data.block_id === id) n++; });"
